@@ -1,0 +1,32 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+# Both create .venv and install the project with its dev extras first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# CPU-only torch from the local wheel: a bare `torch` would pull a multi-GB CUDA build.
+TORCH_PIN ?= torch==2.13.0
+OUT ?= out
+
+.PHONY: install demo test tradeoff evaluate bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_PIN)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/smoothsal explain --out $(OUT)/explain
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_smooth.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -1,0 +1,153 @@
+"""The base class every attribution method derives from, and the model guard.
+
+The base owns the plumbing that all methods share, so each method only writes its maths:
+
+* input checks (finite float tensor with a batch axis) and target resolution
+  (``None`` = predicted class, an int, or one class per sample);
+* the model guard: the model is explained in eval mode, and afterwards every module's
+  train/eval flag, ``inplace`` flag, forward override and hook dictionary is put back exactly as
+  it was, also when the method raises midway. A model in training mode gets a warning
+  (dropout and batch-norm statistics would make the map random);
+* one place that calls the model and checks it returned ``[B, classes]`` logits.
+
+A subclass implements :meth:`Attribution._attribute` ``(inputs, target) -> attributions``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from smoothsal._validation import TargetSpec, check_inputs, check_logits, resolve_targets
+
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+)
+
+
+@contextlib.contextmanager
+def preserve_model(model: nn.Module, *, warn_training: bool = True) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block and restore it exactly afterwards.
+
+    Restored on exit, whether the block returns or raises: each module's ``training`` flag,
+    ``inplace`` attribute, any instance-level ``forward`` override, and the hooks registered on
+    it (hooks the block added are removed; hooks the user had stay).
+    """
+    modules = list(model.modules())
+    training = [m.training for m in modules]
+    inplace = [getattr(m, "inplace", None) for m in modules]
+    forwards = [m.__dict__.get("forward") for m in modules]
+    hooks = [{name: dict(getattr(m, name)) for name in _HOOK_DICTS if hasattr(m, name)} for m in modules]
+    if warn_training and model.training:
+        warnings.warn(
+            "the model is in training mode; smoothsal explains it in eval mode (dropout and batch-norm "
+            "statistics would make the map random) and restores training mode afterwards. "
+            "Call model.eval() to silence this warning.",
+            UserWarning,
+            stacklevel=4,
+        )
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, was_training, inp, fwd, hk in zip(modules, training, inplace, forwards, hooks):
+            m.training = was_training
+            if inp is not None:
+                m.inplace = inp
+            if fwd is None:
+                m.__dict__.pop("forward", None)
+            else:
+                m.__dict__["forward"] = fwd
+            for name, saved in hk.items():
+                current = getattr(m, name)
+                current.clear()
+                current.update(saved)
+
+
+class Attribution:
+    """Base class: an attribution method built from a model.
+
+    Args:
+        model: any ``nn.Module`` that maps ``[B, ...]`` inputs to ``[B, classes]`` logits.
+
+    Subclasses override :meth:`_attribute`; users call :meth:`attribute`.
+    """
+
+    #: ``None`` = attributions shaped like the inputs; CAM methods set ``"cam"`` ([B, 1, H, W]).
+    output_kind: str = "input"
+    #: input rank the method needs (``4`` for methods that use image structure), or ``None``.
+    required_ndim: int | None = None
+
+    def __init__(self, model: nn.Module) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+
+    def attribute(self, inputs: Tensor, target: TargetSpec = None) -> Tensor:
+        """Attributions for ``inputs`` ``[B, ...]`` with respect to class ``target``.
+
+        Args:
+            inputs: float tensor ``[B, ...]`` (``[B, C, H, W]`` for images), preprocessed for the model.
+            target: ``None`` (each sample's predicted class), an int (every sample), or a
+                sequence/tensor of ``B`` class indices.
+        Returns:
+            float tensor shaped like ``inputs`` (``[B, 1, H, W]`` for CAM methods).
+        """
+        check_inputs(inputs, ndim=self.required_ndim)
+        with preserve_model(self.model):
+            out = self._attribute(inputs.detach(), target)
+        return out.detach()
+
+    __call__ = attribute
+
+    def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ---- helpers for subclasses -------------------------------------------------------------
+    def _logits(self, inputs: Tensor) -> Tensor:
+        """Call the model once and check it returned ``[B, classes]`` logits."""
+        return check_logits(self.model(inputs), inputs.shape[0])
+
+    def _score_and_grad(self, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, Tensor, Tensor]:
+        """One forward and one backward: ``(grad of the target logit w.r.t. inputs, logits, targets)``.
+
+        The gradient is taken with :func:`torch.autograd.grad`, so no ``.grad`` of the inputs or
+        of the model's parameters is touched.
+        """
+        x = inputs.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self._logits(x)
+            targets = resolve_targets(target, logits)
+            score = logits.gather(1, targets[:, None]).sum()
+            (grad,) = torch.autograd.grad(score, x)
+        return grad, logits.detach(), targets
+
+    def targets_for(self, inputs: Tensor, target: TargetSpec) -> Tensor:
+        """Resolve ``target`` for ``inputs`` (one forward pass when ``target`` is ``None``)."""
+        check_inputs(inputs)
+        with preserve_model(self.model), torch.no_grad():
+            logits = self._logits(inputs)
+        return resolve_targets(target, logits)
+
+    def __repr__(self) -> str:
+        params = {k: v for k, v in vars(self).items() if k != "model" and not k.startswith("_")}
+        inner = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        return f"{type(self).__name__}({type(self.model).__name__}{', ' if inner else ''}{inner})"
+
+
+def model_of(method: Any) -> nn.Module | None:
+    """The model an attribution method explains, if it exposes one (``.model``)."""
+    model = getattr(method, "model", None)
+    return model if isinstance(model, nn.Module) else None
