@@ -1,0 +1,184 @@
+r"""Attribution pruning: how much of the map does the model need to keep its confidence?
+
+The practitioner's guide to jagged landscapes ("attribution pruning": keep only the high-signal
+pixels) and the deletion/insertion family (Petsiuk et al. 2018, RISE, arXiv:1806.07421) ask the
+same question from the other side: keep only the top :math:`q\%` of the pixels by
+:math:`|a|` (summed over channels), replace every other pixel by a baseline, and measure
+
+.. math::
+    \text{confidence\_kept}(q) = \frac{p_c(x_{\text{top}\,q})}{p_c(x)}, \qquad
+    \text{mass\_kept}(q) = \frac{\sum_{p \in \text{top}\,q} |a|_p}{\sum_p |a|_p},
+
+with :math:`p_c` the softmax probability of the target class and
+:math:`x_{\text{top}\,q} = m_q \odot x + (1 - m_q) \odot x'`. A map that points at what the model
+uses keeps the confidence at a small :math:`q`; :func:`smallest_q` reports the smallest such
+:math:`q` per sample.
+
+The top :math:`q\%` means :math:`k = \lceil q \cdot HW / 100 \rceil` pixels (at least 1), ties broken
+by pixel order (stable sort). A map that is zero everywhere has no preferred pixels: its mass kept
+is then defined as the fraction of pixels kept, :math:`k / HW` (the limit of a uniform map).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from smoothsal._validation import TargetSpec, check_inputs, check_logits, check_positive_int, resolve_targets
+from smoothsal.methods.base import preserve_model
+from smoothsal.methods.baselines import BaselineSpec, make_baseline
+
+DEFAULT_Q: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100)
+
+
+@dataclass
+class PruningResult:
+    """The result of :func:`attribution_pruning`.
+
+    Attributes:
+        q: ``[Q]`` kept percentages, ascending.
+        confidence_kept: ``[Q, B]`` :math:`p_c(\\text{pruned}) / p_c(x)` (may exceed 1).
+        mass_kept: ``[Q, B]`` share of :math:`\\sum |a|` in the kept pixels, in [0, 1].
+        targets: ``[B]`` the classes whose probability is tracked.
+    """
+
+    q: Tensor
+    confidence_kept: Tensor
+    mass_kept: Tensor
+    targets: Tensor
+
+
+def _check_q(q: Sequence[float]) -> Tensor:
+    values = [q] if isinstance(q, (int, float)) else list(q)
+    if not values:
+        raise ValueError("`q` must hold at least one percentage in (0, 100]")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v <= 100) or math.isnan(v):
+            raise ValueError(f"`q` values must be percentages in (0, 100], got {v!r}")
+    return torch.tensor(sorted(set(float(v) for v in values)), dtype=torch.float64)
+
+
+def _pixel_scores(attributions: Tensor, inputs: Tensor) -> Tensor:
+    """``|a|`` summed over channels, ``[B, H, W]``, checked against the inputs' ``[B, C, H, W]``."""
+    if not isinstance(attributions, Tensor) or not attributions.is_floating_point():
+        raise TypeError("`attributions` must be a floating-point tensor [B, C, H, W], [B, 1, H, W] or [B, H, W]")
+    b, _, h, w = inputs.shape
+    if attributions.dim() == 3:
+        attributions = attributions[:, None]
+    if attributions.dim() != 4 or attributions.shape[0] != b or attributions.shape[-2:] != (h, w):
+        raise ValueError(
+            f"`attributions` must have shape [B, C, H, W], [B, 1, H, W] or [B, H, W] with B={b}, H={h}, W={w} "
+            f"(the inputs' shape {tuple(inputs.shape)}), got {tuple(attributions.shape)}"
+        )
+    if not torch.isfinite(attributions).all():
+        raise ValueError("`attributions` must be finite; it contains NaN or Inf values")
+    return attributions.detach().abs().sum(dim=1).to(inputs.dtype)  # [B, H, W]
+
+
+def _pruned_probabilities(
+    model: nn.Module, inputs: Tensor, base: Tensor, keep: Tensor, targets: Tensor, batch_size: int
+) -> Tensor:
+    """Target probability of every pruned image ``[Q, B]``, built and scored ``batch_size`` at a time."""
+    n_q, b = keep.shape[:2]
+    h, w = inputs.shape[-2:]
+    keep_flat = keep.reshape(n_q * b, 1, h, w)  # [Q*B, 1, H, W], row i = (q index i // B, sample i % B)
+    out = []
+    with preserve_model(model), torch.no_grad():
+        for start in range(0, n_q * b, batch_size):
+            rows = torch.arange(start, min(start + batch_size, n_q * b), device=inputs.device)
+            sample = rows % b
+            m = keep_flat[rows].to(inputs.dtype)  # [n, 1, H, W]
+            chunk = m * inputs[sample] + (1 - m) * base[sample]  # [n, C, H, W]
+            logits = check_logits(model(chunk), chunk.shape[0])
+            out.append(logits.softmax(dim=1).gather(1, targets[sample, None])[:, 0])
+    return torch.cat(out).reshape(n_q, b)
+
+
+def attribution_pruning(
+    model: nn.Module,
+    inputs: Tensor,
+    attributions: Tensor,
+    targets: TargetSpec = None,
+    q: Sequence[float] = DEFAULT_Q,
+    baseline: BaselineSpec = "black",
+    batch_size: int = 32,
+) -> PruningResult:
+    """Keep the top ``q`` % pixels of each map, set the rest to ``baseline``; measure what is kept.
+
+    Args:
+        model: classifier returning ``[B, classes]`` logits.
+        inputs: images ``[B, C, H, W]``.
+        attributions: maps ``[B, C, H, W]``, ``[B, 1, H, W]`` (CAM) or ``[B, H, W]``; pixels are ranked
+            by ``|a|`` summed over channels.
+        targets: ``None`` (predicted class), an int or ``B`` ints.
+        q: percentages in (0, 100] (sorted and deduplicated).
+        baseline: what a pruned pixel becomes: ``"black"``, a number, ``"blur"``, a tensor, ... (see
+            :func:`smoothsal.methods.baselines.make_baseline`).
+        batch_size: pruned images per forward pass.
+    Returns:
+        :class:`PruningResult` with ``confidence_kept`` and ``mass_kept`` of shape ``[Q, B]``.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+        >>> res = attribution_pruning(model, torch.rand(3, 1, 2, 2), torch.rand(3, 1, 2, 2), q=(50, 100))
+        >>> res.mass_kept[-1].tolist(), tuple(res.confidence_kept.shape)
+        ([1.0, 1.0, 1.0], (2, 3))
+    """
+    check_inputs(inputs, ndim=4)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    q_t = _check_q(q)
+    scores = _pixel_scores(attributions, inputs)  # [B, H, W]
+    inputs = inputs.detach()
+    b, _, h, w = inputs.shape
+    n_pix = h * w
+    base = make_baseline(baseline, inputs)  # [B, C, H, W]
+
+    with preserve_model(model), torch.no_grad():
+        logits = check_logits(model(inputs), b)
+    targets_t = resolve_targets(targets, logits)
+    p_full = logits.softmax(dim=1).gather(1, targets_t[:, None])[:, 0]  # [B]
+
+    flat = scores.flatten(1)  # [B, H*W]
+    order = torch.argsort(flat, dim=1, descending=True, stable=True)  # [B, H*W]
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(n_pix, device=order.device).expand(b, -1))  # rank of each pixel
+    k = torch.clamp(torch.ceil(q_t * n_pix / 100.0 - 1e-9), min=1).long().to(order.device)  # [Q]
+    keep = rank[None] < k[:, None, None]  # [Q, B, H*W]
+
+    total = flat.sum(dim=1)  # [B]
+    kept_mass = (flat[None] * keep).sum(dim=2)  # [Q, B]
+    pixel_share = (k.to(flat.dtype) / n_pix)[:, None].expand_as(kept_mass)
+    mass_kept = torch.where(total > 0, kept_mass / torch.where(total > 0, total, torch.ones_like(total)), pixel_share)
+
+    p_pruned = _pruned_probabilities(model, inputs, base, keep, targets_t, batch_size)  # [Q, B]
+    confidence = p_pruned / p_full.clamp_min(torch.finfo(p_full.dtype).tiny)
+    return PruningResult(
+        q=q_t.to(inputs.dtype), confidence_kept=confidence, mass_kept=mass_kept.clamp(0, 1), targets=targets_t
+    )
+
+
+def smallest_q(result: PruningResult, share: float = 0.9) -> Tensor:
+    """Smallest ``q`` whose pruned input keeps at least ``share`` of the confidence, per sample ``[B]``.
+
+    The first ``q`` (ascending) with ``confidence_kept >= share``; ``inf`` when no ``q`` of the result
+    reaches it (e.g. a ``q`` grid without 100 and a map that misses the evidence).
+
+    Example:
+        >>> res = PruningResult(torch.tensor([10.0, 50.0, 100.0]),
+        ...                     torch.tensor([[0.2, 0.95], [0.92, 0.97], [1.0, 1.0]]),
+        ...                     torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))
+        >>> smallest_q(res, share=0.9).tolist()
+        [50.0, 10.0]
+    """
+    if not isinstance(result, PruningResult):
+        raise TypeError(f"`result` must be a PruningResult, got {type(result).__name__}")
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not (0 < share) or math.isnan(share):
+        raise ValueError(f"`share` must be a number > 0, got {share!r}")
+    ok = result.confidence_kept >= share  # [Q, B]
+    first = ok.to(torch.int8).argmax(dim=0)  # [B] index of the first True (0 if none)
+    q = result.q[first]
+    return torch.where(ok.any(dim=0), q, torch.full_like(q, float("inf")))

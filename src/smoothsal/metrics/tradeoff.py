@@ -1,0 +1,540 @@
+r"""The stability–fidelity trade-off of Gaussian smoothing: two errors and a σ recommendation.
+
+From the seed on the algorithmic stability of smoothed saliency maps (Table 1, eqs. 12–13):
+
+* **Stability error** (eq. 12) — how much the map of an input changes when the network is
+  retrained (on a disjoint training set, with another recipe, or with another architecture):
+
+  .. math:: \mathrm{Stab}(S) = \mathbb{E}_x \big\lVert S_{A(D_1)}(x) - S_{A(D_2)}(x) \big\rVert_2
+
+* **Fidelity error** (eq. 13) — how far the smoothed map of one model moves from its own
+  unsmoothed map:
+
+  .. math:: \mathrm{Fid}_\sigma(S) = \mathbb{E}_x \big\lVert \mathbb{E}_{z\sim\mathcal N(0,\sigma^2 I)}
+            S(x + z) - S(x) \big\rVert_2
+
+Both are reported on raw maps and *norm-scaled* (each map divided by its L2 norm first, which
+makes them comparable across methods and models whose maps differ in scale; design.md
+"Definitions we fix"). The seed's theory: the smoothed stability bound shrinks like
+:math:`1/\sigma` while the fidelity error grows like :math:`\sigma\sqrt m`.
+:func:`recommend_noise_level` picks a σ on that curve.
+
+The maths lives in :func:`stability_from_maps` and :func:`fidelity_from_maps` (maps in, numbers
+out); :func:`stability_error` and :func:`fidelity_error` build the maps from models first.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from smoothsal._validation import (
+    TargetSpec,
+    check_inputs,
+    check_logits,
+    check_nonnegative,
+    check_positive_int,
+    resolve_targets,
+)
+from smoothsal.methods.base import preserve_model
+
+__all__ = [
+    "FidelityResult",
+    "Recommendation",
+    "StabilityResult",
+    "attribution_maps",
+    "fidelity_error",
+    "fidelity_from_maps",
+    "recommend_noise_level",
+    "stability_error",
+    "stability_from_maps",
+]
+
+#: ``model -> attribution method`` (any object with ``.attribute(inputs, target)``), e.g. a class
+#: such as ``VanillaGradient`` or ``lambda m: Smooth(VanillaGradient(m), noise_level=0.1)``.
+MethodFactory = Callable[[nn.Module], Any]
+
+
+# ---- result objects -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StabilityResult:
+    """Stability error and map agreement between every pair of models.
+
+    Floats average over the model pairs (``std`` is the sample std over pairs, ``0.0`` for a single
+    pair); per-pair tensors hold ``P = n_models (n_models - 1) / 2`` values, in the order of ``pairs``.
+
+    Attributes:
+        mean, std: raw L2 distance :math:`\\lVert S_i(x) - S_j(x)\\rVert_2`, averaged over inputs,
+            then mean / std over pairs.
+        mean_normalized, std_normalized: the same after dividing each map by its L2 norm.
+        ssim, ssim_std: SSIM between the pair's maps (:func:`~smoothsal.metrics.similarity.ssim_maps`).
+        topk_iou, topk_iou_std: top-k IoU (:func:`~smoothsal.metrics.similarity.topk_iou`).
+        spearman, cosine: rank correlation of ``|map|`` and cosine similarity (means over pairs).
+        pairs: ``(i, j)`` model indices, ``i < j``.
+        pair_errors, pair_errors_normalized, pair_ssim, pair_topk_iou: ``[P]`` per-pair means over inputs.
+        per_input, per_input_normalized: ``[P, N]`` distances per pair and input.
+        n_inputs: ``N``.
+    """
+
+    mean: float
+    std: float
+    mean_normalized: float
+    std_normalized: float
+    ssim: float
+    ssim_std: float
+    topk_iou: float
+    topk_iou_std: float
+    spearman: float
+    cosine: float
+    pairs: tuple[tuple[int, int], ...]
+    pair_errors: Tensor
+    pair_errors_normalized: Tensor
+    pair_ssim: Tensor
+    pair_topk_iou: Tensor
+    per_input: Tensor
+    per_input_normalized: Tensor
+    n_inputs: int
+
+
+@dataclass(frozen=True)
+class FidelityResult:
+    """Fidelity error :math:`\\lVert \\mathrm{Smooth}_\\sigma(S)(x) - S(x) \\rVert_2` over inputs.
+
+    Attributes:
+        mean, std: raw distance, mean and sample std over inputs.
+        mean_normalized, std_normalized: the same after dividing each map by its L2 norm.
+        per_input, per_input_normalized: ``[N]`` distances.
+        noise_level, n_samples: the smoothing that produced the maps (``None`` if unknown).
+    """
+
+    mean: float
+    std: float
+    mean_normalized: float
+    std_normalized: float
+    per_input: Tensor
+    per_input_normalized: Tensor
+    noise_level: float | None = None
+    n_samples: int | None = None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A noise level chosen on the stability–fidelity curve, with the numbers behind the choice.
+
+    Attributes:
+        noise_level: the recommended σ (a fraction of the input range).
+        rule: ``"knee"``, ``"stability_target"``, ``"fidelity_bound"`` or
+            ``"stability_target+fidelity_bound"``.
+        reason: one sentence quoting the numbers that justify the choice.
+        table: one dict per grid point (sorted by σ): ``noise_level``, ``stability``, ``fidelity``,
+            the [0, 1]-scaled ``stability_scaled``/``fidelity_scaled`` and ``knee_distance``
+            (signed distance below the chord; positive = better than the straight line).
+    """
+
+    noise_level: float
+    rule: str
+    reason: str
+    table: list[dict[str, float]]
+
+
+# ---- helpers --------------------------------------------------------------------------------------
+def _mean_std(values: Tensor) -> tuple[float, float]:
+    """Mean and sample std of a 1-D tensor, ignoring NaN; std is ``0.0`` for fewer than two values."""
+    values = values[~torch.isnan(values)]
+    if values.numel() == 0:
+        return float("nan"), float("nan")
+    mean = float(values.mean())
+    std = float(values.std(correction=1)) if values.numel() > 1 else 0.0
+    return mean, std
+
+
+def _n_pixels(maps: Tensor) -> int:
+    """Pixels per map: ``H * W`` for ``[B, C, H, W]`` / ``[B, H, W]`` maps."""
+    return int(maps.shape[-2] * maps.shape[-1])
+
+
+def _check_k(k: int | None, n_pixels: int) -> None:
+    if k is None:
+        return
+    check_positive_int(k, "k")
+    if k > n_pixels:
+        raise ValueError(f"`k` must be <= H * W = {n_pixels} (the pixels per map), got {k}")
+
+
+def _input_pixels(inputs: Tensor) -> int | None:
+    return int(inputs.shape[-2] * inputs.shape[-1]) if inputs.dim() == 4 else None
+
+
+def attribution_maps(
+    method: Any, inputs: Tensor, targets: TargetSpec = None, batch_size: int | None = None
+) -> Tensor:
+    """``method.attribute(inputs, targets)`` in chunks of ``batch_size`` inputs (all at once if ``None``).
+
+    ``targets`` is ``None`` (the method resolves it) or a LongTensor ``[N]``, chunked alongside.
+    """
+    if batch_size is None or batch_size >= inputs.shape[0]:
+        return method.attribute(inputs, targets)
+    check_positive_int(batch_size, "batch_size")
+    chunks = []
+    for start in range(0, inputs.shape[0], batch_size):
+        t = None if targets is None else targets[start : start + batch_size]
+        chunks.append(method.attribute(inputs[start : start + batch_size], t))
+    return torch.cat(chunks, dim=0)
+
+
+def _resolve_targets(model: nn.Module, inputs: Tensor, targets: TargetSpec, batch_size: int | None) -> Tensor:
+    """``targets`` as a LongTensor ``[N]``; ``None`` = the classes ``model`` predicts for ``inputs``."""
+    step = inputs.shape[0] if batch_size is None else check_positive_int(batch_size, "batch_size")
+    with preserve_model(model), torch.no_grad():
+        chunks = [inputs[s : s + step] for s in range(0, inputs.shape[0], step)]
+        logits = torch.cat([check_logits(model(c), c.shape[0]) for c in chunks])  # [N, classes]
+    return resolve_targets(targets, logits)
+
+
+# ---- functional core -------------------------------------------------------------------------------
+def stability_from_maps(maps: Sequence[Tensor], *, k: int | None = None) -> StabilityResult:
+    r"""Stability error (the seed's eq. 12) and agreement of the maps of several models.
+
+    .. math:: \mathrm{Stab} = \frac{1}{|P|}\sum_{(i,j)\in P}\frac1N\sum_{n=1}^N
+              \lVert S_i(x_n) - S_j(x_n)\rVert_2, \qquad P = \{(i, j): i < j\}
+
+    Args:
+        maps: one tensor per model, all the same shape ``[N, ...]`` (``[N, C, H, W]`` or CAM
+            ``[N, 1, H, W]``), map ``n`` of every tensor explaining the same input and class.
+        k: pixels in the top-k sets (default: 1 % of ``H * W``, ``k = 500`` at 224²).
+    Returns:
+        :class:`StabilityResult`.
+    """
+    from smoothsal.metrics.similarity import cosine_similarity, l2_distance, spearman, ssim_maps, topk_iou
+
+    maps = list(maps)
+    if len(maps) < 2:
+        raise ValueError(f"`maps` must hold the maps of at least 2 models, got {len(maps)}")
+    for i, m in enumerate(maps):
+        check_inputs(m, name=f"maps[{i}]")
+        if m.shape != maps[0].shape:
+            raise ValueError(
+                f"all maps must have the same shape; maps[0] has {tuple(maps[0].shape)}, maps[{i}] has {tuple(m.shape)}"
+            )
+    image_maps = maps[0].dim() in (3, 4)
+    if image_maps:
+        _check_k(k, _n_pixels(maps[0]))
+    pairs = tuple(combinations(range(len(maps)), 2))
+    raw, normed, ssim, iou, rho, cos = [], [], [], [], [], []
+    for i, j in pairs:
+        a, b = maps[i], maps[j]
+        raw.append(l2_distance(a, b))  # [N]
+        normed.append(l2_distance(a, b, normalize=True))
+        cos.append(cosine_similarity(a, b).mean())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # constant maps -> NaN, dropped below
+            rho.append(spearman(a, b).nanmean())
+        if image_maps:
+            ssim.append(ssim_maps(a, b).mean())
+            iou.append(topk_iou(a, b, k=k).mean())
+    per_input = torch.stack(raw)  # [P, N]
+    per_input_normalized = torch.stack(normed)  # [P, N]
+    nan = torch.full((len(pairs),), float("nan"))
+    pair_ssim = torch.stack(ssim) if image_maps else nan
+    pair_iou = torch.stack(iou) if image_maps else nan
+    mean, std = _mean_std(per_input.mean(dim=1))
+    mean_n, std_n = _mean_std(per_input_normalized.mean(dim=1))
+    ssim_mean, ssim_std = _mean_std(pair_ssim)
+    iou_mean, iou_std = _mean_std(pair_iou)
+    return StabilityResult(
+        mean=mean,
+        std=std,
+        mean_normalized=mean_n,
+        std_normalized=std_n,
+        ssim=ssim_mean,
+        ssim_std=ssim_std,
+        topk_iou=iou_mean,
+        topk_iou_std=iou_std,
+        spearman=_mean_std(torch.stack(rho))[0],
+        cosine=_mean_std(torch.stack(cos))[0],
+        pairs=pairs,
+        pair_errors=per_input.mean(dim=1),
+        pair_errors_normalized=per_input_normalized.mean(dim=1),
+        pair_ssim=pair_ssim,
+        pair_topk_iou=pair_iou,
+        per_input=per_input,
+        per_input_normalized=per_input_normalized,
+        n_inputs=int(per_input.shape[1]),
+    )
+
+
+def fidelity_from_maps(
+    smoothed: Tensor, raw: Tensor, *, noise_level: float | None = None, n_samples: int | None = None
+) -> FidelityResult:
+    r"""Fidelity error (the seed's eq. 13) from paired smoothed and unsmoothed maps.
+
+    .. math:: \mathrm{Fid} = \frac1N\sum_{n=1}^N \lVert \tilde S(x_n) - S(x_n) \rVert_2
+
+    Args:
+        smoothed, raw: ``[N, ...]`` maps of the same shape (row ``n`` explains the same input and class).
+        noise_level, n_samples: recorded in the result.
+    """
+    from smoothsal.metrics.similarity import l2_distance
+
+    check_inputs(smoothed, name="smoothed")
+    check_inputs(raw, name="raw")
+    if smoothed.shape != raw.shape:
+        raise ValueError(
+            f"`smoothed` and `raw` must have the same shape, got {tuple(smoothed.shape)} and {tuple(raw.shape)}"
+        )
+    d = l2_distance(smoothed, raw)  # [N]
+    dn = l2_distance(smoothed, raw, normalize=True)  # [N]
+    mean, std = _mean_std(d)
+    mean_n, std_n = _mean_std(dn)
+    return FidelityResult(mean, std, mean_n, std_n, d, dn, noise_level, n_samples)
+
+
+# ---- model-level metrics -----------------------------------------------------------------------------
+def stability_error(
+    method: MethodFactory,
+    models: Sequence[nn.Module],
+    inputs: Tensor,
+    targets: TargetSpec = None,
+    batch_size: int | None = None,
+    *,
+    k: int | None = None,
+) -> StabilityResult:
+    r"""Stability error of an attribution method across retrained models (the seed's eq. 12).
+
+    .. math:: \mathrm{Stab} = \operatorname{mean}_{i<j}\ \mathbb{E}_x \lVert S_{f_i}(x) - S_{f_j}(x)\rVert_2
+
+    Every model explains the **same class** for an input, so the maps are comparable: ``targets``
+    when given (pass the true labels, as the experiments do), otherwise the class the *first* model
+    predicts. Each model's maps are computed once and reused for all its pairs.
+
+    Args:
+        method: factory ``model -> attribution method`` (``VanillaGradient``,
+            ``lambda m: Smooth(IntegratedGradients(m), noise_level=0.15)``, ...).
+        models: at least 2 models taking ``inputs``.
+        inputs: ``[N, ...]`` (``[N, C, H, W]`` images).
+        targets: ``None``, an int, or ``N`` class indices.
+        batch_size: inputs per call of the method (all at once if ``None``).
+        k: pixels in the top-k sets (default 1 % of ``H * W``).
+    Returns:
+        :class:`StabilityResult` (raw and norm-scaled error, SSIM, top-k IoU, per pair and averaged).
+
+    Example:
+        >>> from smoothsal.methods.gradient import VanillaGradient
+        >>> _ = torch.manual_seed(0)
+        >>> nets = [nn.Linear(4, 3).eval() for _ in range(3)]
+        >>> res = stability_error(VanillaGradient, nets, torch.randn(5, 4), targets=0)
+        >>> len(res.pairs), res.mean > 0
+        (3, True)
+    """
+    if not callable(method):
+        raise TypeError(f"`method` must be a callable model -> attribution method, got {type(method).__name__}")
+    models = list(models)
+    if len(models) < 2:
+        raise ValueError(f"`models` must hold at least 2 models to compare, got {len(models)}")
+    check_inputs(inputs)
+    pixels = _input_pixels(inputs)
+    if pixels is not None:
+        _check_k(k, pixels)
+    resolved = _resolve_targets(models[0], inputs, targets, batch_size)
+    maps = [attribution_maps(method(model), inputs, resolved, batch_size) for model in models]
+    return stability_from_maps(maps, k=k)
+
+
+def fidelity_error(
+    method: MethodFactory,
+    model: nn.Module,
+    inputs: Tensor,
+    noise_level: float,
+    targets: TargetSpec = None,
+    n_samples: int = 50,
+    seed: int | torch.Generator = 0,
+    statistic: str = "mean",
+    batch_size: int | None = None,
+) -> FidelityResult:
+    r"""Fidelity error of smoothing an attribution method (the seed's eq. 13).
+
+    .. math:: \mathrm{Fid}_\sigma = \mathbb{E}_x \big\lVert \tfrac1n \textstyle\sum_{s=1}^n S(x + z_s) - S(x)\big\rVert_2,
+              \quad z_s \sim \mathcal N(0, \sigma^2 I),\ \sigma = \text{noise\_level}\,(x_{\max} - x_{\min})
+
+    The smoothed map is :class:`smoothsal.smoothing.Smooth` of the same method (every sample
+    noisy), compared with the unsmoothed map for the same class: ``targets`` if given, else the
+    class the model predicts for the clean input.
+
+    Args:
+        method: factory ``model -> attribution method``.
+        model: the model explained.
+        inputs: ``[N, ...]``.
+        noise_level: σ as a fraction of each input's value range (>= 0).
+        targets: ``None``, an int, or ``N`` class indices.
+        n_samples, seed, statistic: passed to :class:`~smoothsal.smoothing.Smooth`.
+        batch_size: inputs per call (all at once if ``None``).
+    Returns:
+        :class:`FidelityResult` (mean and std over inputs, raw and norm-scaled).
+    """
+    from smoothsal.smoothing import Smooth
+
+    if not callable(method):
+        raise TypeError(f"`method` must be a callable model -> attribution method, got {type(method).__name__}")
+    noise_level = check_nonnegative(noise_level, "noise_level")
+    check_positive_int(n_samples, "n_samples")
+    check_inputs(inputs)
+    resolved = _resolve_targets(model, inputs, targets, batch_size)
+    base = method(model)
+    raw = attribution_maps(base, inputs, resolved, batch_size)
+    smooth = Smooth(base, noise_level=noise_level, n_samples=n_samples, statistic=statistic, seed=seed)
+    smoothed = attribution_maps(smooth, inputs, resolved, batch_size)
+    return fidelity_from_maps(smoothed, raw, noise_level=noise_level, n_samples=n_samples)
+
+
+# ---- σ recommendation ----------------------------------------------------------------------------------
+def _as_floats(values: Any, name: str, n: int | None = None) -> list[float]:
+    if isinstance(values, Tensor):
+        values = values.detach().reshape(-1).tolist()
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a sequence of numbers, got {values!r}") from err
+    if n is not None and len(out) != n:
+        raise ValueError(f"`{name}` must hold one value per noise level ({n}), got {len(out)}")
+    if any(not math.isfinite(v) for v in out):
+        raise ValueError(f"`{name}` must be finite, got {out}")
+    return out
+
+
+def check_noise_grid(noise_levels: Any, name: str = "noise_levels") -> list[float]:
+    """Check a σ grid: finite, ``>= 0``, no repeats; returns it as floats (order kept)."""
+    grid = _as_floats(noise_levels, name)
+    if not grid:
+        raise ValueError(f"`{name}` must hold at least one noise level, got an empty grid")
+    negative = [v for v in grid if v < 0]
+    if negative:
+        raise ValueError(f"`{name}` must be >= 0 (a fraction of the input range), got negative values {negative}")
+    if len(set(grid)) != len(grid):
+        raise ValueError(f"`{name}` must not repeat values, got {grid}")
+    return grid
+
+
+def _scale01(values: list[float]) -> list[float]:
+    lo, hi = min(values), max(values)
+    return [0.0 if hi == lo else (v - lo) / (hi - lo) for v in values]
+
+
+def recommend_noise_level(
+    noise_levels: Sequence[float],
+    stability: Sequence[float],
+    fidelity: Sequence[float],
+    *,
+    stability_target: float | None = None,
+    fidelity_bound: float | None = None,
+) -> Recommendation:
+    r"""Choose σ on the stability–fidelity curve.
+
+    Rules:
+
+    * default — the **knee** of the Pareto curve: both errors are scaled to ``[0, 1]`` over the
+      grid, the chord joins the points of the smallest and the largest σ, and the point farthest
+      below it (towards zero error on both axes) wins:
+
+      .. math:: \sigma^\star = \arg\max_\sigma\ \frac{(\mathbf c_1 - \mathbf c_0) \times (\mathbf p_\sigma - \mathbf c_0)}
+                {\lVert \mathbf c_1 - \mathbf c_0 \rVert}, \quad \mathbf p_\sigma = (\widehat{\mathrm{Fid}}_\sigma, \widehat{\mathrm{Stab}}_\sigma)
+
+      If no point lies below the chord (a straight or bulging curve has no knee) the point
+      closest to the ideal ``(0, 0)`` is chosen instead, and the reason says so.
+    * ``stability_target`` — the smallest σ whose stability error is ``<= stability_target``.
+    * ``fidelity_bound`` — the largest σ whose fidelity error is ``<= fidelity_bound``.
+    * both — the smallest σ meeting both.
+
+    When no σ meets a target, a warning is issued and the closest feasible compromise is returned
+    (the lowest stability error within the fidelity bound, or the lowest error of the violated kind).
+
+    Args:
+        noise_levels: the σ grid (``>= 0``, no repeats, any order).
+        stability, fidelity: one error per noise level (same units within each list).
+    Returns:
+        :class:`Recommendation`; ``table`` lists every grid point sorted by σ.
+    """
+    grid = check_noise_grid(noise_levels)
+    stab = _as_floats(stability, "stability", len(grid))
+    fid = _as_floats(fidelity, "fidelity", len(grid))
+    if len(grid) < 2:
+        raise ValueError(f"`noise_levels` must hold at least 2 noise levels to trade off, got {grid}")
+    for value, name in ((stability_target, "stability_target"), (fidelity_bound, "fidelity_bound")):
+        if value is not None:
+            check_nonnegative(value, name)
+    order = sorted(range(len(grid)), key=grid.__getitem__)
+    grid, stab, fid = [grid[i] for i in order], [stab[i] for i in order], [fid[i] for i in order]
+    s01, f01 = _scale01(stab), _scale01(fid)
+    # signed distance of (f, s) to the chord c0 -> c1; positive on the side of the ideal point (0, 0)
+    (x0, y0), (x1, y1) = (f01[0], s01[0]), (f01[-1], s01[-1])
+    dx, dy = x1 - x0, y1 - y0
+    length = math.hypot(dx, dy)
+    sign = 1.0 if (dx * (0.0 - y0) - dy * (0.0 - x0)) >= 0 else -1.0
+    dist = [0.0 if length == 0 else sign * (dx * (s - y0) - dy * (f - x0)) / length for f, s in zip(f01, s01)]
+    table = [
+        {
+            "noise_level": g,
+            "stability": s,
+            "fidelity": f,
+            "stability_scaled": ss,
+            "fidelity_scaled": fs,
+            "knee_distance": d,
+        }
+        for g, s, f, ss, fs, d in zip(grid, stab, fid, s01, f01, dist)
+    ]
+
+    def describe(i: int) -> str:
+        return f"σ={grid[i]:g}: stability error {stab[i]:.4g}, fidelity error {fid[i]:.4g}"
+
+    idx = range(len(grid))
+    if stability_target is None and fidelity_bound is None:
+        best = max(idx, key=lambda i: (dist[i], -grid[i]))
+        if dist[best] > 1e-12:
+            reason = (
+                f"knee of the stability–fidelity curve at {describe(best)} "
+                f"(from {describe(0)} to {describe(len(grid) - 1)}); it lies {dist[best]:.3f} below the chord "
+                f"after scaling both errors to [0, 1]"
+            )
+            return Recommendation(grid[best], "knee", reason, table)
+        best = min(idx, key=lambda i: (math.hypot(f01[i], s01[i]), grid[i]))
+        reason = (
+            f"the curve has no knee (no point lies below the chord from σ={grid[0]:g} to σ={grid[-1]:g}); "
+            f"the point closest to zero scaled error is {describe(best)}"
+        )
+        return Recommendation(grid[best], "knee", reason, table)
+
+    within = [i for i in idx if fidelity_bound is None or fid[i] <= fidelity_bound]
+    if stability_target is None:
+        if within:
+            best = max(within, key=grid.__getitem__)
+            reason = f"largest σ with fidelity error <= {fidelity_bound:g}: {describe(best)}"
+        else:
+            best = min(idx, key=lambda i: (fid[i], grid[i]))
+            warnings.warn(f"no noise level keeps the fidelity error <= {fidelity_bound:g}", UserWarning, stacklevel=2)
+            reason = f"no σ keeps fidelity error <= {fidelity_bound:g}; the lowest fidelity error is at {describe(best)}"
+        return Recommendation(grid[best], "fidelity_bound", reason, table)
+
+    rule = "stability_target" if fidelity_bound is None else "stability_target+fidelity_bound"
+    bound_text = "" if fidelity_bound is None else f" and fidelity error <= {fidelity_bound:g}"
+    feasible = [i for i in within if stab[i] <= stability_target]
+    if feasible:
+        best = min(feasible, key=grid.__getitem__)
+        reason = f"smallest σ with stability error <= {stability_target:g}{bound_text}: {describe(best)}"
+        return Recommendation(grid[best], rule, reason, table)
+    pool = within or list(idx)
+    best = min(pool, key=lambda i: (stab[i], grid[i]))
+    warnings.warn(
+        f"no noise level reaches stability error <= {stability_target:g}{bound_text}", UserWarning, stacklevel=2
+    )
+    reason = (
+        f"no σ reaches stability error <= {stability_target:g}{bound_text}; "
+        f"the lowest stability error{' within the bound' if within and fidelity_bound is not None else ''} "
+        f"is at {describe(best)}"
+    )
+    return Recommendation(grid[best], rule, reason, table)

