@@ -47,7 +47,8 @@ def test_blur_matches_scipy_mirror_filter():
     # torch "reflect" padding (d c b | a b c d) is scipy's "mirror" mode; radius ceil(3σ) = int(3σ + 0.5) for σ = 2.
     x = _images(b=1, c=2, h=20, w=24)
     ours = gaussian_blur(x, 2.0)
-    ref = np.stack([ndimage.gaussian_filter(x[0, c].double().numpy(), 2.0, mode="mirror", truncate=3.0) for c in range(2)])
+    channels = [x[0, c].double().numpy() for c in range(2)]
+    ref = np.stack([ndimage.gaussian_filter(ch, 2.0, mode="mirror", truncate=3.0) for ch in channels])
     np.testing.assert_allclose(ours[0].numpy(), ref, atol=1e-6)
 
 

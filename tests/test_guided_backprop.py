@@ -117,6 +117,21 @@ def test_inplace_shared_modules_match_separate_modules(method):
     assert shared.acts.inplace and shared.relu.inplace  # flags untouched
 
 
+def test_guided_matches_backward_hook_reference():
+    # independent reference on separate non-inplace modules: the plain gradient with every
+    # rectifier's grad_input clamped at 0 (= mask * max(g, 0), the guided rule)
+    model = _SharedNet(inplace=False, shared=False)
+    x = torch.rand(2, 3, 8, 8)
+    rectifiers = [model.relu, *model.acts]
+    handles = [m.register_full_backward_hook(lambda m, gin, gout: (gin[0].clamp(min=0),)) for m in rectifiers]
+    try:
+        reference = VanillaGradient(model).attribute(x, target=[1, 2])
+    finally:
+        for h in handles:
+            h.remove()
+    torch.testing.assert_close(GuidedBackprop(model).attribute(x, target=[1, 2]), reference)
+
+
 @pytest.mark.parametrize("method", [GuidedBackprop, Deconvnet])
 def test_batched_equals_per_sample(method):
     model = small_cnn(seed=1)

@@ -83,7 +83,16 @@ def test_rank_average_matches_scipy_with_ties():
 
     v = torch.tensor([[3.0, 1.0, 3.0, 2.0, 1.0, 3.0], [0.0, 0.0, 0.0, 0.0, 5.0, -1.0]])
     expected = np.stack([rankdata(row) for row in v.numpy()])
-    torch.testing.assert_close(rank_average(v), torch.from_numpy(expected).float())
+    torch.testing.assert_close(rank_average(v), torch.from_numpy(expected))
+
+
+def test_spearman_exact_with_a_large_tie_group():
+    # half the pixels of a 224 x 224 map tie at zero (a CAM-like map): float32 rank sums would drift
+    g = torch.Generator().manual_seed(12)
+    a = torch.randn(1, 224, 224, generator=g).clamp(min=0)
+    b = (a + 0.5 * torch.randn(1, 224, 224, generator=g)).clamp(min=0)
+    expected = spearmanr(a.flatten().numpy(), b.flatten().numpy()).statistic
+    assert spearman(a, b).item() == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize("absolute", [True, False])

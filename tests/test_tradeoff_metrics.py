@@ -27,6 +27,7 @@ class Scaled(nn.Module):
     def __init__(self, model: nn.Module, factor: float) -> None:
         super().__init__()
         self.model, self.factor = model, factor
+        self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.factor * self.model(x)
@@ -206,8 +207,11 @@ def test_stability_target_and_fidelity_bound():
     rec = recommend_noise_level(SIGMAS, STAB, FID, fidelity_bound=0.35)
     assert (rec.rule, rec.noise_level) == ("fidelity_bound", 0.2)
     assert "0.35" in rec.reason and "0.3" in rec.reason
-    rec = recommend_noise_level(SIGMAS, STAB, FID, stability_target=0.21, fidelity_bound=0.6)
-    assert rec.rule == "stability_target+fidelity_bound" and rec.noise_level == 0.3  # 0.22 > 0.21
+    rec = recommend_noise_level(SIGMAS, STAB, FID, stability_target=0.23, fidelity_bound=0.6)
+    assert rec.rule == "stability_target+fidelity_bound" and rec.noise_level == 0.3
+    with pytest.warns(UserWarning, match="no noise level reaches"):
+        rec = recommend_noise_level(SIGMAS, STAB, FID, stability_target=0.21, fidelity_bound=0.6)
+    assert rec.noise_level == 0.3  # the lowest stability error within the fidelity bound
     with pytest.warns(UserWarning, match="no noise level reaches"):
         rec = recommend_noise_level(SIGMAS, STAB, FID, stability_target=0.1)
     assert rec.noise_level == 0.5  # the lowest stability error on the grid

@@ -133,6 +133,10 @@ def reduce_channels(attr: ArrayLike, mode: str = "abs_sum") -> np.ndarray:
               \text{max\_abs}: \max_c |m_c|, \quad \text{l2}: \sqrt{\textstyle\sum_c m_c^2}
 
     Only ``"sum"`` keeps the sign. A 3-D array is always read as ``[C, H, W]``.
+
+    Example:
+        >>> reduce_channels(np.array([3.0, -4.0]).reshape(2, 1, 1), "l2")
+        array([[5.]])
     """
     if mode not in _REDUCE_MODES:
         raise ValueError(f"`mode` must be one of {list(_REDUCE_MODES)}, got {mode!r}")
@@ -185,6 +189,10 @@ def to_unit_signed(m: ArrayLike, percentile: float = 99.0) -> np.ndarray:
 
     The span is symmetric, so 0 stays 0 and equal magnitudes of either sign get equal values.
     An all-zero map gives all zeros.
+
+    Example:
+        >>> to_unit_signed(np.array([[-2.0, 0.0, 1.0]]), percentile=100)
+        array([[-1. ,  0. ,  0.5]])
     """
     clipped = clip_percentile(m, percentile, signed=True)
     cap = np.abs(clipped).max(initial=0.0)
@@ -269,6 +277,12 @@ def diverging_rgb(signed_map: ArrayLike, span: float | None = 1.0) -> np.ndarray
         signed_map: ``[H, W]`` (or ``[1, H, W]``), e.g. from :func:`to_unit_signed` or
             :func:`discriminativity`, both in ``[-1, 1]``.
         span: the magnitude that gets full colour (default 1); ``None`` = ``max |m|``.
+
+    Example:
+        >>> diverging_rgb(np.array([[-1.0, 0.0, 0.5]]))[0]
+        array([[0.  , 0.  , 1.  ],
+               [0.5 , 0.5 , 0.5 ],
+               [0.75, 0.25, 0.25]])
     """
     m = _map2d(signed_map, "signed_map")
     if span is None:

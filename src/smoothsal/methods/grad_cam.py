@@ -128,12 +128,12 @@ def layer_activations_and_grads(
 
     ``acts`` and ``grads`` are ``[B, K, ...]`` (the layer's output shape); ``targets`` ``[B]``.
     """
-    captured: list[Tensor] = []
+    captured: list[Tensor] = []  # the output of the layer's most recent call
 
     def hook(module: nn.Module, args: object, output: object) -> Tensor:
         if not isinstance(output, Tensor):
             raise TypeError(f"`layer` must return a tensor to build a CAM, got {type(output).__name__}")
-        captured.append(output)
+        captured[:] = [output]
         return output.clone()  # downstream in-place ops modify the copy, not the captured tensor
 
     handle = layer.register_forward_hook(hook)

@@ -50,7 +50,9 @@ def quadrature(steps: int, rule: str = "gausslegendre") -> tuple[Tensor, Tensor]
         ([0.0, 0.5, 1.0], [0.25, 0.5, 0.25])
     """
     check_choice(rule, "rule", RULES)
-    check_positive_int(steps, "steps", minimum=2 if rule == "riemann_trapezoid" else 1)
+    check_positive_int(steps, "steps")
+    if rule == "riemann_trapezoid" and steps < 2:
+        raise ValueError(f"`steps` must be >= 2 for rule='riemann_trapezoid' (it uses both ends), got {steps}")
     n = steps
     k = np.arange(n, dtype=np.float64)
     if rule == "gausslegendre":
@@ -171,6 +173,7 @@ class IntegratedGradients(Attribution):
                 score = logits.gather(1, targets[image][:, None]).sum()
                 (grad,) = torch.autograd.grad(score, path)  # [R, ...]
             total.index_add_(0, image, grad * weights[point].view(bcast))
+            del path, logits, grad  # release this chunk before the next one is built
         return total
 
 

@@ -245,6 +245,8 @@ def gradient_roughness(
               \\qquad \\delta_k \\sim \\mathcal{N}(0, (r\\,(x_{\\max} - x_{\\min}))^2 I)
 
     The range is taken per sample. The target class is fixed at the one chosen for :math:`x`.
+    Offset :math:`k` is one standard-normal draw shared by every sample of the batch (scaled by
+    each sample's range), so a sample's score does not depend on the batch it is in.
     The map at each perturbed batch ``x + delta_k`` comes from a separate call with the same batch
     layout, so a seeded stochastic method (``Smooth``) uses the same noise draws for :math:`x` and
     its neighbours (common random numbers): :math:`R` then measures the smoothed map's own
@@ -283,7 +285,7 @@ def gradient_roughness(
     sigma = (radius * _value_range(inputs)).view(-1, *([1] * (inputs.dim() - 1)))
     total = torch.zeros_like(base_norm)
     for _ in range(n_pairs):
-        near = inputs + _randn_like(inputs, gen) * sigma
+        near = inputs + _randn_like(inputs[:1], gen) * sigma  # one draw shared by the batch, scaled per sample
         diff = (method.attribute(near, targets_t).detach() - base).flatten(1).norm(dim=1)  # [B]
         rel = torch.where(
             base_norm > 0,

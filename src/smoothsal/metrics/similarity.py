@@ -148,7 +148,9 @@ def rank_average(values: Tensor) -> Tensor:
     """Ranks ``1..N`` of each row of ``values`` ``[B, N]``, ties getting the average of their ranks.
 
     Same convention as :func:`scipy.stats.rankdata` (``method="average"``), batched: sort each row,
-    give each run of equal values the mean of its 1-based positions, scatter back.
+    give each run of equal values the mean of its 1-based positions, scatter back. Ranks are
+    float64: a float32 sum of the positions of a large tie group (e.g. the zero region of a
+    CAM map, tens of thousands of pixels) would lose whole ranks.
     """
     batch, n = values.shape
     ordered, order = values.sort(dim=1, stable=True)  # [B, N] each
@@ -156,8 +158,8 @@ def rank_average(values: Tensor) -> Tensor:
     new_run[:, 1:] = (ordered[:, 1:] != ordered[:, :-1]).long()
     # one id per run of ties, unique across the batch: [B, N]
     run_id = new_run.cumsum(dim=1) - 1 + torch.arange(batch, device=values.device)[:, None] * n
-    position = torch.arange(1, n + 1, dtype=values.dtype, device=values.device).expand(batch, n)
-    run_sum = torch.zeros(batch * n, dtype=values.dtype, device=values.device)
+    position = torch.arange(1, n + 1, dtype=torch.float64, device=values.device).expand(batch, n)
+    run_sum = torch.zeros(batch * n, dtype=torch.float64, device=values.device)
     run_sum.scatter_add_(0, run_id.reshape(-1), position.reshape(-1))
     run_len = torch.zeros_like(run_sum).scatter_add_(0, run_id.reshape(-1), torch.ones_like(run_sum))
     mean_rank = (run_sum / run_len.clamp(min=1))[run_id]  # [B, N], in sorted order
@@ -179,6 +181,10 @@ def spearman(a: Tensor, b: Tensor, absolute: bool = True) -> Tensor:
     Returns:
         ``[B]`` correlations in ``[-1, 1]``; ``NaN`` (with a warning) for a pair in which a map is
         constant, where the correlation is undefined (scipy does the same).
+
+    Example:
+        >>> spearman(torch.tensor([[1.0, 2.0, 2.0, 5.0]]), torch.tensor([[0.1, 0.3, 0.2, 9.0]]))
+        tensor([0.9487])
     """
     _check_pair(a, b)
     ra = rank_average(_reduce(a, absolute).reshape(a.shape[0], -1))  # [B, N]
@@ -186,7 +192,7 @@ def spearman(a: Tensor, b: Tensor, absolute: bool = True) -> Tensor:
     ra = ra - ra.mean(dim=1, keepdim=True)
     rb = rb - rb.mean(dim=1, keepdim=True)
     denom = ra.norm(dim=1) * rb.norm(dim=1)
-    rho = (ra * rb).sum(dim=1) / denom
+    rho = (ra * rb).sum(dim=1) / denom  # float64 [B]
     if (denom == 0).any():
         warnings.warn(
             "spearman: a map is constant, so its rank correlation is undefined; returning NaN for that pair",
@@ -194,7 +200,7 @@ def spearman(a: Tensor, b: Tensor, absolute: bool = True) -> Tensor:
             stacklevel=2,
         )
         rho = torch.where(denom == 0, torch.full_like(rho, float("nan")), rho)
-    return rho.clamp(-1.0, 1.0)
+    return rho.clamp(-1.0, 1.0).to(a.dtype)
 
 
 # ---- SSIM ------------------------------------------------------------------------------------------
@@ -345,6 +351,12 @@ def topk_iou(a: Tensor, b: Tensor, k: int | None = None, fraction: float | None 
             ``224 × 224`` (the stability seed's Table 1) and about 1 % at other sizes.
     Returns:
         ``[B]`` IoU values in ``[0, 1]``.
+
+    Example:
+        >>> a = torch.tensor([[[3.0, 2.0, 1.0, 0.0]]])  # [1, 1, 4]: top-2 = pixels 0, 1
+        >>> b = torch.tensor([[[0.0, 2.0, 3.0, 1.0]]])  # top-2 = pixels 1, 2
+        >>> topk_iou(a, b, k=2)  # |{1}| / |{0, 1, 2}|
+        tensor([0.3333])
     """
     _check_pair(a, b)
     _check_image_maps(a, "a")
