@@ -230,7 +230,8 @@ def _extras(net, photo: Photo, target: int, out: Path, cache: _MapCache, base_ke
         return cache.get_or_compute(k, lambda: (SmoothGrad(net, noise_level=level, n_samples=n, batch_size=batch_size,
                                                            seed=seed).attribute(x, t), {}))[0][0]
 
-    jobs = [("noise", lv) for lv in NOISE_LEVELS] + [("samples", n) for n in SAMPLE_SIZES]
+    sizes = [n for n in SAMPLE_SIZES if n <= 2 * n_samples]  # up to twice the chosen n
+    jobs = [("noise", lv) for lv in NOISE_LEVELS] + [("samples", n) for n in sizes]
     # σ = 0 is the plain gradient: one sample is exact
     results = {j: sg(j[1], n_samples if j[1] > 0 else 1) if j[0] == "noise" else sg(noise_level, j[1])
                for j in tqdm(jobs, desc="extras", disable=not progress, unit="map")}
@@ -238,9 +239,9 @@ def _extras(net, photo: Photo, target: int, out: Path, cache: _MapCache, base_ke
     render.save_grid([[photo.display, *noise_row]], out / "noise_levels.png",
                      col_labels=["image", *[f"σ = {lv:.0%}" for lv in NOISE_LEVELS]],
                      title=f"SmoothGrad vs noise level (n = {n_samples}); σ = 0 is the vanilla gradient")
-    sample_row = [render.render_map(results[("samples", n)]) for n in SAMPLE_SIZES]
+    sample_row = [render.render_map(results[("samples", n)]) for n in sizes]
     render.save_grid([[photo.display, *sample_row]], out / "sample_sizes.png",
-                     col_labels=["image", *[f"n = {n}" for n in SAMPLE_SIZES]],
+                     col_labels=["image", *[f"n = {n}" for n in sizes]],
                      title=f"SmoothGrad vs sample size (noise level {noise_level:.0%})")
     vanilla, smooth = results[("noise", 0.0)], sg(noise_level, n_samples)
     styles = [("abs", 99.0, "|map|, 99th pct cap"), ("abs", 100.0, "|map|, no cap"),

@@ -62,18 +62,22 @@ def preserve_model(model: nn.Module, *, warn_training: bool = True) -> Iterator[
     try:
         yield model
     finally:
+        # restore only what changed (TorchScript modules refuse writes to constants such as `inplace`)
         for m, was_training, inp, fwd, hk in zip(modules, training, inplace, forwards, hooks):
-            m.training = was_training
-            if inp is not None:
+            if m.training != was_training:
+                m.train(was_training) if isinstance(m, torch.jit.ScriptModule) else setattr(m, "training", was_training)
+            if inp is not None and getattr(m, "inplace", None) != inp:
                 m.inplace = inp
-            if fwd is None:
-                m.__dict__.pop("forward", None)
-            else:
-                m.__dict__["forward"] = fwd
+            if m.__dict__.get("forward") is not fwd:
+                if fwd is None:
+                    m.__dict__.pop("forward", None)
+                else:
+                    m.__dict__["forward"] = fwd
             for name, saved in hk.items():
                 current = getattr(m, name)
-                current.clear()
-                current.update(saved)
+                if current.keys() != saved.keys():
+                    current.clear()
+                    current.update(saved)
 
 
 class Attribution:

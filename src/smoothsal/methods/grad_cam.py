@@ -102,6 +102,11 @@ def _conv_names(model: nn.Module) -> list[str]:
 
 def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
     """``(dotted name, module)`` of ``layer`` in ``model``; ``None`` = the last ``nn.Conv2d``."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(
+            "`model` is a TorchScript module: layer methods need an eager nn.Module, because forward hooks "
+            "do not fire inside compiled code (load the model as 'package.module:factory' instead)"
+        )
     named = dict(model.named_modules())
     convs = _conv_names(model)
     if layer is None:

@@ -78,10 +78,14 @@ def entropy(attributions: Tensor, *, reduce_channels: bool = False) -> Tensor:
         reduce_channels: score pixels (:math:`\sum_c |a_c|`) instead of all features.
     Returns:
         ``[B]`` in :math:`[0, \log d]` (nats); :math:`\log d` for a uniform or all-zero map.
+
+    Example:
+        >>> entropy(torch.tensor([[1.0, -1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 0.0]]))  # log 4, 0
+        tensor([1.3863, 0.0000])
     """
     v = _magnitudes(attributions, reduce_channels)
     d = v.shape[1]
     total = v.sum(dim=1, keepdim=True)
     p = v / torch.where(total > 0, total, torch.ones_like(total))
-    h = -torch.xlogy(p, p).sum(dim=1)
+    h = 0.0 - torch.xlogy(p, p).sum(dim=1)  # 0.0 - 0.0 = +0.0 for a one-hot map (no "-0.")
     return torch.where(total[:, 0] > 0, h, torch.full_like(h, math.log(d)))

@@ -350,7 +350,9 @@ def auc(curve: PerturbationCurve) -> Tensor:
     return torch.trapezoid(curve.scores, curve.fractions, dim=-1)
 
 
-def deletion_auc(model: nn.Module, inputs: Tensor, attributions: Tensor, targets: TargetSpec = None, **kw: Any) -> Tensor:
+def deletion_auc(
+    model: nn.Module, inputs: Tensor, attributions: Tensor, targets: TargetSpec = None, **kw: Any
+) -> Tensor:
     """``auc(deletion_curve(...))``: ``[B]``, lower is more faithful (with ``order="morf"``)."""
     return auc(deletion_curve(model, inputs, attributions, targets, **kw))
 

@@ -96,6 +96,12 @@ def pointing_game(attributions: Tensor, masks: Tensor, tolerance: int = 0, *, re
         reduce: channel reduction (``"abs_sum"``, ``"sum"``, ``"max_abs"``).
     Returns:
         bool ``[B]``; its mean is the pointing accuracy.
+
+    Example:
+        >>> mask = torch.zeros(1, 5, 5, dtype=torch.bool); mask[0, 1:3, 1:3] = True
+        >>> attr = torch.zeros(1, 5, 5); attr[0, 2, 4] = 1.0   # max two pixels right of the box
+        >>> pointing_game(attr, mask).tolist(), pointing_game(attr, mask, tolerance=2).tolist()
+        ([False], [True])
     """
     pixel = _pixel_map(attributions, reduce)  # [B, H, W]
     m = _check_masks(masks, pixel)
@@ -121,6 +127,11 @@ def relevance_mass(attributions: Tensor, masks: Tensor, *, relevance: str = "pos
         relevance: ``"positive"`` or ``"abs"``.
     Returns:
         ``[B]`` in [0, 1]; ``0`` for a map with no (positive) relevance at all.
+
+    Example:
+        >>> mask = torch.tensor([[[True, False], [False, False]]])
+        >>> relevance_mass(torch.tensor([[[3.0, -1.0], [1.0, 0.0]]]), mask)   # 3 / (3 + 1)
+        tensor([0.7500])
     """
     check_choice(relevance, "relevance", ("positive", "abs"))
     pixel = _pixel_map(attributions, "sum" if relevance == "positive" else "abs_sum")
@@ -128,7 +139,8 @@ def relevance_mass(attributions: Tensor, masks: Tensor, *, relevance: str = "pos
     r = pixel.clamp(min=0).reshape(pixel.shape[0], -1)  # [B, H*W]
     inside = (r * m.reshape(r.shape).to(r.dtype)).sum(dim=1)
     total = r.sum(dim=1)
-    return torch.where(total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(total))
+    safe = torch.where(total > 0, total, torch.ones_like(total))
+    return torch.where(total > 0, inside / safe, torch.zeros_like(total))
 
 
 def _topk(pixel: Tensor, k: Tensor) -> Tensor:

@@ -47,7 +47,14 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from smoothsal._validation import TargetSpec, check_choice, check_inputs, check_logits, check_positive_int, resolve_targets
+from smoothsal._validation import (
+    TargetSpec,
+    check_choice,
+    check_inputs,
+    check_logits,
+    check_positive_int,
+    resolve_targets,
+)
 from smoothsal.methods.base import preserve_model
 
 __all__ = [
@@ -425,8 +432,8 @@ def sanity_verdict(
         if result.order == "cascading":
             score = abs(float(per_layer[-1]))
             where = (
-                f"after cascading randomization of the top {len(result.layers)} tested layer(s) down to "
-                f"{result.layers[-1]!r} (per layer, top first: {trail})"
+                f"after cascading randomization of every layer from the top down to {result.layers[-1]!r} "
+                f"({len(result.layers)} checkpoint(s), top first: {trail})"
             )
         else:
             score = abs(float(per_layer.nanmean()))
