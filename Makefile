@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_PIN ?= torch==2.13.0
 OUT ?= out
 
-.PHONY: install demo test tradeoff evaluate bench clean
+.PHONY: install demo test tradeoff train-noise evaluate bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+tradeoff: $(STAMP)
+	$(VENV)/bin/smoothsal tradeoff --quick --out $(OUT)/tradeoff
+
+train-noise: $(STAMP)
+	$(VENV)/bin/smoothsal train-noise --quick --out $(OUT)/train_noise
+
+evaluate: $(STAMP)
+	$(VENV)/bin/smoothsal evaluate --quick --out $(OUT)/evaluate
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_smooth.py

@@ -62,7 +62,9 @@ class ImageDataset:
         """The samples at ``indices`` (a sequence or 1-D integer tensor), in that order."""
         idx = torch.as_tensor(indices)
         if idx.is_floating_point() or idx.dtype == torch.bool or idx.dim() != 1:
-            raise TypeError(f"`indices` must be a 1-D sequence of ints, got dtype {idx.dtype}, shape {tuple(idx.shape)}")
+            raise TypeError(
+                f"`indices` must be a 1-D sequence of ints, got dtype {idx.dtype}, shape {tuple(idx.shape)}"
+            )
         idx = idx.long()
         n = len(self)
         if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):

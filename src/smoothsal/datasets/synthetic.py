@@ -1,7 +1,7 @@
 r"""A synthetic shape-classification dataset with known ground-truth object masks.
 
 Each image shows one object whose *shape* is the class (square, disk, triangle, cross), at a
-random position, scale, rotation and colour, on a background that carries no class
+random position, scale, colour (and optionally rotation), on a background that carries no class
 information: a smooth random colour texture plus soft distractor blobs. Because we draw the
 object ourselves we know exactly which pixels it covers, so ``masks`` is the ground truth a
 saliency map should localize (the SmoothGrad paper, Smilkov et al. 2017, arXiv:1706.03825,
@@ -9,7 +9,7 @@ judges maps by eye on objects; here we can measure it).
 
 Shapes are evaluated on broadcast coordinate grids for all samples at once. In object
 coordinates :math:`(u, v) = R_{-\theta}\,(p - c) / r` (pixel centre :math:`p`, object centre
-:math:`c`, radius :math:`r`, rotation :math:`\theta`) the classes are
+:math:`c`, radius :math:`r`, optional rotation :math:`\theta`) the classes are
 
 .. math::
     \text{square}: \max(|u|, |v|) \le 0.8, \qquad
@@ -17,9 +17,11 @@ coordinates :math:`(u, v) = R_{-\theta}\,(p - c) / r` (pixel centre :math:`p`, o
     \text{triangle}: \max_k \langle (u, v), n_k \rangle \le 0.55, \qquad
     \text{cross}: (|u| \le 0.3 \wedge |v| \le 1) \vee (|v| \le 0.3 \wedge |u| \le 1),
 
-with :math:`n_k` the unit normals at angles :math:`-90° + 120° k`. Colours are chosen so that
-every object pixel differs from the background by at least 0.1 in every channel: the
-background stays in ``[0.2, 0.8]`` while each object channel lies in ``[0, 0.1]`` or ``[0.9, 1]``.
+with :math:`n_k` the unit normals at angles :math:`90° + 120° k` (image axes, y down: a flat
+bottom edge, the apex up). Colours are chosen so that every object pixel differs from the
+background by at least 0.1 in every channel: the background stays in ``[0.2, 0.8]`` while each
+object channel lies in ``[0, 0.1]`` or ``[0.9, 1]``. Edges are hard (no anti-aliasing), so the
+mask is exactly the set of pixels that carry the object's colour.
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ def make_synthetic(
     seed: int | torch.Generator = 0,
     *,
     n_distractors: int = 3,
-    scale: tuple[float, float] = (0.18, 0.3),
-    rotate: bool = True,
+    scale: tuple[float, float] = (0.22, 0.34),
+    rotation: float = 0.0,
 ) -> ImageDataset:
     """``n`` synthetic 3-channel images of shapes with their ground-truth object masks.
 
@@ -67,8 +69,10 @@ def make_synthetic(
         size: image side ``S`` in pixels (>= 16).
         seed: int or ``torch.Generator``; the same seed gives the same dataset.
         n_distractors: soft Gaussian blobs per image, drawn under the object.
-        scale: range of the object radius as a fraction of ``size``, within ``(0, 0.4]``.
-        rotate: rotate each object by a uniform random angle.
+        scale: range of the object radius as a fraction of ``size``, within ``(0, 0.38]`` (so that
+            the whole object stays inside the image).
+        rotation: each object is rotated by a uniform random angle in ``[-rotation, rotation]``
+            degrees (0: upright squares, disks, upward triangles and upright crosses).
     Returns:
         :class:`ImageDataset` with ``images [n, 3, S, S]`` in ``[0, 1]``, ``labels [n]``,
         ``masks [n, 1, S, S]`` (True on the object's pixels) and ``class_names`` = :data:`SHAPES`.
@@ -78,7 +82,7 @@ def make_synthetic(
         >>> ds.images.shape, ds.masks.shape, ds.num_classes
         (torch.Size([8, 3, 16, 16]), torch.Size([8, 1, 16, 16]), 4)
     """
-    scenes = synthetic_scenes(n, size, seed, n_distractors=n_distractors, scale=scale, rotate=rotate)
+    scenes = synthetic_scenes(n, size, seed, n_distractors=n_distractors, scale=scale, rotation=rotation)
     return ImageDataset(scenes.images, scenes.labels, scenes.masks, len(SHAPES), list(SHAPES))
 
 
@@ -88,23 +92,24 @@ def synthetic_scenes(
     seed: int | torch.Generator = 0,
     *,
     n_distractors: int = 3,
-    scale: tuple[float, float] = (0.18, 0.3),
-    rotate: bool = True,
+    scale: tuple[float, float] = (0.22, 0.34),
+    rotation: float = 0.0,
 ) -> SyntheticScenes:
     """The functional core of :func:`make_synthetic`; also returns the object-free backgrounds."""
     check_positive_int(n, "n")
     check_positive_int(size, "size", minimum=16)
     if isinstance(n_distractors, bool) or not isinstance(n_distractors, int) or n_distractors < 0:
         raise ValueError(f"`n_distractors` must be an int >= 0, got {n_distractors!r}")
+    check_nonnegative(rotation, "rotation")
     lo, hi = (check_nonnegative(s, "scale") for s in scale)
-    if not 0 < lo <= hi <= 0.4:
-        raise ValueError(f"`scale` must satisfy 0 < scale[0] <= scale[1] <= 0.4, got {tuple(scale)}")
+    if not 0 < lo <= hi <= 0.38:  # keeps every shape inside the image for size >= 16
+        raise ValueError(f"`scale` must satisfy 0 < scale[0] <= scale[1] <= 0.38, got {tuple(scale)}")
     gen = _generator(seed)
 
     labels = torch.arange(n) % len(SHAPES)
     labels = labels[torch.randperm(n, generator=gen)]
     backgrounds = _backgrounds(n, size, n_distractors, gen)  # [N, 3, S, S]
-    masks = _shape_masks(labels, size, (lo, hi), rotate, gen)  # [N, 1, S, S]
+    masks = _shape_masks(labels, size, (lo, hi), rotation, gen)  # [N, 1, S, S]
     colours = _object_colours(n, gen)  # [N, 3, 1, 1]
     images = torch.where(masks, colours, backgrounds)
     return SyntheticScenes(images, backgrounds, masks, labels)
@@ -147,15 +152,15 @@ def _pixel_grid(size: int) -> tuple[Tensor, Tensor]:
 
 
 def _shape_masks(
-    labels: Tensor, size: int, scale: tuple[float, float], rotate: bool, gen: torch.Generator
+    labels: Tensor, size: int, scale: tuple[float, float], rotation: float, gen: torch.Generator
 ) -> Tensor:
     """Boolean masks ``[N, 1, S, S]`` of each sample's shape, all classes on one coordinate grid."""
     n = labels.shape[0]
     radius = _uniform((n, 1, 1), scale[0] * size, scale[1] * size, gen)  # [N, 1, 1]
-    margin = 1.2 * radius + 0.5  # the triangle's circumradius is 1.1 r
+    margin = 1.15 * radius + 0.5  # no shape reaches beyond 1.14 r from its centre
     centre_y = margin + (size - 1 - 2 * margin) * torch.rand(n, 1, 1, generator=gen)
     centre_x = margin + (size - 1 - 2 * margin) * torch.rand(n, 1, 1, generator=gen)
-    theta = 2 * math.pi * torch.rand(n, 1, 1, generator=gen) if rotate else torch.zeros(n, 1, 1)
+    theta = math.radians(rotation) * (2 * torch.rand(n, 1, 1, generator=gen) - 1)
 
     ys, xs = _pixel_grid(size)  # [1, S, S]
     dy, dx = (ys - centre_y) / radius, (xs - centre_x) / radius  # [N, S, S]
@@ -164,7 +169,7 @@ def _shape_masks(
 
     square = torch.maximum(u.abs(), v.abs()) <= 0.8
     disk = u**2 + v**2 <= 1.0
-    normals = [(-90.0 + 120.0 * k) * math.pi / 180 for k in range(3)]
+    normals = [(90.0 + 120.0 * k) * math.pi / 180 for k in range(3)]
     triangle = torch.stack([u * math.cos(a) + v * math.sin(a) for a in normals]).amax(0) <= 0.55
     cross = ((u.abs() <= 0.3) & (v.abs() <= 1.0)) | ((v.abs() <= 0.3) & (u.abs() <= 1.0))
     all_shapes = torch.stack([square, disk, triangle, cross], dim=1)  # [N, 4, S, S]

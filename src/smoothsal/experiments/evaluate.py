@@ -10,13 +10,13 @@ reader sees that the checks can fail. Columns (means over the images):
   evenly spaced over the depth, :func:`~smoothsal.metrics.sanity.spaced_layers`), and the verdict
   PASS (:math:`|\bar\rho| < 0.5`) or FAIL (:func:`~smoothsal.metrics.sanity.sanity_verdict`);
 * **faithfulness** -- deletion and insertion AUC (most relevant first, probability of the target,
-  patches of 16 px at 224², the *same* blurred baseline for both, so a random map gives
+  patches of 16 px at 224², the *same* baseline for both -- blurred by default -- so a random map gives
   :math:`\text{AUC}_{ins} \approx \text{AUC}_{del}` and ``ins − del`` measures faithfulness above
   chance), faithfulness correlation (Bhatt et al. 2020) and monotonicity (Nguyen & Martínez 2020);
 * **complexity** -- sparseness (Gini) and entropy of the pixel map;
 * **roughness** -- :func:`~smoothsal.metrics.jaggedness.gradient_roughness`, the mean relative
   change of the map between :math:`x` and points 1 % of the range away;
-* **pruning** -- the smallest :math:`q` (%) whose top-:math:`q` pixels (rest blurred) keep 90 % of
+* **pruning** -- the smallest :math:`q` (%) whose top-:math:`q` pixels (rest set to the baseline) keep 90 % of
   the target probability (:func:`~smoothsal.metrics.pruning.smallest_q`);
 * **localization** (where masks exist) -- on synthetic scenes with ground-truth object masks and a
   small CNN trained on them with :mod:`smoothsal.train`: pointing game, relevance mass (of
@@ -40,13 +40,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from smoothsal._validation import check_inputs, check_nonnegative, check_positive_int
+from smoothsal._validation import check_choice, check_inputs, check_logits, check_nonnegative, check_positive_int
+from smoothsal.methods.base import preserve_model
 
 __all__ = [
     "CONTROLS",
@@ -66,9 +67,12 @@ ALIASES = {"smoothgrad": "grad", "gradient": "grad", "integrated_gradients": "ig
 CONTROLS: dict[str, str] = {"sobel": "Sobel edges (control)", "random": "Random map (control)"}
 SECTIONS: tuple[str, ...] = ("sanity", "faithfulness", "complexity", "roughness", "pruning", "localization")
 
-#: quick / full settings. ``patch`` is for 224 px images and scales with the image size.
+#: quick / full settings. ``patch`` sizes are for 224 px images and scale with the image size.
+#: Quick explains one photo: its correlations are single-image numbers (a random map's faithfulness
+#: correlation then has a spread of about ±1/sqrt(fc_runs - 1) around 0). Full takes about an hour
+#: on a 2-core CPU with the default methods (smoothed IG dominates).
 QUICK: dict[str, Any] = {
-    "photos": ("chelsea", "coffee"),
+    "photos": ("chelsea",),
     "n_samples": 8,
     "steps": 10,
     "patch": 16,
@@ -76,9 +80,9 @@ QUICK: dict[str, Any] = {
     "fc_runs": 16,
     "mprt_checkpoints": 4,
     "roughness_pairs": 2,
-    "ig_steps": 16,
+    "ig_steps": 8,
     "smooth_ig_steps": 4,
-    "line_steps": 11,
+    "line_steps": 21,
     "loc_images": 32,
     "loc_epochs": 4,
 }
@@ -89,17 +93,17 @@ FULL: dict[str, Any] = {
     "patch": 16,
     "monotonicity_patch": 16,
     "fc_runs": 50,
-    "mprt_checkpoints": 10,
-    "roughness_pairs": 8,
+    "mprt_checkpoints": 6,
+    "roughness_pairs": 4,
     "ig_steps": 32,
-    "smooth_ig_steps": 8,
+    "smooth_ig_steps": 4,
     "line_steps": 101,
     "loc_images": 128,
     "loc_epochs": None,
 }
 SANITY_THRESHOLD = 0.5
 PRUNE_SHARE = 0.9
-BASELINE = "blur"
+BASELINES = ("blur", "black")
 
 #: CSV columns, in order (JSON rows carry the same keys plus the curves).
 COLUMNS: tuple[str, ...] = (
@@ -263,8 +267,8 @@ def _section_faithfulness(ctx: _Context, row: _Row) -> dict[str, Any]:
     maps = _maps(ctx, row)
     patch, mono_patch = _scaled_patch(s["patch"], x), _scaled_patch(s["monotonicity_patch"], x)
     steps = min(s["steps"], _n_units(x, patch))
-    dele = deletion_curve(ctx.model, x, maps, t, steps=steps, patch=patch, baseline=BASELINE)
-    ins = insertion_curve(ctx.model, x, maps, t, steps=steps, patch=patch, baseline=BASELINE)
+    dele = deletion_curve(ctx.model, x, maps, t, steps=steps, patch=patch, baseline=s["baseline"])
+    ins = insertion_curve(ctx.model, x, maps, t, steps=steps, patch=patch, baseline=s["baseline"])
     fc = faithfulness_correlation(ctx.model, x, maps, t, n_runs=s["fc_runs"], patch=patch, seed=s["seed"], batch_size=32)
     mono = monotonicity(ctx.model, x, maps, t, patch=mono_patch, batch_size=32)
     d_auc, i_auc = auc(dele), auc(ins)
@@ -297,7 +301,7 @@ def _section_roughness(ctx: _Context, row: _Row) -> dict[str, Any]:
 
     r = gradient_roughness(
         row.factory(ctx.model), ctx.inputs, ctx.targets, radius=0.01, n_pairs=ctx.settings["roughness_pairs"],
-        seed=ctx.settings["seed"],
+        seed=ctx.settings["seed"], reference=_maps(ctx, row),
     )  # fmt: skip
     return {"roughness": _mean(r[torch.isfinite(r)]) if torch.isfinite(r).any() else math.inf}
 
@@ -305,7 +309,7 @@ def _section_roughness(ctx: _Context, row: _Row) -> dict[str, Any]:
 def _section_pruning(ctx: _Context, row: _Row) -> dict[str, Any]:
     from smoothsal.metrics.pruning import attribution_pruning, smallest_q
 
-    res = attribution_pruning(ctx.model, ctx.inputs, _maps(ctx, row), ctx.targets, baseline=BASELINE)
+    res = attribution_pruning(ctx.model, ctx.inputs, _maps(ctx, row), ctx.targets, baseline=ctx.settings["baseline"])
     q10 = int((res.q == 10).nonzero()[0]) if bool((res.q == 10).any()) else 0
     return {
         "prune_q90": _mean(smallest_q(res, PRUNE_SHARE)),
@@ -400,7 +404,7 @@ def _model_digest(model: nn.Module) -> str:
 # ---- inputs -------------------------------------------------------------------------------------
 def _load_model(model: str | nn.Module) -> tuple[nn.Module, int | None, list[str] | None, str]:
     if isinstance(model, nn.Module):
-        return model.eval(), None, None, f"module:{_model_digest(model)}"
+        return model, None, None, f"module:{_model_digest(model)}"
     if not isinstance(model, str):
         raise TypeError(f"`model` must be a model spec string or an nn.Module, got {type(model).__name__}")
     from smoothsal.zoo import load_model
@@ -446,7 +450,7 @@ def _localization_data(
         model, data = localization
     if getattr(data, "masks", None) is None:
         raise ValueError("`localization` dataset has no masks; localization needs ground-truth object masks")
-    return model.eval(), data.images.float(), data.masks, data.labels
+    return model, data.images.float(), data.masks, data.labels
 
 
 # ---- main ---------------------------------------------------------------------------------------
@@ -462,6 +466,7 @@ def run_evaluate(
     *,
     localization: bool | tuple[nn.Module, Any] | None = None,
     seed: int = 0,
+    baseline: str | float = "blur",
     fresh: bool = False,
     overrides: dict[str, Any] | None = None,
 ) -> EvaluateReport:
@@ -477,11 +482,13 @@ def run_evaluate(
         model: ``"lite0"``/``"lite1"``/``"lite2"``, ``"package.module:factory"``, a TorchScript file,
             or an ``nn.Module`` taking ``[B, C, H, W]`` images in [0, 1].
         images: bundled photo names / image files, or a tensor ``[N, C, H, W]``; ``None`` = the
-            bundled photos (two in quick mode).
+            bundled photos (only ``chelsea`` in quick mode).
         progress: show a progress bar.
         localization: ``None`` = on for the bundled models (train a small CNN on synthetic scenes),
             off for user models; ``True``/``False``; or ``(model, ImageDataset with masks)``.
         seed: seed of the noise, the randomized weights and the random control.
+        baseline: what removed pixels become in deletion, insertion and pruning: ``"blur"``
+            (default, RISE's insertion start and in-distribution for photos), ``"black"`` or a number.
         fresh: ignore finished results in ``out_dir``.
         overrides: replace entries of :data:`QUICK` / :data:`FULL` (e.g. ``{"steps": 5}``).
     Returns:
@@ -500,15 +507,19 @@ def run_evaluate(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"`seed` must be an int, got {type(seed).__name__}")
     settings["seed"] = seed
+    if isinstance(baseline, str):
+        check_choice(baseline, "baseline", BASELINES)
+    elif isinstance(baseline, bool) or not isinstance(baseline, (int, float)) or not math.isfinite(baseline):
+        raise ValueError(f"`baseline` must be one of {list(BASELINES)} or a finite number, got {baseline!r}")
+    settings["baseline"] = baseline
     names = _parse_methods(methods)
 
     net, size, class_names, model_id = _load_model(model)
     if size is None:
         size = int(images.shape[-1]) if isinstance(images, Tensor) else int(getattr(net, "image_size", 224))
     x, image_names = _load_images(images, size, settings)
-    with torch.no_grad():
-        logits = net(x)
-    targets = logits.argmax(dim=1)
+    with preserve_model(net), torch.no_grad():
+        targets = check_logits(net(x), x.shape[0]).argmax(dim=1)
     config = {"model": model_id, "images": _tensor_digest(x), "targets": targets.tolist(),
               **{k: v for k, v in settings.items() if k not in ("photos", "loc_images", "loc_epochs")}}  # fmt: skip
     config_hash = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -523,7 +534,13 @@ def run_evaluate(
     loc_wanted = localization if localization is not None else bundled
     if loc_wanted is not False:
         sections.append("localization")
-    pending = [(s, r) for s in sections for r in rows if cache.get(s, r.key) is None]
+    # localization results are keyed by their own data (not by the photos' settings)
+    keys = {s: s for s in sections}
+    if isinstance(localization, tuple) and len(localization) == 2 and isinstance(localization[0], nn.Module):
+        keys["localization"] = f"localization@{_model_digest(localization[0])}-{_tensor_digest(localization[1].images)}"
+    elif loc_wanted is not False:
+        keys["localization"] = f"localization@synthetic-{settings['loc_epochs']}-{settings['loc_images']}"
+    pending = [(s, r) for s in sections for r in rows if cache.get(keys[s], r.key) is None]
 
     loc = None
     if any(s == "localization" for s, _ in pending):
@@ -536,7 +553,7 @@ def run_evaluate(
     with tqdm(total=len(pending), desc="evaluate", unit="result", disable=not progress) as bar:
         for section, row in pending:
             bar.set_postfix_str(f"{section}: {row.label}")
-            cache.put(section, row.key, _SECTION_FUNCS[section](ctx, row))
+            cache.put(keys[section], row.key, _SECTION_FUNCS[section](ctx, row))
             computed += 1
             bar.update(1)
     line_key = f"{noise_level}-{settings['n_samples']}-{settings['line_steps']}"
@@ -549,15 +566,19 @@ def run_evaluate(
         merged: dict[str, Any] = {"row": row.key, "method": row.method, "label": row.label, "kind": row.kind,
                                   "smoothed": row.smoothed}  # fmt: skip
         for section in sections:
-            merged.update(cache.get(section, row.key) or {})
+            merged.update(cache.get(keys[section], row.key) or {})
         report_rows.append(merged)
     settings_out = {**settings, "model": model_id, "images": image_names, "targets": targets.tolist(),
-                    "sanity_threshold": SANITY_THRESHOLD, "prune_share": PRUNE_SHARE, "baseline": BASELINE,
+                    "sanity_threshold": SANITY_THRESHOLD, "prune_share": PRUNE_SHARE,
                     "image_size": size}  # fmt: skip
     if class_names:
         settings_out["target_names"] = [class_names[int(t)] for t in targets]
     if loc is not None:
         settings_out["loc_chance_mass"] = _mean(loc[2].flatten(1).float().mean(dim=1))
+        settings_out["loc_source"] = (
+            "the model and masked dataset passed in" if isinstance(localization, tuple)
+            else "a small CNN trained on synthetic scenes with smoothsal.train"
+        )  # fmt: skip
     table = markdown_tables(report_rows, settings_out)
     paths = _write_outputs(out, report_rows, settings_out, table, cache.get("jaggedness", line_key) or {})
     seconds = round(time.perf_counter() - t_start, 2)
@@ -622,7 +643,7 @@ def markdown_tables(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str
         chance = settings.get("loc_chance_mass")
         loc = [
             "",
-            f"Localization on synthetic scenes with object masks (small CNN trained with smoothsal.train; "
+            f"Localization against ground-truth object masks ({settings.get('loc_source', 'masked data')}; "
             f"chance ≈ mask area {_fmt(chance)}):",
             "",
             "| method | pointing game ↑ | relevance mass ↑ | top-k IoU ↑ |",
@@ -744,10 +765,15 @@ def _plot_lines(path: Path, lines: dict[str, Any]) -> Path:
 
 
 # ---- CLI ----------------------------------------------------------------------------------------
+def _parse_baseline(text: str) -> str | float:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def register_cli(app: Any) -> None:
     """Add ``smoothsal evaluate`` to a :class:`typer.Typer` app."""
-    from typing import Optional
-
     import typer
 
     @app.command("evaluate")
@@ -759,8 +785,11 @@ def register_cli(app: Any) -> None:
         quick: bool = typer.Option(False, "--quick", help="Small settings: a few minutes on 2 CPU cores."),
         out: Path = typer.Option(Path("out/evaluate"), "--out", help="Output folder (results resume from it)."),
         model: str = typer.Option("lite0", "--model", help="lite0 | lite1 | lite2 | package.module:factory | TorchScript file."),
-        localization: Optional[bool] = typer.Option(None, "--localization/--no-localization", help="Synthetic-mask section (default: on for bundled models)."),
+        localization: Optional[bool] = typer.Option(
+            None, "--localization/--no-localization", help="Synthetic-mask section (default: on for bundled models)."
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed of noise, randomized weights and the random control."),
+        baseline: str = typer.Option("blur", "--baseline", help="Removed pixels become: blur | black | a number."),
         fresh: bool = typer.Option(False, "--fresh", help="Ignore finished results in --out."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
     ) -> None:
@@ -769,6 +798,7 @@ def register_cli(app: Any) -> None:
             report = run_evaluate(
                 out, methods=methods, noise_level=noise_level, n_samples=samples, quick=quick, model=model,
                 images=images or None, progress=not no_progress, localization=localization, seed=seed, fresh=fresh,
+                baseline=_parse_baseline(baseline),
             )  # fmt: skip
         except (ValueError, FileNotFoundError) as err:
             typer.echo(f"error: {err}", err=True)

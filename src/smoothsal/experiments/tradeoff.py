@@ -28,10 +28,10 @@ import hashlib
 import json
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -64,7 +64,7 @@ DATASETS = ("digits", "synthetic")
 FULL_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
 QUICK_GRID = (0.0, 0.05, 0.15, 0.3)
 #: quick / full defaults: inputs explained, noisy samples, models per setting, IG steps
-QUICK = {"n_inputs": 24, "n_samples": 12, "n_models": 3, "ig_steps": 8, "epochs": 3}
+QUICK = {"n_inputs": 20, "n_samples": 10, "n_models": 3, "ig_steps": 8, "epochs": 2}
 FULL = {"n_inputs": 128, "n_samples": 64, "n_models": 3, "ig_steps": 16, "epochs": None}
 
 FIELDS = (
@@ -286,7 +286,9 @@ def run_tradeoff(
     if not methods or not settings:
         raise ValueError(f"`methods` and `settings` must not be empty, got {methods} and {settings}")
     defaults = QUICK if quick else FULL
-    grid = sorted(check_noise_grid(QUICK_GRID if quick and noise_levels is None else noise_levels or FULL_GRID))
+    if noise_levels is None:
+        noise_levels = QUICK_GRID if quick else FULL_GRID
+    grid = sorted(check_noise_grid(noise_levels))
     n_inputs = check_positive_int(n_inputs if n_inputs is not None else defaults["n_inputs"], "n_inputs")
     n_samples = check_positive_int(n_samples if n_samples is not None else defaults["n_samples"], "n_samples")
     n_models = check_positive_int(n_models if n_models is not None else defaults["n_models"], "n_models", minimum=2)
@@ -329,6 +331,8 @@ def run_tradeoff(
     model_info: dict[str, Any] = json.loads(models_path.read_text()) if models_path.exists() else {}
     inputs, labels = _fixed_inputs(dataset, base.image_size, n_inputs, seed)
     computed = 0
+    run_args = {"n_samples": n_samples, "ig_steps": ig_steps, "seed": seed, "batch_size": batch_size}
+    run_args["config_hash"] = config_hash
     from tqdm.auto import tqdm
 
     with tqdm(total=len(pending), desc="tradeoff rows", disable=not progress) as bar:
@@ -346,36 +350,18 @@ def run_tradeoff(
             ]
             models_path.write_text(json.dumps(model_info, indent=2, default=list))
             for method in methods:
-                rows_left = [w for w in todo if w[1] == method]
+                rows_left = [w[2] for w in todo if w[1] == method]
                 if not rows_left:
                     continue
-                chosen = [i for i, t in enumerate(trained) if method in ("grad", "ig") or _has_conv(t.model)]
-                if len(chosen) < 2:
-                    warnings.warn(
-                        f"{setting}/{method}: fewer than 2 of the models have a conv layer; rows skipped",
-                        UserWarning,
-                        stacklevel=2,
-                    )
-                    bar.update(len(rows_left))
-                    continue
-                models = [trained[i].model for i in chosen]
-                factory = method_factory(method, ig_steps)
-                raw = [attribution_maps(factory(m), inputs, labels, batch_size) for m in models]
-                for _, _, sigma in rows_left:
-                    smoothed = raw
-                    if sigma > 0:
-                        smoothed = [
-                            _smoothed_maps(factory, m, inputs, labels, sigma, n_samples, seed, batch_size)
-                            for m in models
-                        ]
-                    chosen_names = [names[i] for i in chosen]
-                    row = _row(setting, method, sigma, raw, smoothed, chosen_names, n_samples, config_hash)
+                produced = 0
+                for row in _method_rows(setting, method, rows_left, trained, names, inputs, labels, run_args):
                     _append_row(csv_path, row)
-                    done[_key(setting, method, sigma)] = _parse({k: _format(row[k]) for k in FIELDS})
-                    computed += 1
+                    done[_key(setting, method, row["noise_level"])] = _parse({k: _format(row[k]) for k in FIELDS})
+                    computed, produced = computed + 1, produced + 1
                     bar.update(1)
                     if on_row is not None:
                         on_row(row)
+                bar.update(len(rows_left) - produced)  # rows `_method_rows` had to skip
 
     rows = [done[_key(*w)] for w in wanted if _key(*w) in done]
     overall, per_curve = _recommend(rows, grid, stability_target, fidelity_bound)
@@ -383,20 +369,43 @@ def run_tradeoff(
     return TradeoffRun(rows, overall, per_curve, paths, computed)
 
 
-def _smoothed_maps(
-    factory: Callable[[nn.Module], Any],
-    model: nn.Module,
+def _method_rows(
+    setting: str,
+    method: str,
+    sigmas: list[float],
+    trained: list[Any],
+    names: list[str],
     inputs: Tensor,
     labels: Tensor,
-    sigma: float,
-    n_samples: int,
-    seed: int,
-    batch_size: int,
-) -> Tensor:
+    args: dict[str, Any],
+) -> Iterator[dict[str, Any]]:
+    """Rows of one (setting, method) for ``sigmas``; the unsmoothed maps are computed once.
+
+    CAM methods need a conv layer: models without one (the MLP of DA) are left out of their pairs,
+    and the rows are skipped (with a warning) if fewer than two models remain.
+    """
     from smoothsal.smoothing import Smooth
 
-    smooth = Smooth(factory(model), noise_level=sigma, n_samples=n_samples, seed=seed, batch_size=256)
-    return attribution_maps(smooth, inputs, labels, batch_size)
+    chosen = [i for i, t in enumerate(trained) if method in ("grad", "ig") or _has_conv(t.model)]
+    if len(chosen) < 2:
+        warnings.warn(
+            f"{setting}/{method}: fewer than 2 models have a conv layer; rows skipped", UserWarning, stacklevel=3
+        )
+        return
+    models = [trained[i].model for i in chosen]
+    factory = method_factory(method, args["ig_steps"])
+    batch = args["batch_size"]
+    raw = [attribution_maps(factory(m), inputs, labels, batch) for m in models]  # each [N, C or 1, H, W]
+    for sigma in sigmas:
+        smoothed = raw
+        if sigma > 0:
+            smoothers = [
+                Smooth(factory(m), noise_level=sigma, n_samples=args["n_samples"], seed=args["seed"], batch_size=256)
+                for m in models
+            ]
+            smoothed = [attribution_maps(sm, inputs, labels, batch) for sm in smoothers]
+        model_names = [names[i] for i in chosen]
+        yield _row(setting, method, sigma, raw, smoothed, model_names, args["n_samples"], args["config_hash"])
 
 
 # ---- recommendation ---------------------------------------------------------------------------------
@@ -476,7 +485,8 @@ def plot_curves(
     """Error vs σ, one line per method with a ±1 std band, one column per setting (the seed's Figs. 2–5).
 
     Top row: norm-scaled error (comparable across methods); bottom row: raw error on a log axis
-    (map magnitudes differ by orders of magnitude between methods). ``kind``: "stability" or "fidelity".
+    (map magnitudes differ by orders of magnitude between methods; its band is clipped below at a tenth
+    of the mean). ``kind``: "stability" or "fidelity".
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -495,8 +505,8 @@ def plot_curves(
                     continue
                 _, sd = _series(rows, setting, method, f"{kind}{suffix}_std")
                 line = ax.plot(x, y, marker="o", ms=3, label=METHODS[method])[0]
-                lo = [a - b for a, b in zip(y, sd)]
                 hi = [a + b for a, b in zip(y, sd)]
+                lo = [a - b if i == 0 else max(a - b, a / 10) for a, b in zip(y, sd)]  # log axis: clip at y/10
                 ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
             if i == 1:
                 ax.set_yscale("log", nonpositive="mask")
@@ -615,14 +625,15 @@ def register_cli(app: Any) -> None:
         out: Path = typer.Option(Path("out/tradeoff"), "--out", help="Output folder (results resume from it)."),
         dataset: str = typer.Option("digits", "--dataset", help="digits | synthetic"),
         methods: str = typer.Option("grad,ig,gradcam,gradcam++", "--methods", help="Comma-separated method keys."),
-        noise_levels: str = typer.Option(None, "--noise-levels", help="Comma-separated σ grid, e.g. 0,0.1,0.2."),
+        noise_levels: Optional[str] = typer.Option(None, "--noise-levels", help="Comma-separated σ grid, e.g. 0,0.1,0.2."),
         settings: str = typer.Option("DT,DR,DA", "--settings", help="Comma-separated: DT, DR, DA."),
-        samples: int = typer.Option(None, "--samples", help="Noisy samples per smoothed map."),
-        inputs: int = typer.Option(None, "--inputs", help="Test inputs explained."),
-        models: int = typer.Option(None, "--models", help="Models per setting (>= 2)."),
-        epochs: int = typer.Option(None, "--epochs", help="Training epochs of every model."),
-        stability_target: float = typer.Option(None, "--stability-target", help="Norm-scaled stability target."),
-        fidelity_bound: float = typer.Option(None, "--fidelity-bound", help="Norm-scaled fidelity bound."),
+        samples: Optional[int] = typer.Option(None, "--samples", help="Noisy samples per smoothed map."),
+        inputs: Optional[int] = typer.Option(None, "--inputs", help="Test inputs explained."),
+        models: Optional[int] = typer.Option(None, "--models", help="Models per setting (>= 2)."),
+        epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs of every model."),
+        ig_steps: Optional[int] = typer.Option(None, "--ig-steps", help="Integrated Gradients path points."),
+        stability_target: Optional[float] = typer.Option(None, "--stability-target", help="Norm-scaled stability target."),
+        fidelity_bound: Optional[float] = typer.Option(None, "--fidelity-bound", help="Norm-scaled fidelity bound."),
         fresh: bool = typer.Option(False, "--fresh", help="Discard the results file in --out."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     ) -> None:
@@ -632,12 +643,12 @@ def register_cli(app: Any) -> None:
             from smoothsal.train import TrainConfig
 
             base = TrainConfig(dataset=dataset, epochs=epochs)
-        grid_items = _split_list(noise_levels, "noise-levels")
         try:
-            grid = None if grid_items is None else [float(v) for v in grid_items]
-        except ValueError as err:
-            raise typer.BadParameter(f"--noise-levels must be numbers, got {noise_levels!r}") from err
-        try:
+            grid_items = _split_list(noise_levels, "noise-levels")
+            try:
+                grid = None if grid_items is None else [float(v) for v in grid_items]
+            except ValueError as err:
+                raise ValueError(f"`--noise-levels` must be comma-separated numbers, got {noise_levels!r}") from err
             run = run_tradeoff(
                 out,
                 quick=quick,
@@ -648,6 +659,7 @@ def register_cli(app: Any) -> None:
                 n_inputs=inputs,
                 n_samples=samples,
                 n_models=models,
+                ig_steps=ig_steps,
                 base=base,
                 stability_target=stability_target,
                 fidelity_bound=fidelity_bound,
@@ -655,7 +667,8 @@ def register_cli(app: Any) -> None:
                 fresh=fresh,
             )
         except ValueError as err:
-            raise typer.BadParameter(str(err)) from err
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from err
         typer.echo(f"wrote {', '.join(sorted(run.paths))} to {out} ({run.computed} rows computed)")
         typer.echo(f"recommended noise level: {run.recommendation.noise_level:g}")
         typer.echo(f"  {run.recommendation.reason}")

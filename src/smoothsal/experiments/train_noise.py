@@ -30,7 +30,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -246,10 +246,10 @@ def register_cli(app: Any) -> None:
         out: Path = typer.Option(Path("out/train_noise"), "--out", help="Output folder (results resume from it)."),
         train_noise: float = typer.Option(0.2, "--train-noise", help="σ_train of the noisy training regime."),
         explain_noise: float = typer.Option(0.15, "--explain-noise", help="SmoothGrad noise level."),
-        samples: int = typer.Option(None, "--samples", help="SmoothGrad samples."),
-        inputs: int = typer.Option(None, "--inputs", help="Test inputs explained."),
-        models: int = typer.Option(None, "--models", help="Models per regime, on disjoint splits (>= 2)."),
-        epochs: int = typer.Option(None, "--epochs", help="Training epochs of every model."),
+        samples: Optional[int] = typer.Option(None, "--samples", help="SmoothGrad samples."),
+        inputs: Optional[int] = typer.Option(None, "--inputs", help="Test inputs explained."),
+        models: Optional[int] = typer.Option(None, "--models", help="Models per regime, on disjoint splits (>= 2)."),
+        epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs of every model."),
         fresh: bool = typer.Option(False, "--fresh", help="Discard the results file in --out."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     ) -> None:
@@ -273,7 +273,8 @@ def register_cli(app: Any) -> None:
                 fresh=fresh,
             )
         except ValueError as err:
-            raise typer.BadParameter(str(err)) from err
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from err
         typer.echo(f"wrote results.csv, results.json, train_noise_grid.png to {out}")
         typer.echo("train  explain     stability(norm)  localization  SSIM   top-k IoU")
         for r in rows:

@@ -238,6 +238,8 @@ def gradient_roughness(
     radius: float = 0.01,
     n_pairs: int = 8,
     seed: int | torch.Generator = 0,
+    *,
+    reference: Tensor | None = None,
 ) -> Tensor:
     """Mean relative change of the map between each input and ``n_pairs`` nearby points.
 
@@ -260,6 +262,7 @@ def gradient_roughness(
         radius: :math:`r`, the neighbour distance as a fraction of the value range (``> 0``).
         n_pairs: :math:`K`, neighbours per input.
         seed: int or ``torch.Generator`` for the offsets :math:`\\delta_k`.
+        reference: the map :math:`M(x)` if already computed (with the same targets), to save a call.
     Returns:
         ``[B]`` roughness; 0 where the map does not change, ``inf`` where :math:`M(x) = 0` but a
         neighbour's map is not.
@@ -279,7 +282,13 @@ def gradient_roughness(
         raise TypeError("`method` exposes no `.model`; pass `targets` explicitly")
     else:
         targets_t = targets
-    base = method.attribute(inputs, targets_t).detach()
+    if reference is None:
+        base = method.attribute(inputs, targets_t).detach()
+    else:
+        if not isinstance(reference, Tensor) or reference.shape[0] != inputs.shape[0]:
+            shape = tuple(reference.shape) if isinstance(reference, Tensor) else type(reference).__name__
+            raise ValueError(f"`reference` must be the map of `inputs`, shape [B, ...] with B={inputs.shape[0]}, got {shape}")
+        base = reference.detach()
     base_norm = base.flatten(1).norm(dim=1)  # [B]
     gen = _generator(seed)
     sigma = (radius * _value_range(inputs)).view(-1, *([1] * (inputs.dim() - 1)))

@@ -179,9 +179,10 @@ def attribution_maps(
 
     ``targets`` is ``None`` (the method resolves it) or a LongTensor ``[N]``, chunked alongside.
     """
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
     if batch_size is None or batch_size >= inputs.shape[0]:
         return method.attribute(inputs, targets)
-    check_positive_int(batch_size, "batch_size")
     chunks = []
     for start in range(0, inputs.shape[0], batch_size):
         t = None if targets is None else targets[start : start + batch_size]
