@@ -111,3 +111,15 @@ def test_explain_on_bundled_model_end_to_end(tmp_path):
     assert "Egyptian cat" in result.output or "tabby" in result.output or "tiger cat" in result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["images"][0]["top5"][0]["prob"] > 0.2
+
+
+def test_sample_size_series_is_the_running_mean_of_one_draw_sequence():
+    from smoothsal.experiments.explain import _sample_size_series
+    from smoothsal.smoothing import SmoothGrad
+
+    net, x, t = small_cnn(), torch.rand(1, 3, 16, 16), torch.tensor([1])
+    kw = {"noise_level": 0.2, "n_samples": 10, "batch_size": 4, "seed": 3, "tol": None}
+    series = _sample_size_series(net, x, t, [1, 4, 10], kw, progress=False)
+    for n, m in zip([1, 4, 10], series):
+        direct = SmoothGrad(net, noise_level=0.2, n_samples=n, batch_size=4, seed=3).attribute(x, t)[0]
+        torch.testing.assert_close(m, direct, rtol=1e-5, atol=1e-6)

@@ -190,6 +190,15 @@ def test_knee_is_the_point_farthest_below_the_chord():
     assert "σ=0.1" in rec.reason and "0.3" in rec.reason  # quotes the numbers
 
 
+def test_knee_ignores_dominated_points_and_a_dominating_sigma_wins():
+    # σ = 0.7 is worse on both errors than σ = 0.5: off the front, so the chord still ends at 0.5
+    rec = recommend_noise_level(SIGMAS + [0.7], STAB + [0.25], FID + [1.2])
+    assert rec.noise_level == 0.1 and [r["pareto_optimal"] for r in rec.table] == [True] * 6 + [False]
+    # smoothing only raises the stability error: σ = 0 dominates every other σ
+    rec = recommend_noise_level([0.0, 0.1, 0.2], [0.5, 0.6, 0.55], [0.0, 0.2, 0.4])
+    assert rec.noise_level == 0.0 and "dominates" in rec.reason
+
+
 def test_knee_ignores_the_grid_order():
     order = [3, 0, 5, 1, 4, 2]
     rec = recommend_noise_level([SIGMAS[i] for i in order], [STAB[i] for i in order], [FID[i] for i in order])

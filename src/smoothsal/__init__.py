@@ -6,7 +6,7 @@
 >>> ss.SmoothGrad(model, noise_level=0.15, n_samples=50).attribute(x)   # doctest: +SKIP
 """
 
-from smoothsal import datasets, render, zoo
+from smoothsal import datasets, metrics, render, zoo
 from smoothsal.methods import (
     METHODS,
     Attribution,
@@ -49,6 +49,7 @@ __all__ = [
     "build_method",
     "preserve_model",
     "datasets",
+    "metrics",
     "render",
     "zoo",
     "__version__",

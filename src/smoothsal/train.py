@@ -34,6 +34,7 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -398,7 +399,8 @@ def config_key(config: TrainConfig) -> str:
     return hashlib.sha1(payload.encode()).hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Write through a temporary file and ``os.replace`` it, so ``path`` is never half-written."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
@@ -474,6 +476,7 @@ def train_model(config: TrainConfig, cache_dir: str | Path | None = None, progre
         "torch_version": torch.__version__,
     }
     _atomic_write(weights, lambda p: torch.save(model.state_dict(), p))
+    # the sidecar goes last: weights without a sidecar (an interrupted run) are never reused
     _atomic_write(sidecar, lambda p: p.write_text(json.dumps(meta, indent=2)))
     return TrainedModel(model, config, accuracy, weights, seconds, False)
 

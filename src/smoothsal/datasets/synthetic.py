@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from smoothsal._validation import check_nonnegative, check_positive_int
+from smoothsal._validation import check_nonnegative, check_positive_int, make_generator
 from smoothsal.datasets.base import ImageDataset
 
 #: class index -> shape name
@@ -104,7 +104,7 @@ def synthetic_scenes(
     lo, hi = (check_nonnegative(s, "scale") for s in scale)
     if not 0 < lo <= hi <= 0.38:  # keeps every shape inside the image for size >= 16
         raise ValueError(f"`scale` must satisfy 0 < scale[0] <= scale[1] <= 0.38, got {tuple(scale)}")
-    gen = _generator(seed)
+    gen = make_generator(seed)
 
     labels = torch.arange(n) % len(SHAPES)
     labels = labels[torch.randperm(n, generator=gen)]
@@ -113,14 +113,6 @@ def synthetic_scenes(
     colours = _object_colours(n, gen)  # [N, 3, 1, 1]
     images = torch.where(masks, colours, backgrounds)
     return SyntheticScenes(images, backgrounds, masks, labels)
-
-
-def _generator(seed: int | torch.Generator) -> torch.Generator:
-    if isinstance(seed, torch.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"`seed` must be an int or a torch.Generator, got {type(seed).__name__}")
-    return torch.Generator().manual_seed(seed)
 
 
 def _uniform(shape: tuple[int, ...], low: float, high: float, gen: torch.Generator) -> Tensor:

@@ -9,7 +9,7 @@ then writes
 * ``summary.json``: top-5 classes per image, targets, settings, per-method wall time, the smoothed
   maps' relative standard error, IG's completeness gap and DeepLIFT's summation-to-delta gap;
 * with ``extras``: the SmoothGrad paper's other figures on the first image: ``noise_levels.png``
-  (Fig. 3: σ from 0 to 50 %), ``sample_sizes.png`` (Fig. 4: n from 1 to 100),
+  (Fig. 3: σ from 0 to 50 %), ``sample_sizes.png`` (Fig. 4: n from 1 to ``n_samples``),
   ``visualization.png`` (absolute vs signed vs ×input, capped vs not) and ``discriminativity.png``
   (Fig. 6: the cat beside the coffee, scale(M_cat) − scale(M_coffee)).
 
@@ -39,7 +39,7 @@ from smoothsal.zoo import load_model
 
 DEFAULT_METHODS = ("grad", "ig", "guided", "gradcam")
 NOISE_LEVELS = (0.0, 0.05, 0.10, 0.20, 0.30, 0.50)
-SAMPLE_SIZES = (1, 5, 10, 25, 50, 100)
+SAMPLE_SIZES = (1, 10, 50, 100, 200, 400, 800)
 
 
 def _key(**settings: Any) -> str:
@@ -111,6 +111,7 @@ def run_explain(
     methods: Sequence[str] | str = DEFAULT_METHODS,
     noise_level: float = 0.15,
     n_samples: int = 50,
+    tol: float | None = None,
     target: int | None = None,
     out_dir: str | Path = "out/explain",
     ig_steps: int = 32,
@@ -140,7 +141,7 @@ def run_explain(
     for photo, top in zip(photos, tops):
         echo(f"{photo.name}: " + ", ".join(f"{t['name'].split(',')[0]} {t['prob']:.3f}" for t in top))
 
-    smooth_kw = {"noise_level": noise_level, "n_samples": n_samples, "batch_size": batch_size, "seed": seed}
+    smooth_kw = {"noise_level": noise_level, "n_samples": n_samples, "batch_size": batch_size, "seed": seed, "tol": tol}
     base_key = {"model": model, "images": [p.name for p in photos], "targets": targets.tolist(), "size": size}
     cache = _MapCache(out / "cache")
     maps: dict[str, Tensor] = {}
@@ -158,6 +159,7 @@ def run_explain(
             if smoothed:
                 est = Smooth(method, **smooth_kw).estimate(x, targets)
                 meta["relative_stderr"] = [round(float(v), 4) for v in est.relative_stderr()]
+                meta["n_samples"] = est.n_samples.tolist()
                 return est.attributions, meta
             if name == "ig":
                 attr, gap = method.attribute_with_gap(x, targets)
@@ -173,7 +175,8 @@ def run_explain(
         maps[f"{name}_smooth" if smoothed else name] = value
         method_summary.setdefault(name, {})["smooth" if smoothed else "raw"] = meta
 
-    _save_main_grid(photos, names, maps, out / "grid.png", noise_level, n_samples)
+    _save_main_grid(photos, names, maps, out / "grid.png", noise_level,
+                    f"n ≤ {n_samples}, stop at relative SE {tol}" if tol else f"n = {n_samples}")
     np.savez_compressed(
         out / "maps.npz",
         images=x.numpy(),
@@ -182,9 +185,9 @@ def run_explain(
     )
     figures = ["grid.png"]
     if extras:
-        figures += _extras(net, photos[0], int(targets[0]), out, cache, base_key, noise_level, n_samples, batch_size, seed, progress)
+        figures += _extras(net, photos[0], int(targets[0]), out, cache, base_key, smooth_kw, progress)
         if loaded.class_names is not None and model in ("lite0", "lite1", "lite2"):
-            figures.append(_discriminativity(net, size, out, noise_level, n_samples, batch_size, seed, loaded.class_names))
+            figures.append(_discriminativity(net, size, out, smooth_kw, loaded.class_names))
 
     summary = {
         "model": model,
@@ -203,7 +206,7 @@ def run_explain(
 
 
 def _save_main_grid(photos: list[Photo], names: list[str], maps: dict[str, Tensor], path: Path,
-                    noise_level: float, n_samples: int) -> None:
+                    noise_level: float, n_label: str) -> None:
     rows, labels = [], ["image"]
     for name in names:
         labels += [method_label(name), method_label(name, smoothed=True)]
@@ -215,35 +218,37 @@ def _save_main_grid(photos: list[Photo], names: list[str], maps: dict[str, Tenso
         rows.append(row)
     render.save_grid(
         rows, path, row_labels=[p.name for p in photos], col_labels=labels,
-        title=f"raw vs smoothed (noise level {noise_level:.0%}, n = {n_samples}); |map|, capped at the 99th percentile",
+        title=f"raw vs smoothed (noise level {noise_level:.0%}, {n_label}); |map|, capped at the 99th percentile",
     )
 
 
-def _extras(net, photo: Photo, target: int, out: Path, cache: _MapCache, base_key: dict, noise_level: float,
-            n_samples: int, batch_size: int, seed: int, progress: bool) -> list[str]:
+def _extras(net, photo: Photo, target: int, out: Path, cache: _MapCache, base_key: dict,
+            smooth_kw: dict, progress: bool) -> list[str]:
     """The SmoothGrad paper's Figs. 3 and 4 and the visualization lessons, on one photo."""
     x, t = photo.tensor, torch.tensor([target])
+    noise_level, n_samples, seed = smooth_kw["noise_level"], smooth_kw["n_samples"], smooth_kw["seed"]
     key = {**base_key, "photo": photo.name, "target": target}
 
-    def sg(level: float, n: int) -> Tensor:
-        k = _key(**key, extra="sg", level=level, n=n, seed=seed)
-        return cache.get_or_compute(k, lambda: (SmoothGrad(net, noise_level=level, n_samples=n, batch_size=batch_size,
-                                                           seed=seed).attribute(x, t), {}))[0][0]
+    def sg(level: float) -> Tensor:
+        kw = {**smooth_kw, "noise_level": level} if level > 0 else {**smooth_kw, "n_samples": 1, "tol": None}
+        k = _key(**key, extra="sg", **kw)  # σ = 0 is the plain gradient: one sample is exact
+        return cache.get_or_compute(k, lambda: (SmoothGrad(net, **kw).attribute(x, t), {}))[0][0]
 
-    sizes = [n for n in SAMPLE_SIZES if n <= 2 * n_samples]  # up to twice the chosen n
-    jobs = [("noise", lv) for lv in NOISE_LEVELS] + [("samples", n) for n in sizes]
-    # σ = 0 is the plain gradient: one sample is exact
-    results = {j: sg(j[1], n_samples if j[1] > 0 else 1) if j[0] == "noise" else sg(noise_level, j[1])
-               for j in tqdm(jobs, desc="extras", disable=not progress, unit="map")}
-    noise_row = [render.render_map(results[("noise", lv)]) for lv in NOISE_LEVELS]
+    levels = {lv: sg(lv) for lv in tqdm(NOISE_LEVELS, desc="noise levels", disable=not progress, unit="map")}
+    noise_row = [render.render_map(levels[lv]) for lv in NOISE_LEVELS]
+    n_label = f"n ≤ {n_samples}, tol {smooth_kw['tol']}" if smooth_kw.get("tol") else f"n = {n_samples}"
     render.save_grid([[photo.display, *noise_row]], out / "noise_levels.png",
                      col_labels=["image", *[f"σ = {lv:.0%}" for lv in NOISE_LEVELS]],
-                     title=f"SmoothGrad vs noise level (n = {n_samples}); σ = 0 is the vanilla gradient")
-    sample_row = [render.render_map(results[("samples", n)]) for n in sizes]
-    render.save_grid([[photo.display, *sample_row]], out / "sample_sizes.png",
+                     title=f"SmoothGrad vs noise level ({n_label}); σ = 0 is the vanilla gradient")
+
+    sizes = sorted({n for n in SAMPLE_SIZES if n < n_samples} | {n_samples})
+    k = _key(**key, extra="sizes", sizes=sizes, noise_level=noise_level, seed=seed)
+    series = cache.get_or_compute(k, lambda: (_sample_size_series(net, x, t, sizes, smooth_kw, progress), {}))[0]
+    render.save_grid([[photo.display, *[render.render_map(m) for m in series]]], out / "sample_sizes.png",
                      col_labels=["image", *[f"n = {n}" for n in sizes]],
-                     title=f"SmoothGrad vs sample size (noise level {noise_level:.0%})")
-    vanilla, smooth = results[("noise", 0.0)], sg(noise_level, n_samples)
+                     title=f"SmoothGrad vs sample size (noise level {noise_level:.0%}); each n extends the previous draws")
+
+    vanilla, smooth = levels[0.0], levels.get(noise_level, series[-1])
     styles = [("abs", 99.0, "|map|, 99th pct cap"), ("abs", 100.0, "|map|, no cap"),
               ("signed", 99.0, "signed"), ("x_input", 99.0, "× input")]
     rows = [[render.render_map(m, photo.display, style=s, percentile=p) for s, p, _ in styles] for m in (vanilla, smooth)]
@@ -253,8 +258,24 @@ def _extras(net, photo: Photo, target: int, out: Path, cache: _MapCache, base_ke
     return ["noise_levels.png", "sample_sizes.png", "visualization.png"]
 
 
-def _discriminativity(net, size: int, out: Path, noise_level: float, n_samples: int, batch_size: int, seed: int,
-                      class_names: list[str]) -> str:
+def _sample_size_series(net, x: Tensor, t: Tensor, sizes: list[int], smooth_kw: dict, progress: bool) -> Tensor:
+    """SmoothGrad at each n in ``sizes`` for the cost of ``max(sizes)`` samples.
+
+    One generator is continued from segment to segment, so the map at n is the running mean of the
+    first n draws, exactly what ``SmoothGrad(n_samples=n, seed=seed)`` gives.
+    """
+    gen = torch.Generator().manual_seed(smooth_kw["seed"])
+    total, done, maps = torch.zeros_like(x[0]), 0, []
+    for n in tqdm(sizes, desc="sample sizes", disable=not progress, unit="map"):
+        sg = SmoothGrad(net, noise_level=smooth_kw["noise_level"], n_samples=n - done,
+                        batch_size=smooth_kw["batch_size"], seed=gen)
+        total += sg.attribute(x, t)[0] * (n - done)
+        done = n
+        maps.append(total / done)
+    return torch.stack(maps)
+
+
+def _discriminativity(net, size: int, out: Path, smooth_kw: dict, class_names: list[str]) -> str:
     """SmoothGrad Fig. 6: which pixels favour the cat's class over the coffee's, on one two-object image."""
     both = cat_and_coffee(size)
     with torch.no_grad():
@@ -263,7 +284,7 @@ def _discriminativity(net, size: int, out: Path, noise_level: float, n_samples: 
     x = both.tensor.expand(2, -1, -1, -1)
     t = torch.tensor([cls_cat, cls_cup])
     raw = build_method("grad", net).attribute(x, t)
-    smooth = SmoothGrad(net, noise_level=noise_level, n_samples=n_samples, batch_size=batch_size, seed=seed).attribute(x, t)
+    smooth = SmoothGrad(net, **smooth_kw).attribute(x, t)
     name_cat, name_cup = class_names[cls_cat].split(",")[0], class_names[cls_cup].split(",")[0]
     rows = []
     for m in (raw, smooth):

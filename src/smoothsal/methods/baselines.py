@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from smoothsal._validation import make_generator
+
 BaselineSpec = Union[str, float, int, Tensor, Callable[[Tensor], Tensor]]
 
 #: the string specs :func:`make_baseline` accepts.
@@ -86,17 +88,9 @@ def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
     return x.reshape(b, c, h, w)
 
 
-def _generator(seed: int | torch.Generator) -> torch.Generator:
-    if isinstance(seed, torch.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"`seed` must be an int or a torch.Generator, got {type(seed).__name__}")
-    return torch.Generator().manual_seed(seed)
-
-
 def _uniform_baseline(inputs: Tensor, seed: int | torch.Generator) -> Tensor:
     """``U(min x, max x)`` noise, the range taken per sample."""
-    gen = _generator(seed)
+    gen = make_generator(seed)
     flat = inputs.detach().flatten(1)  # [B, D]
     view = (-1,) + (1,) * (inputs.dim() - 1)
     lo, hi = flat.min(dim=1).values.view(view), flat.max(dim=1).values.view(view)

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._validation import (
+    make_generator,
     TargetSpec,
     check_inputs,
     check_logits,
@@ -105,14 +106,6 @@ def _value_range(inputs: Tensor) -> Tensor:
     flat = inputs.flatten(1)  # [B, D]
     span = flat.max(dim=1).values - flat.min(dim=1).values
     return torch.where(span > 0, span, torch.ones_like(span))
-
-
-def _generator(seed: int | torch.Generator) -> torch.Generator:
-    if isinstance(seed, torch.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"`seed` must be an int or a torch.Generator, got {type(seed).__name__}")
-    return torch.Generator().manual_seed(seed)
 
 
 def _randn_like(inputs: Tensor, gen: torch.Generator) -> Tensor:
@@ -188,7 +181,7 @@ def gradient_along_line(
         raise ValueError(f"`pixel` must be (h, w) with 0 <= h < {height}, 0 <= w < {width}, got {pixel!r}")
     h, w = int(pixel[0]), int(pixel[1])
 
-    gen = _generator(seed)
+    gen = make_generator(seed)
     direction = _randn_like(x, gen) * (eps_std * _value_range(x)).view(1, 1, 1, 1)  # [1, C, H, W]
     ts = torch.linspace(0.0, 1.0, t_steps, dtype=x.dtype, device=x.device)  # [T]
 
@@ -290,7 +283,7 @@ def gradient_roughness(
             raise ValueError(f"`reference` must be the map of `inputs`, shape [B, ...] with B={inputs.shape[0]}, got {shape}")
         base = reference.detach()
     base_norm = base.flatten(1).norm(dim=1)  # [B]
-    gen = _generator(seed)
+    gen = make_generator(seed)
     sigma = (radius * _value_range(inputs)).view(-1, *([1] * (inputs.dim() - 1)))
     total = torch.zeros_like(base_norm)
     for _ in range(n_pairs):

@@ -134,8 +134,8 @@ class Recommendation:
             ``"stability_target+fidelity_bound"``.
         reason: one sentence quoting the numbers that justify the choice.
         table: one dict per grid point (sorted by σ): ``noise_level``, ``stability``, ``fidelity``,
-            the [0, 1]-scaled ``stability_scaled``/``fidelity_scaled`` and ``knee_distance``
-            (signed distance below the chord; positive = better than the straight line).
+            the [0, 1]-scaled ``stability_scaled``/``fidelity_scaled``, ``knee_distance`` (signed
+            distance below the chord; positive = better than the straight line) and ``pareto_optimal``.
     """
 
     noise_level: float
@@ -439,15 +439,18 @@ def recommend_noise_level(
 
     Rules:
 
-    * default — the **knee** of the Pareto curve: both errors are scaled to ``[0, 1]`` over the
-      grid, the chord joins the points of the smallest and the largest σ, and the point farthest
-      below it (towards zero error on both axes) wins:
+    * default — the **knee** of the Pareto front: both errors are scaled to ``[0, 1]`` over the
+      grid; among the Pareto-optimal σ (no other σ is at least as good on both errors and better
+      on one), the chord joins the front's two ends (lowest fidelity error, lowest stability
+      error), and the front point farthest below it (towards zero error on both axes) wins:
 
-      .. math:: \sigma^\star = \arg\max_\sigma\ \frac{(\mathbf c_1 - \mathbf c_0) \times (\mathbf p_\sigma - \mathbf c_0)}
-                {\lVert \mathbf c_1 - \mathbf c_0 \rVert}, \quad \mathbf p_\sigma = (\widehat{\mathrm{Fid}}_\sigma, \widehat{\mathrm{Stab}}_\sigma)
+      .. math:: \sigma^\star = \arg\max_{\sigma \in \text{front}}\ \frac{(\mathbf c_1 - \mathbf c_0) \times
+                (\mathbf p_\sigma - \mathbf c_0)}{\lVert \mathbf c_1 - \mathbf c_0 \rVert}, \quad
+                \mathbf p_\sigma = (\widehat{\mathrm{Fid}}_\sigma, \widehat{\mathrm{Stab}}_\sigma)
 
-      If no point lies below the chord (a straight or bulging curve has no knee) the point
-      closest to the ideal ``(0, 0)`` is chosen instead, and the reason says so.
+      If one σ dominates all others (e.g. smoothing only raises the stability error) it is
+      returned; if no front point lies below the chord (a straight or bulging front has no knee)
+      the front point closest to the ideal ``(0, 0)`` is chosen. The reason says which case applied.
     * ``stability_target`` — the smallest σ whose stability error is ``<= stability_target``.
     * ``fidelity_bound`` — the largest σ whose fidelity error is ``<= fidelity_bound``.
     * both — the smallest σ meeting both.
@@ -472,8 +475,16 @@ def recommend_noise_level(
     order = sorted(range(len(grid)), key=grid.__getitem__)
     grid, stab, fid = [grid[i] for i in order], [stab[i] for i in order], [fid[i] for i in order]
     s01, f01 = _scale01(stab), _scale01(fid)
-    # signed distance of (f, s) to the chord c0 -> c1; positive on the side of the ideal point (0, 0)
-    (x0, y0), (x1, y1) = (f01[0], s01[0]), (f01[-1], s01[-1])
+    idx = range(len(grid))
+    front = [
+        i
+        for i in idx
+        if not any(stab[j] <= stab[i] and fid[j] <= fid[i] and (stab[j], fid[j]) != (stab[i], fid[i]) for j in idx)
+    ]
+    end0 = min(front, key=lambda i: (fid[i], stab[i], grid[i]))  # the front's low-fidelity-error end
+    end1 = min(front, key=lambda i: (stab[i], fid[i], grid[i]))  # its low-stability-error end
+    # signed distance of (f, s) to the chord end0 -> end1; positive on the side of the ideal point (0, 0)
+    (x0, y0), (x1, y1) = (f01[end0], s01[end0]), (f01[end1], s01[end1])
     dx, dy = x1 - x0, y1 - y0
     length = math.hypot(dx, dy)
     sign = 1.0 if (dx * (0.0 - y0) - dy * (0.0 - x0)) >= 0 else -1.0
@@ -486,26 +497,32 @@ def recommend_noise_level(
             "stability_scaled": ss,
             "fidelity_scaled": fs,
             "knee_distance": d,
+            "pareto_optimal": i in front,
         }
-        for g, s, f, ss, fs, d in zip(grid, stab, fid, s01, f01, dist)
+        for i, (g, s, f, ss, fs, d) in enumerate(zip(grid, stab, fid, s01, f01, dist))
     ]
 
     def describe(i: int) -> str:
         return f"σ={grid[i]:g}: stability error {stab[i]:.4g}, fidelity error {fid[i]:.4g}"
 
-    idx = range(len(grid))
     if stability_target is None and fidelity_bound is None:
-        best = max(idx, key=lambda i: (dist[i], -grid[i]))
+        if len(front) == 1:
+            reason = (
+                f"{describe(front[0])} is at least as good on both errors as every other σ of the grid "
+                f"(it dominates; from {describe(0)} to {describe(len(grid) - 1)})"
+            )
+            return Recommendation(grid[front[0]], "knee", reason, table)
+        best = max(front, key=lambda i: (dist[i], -grid[i]))
         if dist[best] > 1e-12:
             reason = (
-                f"knee of the stability–fidelity curve at {describe(best)} "
-                f"(from {describe(0)} to {describe(len(grid) - 1)}); it lies {dist[best]:.3f} below the chord "
+                f"knee of the stability–fidelity front at {describe(best)} "
+                f"(front from {describe(end0)} to {describe(end1)}); it lies {dist[best]:.3f} below the chord "
                 f"after scaling both errors to [0, 1]"
             )
             return Recommendation(grid[best], "knee", reason, table)
-        best = min(idx, key=lambda i: (math.hypot(f01[i], s01[i]), grid[i]))
+        best = min(front, key=lambda i: (math.hypot(f01[i], s01[i]), grid[i]))
         reason = (
-            f"the curve has no knee (no point lies below the chord from σ={grid[0]:g} to σ={grid[-1]:g}); "
+            f"the front has no knee (no point lies below the chord from σ={grid[end0]:g} to σ={grid[end1]:g}); "
             f"the point closest to zero scaled error is {describe(best)}"
         )
         return Recommendation(grid[best], "knee", reason, table)
