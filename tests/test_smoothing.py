@@ -178,3 +178,16 @@ def test_bad_method_and_inputs():
         sg.attribute(torch.full((1, 3, 8, 8), float("nan")))
     with pytest.raises(ValueError, match="target"):
         sg.attribute(torch.rand(1, 3, 8, 8), target=3)
+
+
+def test_each_image_stops_sampling_on_its_own():
+    model, _, _ = _quadratic_case()
+    # the same gradient scale, but the second image's value range (so its σ) is 20× larger
+    x = torch.tensor([[0.40, 0.45, 0.50], [-1.0, 0.0, 1.0]])
+    spy = Spy(VanillaGradient(model))
+    est = Smooth(spy, noise_level=0.3, n_samples=3000, tol=0.1, batch_size=16).estimate(x, target=0)
+    n0, n1 = est.n_samples.tolist()
+    assert n0 < n1 < 3000
+    assert (est.relative_stderr() <= 0.1).all()
+    # once the first image stops, calls carry only the second one, with more draws per call
+    assert sum(spy.rows) == n0 + n1 and max(spy.rows) <= 16

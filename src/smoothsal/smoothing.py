@@ -92,20 +92,21 @@ def _standard_noise(sampler: str | Sampler) -> Sampler:
 
 
 class _RunningMoments:
-    """Streaming sums of a per-sample statistic for mean, variance and (for VarGrad) 4th moment.
+    """Per-image streaming sums of a per-sample statistic: mean, variance and (VarGrad) 4th moment.
 
-    Sums are kept in float64 around a shift (the first sample), which avoids the cancellation of
-    the naive ``E[a²] − E[a]²``.
+    Sums are kept in float64 around a shift (each image's first sample), which avoids the
+    cancellation of the naive ``E[a²] − E[a]²``. Each image keeps its own count, so images can
+    stop sampling at different times (``tol``).
     """
 
     def __init__(self, need_fourth: bool) -> None:
         self.need_fourth = need_fourth
-        self.n = 0
+        self.n: Tensor | None = None  # [B] samples per image
         self.shift: Tensor | None = None
         self.s1 = self.s2 = self.s3 = self.s4 = None
 
-    def add(self, batch: Tensor) -> None:
-        """``batch`` ``[s, B, ...]``: s new samples for each of the B images."""
+    def add(self, batch: Tensor, rows: Tensor) -> None:
+        """``batch`` ``[s, A, ...]``: s new samples for the A images ``rows`` (first call: all images)."""
         b = batch.to(torch.float64)
         if self.shift is None:
             self.shift = b[0].clone()
@@ -113,25 +114,29 @@ class _RunningMoments:
             self.s1, self.s2 = zeros.clone(), zeros.clone()
             if self.need_fourth:
                 self.s3, self.s4 = zeros.clone(), zeros.clone()
-        d = b - self.shift
-        self.s1 += d.sum(0)
+            self.n = torch.zeros(b.shape[1], dtype=torch.float64, device=b.device)
+        d = b - self.shift[rows]
         d2 = d * d
-        self.s2 += d2.sum(0)
+        self.s1[rows] += d.sum(0)
+        self.s2[rows] += d2.sum(0)
         if self.need_fourth:
-            self.s3 += (d2 * d).sum(0)
-            self.s4 += (d2 * d2).sum(0)
-        self.n += b.shape[0]
+            self.s3[rows] += (d2 * d).sum(0)
+            self.s4[rows] += (d2 * d2).sum(0)
+        self.n[rows] += b.shape[0]
+
+    def _count(self) -> Tensor:
+        return self.n.view(-1, *([1] * (self.s1.dim() - 1)))  # [B, 1, ...]
 
     def mean(self) -> Tensor:
-        return self.shift + self.s1 / self.n
+        return self.shift + self.s1 / self._count()
 
     def central2(self) -> Tensor:
-        """Population variance :math:`\\frac1n\\sum (a - \\bar a)^2`."""
-        m1 = self.s1 / self.n
-        return (self.s2 / self.n - m1 * m1).clamp_min(0.0)
+        """Population variance :math:`\\frac1n\\sum (a - \\bar a)^2` per element."""
+        m1 = self.s1 / self._count()
+        return (self.s2 / self._count() - m1 * m1).clamp_min(0.0)
 
     def central4(self) -> Tensor:
-        m1, m2, m3, m4 = (s / self.n for s in (self.s1, self.s2, self.s3, self.s4))
+        m1, m2, m3, m4 = (t / self._count() for t in (self.s1, self.s2, self.s3, self.s4))
         return (m4 - 4 * m3 * m1 + 6 * m2 * m1 * m1 - 3 * m1**4).clamp_min(0.0)
 
 
@@ -275,30 +280,35 @@ class Smooth:
         return gen
 
     def _estimate_chunk(self, x: Tensor, targets: Tensor) -> SmoothEstimate:
-        """Smooth a chunk of ``B ≤ batch_size`` images."""
+        """Smooth a chunk of ``B ≤ batch_size`` images.
+
+        Draw ``j`` is one standard-noise tensor shared by the images still sampling; with ``tol``
+        an image leaves the batch as soon as its relative standard error is small enough, and the
+        images left get more draws per call.
+        """
         b = x.shape[0]
         sigma = self.sigma(x).view(b, *([1] * (x.dim() - 1)))  # [B, 1, ...]
         draw = _standard_noise(self.sampler)
         gen = self._generator(x.device)
-        per_call = max(1, self.batch_size // b)  # noise draws per call of the method
         moments = _RunningMoments(need_fourth=self.statistic == "var")
+        active = torch.arange(b, device=x.device)  # images still sampling
         done = 0
-        while done < self.n_samples:
-            s = min(per_call, self.n_samples - done)
-            # draws in order, one per sample, shared by the B images: batch-size invariant
+        while done < self.n_samples and active.numel() > 0:
+            s = min(max(1, self.batch_size // active.numel()), self.n_samples - done)  # draws this call
+            # draws in order, one per sample, shared by the images: batch-size invariant (tol=None)
             eps = torch.stack([draw(tuple(x.shape[1:]), gen, x.device, x.dtype) for _ in range(s)])  # [s, ...]
-            noisy = x.unsqueeze(0) + sigma.unsqueeze(0) * eps.unsqueeze(1)  # [s, B, ...]
-            attr = self.method.attribute(noisy.flatten(0, 1), target=targets.repeat(s))  # [s*B, ...]
-            attr = attr.reshape(s, b, *attr.shape[1:])
-            moments.add(attr * attr if self.statistic == "square" else attr)
+            noisy = x[active].unsqueeze(0) + sigma[active].unsqueeze(0) * eps.unsqueeze(1)  # [s, A, ...]
+            attr = self.method.attribute(noisy.flatten(0, 1), target=targets[active].repeat(s))  # [s*A, ...]
+            attr = attr.reshape(s, active.numel(), *attr.shape[1:])
+            moments.add(attr * attr if self.statistic == "square" else attr, active)
             done += s
-            if self.tol is not None and done >= self.min_samples and done < self.n_samples:
-                if bool((self._finish(moments, attr.dtype).relative_stderr() <= self.tol).all()):
-                    break
+            if self.tol is not None and self.min_samples <= done < self.n_samples:
+                converged = self._finish(moments, attr.dtype).relative_stderr()[active] <= self.tol
+                active = active[~converged]
         return self._finish(moments, attr.dtype)
 
     def _finish(self, moments: _RunningMoments, dtype: torch.dtype) -> SmoothEstimate:
-        n = moments.n
+        n = moments._count()  # [B, 1, ...]
         var = moments.central2()  # population variance of the accumulated quantity
         if self.statistic == "var":
             value = var
@@ -306,12 +316,12 @@ class Smooth:
             se = ((moments.central4() - var * var).clamp_min(0.0) / n).sqrt()
         else:
             value = moments.mean()
-            se = (var * n / max(n - 1, 1) / n).sqrt() if n > 1 else torch.full_like(var, float("inf"))
-        b = value.shape[0]
+            # unbiased variance / n; one sample gives no error estimate
+            se = torch.where(n > 1, (var / (n - 1).clamp_min(1)).sqrt(), torch.full_like(var, float("inf")))
         return SmoothEstimate(
             attributions=value.to(dtype),
             stderr=se.to(dtype),
-            n_samples=torch.full((b,), n, dtype=torch.long),
+            n_samples=moments.n.to(torch.long),
         )
 
 

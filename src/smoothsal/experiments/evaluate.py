@@ -8,7 +8,7 @@ reader sees that the checks can fail. Columns (means over the images):
   :math:`|\rho_{\text{Spearman}}|` of ``|map|``, SSIM and top-k IoU between the original map and
   the map after randomizing every layer from the top down to the lowest checkpoint (checkpoints
   evenly spaced over the depth, :func:`~smoothsal.metrics.sanity.spaced_layers`), and the verdict
-  PASS (:math:`|\bar\rho| < 0.5`) or FAIL (:func:`~smoothsal.metrics.sanity.sanity_verdict`);
+  PASS (:math:`|\bar\rho| < 0.5`, the mean over the cascade) or FAIL (:func:`~smoothsal.metrics.sanity.sanity_verdict`);
 * **faithfulness** -- deletion and insertion AUC (most relevant first, probability of the target,
   patches of 16 px at 224², the *same* baseline for both -- blurred by default -- so a random map gives
   :math:`\text{AUC}_{ins} \approx \text{AUC}_{del}` and ``ins − del`` measures faithfulness above
@@ -625,14 +625,15 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def markdown_tables(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     """The report card as Markdown: the main table, then the localization table (if computed)."""
     head = (
-        "| method | sanity | MPRT \\|ρ\\| | MPRT SSIM | del AUC ↓ | ins AUC ↑ | ins−del ↑ | faith corr ↑ "
-        "| monotonic ↑ | sparseness | entropy | roughness ↓ | q90 % ↓ |"
+        "| method | sanity | mean \\|ρ\\| ↓ | final \\|ρ\\| | final SSIM | del AUC ↓ | ins AUC ↑ | ins−del ↑ "
+        "| faith corr ↑ | monotonic ↑ | sparseness | entropy | roughness ↓ | q90 % ↓ |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         lines.append(
             "| " + " | ".join([
-                r["label"], r.get("sanity", "–"), _fmt(r.get("mprt_spearman_abs")), _fmt(r.get("mprt_ssim")),
+                r["label"], r.get("sanity", "–"), _fmt(r.get("sanity_score")), _fmt(r.get("mprt_spearman_abs")),
+                _fmt(r.get("mprt_ssim")),
                 _fmt(r.get("deletion_auc")), _fmt(r.get("insertion_auc")), _fmt(r.get("ins_minus_del")),
                 _fmt(r.get("faithfulness_corr")), _fmt(r.get("monotonicity")), _fmt(r.get("sparseness")),
                 _fmt(r.get("entropy"), 2), _fmt(r.get("roughness")), _fmt(r.get("prune_q90"), 1),
@@ -675,7 +676,7 @@ def _write_outputs(out: Path, rows: list[dict[str, Any]], settings: dict[str, An
     paths["report.md"].write_text(
         f"# smoothsal report card\n\nModel `{settings['model']}`, images: {imgs}; noise level "
         f"{settings['noise_level']:.0%}, {settings['n_samples']} samples per smoothed map. Sanity: cascading "
-        f"model-parameter randomization, PASS when the final |Spearman| < {settings['sanity_threshold']}. "
+        f"model-parameter randomization, PASS when the mean |Spearman| over the cascade < {settings['sanity_threshold']} (mean |ρ|; the final columns are at the fully randomized end). "
         f"Faithfulness: {settings['baseline']} baseline for deletion and insertion (a random map gives ins−del ≈ 0). "
         f"q90: smallest kept % of pixels that keeps {settings['prune_share']:.0%} of the target probability.\n\n"
         + table + "\n"

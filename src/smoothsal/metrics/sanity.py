@@ -408,8 +408,11 @@ def sanity_verdict(
 
     The score is the absolute mean similarity (default: Spearman of ``|map|``)
 
-    * cascading MPRT: at the fully randomized end of the cascade (the last row, all layers from
-      the top down to the lowest one tested re-initialised);
+    * cascading MPRT: averaged over the cascade's checkpoints, i.e. the normalised area under
+      Adebayo et al.'s similarity-vs-depth curve. Only the fully randomized end would let a method
+      pass that ignores its top layers until the lowest ones are scrambled too (Guided Backprop
+      keeps similarity ≈ 1 after the classifier is re-initialised, their Fig. 2); with checkpoints
+      spaced over the depth (:func:`spaced_layers`) the mean weighs every depth alike;
     * independent MPRT: averaged over the layers (each layer's mean, then the mean of those);
     * data randomization: over the inputs,
 
@@ -430,10 +433,10 @@ def sanity_verdict(
         trail += ", ..." if len(per_layer) > 4 else ""
         trail += f", {per_layer[-1]:.3f}" if len(per_layer) > 3 else ""
         if result.order == "cascading":
-            score = abs(float(per_layer[-1]))
+            score = abs(float(per_layer.nanmean()))
             where = (
-                f"after cascading randomization of every layer from the top down to {result.layers[-1]!r} "
-                f"({len(result.layers)} checkpoint(s), top first: {trail})"
+                f"averaged over {len(result.layers)} cascade checkpoint(s) from the top down to "
+                f"{result.layers[-1]!r} (top first: {trail})"
             )
         else:
             score = abs(float(per_layer.nanmean()))
