@@ -22,9 +22,7 @@ norm-scaled errors, per curve and over all curves).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import hashlib
 import json
 import math
 import warnings
@@ -37,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._validation import check_choice, check_positive_int
+from smoothsal.experiments._results import ResultsFile, config_hash as hash_config, write_json
 from smoothsal.metrics.tradeoff import (
     Recommendation,
     attribution_maps,
@@ -117,51 +116,6 @@ def method_factory(name: str, ig_steps: int = 16) -> Callable[[nn.Module], Any]:
 
 def _has_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
-
-
-# ---- results file -------------------------------------------------------------------------------
-def _format(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return " ".join(repr(float(v)) for v in value)
-    return str(value)
-
-
-def _parse(row: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, text in row.items():
-        if key in _STR_FIELDS:
-            out[key] = text
-        elif key in _INT_FIELDS:
-            out[key] = int(text)
-        elif key in _LIST_FIELDS:
-            out[key] = [float(v) for v in text.split()]
-        else:
-            out[key] = float(text)
-    return out
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None:
-            return []
-        if tuple(reader.fieldnames) != FIELDS:
-            raise ValueError(f"{path} was not written by this version of `run_tradeoff` (columns differ); use a new `out_dir`")
-        return [_parse(r) for r in reader]
-
-
-def _append_row(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: _format(row[k]) for k in FIELDS})
-        fh.flush()
 
 
 def _key(setting: str, method: str, sigma: float) -> tuple[str, str, float]:
@@ -310,19 +264,12 @@ def run_tradeoff(
         "seed": seed,
         "base": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(base).items()},
     }
-    config_hash = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    config_hash = hash_config(config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    csv_path = out / "results.csv"
-    if fresh and csv_path.exists():
-        csv_path.unlink()
-    existing = _read_rows(csv_path)
-    stale = sorted({r["config_hash"] for r in existing} - {config_hash})
-    if stale:
-        raise ValueError(
-            f"{csv_path} holds rows of another configuration ({', '.join(stale)}; this run is {config_hash}); "
-            "pass `fresh=True` (--fresh) or choose another `out_dir`"
-        )
+    results = ResultsFile(out / "results.csv", FIELDS, "run_tradeoff", str_fields=_STR_FIELDS,
+                          int_fields=_INT_FIELDS, list_fields=_LIST_FIELDS)  # fmt: skip
+    existing = results.load(config_hash, fresh=fresh)
     done = {_key(r["setting"], r["method"], r["noise_level"]): r for r in existing}
     wanted = [(s, m, g) for s in settings for m in methods for g in grid]
     pending = [w for w in wanted if _key(*w) not in done]
@@ -348,15 +295,14 @@ def run_tradeoff(
                 {"name": n, "test_accuracy": float(t.test_accuracy), "config": dataclasses.asdict(t.config)}
                 for n, t in zip(names, trained)
             ]
-            models_path.write_text(json.dumps(model_info, indent=2, default=list))
+            write_json(models_path, model_info)
             for method in methods:
                 rows_left = [w[2] for w in todo if w[1] == method]
                 if not rows_left:
                     continue
                 produced = 0
                 for row in _method_rows(setting, method, rows_left, trained, names, inputs, labels, run_args):
-                    _append_row(csv_path, row)
-                    done[_key(setting, method, row["noise_level"])] = _parse({k: _format(row[k]) for k in FIELDS})
+                    done[_key(setting, method, row["noise_level"])] = results.append(row)
                     computed, produced = computed + 1, produced + 1
                     bar.update(1)
                     if on_row is not None:
@@ -453,15 +399,10 @@ def _write_outputs(
         "overall": dataclasses.asdict(overall),
         "per_curve": {k: dataclasses.asdict(v) for k, v in per_curve.items()},
     }
-    paths["recommendation.json"] = out / "recommendation.json"
-    paths["recommendation.json"].write_text(json.dumps(rec, indent=2, allow_nan=True))
-    paths["results.json"] = out / "results.json"
-    paths["results.json"].write_text(
-        json.dumps(
-            {"config": config, "noise_levels": grid, "models": model_info, "rows": rows, "recommendation": rec},
-            indent=2,
-            default=list,
-        )
+    paths["recommendation.json"] = write_json(out / "recommendation.json", rec)
+    paths["results.json"] = write_json(
+        out / "results.json",
+        {"config": config, "noise_levels": grid, "models": model_info, "rows": rows, "recommendation": rec},
     )
     paths["table1.md"] = out / "table1.md"
     paths["table1.md"].write_text(table1_markdown(rows, methods, settings, table_sigma, config))

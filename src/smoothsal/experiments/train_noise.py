@@ -25,10 +25,7 @@ first model).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -36,6 +33,7 @@ import torch
 from torch import Tensor
 
 from smoothsal._validation import check_nonnegative, check_positive_int
+from smoothsal.experiments._results import ResultsFile, config_hash as hash_config, write_json
 from smoothsal.metrics.tradeoff import attribution_maps, stability_from_maps
 
 __all__ = ["register_cli", "run_train_noise"]
@@ -51,27 +49,6 @@ FIELDS = (
 )  # fmt: skip
 _STR = ("train", "explain", "config_hash")
 _INT = ("n_models", "n_inputs", "n_samples")
-
-
-def _read(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is not None and tuple(reader.fieldnames) != FIELDS:
-            raise ValueError(f"{path} was not written by this version of `run_train_noise`; use a new `out_dir`")
-        return [
-            {k: v if k in _STR else int(v) if k in _INT else float(v) for k, v in row.items()} for row in reader
-        ]
-
-
-def _append(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: repr(row[k]) if isinstance(row[k], float) else row[k] for k in FIELDS})
 
 
 def _explainer(model: Any, explain: str, explain_noise: float, n_samples: int, seed: int) -> Any:
@@ -147,18 +124,11 @@ def run_train_noise(
         "seed": seed,
         "base": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(base).items()},
     }
-    config_hash = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    config_hash = hash_config(config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    csv_path = out / "results.csv"
-    if fresh and csv_path.exists():
-        csv_path.unlink()
-    existing = _read(csv_path)
-    if any(r["config_hash"] != config_hash for r in existing):
-        raise ValueError(
-            f"{csv_path} holds rows of another configuration (this run is {config_hash}); "
-            "pass `fresh=True` (--fresh) or choose another `out_dir`"
-        )
+    results = ResultsFile(out / "results.csv", FIELDS, "run_train_noise", str_fields=_STR, int_fields=_INT)
+    existing = results.load(config_hash, fresh=fresh)
     done = {(r["train"], r["explain"]): r for r in existing}
 
     _, test = load_split("synthetic", image_size=base.image_size)
@@ -206,12 +176,12 @@ def run_train_noise(
                     "mask_fraction": float(masks.float().mean()),
                     "config_hash": config_hash,
                 }
-                _append(csv_path, row)
+                results.append(row)
                 done[(train, explain)] = row
                 bar.update(1)
 
     rows = [done[(t, e)] for t in TRAIN_REGIMES for e in EXPLAIN_REGIMES]
-    (out / "results.json").write_text(json.dumps({"config": config, "rows": rows}, indent=2))
+    write_json(out / "results.json", {"config": config, "rows": rows})
     _save_grid(out / "train_noise_grid.png", inputs[:show], grid_maps, train_noise, explain_noise)
     return rows
 
