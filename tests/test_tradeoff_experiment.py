@@ -191,3 +191,20 @@ def test_run_train_noise_writes_the_two_by_two(tmp_path):
     assert again == rows and len(_csv_rows(tmp_path / "results.csv")) == 4
     with pytest.raises(ValueError, match="must be > 0"):
         run_train_noise(tmp_path / "x", train_noise=0.0, **kw)
+
+
+def test_photos_need_the_da_setting(tmp_path):
+    with pytest.raises(ValueError, match=r"settings.*DA"):
+        run_tradeoff(tmp_path, dataset="photos", settings=("DT",), progress=False)
+
+
+@pytest.mark.slow
+def test_photos_compare_the_pretrained_lite_models(tmp_path):
+    run = run_tradeoff(tmp_path, dataset="photos", settings=("DA",), methods=("grad",), noise_levels=(0.0, 0.15),
+                       n_inputs=1, n_samples=2, progress=False)
+    assert [r["noise_level"] for r in run.rows] == [0.0, 0.15]
+    models = json.loads((tmp_path / "models.json").read_text())["DA"]
+    assert [m["name"] for m in models] == ["m0:lite0", "m1:lite1", "m2:lite2"]
+    # three different networks explain the same photo differently, smoothed or not
+    assert all(r["n_pairs"] == 3 and r["stability_norm_mean"] > 0.1 for r in run.rows)
+    assert run.rows[0]["fidelity_norm_mean"] == 0.0 and run.rows[1]["fidelity_norm_mean"] > 0

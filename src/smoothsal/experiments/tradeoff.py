@@ -59,7 +59,9 @@ SETTINGS: dict[str, str] = {
     "DR": "different training recipes",
     "DA": "different architectures",
 }
-DATASETS = ("digits", "synthetic")
+DATASETS = ("digits", "synthetic", "photos")
+#: the pretrained models compared on ``dataset="photos"`` (setting DA: same data, other architectures)
+PHOTO_MODELS = ("lite0", "lite1", "lite2")
 FULL_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
 QUICK_GRID = (0.0, 0.05, 0.15, 0.3)
 #: quick / full defaults: inputs explained, noisy samples, models per setting, IG steps
@@ -167,9 +169,40 @@ def _row(
 
 
 # ---- the experiment ----------------------------------------------------------------------------------
+@dataclass
+class _Pretrained:
+    """A zoo model in the place of a :class:`~smoothsal.train.TrainedModel` (no test split here)."""
+
+    name: str
+    model: nn.Module
+    test_accuracy: float = float("nan")
+
+
+def _pretrained_models() -> list[_Pretrained]:
+    from smoothsal.zoo import efficientnet_lite
+
+    return [_Pretrained(name, efficientnet_lite(name)) for name in PHOTO_MODELS]
+
+
+def _photo_inputs(n_inputs: int) -> tuple[Tensor, Tensor]:
+    """The bundled photos at 224² (every Lite variant takes them) and Lite0's top-1 classes."""
+    from smoothsal.datasets.photos import BUNDLED, bundled_photos
+    from smoothsal.zoo import efficientnet_lite0
+
+    if n_inputs > len(BUNDLED):
+        raise ValueError(f"`n_inputs` must be <= {len(BUNDLED)} (the bundled photos), got {n_inputs}")
+    x = torch.cat([p.tensor for p in bundled_photos(list(BUNDLED)[:n_inputs])])
+    with torch.no_grad():
+        labels = efficientnet_lite0()(x).argmax(dim=1)
+    return x, labels
+
+
 def _fixed_inputs(dataset: str, image_size: int, n_inputs: int, seed: int) -> tuple[Tensor, Tensor]:
     """A seeded subset of the test split: images ``[N, C, S, S]`` and their true labels ``[N]``."""
     from smoothsal.train import load_split
+
+    if dataset == "photos":
+        return _photo_inputs(n_inputs)
 
     _, test = load_split(dataset, image_size=image_size)
     if n_inputs > len(test):
@@ -180,6 +213,8 @@ def _fixed_inputs(dataset: str, image_size: int, n_inputs: int, seed: int) -> tu
 
 
 def _model_name(trained: Any, index: int) -> str:
+    if isinstance(trained, _Pretrained):
+        return f"m{index}:{trained.name}"
     cfg = trained.config
     parts = [cfg.arch, cfg.optimizer, f"lr{cfg.lr:g}", f"seed{cfg.seed}"]
     if cfg.augment:
@@ -239,6 +274,13 @@ def run_tradeoff(
     settings = [check_choice(s, "settings", tuple(SETTINGS)) for s in settings]
     if not methods or not settings:
         raise ValueError(f"`methods` and `settings` must not be empty, got {methods} and {settings}")
+    if dataset == "photos":
+        if settings != ["DA"]:
+            raise ValueError(
+                f"`settings` must be ['DA'] for dataset 'photos' (pretrained EfficientNet-Lite0/1/2: one training "
+                f"set, three architectures), got {settings}"
+            )
+        n_inputs = n_inputs if n_inputs is not None else 4
     defaults = QUICK if quick else FULL
     if noise_levels is None:
         noise_levels = QUICK_GRID if quick else FULL_GRID
@@ -248,11 +290,12 @@ def run_tradeoff(
     n_models = check_positive_int(n_models if n_models is not None else defaults["n_models"], "n_models", minimum=2)
     ig_steps = check_positive_int(ig_steps if ig_steps is not None else defaults["ig_steps"], "ig_steps", minimum=2)
     check_positive_int(batch_size, "batch_size")
+    trains = dataset != "photos"  # photos compare pretrained models: nothing is trained
     if base is None:
-        base = TrainConfig(dataset=dataset)
+        base = TrainConfig(dataset=dataset) if trains else TrainConfig()
         if defaults["epochs"] is not None:
             base = dataclasses.replace(base, epochs=defaults["epochs"])
-    elif base.dataset != dataset:
+    elif trains and base.dataset != dataset:
         base = dataclasses.replace(base, dataset=dataset)
 
     config = {
@@ -287,14 +330,18 @@ def run_tradeoff(
             todo = [w for w in pending if w[0] == setting]
             if not todo and setting in model_info:
                 continue
-            trained = models_for_setting(
-                setting, dataset=dataset, n_models=n_models, base=base, cache_dir=cache_dir, progress=progress
-            )
+            if dataset == "photos":
+                trained = _pretrained_models()
+            else:
+                trained = models_for_setting(
+                    setting, dataset=dataset, n_models=n_models, base=base, cache_dir=cache_dir, progress=progress
+                )
             names = [_model_name(t, i) for i, t in enumerate(trained)]
             model_info[setting] = [
-                {"name": n, "test_accuracy": float(t.test_accuracy), "config": dataclasses.asdict(t.config)}
+                {"name": n, "test_accuracy": float(t.test_accuracy),
+                 "config": dataclasses.asdict(t.config) if hasattr(t, "config") else "ImageNet-pretrained"}
                 for n, t in zip(names, trained)
-            ]
+            ]  # fmt: skip
             write_json(models_path, model_info)
             for method in methods:
                 rows_left = [w[2] for w in todo if w[1] == method]
@@ -564,7 +611,9 @@ def register_cli(app: Any) -> None:
     def tradeoff_command(
         quick: bool = typer.Option(False, "--quick", help="Small run: minutes on 2 CPU cores, training included."),
         out: Path = typer.Option(Path("out/tradeoff"), "--out", help="Output folder (results resume from it)."),
-        dataset: str = typer.Option("digits", "--dataset", help="digits | synthetic"),
+        dataset: str = typer.Option(
+            "digits", "--dataset", help="digits | synthetic | photos (pretrained Lite0/1/2 on the bundled photos; use --settings DA)"
+        ),
         methods: str = typer.Option("grad,ig,gradcam,gradcam++", "--methods", help="Comma-separated method keys."),
         noise_levels: Optional[str] = typer.Option(None, "--noise-levels", help="Comma-separated σ grid, e.g. 0,0.1,0.2."),
         settings: str = typer.Option("DT,DR,DA", "--settings", help="Comma-separated: DT, DR, DA."),
