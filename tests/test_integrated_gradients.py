@@ -126,9 +126,16 @@ def test_batch_size_bounds_rows_per_forward():
     sizes: list[int] = []
     net = _smooth_net()
     net.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
-    IntegratedGradients(net, steps=5, batch_size=3).attribute(_smooth_inputs()[:4], target=0)
-    path_calls = sizes[1:]  # the first call evaluates the 2B endpoints F(x), F(x')
-    assert sizes[0] == 8 and max(path_calls) <= 3 and sum(path_calls) == 5 * 4
+    ig = IntegratedGradients(net, steps=5, batch_size=3)
+    ig.attribute(_smooth_inputs()[:4], target=0)
+    # explicit target, no gap asked for: only path rows are evaluated (as Smooth calls it)
+    assert max(sizes) <= 3 and sum(sizes) == 5 * 4
+    sizes.clear()
+    ig.attribute(_smooth_inputs()[:4])  # target=None: one forward of the B inputs predicts the class
+    assert sizes[0] == 4 and max(sizes[1:]) <= 3 and sum(sizes[1:]) == 5 * 4
+    sizes.clear()
+    ig.attribute_with_gap(_smooth_inputs()[:4], target=0)  # the gap needs F(x) and F(x'): 2B endpoints
+    assert sizes[0] == 8 and max(sizes[1:]) <= 3 and sum(sizes[1:]) == 5 * 4
 
 
 def test_target_none_is_the_class_predicted_for_the_inputs_not_the_path():

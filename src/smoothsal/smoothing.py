@@ -45,6 +45,7 @@ from smoothsal._validation import (
     TargetSpec,
     check_choice,
     check_inputs,
+    check_logits,
     check_nonnegative,
     check_positive_int,
     resolve_targets,
@@ -263,10 +264,7 @@ class Smooth:
                 raise ValueError("`target` must be given: the wrapped method exposes no `.model` to predict it")
             return torch.as_tensor(target, dtype=torch.long).reshape(-1).expand(inputs.shape[0]).clone()
         with preserve_model(model), torch.no_grad():
-            logits = model(inputs)
-        if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != inputs.shape[0]:
-            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-            raise ValueError(f"model output must have shape [B, classes] = [{inputs.shape[0]}, classes], got {shape}")
+            logits = check_logits(model(inputs), inputs.shape[0])
         return resolve_targets(target, logits)
 
     def _generator(self, device: torch.device) -> torch.Generator:

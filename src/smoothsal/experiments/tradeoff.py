@@ -101,19 +101,12 @@ class TradeoffRun:
 
 # ---- methods ----------------------------------------------------------------------------------
 def method_factory(name: str, ig_steps: int = 16) -> Callable[[nn.Module], Any]:
-    """``model -> attribution method`` for a method key of :data:`METHODS`."""
+    """``model -> attribution method`` for a method key of :data:`METHODS` (built by the registry)."""
+    from smoothsal.methods.registry import build_method
+
     check_choice(name, "method", tuple(METHODS))
-    if name == "grad":
-        from smoothsal.methods.gradient import VanillaGradient
-
-        return VanillaGradient
-    if name == "ig":
-        from smoothsal.methods.integrated_gradients import IntegratedGradients
-
-        return lambda model: IntegratedGradients(model, steps=ig_steps, baseline="black")
-    from smoothsal.methods.grad_cam import GradCAM, GradCAMPlusPlus
-
-    return GradCAM if name == "gradcam" else GradCAMPlusPlus
+    kwargs = {"steps": ig_steps} if name == "ig" else {}
+    return lambda model: build_method(name, model, **kwargs)
 
 
 def _has_conv(model: nn.Module) -> bool:

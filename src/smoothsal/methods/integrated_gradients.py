@@ -130,7 +130,15 @@ class IntegratedGradients(Attribution):
 
     # ---- implementation ------------------------------------------------------------------
     def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:
-        return self._attribute_and_gap(inputs, target)[0]
+        # no gap asked for: F(x') is not needed, and F(x) only to predict the class (target=None);
+        # explicit targets (as Smooth passes) are checked against the first path chunk's logits
+        baseline = make_baseline(self.baseline, inputs, seed=self.seed)
+        targets = None
+        if target is None:
+            with torch.no_grad():
+                targets = resolve_targets(None, self._logits(inputs))
+        avg_grad = self._path_average_gradient(inputs, baseline, targets, target)
+        return (inputs - baseline) * avg_grad
 
     def _attribute_and_gap(self, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, Tensor]:
         b = inputs.shape[0]
@@ -150,10 +158,13 @@ class IntegratedGradients(Attribution):
         per_row = max(1, inputs[0].numel())
         return max(1, min(total_rows, DEFAULT_MAX_ELEMENTS // per_row))
 
-    def _path_average_gradient(self, inputs: Tensor, baseline: Tensor, targets: Tensor) -> Tensor:
+    def _path_average_gradient(
+        self, inputs: Tensor, baseline: Tensor, targets: Tensor | None, target: TargetSpec = None
+    ) -> Tensor:
         r""":math:`\sum_k w_k \nabla F_c(x' + \alpha_k (x - x'))`, ``[B, ...]``, in chunks of path rows.
 
         Path rows are ordered point-major: row ``r`` is path point ``r // B`` of image ``r % B``.
+        ``targets=None`` resolves the explicit ``target`` spec against the first chunk's class count.
         """
         b = inputs.shape[0]
         alphas, weights = quadrature(self.steps, self.rule)
@@ -170,6 +181,8 @@ class IntegratedGradients(Attribution):
             path = (baseline[image] + alphas[point].view(bcast) * diff[image]).requires_grad_(True)  # [R, ...]
             with torch.enable_grad():
                 logits = self._logits(path)  # [R, classes]
+                if targets is None:
+                    targets = resolve_targets(target, logits.new_empty(b, logits.shape[1]))
                 score = logits.gather(1, targets[image][:, None]).sum()
                 (grad,) = torch.autograd.grad(score, path)  # [R, ...]
             total.index_add_(0, image, grad * weights[point].view(bcast))
