@@ -122,5 +122,5 @@ def test_blur_needs_images():
 
 
 def test_seed_type_is_checked():
-    with pytest.raises(TypeError, match="`seed` must be an int or a torch.Generator"):
+    with pytest.raises(TypeError, match="`seed` must be an int, a torch.Generator"):
         make_baseline("uniform", _images(), seed=1.5)

@@ -82,7 +82,7 @@ def test_closed_form_5x_ysquared_sinz():
 def test_completeness_gap_shrinks_with_steps_at_each_rules_order():
     net, x = _smooth_net(), _smooth_inputs()
     gaps = {
-        rule: [float(IntegratedGradients(net, steps=s, rule=rule).completeness_gap(x, 0).mean()) for s in (2, 4, 8, 16)]
+        rule: [float(IntegratedGradients(net, steps=s, rule=rule).attribute_with_delta(x, 0)[1].absolute.mean()) for s in (2, 4, 8, 16)]
         for rule in RULES
     }
     for rule, g in gaps.items():
@@ -98,20 +98,23 @@ def test_completeness_gap_shrinks_with_steps_at_each_rules_order():
 @pytest.mark.parametrize("steps", [2, 4, 8])
 def test_gauss_legendre_beats_every_riemann_rule_at_equal_steps(steps):
     net, x = _smooth_net(), _smooth_inputs()
-    gl = IntegratedGradients(net, steps=steps, rule="gausslegendre").completeness_gap(x, 0).mean()
+    gl = IntegratedGradients(net, steps=steps, rule="gausslegendre").attribute_with_delta(x, 0)[1].absolute.mean()
     for rule in RIEMANN:
-        assert gl < IntegratedGradients(net, steps=steps, rule=rule).completeness_gap(x, 0).mean(), rule
+        assert gl < IntegratedGradients(net, steps=steps, rule=rule).attribute_with_delta(x, 0)[1].absolute.mean(), rule
 
 
 def test_gap_matches_the_definition():
     net, x = _smooth_net(), _smooth_inputs()
     ig = IntegratedGradients(net, steps=3, rule="riemann_left", baseline=0.2)
-    attr, gap = ig.attribute_with_gap(x, target=[0, 1, 2, 0, 1])
+    attr, delta = ig.attribute_with_delta(x, target=[0, 1, 2, 0, 1])
+    gap = delta.absolute
     t = torch.tensor([0, 1, 2, 0, 1])
     with torch.no_grad():
-        delta = net(x)[torch.arange(5), t] - net(torch.full_like(x, 0.2))[torch.arange(5), t]
-    torch.testing.assert_close(gap, (attr.sum(1) - delta).abs())
-    torch.testing.assert_close(ig.completeness_gap(x, [0, 1, 2, 0, 1]), gap)
+        delta_f = net(x)[torch.arange(5), t] - net(torch.full_like(x, 0.2))[torch.arange(5), t]
+    torch.testing.assert_close(gap, (attr.sum(1) - delta_f).abs())
+    torch.testing.assert_close(delta.expected, delta_f)
+    torch.testing.assert_close(delta.relative, gap / delta_f.abs())
+    torch.testing.assert_close(ig.attribute_with_delta(x, [0, 1, 2, 0, 1])[1].absolute, gap)
     torch.testing.assert_close(ig.attribute(x, [0, 1, 2, 0, 1]), attr)
 
 
@@ -134,7 +137,7 @@ def test_batch_size_bounds_rows_per_forward():
     ig.attribute(_smooth_inputs()[:4])  # target=None: one forward of the B inputs predicts the class
     assert sizes[0] == 4 and max(sizes[1:]) <= 3 and sum(sizes[1:]) == 5 * 4
     sizes.clear()
-    ig.attribute_with_gap(_smooth_inputs()[:4], target=0)  # the gap needs F(x) and F(x'): 2B endpoints
+    ig.attribute_with_delta(_smooth_inputs()[:4], target=0)  # the gap needs F(x) and F(x'): 2B endpoints
     assert sizes[0] == 8 and max(sizes[1:]) <= 3 and sum(sizes[1:]) == 5 * 4
 
 
@@ -206,7 +209,7 @@ def test_call_errors():
     with pytest.raises(ValueError, match=r"`target` must lie in \[0, 2\]"):
         IntegratedGradients(net).attribute(x, target=3)
     with pytest.raises(ValueError, match=r"`target` must lie in \[0, 2\]"):
-        IntegratedGradients(net).completeness_gap(x, target=-1)
+        IntegratedGradients(net).attribute_with_delta(x, target=-1)[1].absolute
 
 
 def test_model_inputs_and_grads_are_left_unchanged():

@@ -10,7 +10,6 @@ from smoothsal.metrics.jaggedness import (
     gradient_along_line,
     gradient_roughness,
     line_roughness,
-    plot_jaggedness,
 )
 from smoothsal.smoothing import Smooth
 
@@ -54,7 +53,7 @@ def test_linear_model_line_is_flat_and_roughness_is_zero():
     w[0, 1, 2, 4] = 5.0  # the largest |gradient| entry: the default pixel
     model = ImageLinear(w)
     x = torch.rand(1, 3, 6, 6)
-    line = gradient_along_line(model, x, t_steps=11, target=0)
+    line = gradient_along_line(VanillaGradient(model), x, t_steps=11, targets=0)
     assert line.pixel == (2, 4)
     assert line.t.shape == (11,) and line.partials.shape == (11, 3) and line.keeps_class.shape == (11,)
     torch.testing.assert_close(line.partials, (w[0, :, 2, 4] / 5.0).expand(11, 3))
@@ -64,7 +63,7 @@ def test_linear_model_line_is_flat_and_roughness_is_zero():
 
 def test_quadratic_model_partials_are_linear_in_t():
     x = torch.rand(1, 3, 5, 5) + 0.5
-    line = gradient_along_line(HalfSquare(), x, pixel=(1, 3), t_steps=6, eps_std=0.05, seed=3)
+    line = gradient_along_line(VanillaGradient(HalfSquare()), x, pixel=(1, 3), t_steps=6, eps_std=0.05, seed=3)
     eps = line.direction[0, :, 1, 3]
     # ∂(½‖x‖²)/∂x = x, so along x + tε the pixel's partials are x_p + t ε_p (hand computation)
     expected = x[0, :, 1, 3][None] + line.t[:, None] * eps[None]
@@ -87,8 +86,8 @@ def test_relu_net_is_rougher_than_its_smoothgrad():
     smooth_r = gradient_roughness(smooth, x, radius=0.01, n_pairs=4)
     assert (raw_r > 2 * smooth_r).all(), (raw_r, smooth_r)
     assert (raw_r > 0).all()
-    raw_line = gradient_along_line(net, x[:1], t_steps=41)
-    smooth_line = gradient_along_line(net, x[:1], t_steps=41, method=smooth)
+    raw_line = gradient_along_line(VanillaGradient(net), x[:1], t_steps=41)
+    smooth_line = gradient_along_line(smooth, x[:1], t_steps=41)
     assert smooth_line.pixel == raw_line.pixel  # same default pixel for both
     assert raw_line.keeps_class.all() and smooth_line.keeps_class.all()
     assert raw_line.roughness > smooth_line.roughness > 0
@@ -98,12 +97,12 @@ def test_keeps_class_flags_a_crossed_decision_boundary():
     torch.manual_seed(1)
     w = torch.randn(1, 3, 4, 4)
     x = torch.rand(1, 3, 4, 4)
-    probe = gradient_along_line(ImageLinear(w), x, t_steps=11, eps_std=0.05, seed=7)
+    probe = gradient_along_line(VanillaGradient(ImageLinear(w)), x, t_steps=11, eps_std=0.05, seed=7)
     # bias so that the score (w·(x + tε) + b) changes sign at t = 0.45: the class flips there
     wx, we = float((w * x).sum()), float((w * probe.direction).sum())
     model = ImageLinear(w, bias=-wx - 0.45 * we)
     with pytest.warns(UserWarning, match="change the predicted class"):
-        line = gradient_along_line(model, x, t_steps=11, eps_std=0.05, seed=7)
+        line = gradient_along_line(VanillaGradient(model), x, t_steps=11, eps_std=0.05, seed=7)
     torch.testing.assert_close(line.direction, probe.direction)
     expected = line.t < 0.45
     assert torch.equal(line.keeps_class, expected)
@@ -136,30 +135,31 @@ def test_errors_name_the_argument():
     model = ImageLinear(torch.ones(1, 3, 4, 4))
     x = torch.rand(1, 3, 4, 4)
     with pytest.raises(ValueError, match="one image"):
-        gradient_along_line(model, torch.rand(2, 3, 4, 4))
+        gradient_along_line(VanillaGradient(model), torch.rand(2, 3, 4, 4))
     with pytest.raises(ValueError, match="t_steps"):
-        gradient_along_line(model, x, t_steps=1)
+        gradient_along_line(VanillaGradient(model), x, t_steps=1)
     with pytest.raises(ValueError, match="pixel"):
-        gradient_along_line(model, x, pixel=(4, 0))
+        gradient_along_line(VanillaGradient(model), x, pixel=(4, 0))
     with pytest.raises(ValueError, match="eps_std"):
-        gradient_along_line(model, x, eps_std=-0.1)
+        gradient_along_line(VanillaGradient(model), x, eps_std=-0.1)
     with pytest.raises(ValueError, match="radius"):
         gradient_roughness(VanillaGradient(model), x, radius=0.0)
     with pytest.raises(ValueError, match="n_pairs"):
         gradient_roughness(VanillaGradient(model), x, n_pairs=0)
-    with pytest.raises(ValueError, match="lines"):
-        plot_jaggedness({}, "unused.png")
+    with pytest.raises(TypeError, match="model"):
+        gradient_along_line(_NoModel(), x)
 
 
-def test_plot_writes_a_png(tmp_path):
+class _NoModel:
+    def attribute(self, inputs, target=None):
+        return inputs
+
+
+def test_line_of_a_smoothed_method_follows_the_vanilla_pixel():
+    """With ``pixel=None`` every method follows the pixel of the largest vanilla partial, so lines compare."""
     net = relu_mlp(width=32)
     x = torch.rand(1, 3, 8, 8)
-    lines = {
-        "gradient": gradient_along_line(net, x, t_steps=11),
-        "SmoothGrad 15%": gradient_along_line(
-            net, x, t_steps=11, method=Smooth(VanillaGradient(net), noise_level=0.15, n_samples=4)
-        ),
-    }
-    assert all(isinstance(v, JaggedLine) for v in lines.values())
-    path = plot_jaggedness(lines, tmp_path / "sub" / "jag.png")
-    assert path.exists() and path.read_bytes()[:4] == b"\x89PNG"
+    raw = gradient_along_line(VanillaGradient(net), x, t_steps=5)
+    smooth = gradient_along_line(Smooth(VanillaGradient(net), noise_level=0.15, n_samples=4), x, t_steps=5)
+    assert raw.pixel == smooth.pixel
+    assert torch.equal(raw.direction, smooth.direction)  # same seed, same line

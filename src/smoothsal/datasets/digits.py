@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from smoothsal._extras import require
 from smoothsal._validation import check_positive_int
 from smoothsal.datasets.base import ImageDataset
 
@@ -31,9 +32,8 @@ def load_digits_images(size: int = 32) -> ImageDataset:
         (torch.Size([1797, 1, 16, 16]), 10)
     """
     check_positive_int(size, "size", minimum=8)
-    from sklearn.datasets import load_digits  # local import: scikit-learn is slow to import
-
-    bunch = load_digits()
+    # imported here: scikit-learn is an extra (``smoothsal[data]``) and slow to import
+    bunch = require("sklearn.datasets", "load_digits_images").load_digits()
     images = torch.as_tensor(bunch.images, dtype=torch.float32)[:, None] / 16.0  # [N, 1, 8, 8]
     if size != 8:
         # bilinear weights are convex, so values stay in [0, 1] (clamp guards rounding)

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from smoothsal._extras import require
+
 #: Bundled photos (all in ``skimage.data``, no download) with what they show.
 BUNDLED = {
     "chelsea": "a tabby cat",
@@ -66,14 +68,22 @@ def display_copy(tensor: Tensor) -> np.ndarray:
 
 
 def load_image(path: str | Path, size: int = 224) -> Photo:
-    """Load an image file (anything PIL reads) as a model-ready :class:`Photo`."""
-    from PIL import Image
+    """Load an image file (anything PIL reads) as a model-ready :class:`Photo`.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not an image PIL can read (the message names the file).
+    """
+    from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"`path`: no image file at {str(p)!r}")
-    with Image.open(p) as im:
-        arr = np.asarray(im.convert("RGB"))
+    try:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"`path`: {str(p)!r} is not an image file PIL can read ({type(err).__name__})") from err
     t = to_tensor(arr, size)
     return Photo(p.stem, t, display_copy(t))
 
@@ -82,9 +92,8 @@ def load_photo(name: str = "chelsea", size: int = 224) -> Photo:
     """A bundled photo from ``skimage.data`` by name (see :data:`BUNDLED`)."""
     if name not in BUNDLED:
         raise ValueError(f"`name` must be one of {sorted(BUNDLED)}, got {name!r}")
-    import skimage.data
-
-    t = to_tensor(getattr(skimage.data, name)(), size)
+    skimage_data = require("skimage.data", "the bundled photos")
+    t = to_tensor(getattr(skimage_data, name)(), size)
     return Photo(name, t, display_copy(t))
 
 

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from smoothsal._validation import check_nonnegative, check_positive_int, make_generator
+from smoothsal._validation import check_nonnegative, check_positive_int
+from smoothsal.noise import make_generator
 from smoothsal.datasets.base import ImageDataset
 
 #: class index -> shape name

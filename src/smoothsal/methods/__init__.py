@@ -1,6 +1,10 @@
-"""Attribution methods: one module each, all derived from :class:`~smoothsal.methods.base.Attribution`."""
+"""Attribution methods: one module each, all derived from :class:`~smoothsal.methods.base.Attribution`.
 
-from smoothsal.methods.base import Attribution, preserve_model
+Names, labels and settings of the methods live in :mod:`smoothsal.registry`, which sits above
+this package.
+"""
+
+from smoothsal.methods.base import Attribution, ConvergenceDelta, preserve_model
 from smoothsal.methods.controls import RandomAttribution, SobelEdges
 from smoothsal.methods.deeplift import DeepLift
 from smoothsal.methods.grad_cam import GradCAM, GradCAMPlusPlus, LayerMethod
@@ -8,7 +12,6 @@ from smoothsal.methods.gradient import GradientXInput, VanillaGradient
 from smoothsal.methods.guided_backprop import Deconvnet, GuidedBackprop
 from smoothsal.methods.integrated_gradients import IntegratedGradients
 from smoothsal.methods.occlusion import Occlusion
-from smoothsal.methods.registry import METHODS, build_method, method_label, parse_methods
 
 __all__ = [
     "Attribution",
@@ -25,8 +28,5 @@ __all__ = [
     "Occlusion",
     "SobelEdges",
     "RandomAttribution",
-    "METHODS",
-    "build_method",
-    "method_label",
-    "parse_methods",
+    "ConvergenceDelta",
 ]

@@ -11,6 +11,10 @@ The base owns the plumbing that all methods share, so each method only writes it
 * one place that calls the model and checks it returned ``[B, classes]`` logits.
 
 A subclass implements :meth:`Attribution._attribute` ``(inputs, target) -> attributions``.
+Methods with a completeness property (the attributions sum to :math:`F(x) - F(x')`: Integrated
+Gradients, DeepLIFT) set ``has_convergence_delta = True`` and implement
+:meth:`Attribution._attribute_and_delta`; callers ask :attr:`Attribution.has_convergence_delta`,
+never the method's name (as Captum's ``has_convergence_delta``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -80,6 +85,43 @@ def preserve_model(model: nn.Module, *, warn_training: bool = True) -> Iterator[
                     current.update(saved)
 
 
+@dataclass(frozen=True)
+class ConvergenceDelta:
+    r"""How far attributions are from completeness, per sample.
+
+    For a method whose attributions should sum to the change of the target score between the
+    baseline and the input (IG's completeness, Sundararajan et al. 2017, Prop. 1; DeepLIFT's
+    summation-to-delta, Shrikumar et al. 2017, eq. 1):
+
+    .. math:: \delta = \sum_i A_i - \big(F_c(x) - F_c(x')\big)
+
+    Attributes:
+        delta: the signed :math:`\delta`, ``[B]``.
+        expected: :math:`F_c(x) - F_c(x')`, ``[B]``.
+    """
+
+    delta: Tensor
+    expected: Tensor
+
+    @property
+    def absolute(self) -> Tensor:
+        r"""Absolute gap :math:`|\delta|`, ``[B]``."""
+        return self.delta.abs()
+
+    @property
+    def relative(self) -> Tensor:
+        r"""Relative gap :math:`|\delta| / |F_c(x) - F_c(x')|`, ``[B]`` (``inf`` where the score does not change)."""
+        den = self.expected.abs()
+        return torch.where(den > 0, self.delta.abs() / den.clamp_min(torch.finfo(den.dtype).tiny),
+                           torch.where(self.delta == 0, torch.zeros_like(den), torch.full_like(den, float("inf"))))
+
+    @classmethod
+    def of(cls, attributions: Tensor, expected: Tensor) -> ConvergenceDelta:
+        """The delta of ``attributions`` ``[B, ...]`` against ``expected`` ``[B]``."""
+        total = attributions.detach().flatten(1).sum(dim=1)
+        return cls(delta=(total - expected.detach()).detach(), expected=expected.detach())
+
+
 class Attribution:
     """Base class: an attribution method built from a model.
 
@@ -89,10 +131,15 @@ class Attribution:
     Subclasses override :meth:`_attribute`; users call :meth:`attribute`.
     """
 
-    #: ``None`` = attributions shaped like the inputs; CAM methods set ``"cam"`` ([B, 1, H, W]).
+    #: shape of the result: ``"input"`` = shaped like the inputs; ``"cam"`` = ``[B, 1, H, W]``
+    #: (CAM methods). ``Smooth`` forwards it; it tells renderers and metrics which layout to expect.
     output_kind: str = "input"
     #: input rank the method needs (``4`` for methods that use image structure), or ``None``.
     required_ndim: int | None = None
+    #: whether :meth:`attribute_with_delta` reports a :class:`ConvergenceDelta` (completeness-style
+    #: methods: IG, DeepLIFT). A plain attribute, so ``getattr(method, "has_convergence_delta", False)``
+    #: works on any object.
+    has_convergence_delta: bool = False
 
     def __init__(self, model: nn.Module) -> None:
         if not isinstance(model, nn.Module):
@@ -116,8 +163,20 @@ class Attribution:
 
     __call__ = attribute
 
+    def attribute_with_delta(self, inputs: Tensor, target: TargetSpec = None) -> tuple[Tensor, ConvergenceDelta]:
+        """Attributions and their :class:`ConvergenceDelta` (only where :meth:`has_convergence_delta`)."""
+        if not self.has_convergence_delta:
+            raise TypeError(f"{type(self).__name__} has no convergence delta (has_convergence_delta is False)")
+        check_inputs(inputs, ndim=self.required_ndim)
+        with preserve_model(self.model):
+            attr, delta = self._attribute_and_delta(inputs.detach(), target)
+        return attr.detach(), delta
+
     def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _attribute_and_delta(self, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, ConvergenceDelta]:
+        raise NotImplementedError  # pragma: no cover - only for has_convergence_delta() methods
 
     # ---- helpers for subclasses -------------------------------------------------------------
     def _logits(self, inputs: Tensor) -> Tensor:

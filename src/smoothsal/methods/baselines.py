@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from smoothsal._validation import make_generator
+from smoothsal.noise import make_generator
 
 BaselineSpec = Union[str, float, int, Tensor, Callable[[Tensor], Tensor]]
 

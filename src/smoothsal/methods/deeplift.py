@@ -49,8 +49,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from smoothsal._validation import TargetSpec, check_inputs, check_nonnegative, resolve_targets
-from smoothsal.methods.base import Attribution, preserve_model
+from smoothsal._validation import TargetSpec, check_nonnegative, resolve_targets
+from smoothsal.methods.base import Attribution, ConvergenceDelta
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
 
 #: elementwise activation modules that get the Rescale rule.
@@ -234,9 +234,11 @@ class DeepLift(Attribution):
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).eval()
         >>> attr, delta = DeepLift(model).attribute_with_delta(torch.randn(5, 3), target=1)
-        >>> bool(delta.max() < 1e-5)
+        >>> bool(delta.absolute.max() < 1e-5)
         True
     """
+
+    has_convergence_delta = True
 
     def __init__(
         self,
@@ -251,21 +253,10 @@ class DeepLift(Attribution):
         self.eps = check_nonnegative(eps, "eps")
         self.seed = seed
 
-    def attribute_with_delta(self, inputs: Tensor, target: TargetSpec = None) -> tuple[Tensor, Tensor]:
-        """Attributions ``[B, ...]`` and the summation-to-delta gap ``[B]``, :math:`|\\sum_i C_i - \\Delta F_c|`."""
-        check_inputs(inputs, ndim=self.required_ndim)
-        with preserve_model(self.model):
-            attr, gap = self._attribute_and_delta(inputs.detach(), target)
-        return attr.detach(), gap.detach()
-
-    def delta(self, inputs: Tensor, target: TargetSpec = None) -> Tensor:
-        """Per-sample summation-to-delta gap ``[B]``: :math:`|\\sum_i C_i - (F_c(x) - F_c(x'))|`."""
-        return self.attribute_with_delta(inputs, target)[1]
-
     def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:
         return self._attribute_and_delta(inputs, target)[0]
 
-    def _attribute_and_delta(self, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, Tensor]:
+    def _attribute_and_delta(self, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, ConvergenceDelta]:
         _check_supported(self.model)
         b = inputs.shape[0]
         baseline = make_baseline(self.baseline, inputs, seed=self.seed)
@@ -281,8 +272,7 @@ class DeepLift(Attribution):
             _restore_modules(saved)
         attr = (inputs - baseline) * mult
         delta_f = (logits[:b] - logits[b:]).detach().gather(1, targets[:, None]).squeeze(1)  # [B]
-        gap = (attr.flatten(1).sum(dim=1) - delta_f).abs()
-        return attr, gap
+        return attr, ConvergenceDelta.of(attr, delta_f)
 
 
 def deeplift(model: nn.Module, inputs: Tensor, target: TargetSpec = None, **kw) -> Tensor:

@@ -11,7 +11,7 @@ approximated by a quadrature rule with nodes :math:`\alpha_k` and weights :math:
 
 IG satisfies *completeness*, :math:`\sum_i IG_i(x) = F(x) - F(x')` (Proposition 1); the
 quadrature error shows up as the completeness gap, reported per sample by
-:meth:`IntegratedGradients.completeness_gap`. Rules (``n = steps``):
+:meth:`~smoothsal.methods.base.Attribution.attribute_with_delta` (absolute and relative). Rules (``n = steps``):
 
 * ``"riemann_left"``: :math:`\alpha_k = (k-1)/n`, :math:`w_k = 1/n`;
 * ``"riemann_right"``: :math:`\alpha_k = k/n`, :math:`w_k = 1/n` (the paper's eq. 3);
@@ -29,16 +29,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from smoothsal._validation import TargetSpec, check_choice, check_inputs, check_positive_int, resolve_targets
-from smoothsal.methods.base import Attribution, preserve_model
+from smoothsal._model import rows_per_call
+from smoothsal._validation import TargetSpec, check_choice, check_positive_int, resolve_targets
+from smoothsal.methods.base import Attribution, ConvergenceDelta
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
 
 #: quadrature rules understood by :func:`quadrature`.
 RULES: tuple[str, ...] = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
-
-#: with ``batch_size=None``, one forward holds at most this many input elements of path points
-#: (16 MiB of float32: 27 rows of 3×224×224, 4,096 rows of 1×32×32), and at least one row.
-DEFAULT_MAX_ELEMENTS = 2**22
 
 
 def quadrature(steps: int, rule: str = "gausslegendre") -> tuple[Tensor, Tensor]:
@@ -84,7 +81,7 @@ class IntegratedGradients(Attribution):
         batch_size: the most path rows (path points × images) per forward/backward. The
             ``steps × B`` rows are processed in chunks, so memory holds one chunk of path inputs
             (and its graph) plus the running sum ``[B, ...]``. ``None`` = as many rows as fit
-            in :data:`DEFAULT_MAX_ELEMENTS` input elements (all of them for small inputs).
+            in one call by the automatic rule (:func:`smoothsal._model.rows_per_call`).
         seed: int or ``torch.Generator`` for the ``"uniform"`` baseline.
 
     The target is resolved once on the real inputs (``None`` = the class predicted for ``x``,
@@ -93,10 +90,12 @@ class IntegratedGradients(Attribution):
     Example:
         >>> model = torch.nn.Linear(3, 2).eval()
         >>> x = torch.randn(4, 3)
-        >>> attr, gap = IntegratedGradients(model, steps=4).attribute_with_gap(x, target=0)
-        >>> bool(gap.max() < 1e-5)   # a linear model is integrated exactly
+        >>> attr, delta = IntegratedGradients(model, steps=4).attribute_with_delta(x, target=0)
+        >>> bool(delta.absolute.max() < 1e-5)   # a linear model is integrated exactly
         True
     """
+
+    has_convergence_delta = True
 
     def __init__(
         self,
@@ -116,18 +115,6 @@ class IntegratedGradients(Attribution):
         self.batch_size = _check_batch_size(batch_size)
         self.seed = seed
 
-    # ---- public --------------------------------------------------------------------------
-    def attribute_with_gap(self, inputs: Tensor, target: TargetSpec = None) -> tuple[Tensor, Tensor]:
-        """Attributions ``[B, ...]`` and the completeness gap ``[B]``, :math:`|\\sum_i IG_i - (F(x) - F(x'))|`."""
-        check_inputs(inputs, ndim=self.required_ndim)
-        with preserve_model(self.model):
-            attr, gap = self._attribute_and_gap(inputs.detach(), target)
-        return attr.detach(), gap.detach()
-
-    def completeness_gap(self, inputs: Tensor, target: TargetSpec = None) -> Tensor:
-        """Per-sample completeness gap ``[B]``: :math:`|\\sum_i IG_i(x) - (F_c(x) - F_c(x'))|`."""
-        return self.attribute_with_gap(inputs, target)[1]
-
     # ---- implementation ------------------------------------------------------------------
     def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:
         # no gap asked for: F(x') is not needed, and F(x) only to predict the class (target=None);
@@ -140,7 +127,7 @@ class IntegratedGradients(Attribution):
         avg_grad = self._path_average_gradient(inputs, baseline, targets, target)
         return (inputs - baseline) * avg_grad
 
-    def _attribute_and_gap(self, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, Tensor]:
+    def _attribute_and_delta(self, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, ConvergenceDelta]:
         b = inputs.shape[0]
         baseline = make_baseline(self.baseline, inputs, seed=self.seed)
         with torch.no_grad():
@@ -149,14 +136,7 @@ class IntegratedGradients(Attribution):
         delta_f = (ends[:b] - ends[b:]).gather(1, targets[:, None]).squeeze(1)  # [B]
         avg_grad = self._path_average_gradient(inputs, baseline, targets)
         attr = (inputs - baseline) * avg_grad
-        gap = (attr.flatten(1).sum(dim=1) - delta_f).abs()
-        return attr, gap
-
-    def _rows_per_chunk(self, inputs: Tensor, total_rows: int) -> int:
-        if self.batch_size is not None:
-            return self.batch_size
-        per_row = max(1, inputs[0].numel())
-        return max(1, min(total_rows, DEFAULT_MAX_ELEMENTS // per_row))
+        return attr, ConvergenceDelta.of(attr, delta_f)
 
     def _path_average_gradient(
         self, inputs: Tensor, baseline: Tensor, targets: Tensor | None, target: TargetSpec = None
@@ -173,7 +153,7 @@ class IntegratedGradients(Attribution):
         diff = inputs - baseline
         total = torch.zeros_like(inputs)  # running sum [B, ...]
         n_rows = self.steps * b
-        chunk = self._rows_per_chunk(inputs, n_rows)
+        chunk = rows_per_call(inputs[0], n_rows, self.batch_size)
         bcast = (-1,) + (1,) * (inputs.dim() - 1)
         for start in range(0, n_rows, chunk):
             rows = torch.arange(start, min(start + chunk, n_rows), device=inputs.device)

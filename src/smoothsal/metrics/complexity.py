@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 
 from smoothsal._validation import check_inputs
+from smoothsal.maps import reduce_channels as _reduce_channels
+from smoothsal.metrics._base import metric
 
 __all__ = ["entropy", "sparseness"]
 
@@ -36,10 +38,11 @@ def _magnitudes(attributions: Tensor, reduce_channels: bool) -> Tensor:
             raise ValueError(
                 f"`reduce_channels=True` needs maps of shape [B, C, H, W], got {tuple(attributions.shape)}"
             )
-        v = v.sum(dim=1)
+        v = _reduce_channels(v, "abs_sum")
     return v.reshape(v.shape[0], -1)
 
 
+@metric("map", higher_is_better=True)
 def sparseness(attributions: Tensor, *, reduce_channels: bool = False) -> Tensor:
     r"""Gini index of the map's magnitudes (Chalasani et al. 2020, arXiv:1810.06583).
 
@@ -67,6 +70,7 @@ def sparseness(attributions: Tensor, *, reduce_channels: bool = False) -> Tensor
     return torch.where(total > 0, gini, torch.zeros_like(gini))
 
 
+@metric("map", higher_is_better=False)
 def entropy(attributions: Tensor, *, reduce_channels: bool = False) -> Tensor:
     r"""Shannon entropy of the normalised magnitudes (Bhatt et al. 2020, arXiv:2005.00631).
 

@@ -53,6 +53,9 @@ from smoothsal._validation import (
 )
 from smoothsal.methods.base import model_of, preserve_model
 from smoothsal.methods.baselines import BaselineSpec, make_baseline
+from smoothsal._model import predict, rows_per_call
+from smoothsal.noise import make_generator
+from smoothsal.metrics._base import metric
 
 __all__ = [
     "PerturbationCurve",
@@ -100,14 +103,6 @@ class PerturbationCurve:
 
 
 # ---- shared helpers ---------------------------------------------------------------------------
-def _generator(seed: Seed) -> torch.Generator:
-    if isinstance(seed, torch.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"`seed` must be an int or a torch.Generator, got {type(seed).__name__}")
-    return torch.Generator().manual_seed(seed)
-
-
 def _check_model(model: Any) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
@@ -120,14 +115,17 @@ def _target_score(logits: Tensor, targets: Tensor, score: str) -> Tensor:
     return values.gather(1, targets[:, None])[:, 0]
 
 
-def _forward_scores(model: nn.Module, x: Tensor, targets: Tensor, score: str) -> Tensor:
-    """One model call on ``x`` ``[N, ...]``; ``[N]`` target scores."""
-    return _target_score(check_logits(model(x), x.shape[0]), targets, score)
+def _forward_scores(model: nn.Module, x: Tensor, targets: Tensor, score: str, batch_size: int | None = None) -> Tensor:
+    """Target scores ``[N]`` of ``x`` ``[N, ...]`` (no gradient, in chunks of ``batch_size``)."""
+    rows = rows_per_call(x[0], x.shape[0], batch_size)
+    return _target_score(predict(model, x, batch_size=rows), targets, score)
 
 
-def _resolve(model: nn.Module, inputs: Tensor, targets: TargetSpec, score: str) -> tuple[Tensor, Tensor]:
+def _resolve(
+    model: nn.Module, inputs: Tensor, targets: TargetSpec, score: str, batch_size: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Targets ``[B]`` (``None`` -> predicted class) and the clean scores ``[B]``: one forward pass."""
-    logits = check_logits(model(inputs), inputs.shape[0])
+    logits = predict(model, inputs, batch_size=rows_per_call(inputs[0], inputs.shape[0], batch_size))
     t = resolve_targets(targets, logits)
     return t, _target_score(logits, t, score)
 
@@ -235,6 +233,7 @@ def _perturbation_curve(
     order: str,
     score: str,
     rank_by: str,
+    batch_size: int | None,
 ) -> PerturbationCurve:
     _check_model(model)
     check_inputs(inputs)
@@ -251,31 +250,32 @@ def _perturbation_curve(
     rank = _ranks(units.relevance, order)  # [B, U]
     counts = [round(s * units.n_units / steps) for s in range(steps + 1)]
     scores = []
-    with preserve_model(model), torch.no_grad():
-        t, _ = _resolve(model, x, targets, score)
-        for n in counts:
-            chosen = units.expand(rank < n)  # [B, 1, H, W] or [B, *features]: True = perturbed
-            if kind == "deletion":
-                x_s = torch.where(chosen, base, x)
-            else:
-                x_s = torch.where(chosen, x, base)
-            scores.append(_forward_scores(model, x_s, t, score))
+    t, _ = _resolve(model, x, targets, score, batch_size)
+    for n in counts:
+        chosen = units.expand(rank < n)  # [B, 1, H, W] or [B, *features]: True = perturbed
+        if kind == "deletion":
+            x_s = torch.where(chosen, base, x)
+        else:
+            x_s = torch.where(chosen, x, base)
+        scores.append(_forward_scores(model, x_s, t, score, batch_size))
     fractions = torch.tensor(counts, dtype=x.dtype, device=x.device) / units.n_units
     return PerturbationCurve(fractions, torch.stack(scores, dim=1), kind, order, score)
 
 
+@metric("model", higher_is_better=None)
 def deletion_curve(
     model: nn.Module,
     inputs: Tensor,
     attributions: Tensor,
     targets: TargetSpec = None,
+    *,
     steps: int = 20,
     patch: int = 1,
     baseline: FaithBaseline = "black",
     order: str = "morf",
-    *,
     score: str = "prob",
     rank_by: str = "abs",
+    batch_size: int | None = None,
 ) -> PerturbationCurve:
     r"""Deletion curve: remove units in order of relevance and track the target score.
 
@@ -301,27 +301,30 @@ def deletion_curve(
         order: ``"morf"`` or ``"lerf"``.
         score: ``"prob"`` (softmax probability of the target) or ``"logit"``.
         rank_by: ``"abs"`` (:math:`\sum_c |a_c|`) or ``"signed"`` (:math:`\sum_c a_c`).
+        batch_size: images per forward pass (``None``: the automatic choice).
     Returns:
         :class:`PerturbationCurve` with ``fractions`` ``[S + 1]`` and ``scores`` ``[B, S + 1]``.
         ``S + 1`` forward passes of the batch (plus one to resolve the targets).
     """
     return _perturbation_curve(
-        "deletion", model, inputs, attributions, targets, steps, patch, baseline, order, score, rank_by
+        "deletion", model, inputs, attributions, targets, steps, patch, baseline, order, score, rank_by, batch_size
     )
 
 
+@metric("model", higher_is_better=None)
 def insertion_curve(
     model: nn.Module,
     inputs: Tensor,
     attributions: Tensor,
     targets: TargetSpec = None,
+    *,
     steps: int = 20,
     patch: int = 1,
     baseline: FaithBaseline = "blur",
     order: str = "morf",
-    *,
     score: str = "prob",
     rank_by: str = "abs",
+    batch_size: int | None = None,
 ) -> PerturbationCurve:
     r"""Insertion curve (Petsiuk et al. 2018, arXiv:1806.07421): start from the baseline and
     put the input's units back, most relevant first (``order="morf"``).
@@ -333,7 +336,7 @@ def insertion_curve(
     :func:`deletion_curve`.
     """
     return _perturbation_curve(
-        "insertion", model, inputs, attributions, targets, steps, patch, baseline, order, score, rank_by
+        "insertion", model, inputs, attributions, targets, steps, patch, baseline, order, score, rank_by, batch_size
     )
 
 
@@ -350,13 +353,16 @@ def auc(curve: PerturbationCurve) -> Tensor:
     return torch.trapezoid(curve.scores, curve.fractions, dim=-1)
 
 
+@metric("model", higher_is_better=False)
 def deletion_auc(
     model: nn.Module, inputs: Tensor, attributions: Tensor, targets: TargetSpec = None, **kw: Any
 ) -> Tensor:
-    """``auc(deletion_curve(...))``: ``[B]``, lower is more faithful (with ``order="morf"``)."""
+    """``auc(deletion_curve(...))``: ``[B]``, lower is more faithful (with ``order="morf"``);
+    keyword arguments as :func:`deletion_curve`."""
     return auc(deletion_curve(model, inputs, attributions, targets, **kw))
 
 
+@metric("model", higher_is_better=True)
 def insertion_auc(
     model: nn.Module, inputs: Tensor, attributions: Tensor, targets: TargetSpec = None, **kw: Any
 ) -> Tensor:
@@ -389,23 +395,25 @@ def _scores_in_chunks(
     return torch.cat(out, dim=0)
 
 
-def _copies_per_call(batch_size: int | None, b: int) -> int:
-    if batch_size is None:
-        return 1
-    check_positive_int(batch_size, "batch_size")
-    return max(1, batch_size // b)
+def _copies_per_call(batch_size: int | None, inputs: Tensor, total: int) -> int:
+    """Perturbed copies of the whole batch ``inputs`` ``[B, ...]`` per forward pass."""
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
+    b = inputs.shape[0]
+    return max(1, rows_per_call(inputs[0], total * b, batch_size) // b)
 
 
+@metric("model", higher_is_better=True)
 def faithfulness_correlation(
     model: nn.Module,
     inputs: Tensor,
     attributions: Tensor,
     targets: TargetSpec = None,
+    *,
     subset_size: int | None = None,
     n_runs: int = 50,
     baseline: FaithBaseline = "black",
     seed: Seed = 0,
-    *,
     patch: int = 1,
     score: str = "logit",
     batch_size: int | None = None,
@@ -446,7 +454,7 @@ def faithfulness_correlation(
     x = inputs.detach()
     b = x.shape[0]
     base = _make_baseline(baseline, x, seed)
-    gen = _generator(seed)
+    gen = make_generator(seed)
     noise = torch.rand((n_runs, b, u), generator=gen, device=gen.device).to(x.device)  # [R, B, U]
     subsets = torch.zeros_like(noise, dtype=torch.bool).scatter_(2, noise.topk(k, dim=2).indices, True)
     attr_sums = (subsets.to(x.dtype) * units.relevance[None]).sum(dim=2).T  # [B, R]
@@ -459,7 +467,7 @@ def faithfulness_correlation(
 
     with preserve_model(model), torch.no_grad():
         t, clean = _resolve(model, x, targets, score)
-        perturbed = _scores_in_chunks(model, make, n_runs, _copies_per_call(batch_size, b), t, score)  # [R, B]
+        perturbed = _scores_in_chunks(model, make, n_runs, _copies_per_call(batch_size, x, n_runs), t, score)  # [R, B]
     drops = clean[:, None] - perturbed.T  # [B, R]
     return _pearson(attr_sums, drops)
 
@@ -471,13 +479,14 @@ def _spearman_rows(a: Tensor, b: Tensor) -> Tensor:
     return _pearson(rank_average(a).to(a.dtype), rank_average(b).to(a.dtype))
 
 
+@metric("model", higher_is_better=True)
 def monotonicity(
     model: nn.Module,
     inputs: Tensor,
     attributions: Tensor,
     targets: TargetSpec = None,
-    baseline: FaithBaseline = "black",
     *,
+    baseline: FaithBaseline = "black",
     patch: int = 1,
     n_samples: int = 1,
     score: str = "logit",
@@ -518,7 +527,7 @@ def monotonicity(
     u = units.n_units
     x = inputs.detach()
     b = x.shape[0]
-    gen = _generator(seed)
+    gen = make_generator(seed)
     eye = torch.eye(u, dtype=torch.bool, device=x.device)  # [U, U]: unit i alone
     effects = torch.zeros(b, u, dtype=x.dtype, device=x.device)
     with preserve_model(model), torch.no_grad():
@@ -533,20 +542,21 @@ def monotonicity(
                 bs = base.repeat(stop - start, *([1] * (x.dim() - 1)))
                 return torch.where(m, bs, xs)
 
-            perturbed = _scores_in_chunks(model, make, u, _copies_per_call(batch_size, b), t, score)  # [U, B]
+            perturbed = _scores_in_chunks(model, make, u, _copies_per_call(batch_size, x, u), t, score)  # [U, B]
             effects += (clean[None] - perturbed).T.pow(2) / n_samples
     return _spearman_rows(units.relevance, effects)
 
 
+@metric("model", higher_is_better=False)
 def infidelity(
     model: nn.Module,
     inputs: Tensor,
     attributions: Tensor,
     targets: TargetSpec = None,
+    *,
     n_perturb: int = 64,
     noise_std: float = 0.1,
     seed: Seed = 0,
-    *,
     perturbation: str = "gaussian",
     normalize: bool = False,
     score: str = "logit",
@@ -597,7 +607,7 @@ def infidelity(
     x = inputs.detach()
     b = x.shape[0]
     phi = attributions.detach().to(x.dtype).reshape(b, -1)  # [B, D]
-    gen = _generator(seed)
+    gen = make_generator(seed)
     z = torch.randn((n_perturb, *x.shape), generator=gen, device=gen.device).to(x) * noise_std  # [R, B, ...]
     shift = z * x[None] if perturbation == "relative" else z  # I: [R, B, ...]
     explained = (z.reshape(n_perturb, b, -1) * phi[None]).sum(dim=2).T  # [B, R]: I^T Φ (or z^T Φ)
@@ -607,7 +617,7 @@ def infidelity(
 
     with preserve_model(model), torch.no_grad():
         t, clean = _resolve(model, x, targets, score)
-        perturbed = _scores_in_chunks(model, make, n_perturb, _copies_per_call(batch_size, b), t, score)  # [R, B]
+        perturbed = _scores_in_chunks(model, make, n_perturb, _copies_per_call(batch_size, x, n_perturb), t, score)  # [R, B]
     drops = clean[:, None] - perturbed.T  # [B, R]
     if normalize:
         beta = (explained * drops).mean(dim=1, keepdim=True) / explained.pow(2).mean(dim=1, keepdim=True).clamp(
@@ -617,14 +627,15 @@ def infidelity(
     return (explained - drops).pow(2).mean(dim=1)
 
 
+@metric("sensitivity", higher_is_better=False)
 def max_sensitivity(
     method: Any,
     inputs: Tensor,
     targets: TargetSpec = None,
+    *,
     radius: float = 0.02,
     n_samples: int = 10,
     seed: Seed = 0,
-    *,
     normalize: bool = True,
 ) -> Tensor:
     r"""Max-sensitivity (Yeh et al. 2019, arXiv:1901.09392, Definition 3.1), relative form.
@@ -661,7 +672,7 @@ def max_sensitivity(
     if targets is None and model is not None:
         with preserve_model(model), torch.no_grad():
             targets = resolve_targets(None, check_logits(model(x), b))
-    gen = _generator(seed)
+    gen = make_generator(seed)
     phi = method.attribute(x, targets).detach().reshape(b, -1)  # [B, D']
     worst = torch.zeros(b, dtype=phi.dtype, device=phi.device)
     for _ in range(n_samples):

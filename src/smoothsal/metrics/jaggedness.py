@@ -23,7 +23,8 @@ the predicted class stays the same. Here:
             \qquad \delta_k \sim \mathcal{N}(0, (r\,(x_{\max} - x_{\min}))^2 I).
 
   :math:`R = 0` for a linear model; it drops when the map is smoothed.
-* :func:`plot_jaggedness` -- the R, G, B partials against :math:`t`, one panel per line.
+The figure itself (R, G, B partials against :math:`t`) is drawn by the evaluate study
+(``smoothsal.studies.evaluate.plots``); the library only computes.
 
 The noise scale follows the paper on inputs in [0, 1]: :math:`\varepsilon \sim \mathcal{N}(0,
 (s\,(x_{\max} - x_{\min}))^2)` with ``eps_std`` :math:`s = 0.01`, i.e. exactly
@@ -33,25 +34,18 @@ The noise scale follows the paper on inputs in [0, 1]: :math:`\varepsilon \sim \
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from smoothsal._validation import (
-    make_generator,
-    TargetSpec,
-    check_inputs,
-    check_logits,
-    check_nonnegative,
-    check_positive_int,
-    resolve_targets,
-)
-from smoothsal.methods.base import model_of, preserve_model
+from smoothsal._model import predict, resolve_model_targets, rows_per_call
+from smoothsal._validation import TargetSpec, check_inputs, check_nonnegative, check_positive_int
+from smoothsal.methods.base import model_of
 from smoothsal.methods.gradient import VanillaGradient
+from smoothsal.metrics._base import metric
+from smoothsal.noise import make_generator, standard_sampler, value_span
 
 
 @dataclass
@@ -68,7 +62,8 @@ class JaggedLine:
         pixel: ``(h, w)`` of the pixel followed.
         target: the class whose score is explained.
         predicted: the class predicted at ``t = 0``.
-        direction: ``[1, C, H, W]`` the noise direction :math:`\\varepsilon`.
+        direction: ``[1, C, H, W]`` the noise direction :math:`\\varepsilon`, or ``None`` for a
+            line read back from a results file (only the numbers above are stored).
     """
 
     t: Tensor
@@ -79,7 +74,7 @@ class JaggedLine:
     pixel: tuple[int, int]
     target: int
     predicted: int
-    direction: Tensor
+    direction: Tensor | None = None
 
     @property
     def roughness(self) -> float:
@@ -87,6 +82,7 @@ class JaggedLine:
         return line_roughness(self)
 
 
+@metric("curve", higher_is_better=False)
 def line_roughness(line: JaggedLine) -> float:
     """Mean absolute change of the normalised partials between consecutive ``t`` (a TV per step).
 
@@ -101,74 +97,66 @@ def line_roughness(line: JaggedLine) -> float:
     return float(line.partials.diff(dim=0).abs().mean())
 
 
-def _value_range(inputs: Tensor) -> Tensor:
-    """``x_max - x_min`` per sample ``[B]``; 1 for a constant sample (so the noise is not zero)."""
-    flat = inputs.flatten(1)  # [B, D]
-    span = flat.max(dim=1).values - flat.min(dim=1).values
+def _span(inputs: Tensor) -> Tensor:
+    """Value range per sample ``[B]``; 1 for a constant sample, so its noise is not zero."""
+    span = value_span(inputs)
     return torch.where(span > 0, span, torch.ones_like(span))
 
 
-def _randn_like(inputs: Tensor, gen: torch.Generator) -> Tensor:
-    return torch.randn(inputs.shape, generator=gen, dtype=inputs.dtype, device=gen.device).to(inputs.device)
+def _standard_normal(like: Tensor, gen: torch.Generator) -> Tensor:
+    return standard_sampler("gaussian")(tuple(like.shape), gen, like.device, like.dtype)
 
 
-def _forward(model: nn.Module, inputs: Tensor) -> Tensor:
-    with preserve_model(model, warn_training=False), torch.no_grad():
-        return check_logits(model(inputs), inputs.shape[0])
-
-
-def _grad_and_logits(model: nn.Module, inputs: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """Vanilla gradient and logits of a batch: one forward and one backward."""
-    with preserve_model(model):
-        grad, logits, _ = VanillaGradient(model)._score_and_grad(inputs, target)
-    return grad, logits
-
-
+@metric("sensitivity", higher_is_better=None)
 def gradient_along_line(
-    model: nn.Module,
-    x: Tensor,
+    method: Any,
+    inputs: Tensor,
+    targets: TargetSpec = None,
+    *,
     pixel: tuple[int, int] | None = None,
     t_steps: int = 101,
     eps_std: float = 0.01,
     seed: int | torch.Generator = 0,
-    target: TargetSpec = None,
-    method: Any = None,
-    batch_size: int = 16,
+    batch_size: int | None = None,
 ) -> JaggedLine:
     """One pixel's partial derivatives along :math:`x + t\\varepsilon` (SmoothGrad paper, Fig. 2).
 
     Args:
-        model: classifier returning ``[B, classes]`` logits.
-        x: one image ``[1, C, H, W]``.
+        method: the attribution method whose map is followed, with a ``.model`` (e.g.
+            ``VanillaGradient(model)`` for the paper's figure, or
+            ``Smooth(VanillaGradient(model), noise_level=0.1)`` to show how smoothing calms the line).
+        inputs: one image ``[1, C, H, W]``.
+        targets: class to explain; ``None`` = the class predicted at ``t = 0``.
         pixel: ``(h, w)`` to follow; ``None`` = the pixel holding the largest ``|entry|`` of the
-            vanilla gradient at ``t = 0`` (taken from the vanilla gradient even when ``method`` is
-            given, so lines of different methods follow the same pixel).
+            vanilla gradient at ``t = 0`` (taken from the vanilla gradient whatever ``method`` is,
+            so lines of different methods follow the same pixel).
         t_steps: number ``T >= 2`` of points, evenly spaced in [0, 1].
         eps_std: :math:`s`, the noise std as a fraction of ``x.max() - x.min()``.
         seed: int or ``torch.Generator`` for :math:`\\varepsilon`.
-        target: class to explain; ``None`` = the class predicted at ``t = 0``.
-        method: an attribution method (``.attribute(inputs, target)``) to use instead of the vanilla
-            gradient, e.g. ``Smooth(VanillaGradient(model), noise_level=0.1)``; it must explain ``model``.
-        batch_size: points evaluated per call (one forward + backward per chunk for the gradient).
+        batch_size: points per call of the method (``None``: the automatic choice).
     Returns:
         :class:`JaggedLine`. Warns when some point changes the predicted class.
     """
-    check_inputs(x, name="x", ndim=4)
-    if x.shape[0] != 1:
-        raise ValueError(f"`x` must hold one image, shape [1, C, H, W], got shape {tuple(x.shape)}")
-    t_steps = check_positive_int(t_steps, "t_steps", minimum=2)
-    batch_size = check_positive_int(batch_size, "batch_size")
-    eps_std = check_nonnegative(eps_std, "eps_std")
-    if method is not None and not callable(getattr(method, "attribute", None)):
+    if not callable(getattr(method, "attribute", None)):
         raise TypeError(f"`method` must have an .attribute(inputs, target) method, got {type(method).__name__}")
-    x = x.detach()
+    model = model_of(method)
+    if model is None:
+        raise TypeError(f"`method` must expose the model it explains as `.model`; {type(method).__name__} does not")
+    check_inputs(inputs, name="inputs", ndim=4)
+    if inputs.shape[0] != 1:
+        raise ValueError(f"`inputs` must hold one image, shape [1, C, H, W], got shape {tuple(inputs.shape)}")
+    t_steps = check_positive_int(t_steps, "t_steps", minimum=2)
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
+    eps_std = check_nonnegative(eps_std, "eps_std")
+    x = inputs.detach()
     _, _, height, width = x.shape
 
-    logits0 = _forward(model, x)
+    logits0 = predict(model, x)
     predicted = int(logits0.argmax(dim=1))
-    target_t = resolve_targets(target, logits0)  # [1]
+    target_t = resolve_model_targets(model, x, targets)  # [1]
     if pixel is None:
-        grad0, _ = _grad_and_logits(model, x, target_t)
+        grad0 = VanillaGradient(model).attribute(x, target_t)
         flat = grad0[0].abs().amax(dim=0).flatten()  # [H*W]: largest |partial| over channels
         idx = int(flat.argmax())
         pixel = (idx // width, idx % width)
@@ -182,19 +170,16 @@ def gradient_along_line(
     h, w = int(pixel[0]), int(pixel[1])
 
     gen = make_generator(seed)
-    direction = _randn_like(x, gen) * (eps_std * _value_range(x)).view(1, 1, 1, 1)  # [1, C, H, W]
+    direction = _standard_normal(x, gen) * (eps_std * _span(x)).view(1, 1, 1, 1)  # [1, C, H, W]
     ts = torch.linspace(0.0, 1.0, t_steps, dtype=x.dtype, device=x.device)  # [T]
 
     raw, scale, keeps = [], [], []
-    for start in range(0, t_steps, batch_size):
-        tc = ts[start : start + batch_size]
+    step = rows_per_call(x[0], t_steps, batch_size)
+    for start in range(0, t_steps, step):
+        tc = ts[start : start + step]
         points = x + tc.view(-1, 1, 1, 1) * direction  # [t, C, H, W]
-        targets = target_t.expand(points.shape[0])
-        if method is None:
-            maps, logits = _grad_and_logits(model, points, targets)
-        else:
-            maps = method.attribute(points, targets)
-            logits = _forward(model, points)
+        maps = method.attribute(points, target_t.expand(points.shape[0]))
+        logits = predict(model, points)
         raw.append(maps[:, :, h, w])  # [t, C']
         scale.append(maps.flatten(1).abs().amax(dim=1))  # [t]
         keeps.append(logits.argmax(dim=1) == predicted)
@@ -224,14 +209,15 @@ def gradient_along_line(
     )
 
 
+@metric("sensitivity", higher_is_better=False)
 def gradient_roughness(
     method: Any,
     inputs: Tensor,
     targets: TargetSpec = None,
+    *,
     radius: float = 0.01,
     n_pairs: int = 8,
     seed: int | torch.Generator = 0,
-    *,
     reference: Tensor | None = None,
 ) -> Tensor:
     """Mean relative change of the map between each input and ``n_pairs`` nearby points.
@@ -270,7 +256,7 @@ def gradient_roughness(
     inputs = inputs.detach()
     model = model_of(method)
     if model is not None:
-        targets_t = resolve_targets(targets, _forward(model, inputs))
+        targets_t = resolve_model_targets(model, inputs, targets)
     elif targets is None:
         raise TypeError("`method` exposes no `.model`; pass `targets` explicitly")
     else:
@@ -284,10 +270,10 @@ def gradient_roughness(
         base = reference.detach()
     base_norm = base.flatten(1).norm(dim=1)  # [B]
     gen = make_generator(seed)
-    sigma = (radius * _value_range(inputs)).view(-1, *([1] * (inputs.dim() - 1)))
+    sigma = (radius * _span(inputs)).view(-1, *([1] * (inputs.dim() - 1)))
     total = torch.zeros_like(base_norm)
     for _ in range(n_pairs):
-        near = inputs + _randn_like(inputs[:1], gen) * sigma  # one draw shared by the batch, scaled per sample
+        near = inputs + _standard_normal(inputs[:1], gen) * sigma  # one draw shared by the batch, scaled per sample
         diff = (method.attribute(near, targets_t).detach() - base).flatten(1).norm(dim=1)  # [B]
         rel = torch.where(
             base_norm > 0,
@@ -296,53 +282,3 @@ def gradient_roughness(
         )
         total = total + rel
     return total / n_pairs
-
-
-_CHANNEL_COLOURS = ("tab:red", "tab:green", "tab:blue")
-
-
-def plot_jaggedness(lines: Mapping[str, JaggedLine], path: str | Path) -> Path:
-    """Plot each line's partials against ``t`` (R, G, B for 3 channels), one panel per label.
-
-    Points where the class changes are shaded grey. Saved with the Agg backend.
-
-    Args:
-        lines: ``{label: JaggedLine}``, e.g. ``{"gradient": ..., "SmoothGrad 10%": ...}``.
-        path: PNG file to write (folders are created).
-    Returns:
-        the path written.
-    """
-    if not isinstance(lines, Mapping) or not lines:
-        raise ValueError("`lines` must be a non-empty dict {label: JaggedLine}")
-    for label, line in lines.items():
-        if not isinstance(line, JaggedLine):
-            raise TypeError(f"`lines[{label!r}]` must be a JaggedLine, got {type(line).__name__}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = len(lines)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False, sharey=True)
-    for ax, (label, line) in zip(axes[0], lines.items()):
-        t = line.t.cpu().numpy()
-        parts = line.partials.cpu().numpy()
-        for c in range(parts.shape[1]):
-            colour = _CHANNEL_COLOURS[c] if parts.shape[1] == 3 else None
-            name = "RGB"[c] if parts.shape[1] == 3 else f"channel {c}"
-            ax.plot(t, parts[:, c], color=colour, lw=1.2, label=name)
-        bad = ~line.keeps_class.cpu().numpy()
-        if bad.any():
-            ax.fill_between(t, -1, 1, where=bad, color="0.85", step="mid", label="class changed")
-        ax.axhline(0.0, color="0.5", lw=0.6)
-        ax.set_ylim(-1.05, 1.05)
-        ax.set_title(f"{label}\npixel {line.pixel}, TV/step {line.roughness:.3g}", fontsize=9)
-        ax.set_xlabel("t  (x + t·ε)")
-    axes[0][0].set_ylabel("∂S/∂x_pixel ÷ max |∂S/∂x|")
-    axes[0][0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

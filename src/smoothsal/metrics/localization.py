@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from smoothsal._validation import check_choice, check_inputs, check_positive_int
+from smoothsal.maps import reduce_channels
+from smoothsal.metrics._base import metric
 
 __all__ = ["mask_topk_iou", "pointing_game", "relevance_mass", "relevance_rank"]
 
@@ -37,13 +39,7 @@ def _pixel_map(attributions: Tensor, reduce: str) -> Tensor:
             f"`attributions` must have shape [B, C, H, W] or [B, H, W], got {tuple(attributions.shape)}"
         )
     a = attributions.detach()
-    if a.dim() == 3:
-        a = a[:, None]
-    if reduce == "abs_sum":
-        return a.abs().sum(dim=1)
-    if reduce == "sum":
-        return a.sum(dim=1)
-    return a.abs().amax(dim=1)
+    return reduce_channels(a if a.dim() == 4 else a[:, None], reduce)
 
 
 def _check_masks(masks: Tensor, pixel_map: Tensor) -> Tensor:
@@ -78,6 +74,7 @@ def _dilate(masks: Tensor, tolerance: int) -> Tensor:
     return grown[:, 0] > 0.5
 
 
+@metric("map", higher_is_better=True)
 def pointing_game(attributions: Tensor, masks: Tensor, tolerance: int = 0, *, reduce: str = "abs_sum") -> Tensor:
     r"""Pointing game (Zhang et al. 2016, "Top-down neural attention by excitation backprop",
     arXiv:1608.00507): a hit when the map's maximum lies on the object.
@@ -112,6 +109,7 @@ def pointing_game(attributions: Tensor, masks: Tensor, tolerance: int = 0, *, re
     return ~(at_max & ~region).any(dim=1)
 
 
+@metric("map", higher_is_better=True)
 def relevance_mass(attributions: Tensor, masks: Tensor, *, relevance: str = "positive") -> Tensor:
     r"""Relevance mass accuracy (Arras et al. 2022, "CLEVR-XAI", arXiv:2003.07258).
 
@@ -151,6 +149,7 @@ def _topk(pixel: Tensor, k: Tensor) -> Tensor:
     return torch.zeros_like(keep).scatter_(1, order, keep)
 
 
+@metric("map", higher_is_better=True)
 def relevance_rank(attributions: Tensor, masks: Tensor, *, reduce: str = "abs_sum") -> Tensor:
     r"""Relevance rank accuracy (Arras et al. 2022, arXiv:2003.07258).
 
@@ -168,6 +167,7 @@ def relevance_rank(attributions: Tensor, masks: Tensor, *, reduce: str = "abs_su
     return (top & m).sum(dim=1).to(pixel.dtype) / k.to(pixel.dtype)
 
 
+@metric("map", higher_is_better=True)
 def mask_topk_iou(attributions: Tensor, masks: Tensor, k: int | None = None, *, reduce: str = "abs_sum") -> Tensor:
     r"""Intersection over union of the map's top-``k`` pixels with the mask.
 

@@ -31,6 +31,9 @@ from torch import Tensor, nn
 from smoothsal._validation import TargetSpec, check_inputs, check_logits, check_positive_int, resolve_targets
 from smoothsal.methods.base import preserve_model
 from smoothsal.methods.baselines import BaselineSpec, make_baseline
+from smoothsal._model import predict, rows_per_call
+from smoothsal.maps import reduce_channels
+from smoothsal.metrics._base import metric
 
 DEFAULT_Q: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100)
 
@@ -76,18 +79,19 @@ def _pixel_scores(attributions: Tensor, inputs: Tensor) -> Tensor:
         )
     if not torch.isfinite(attributions).all():
         raise ValueError("`attributions` must be finite; it contains NaN or Inf values")
-    return attributions.detach().abs().sum(dim=1).to(inputs.dtype)  # [B, H, W]
+    return reduce_channels(attributions.detach(), "abs_sum").to(inputs.dtype)  # [B, H, W]
 
 
 def _pruned_probabilities(
-    model: nn.Module, inputs: Tensor, base: Tensor, keep: Tensor, targets: Tensor, batch_size: int
+    model: nn.Module, inputs: Tensor, base: Tensor, keep: Tensor, targets: Tensor, batch_size: int | None
 ) -> Tensor:
     """Target probability of every pruned image ``[Q, B]``, built and scored ``batch_size`` at a time."""
     n_q, b = keep.shape[:2]
     h, w = inputs.shape[-2:]
     keep_flat = keep.reshape(n_q * b, 1, h, w)  # [Q*B, 1, H, W], row i = (q index i // B, sample i % B)
     out = []
-    with preserve_model(model), torch.no_grad():
+    batch_size = rows_per_call(inputs[0], n_q * b, batch_size)
+    with preserve_model(model), torch.inference_mode():
         for start in range(0, n_q * b, batch_size):
             rows = torch.arange(start, min(start + batch_size, n_q * b), device=inputs.device)
             sample = rows % b
@@ -98,14 +102,16 @@ def _pruned_probabilities(
     return torch.cat(out).reshape(n_q, b)
 
 
+@metric("model", higher_is_better=None)
 def attribution_pruning(
     model: nn.Module,
     inputs: Tensor,
     attributions: Tensor,
     targets: TargetSpec = None,
+    *,
     q: Sequence[float] = DEFAULT_Q,
     baseline: BaselineSpec = "black",
-    batch_size: int = 32,
+    batch_size: int | None = None,
 ) -> PruningResult:
     """Keep the top ``q`` % pixels of each map, set the rest to ``baseline``; measure what is kept.
 
@@ -118,7 +124,7 @@ def attribution_pruning(
         q: percentages in (0, 100] (sorted and deduplicated).
         baseline: what a pruned pixel becomes: ``"black"``, a number, ``"blur"``, a tensor, ... (see
             :func:`smoothsal.methods.baselines.make_baseline`).
-        batch_size: pruned images per forward pass.
+        batch_size: pruned images per forward pass (``None``: the automatic choice).
     Returns:
         :class:`PruningResult` with ``confidence_kept`` and ``mass_kept`` of shape ``[Q, B]``.
 
@@ -129,7 +135,8 @@ def attribution_pruning(
         ([1.0, 1.0, 1.0], (2, 3))
     """
     check_inputs(inputs, ndim=4)
-    batch_size = check_positive_int(batch_size, "batch_size")
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
     q_t = _check_q(q)
     scores = _pixel_scores(attributions, inputs)  # [B, H, W]
     inputs = inputs.detach()
@@ -137,8 +144,7 @@ def attribution_pruning(
     n_pix = h * w
     base = make_baseline(baseline, inputs)  # [B, C, H, W]
 
-    with preserve_model(model), torch.no_grad():
-        logits = check_logits(model(inputs), b)
+    logits = predict(model, inputs, batch_size=batch_size)
     targets_t = resolve_targets(targets, logits)
     p_full = logits.softmax(dim=1).gather(1, targets_t[:, None])[:, 0]  # [B]
 
@@ -161,6 +167,7 @@ def attribution_pruning(
     )
 
 
+@metric("curve", higher_is_better=False)
 def smallest_q(result: PruningResult, share: float = 0.9) -> Tensor:
     """Smallest ``q`` whose pruned input keeps at least ``share`` of the confidence, per sample ``[B]``.
 

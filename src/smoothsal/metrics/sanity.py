@@ -51,11 +51,10 @@ from smoothsal._validation import (
     TargetSpec,
     check_choice,
     check_inputs,
-    check_logits,
     check_positive_int,
-    resolve_targets,
 )
-from smoothsal.methods.base import preserve_model
+from smoothsal._model import resolve_model_targets
+from smoothsal.metrics._base import check_method_factory, metric
 
 __all__ = [
     "SIMILARITY_METRICS",
@@ -224,21 +223,6 @@ def _similarities(reference: Tensor, maps: Tensor) -> dict[str, Tensor]:
     return out
 
 
-def _check_method(method: Any) -> MethodFactory:
-    if not isinstance(method, type) and hasattr(method, "attribute"):
-        raise TypeError(
-            "`method` must be a factory model -> attribution method (e.g. VanillaGradient or "
-            f"lambda m: Smooth(VanillaGradient(m))), got an instance of {type(method).__name__} bound to a "
-            "model; pass its class or a lambda so that it can be rebuilt on each randomized model"
-        )
-    if not callable(method):
-        raise TypeError(
-            "`method` must be a factory model -> attribution method (e.g. VanillaGradient or "
-            f"lambda m: Smooth(VanillaGradient(m))), got {type(method).__name__}"
-        )
-    return method
-
-
 def _attribute(method: MethodFactory, model: nn.Module, inputs: Tensor, targets: Tensor) -> Tensor:
     explainer = method(model)
     if not callable(getattr(explainer, "attribute", None)):
@@ -246,12 +230,6 @@ def _attribute(method: MethodFactory, model: nn.Module, inputs: Tensor, targets:
             f"`method(model)` must return an object with .attribute(inputs, target), got {type(explainer).__name__}"
         )
     return explainer.attribute(inputs, targets).detach()
-
-
-def _predicted(model: nn.Module, inputs: Tensor, targets: TargetSpec) -> Tensor:
-    with preserve_model(model), torch.no_grad():
-        logits = check_logits(model(inputs), inputs.shape[0])
-    return resolve_targets(targets, logits)
 
 
 @dataclass
@@ -314,11 +292,13 @@ class DataRandomizationResult:
         return {m: float(self.mean_similarity(m)) for m in SIMILARITY_METRICS}
 
 
+@metric("comparison", higher_is_better=False)
 def model_parameter_randomization(
     method: MethodFactory,
     model: nn.Module,
     inputs: Tensor,
     targets: TargetSpec = None,
+    *,
     order: str = "cascading",
     layers: Sequence[str] | None = None,
     seed: Seed = 0,
@@ -341,10 +321,10 @@ def model_parameter_randomization(
         :class:`MPRTResult` with ``[L, B]`` similarities, one row per randomized model (the
         original model is not a row).
     """
-    _check_method(method)
+    check_method_factory(method)
     check_inputs(inputs)
     x = inputs.detach()
-    t = _predicted(model, x, targets)
+    t = resolve_model_targets(model, x, targets)
     reference = _attribute(method, model, x, t)
     rows: dict[str, list[Tensor]] = {m: [] for m in SIMILARITY_METRICS}
     names = []
@@ -358,6 +338,7 @@ def model_parameter_randomization(
     return MPRTResult(names, order, **stacked, targets=t, n_layers_total=len(randomizable_layers(model)))
 
 
+@metric("comparison", higher_is_better=False)
 def data_randomization(
     method: MethodFactory,
     model: nn.Module,
@@ -370,7 +351,7 @@ def data_randomization(
     .. math:: s(x) = \operatorname{sim}\big(\Phi(f_{\theta}, x),\ \Phi(f_{\theta_{\text{rand}}}, x)\big)
 
     with :math:`f_{\theta_{\text{rand}}}` the same architecture trained on randomly permuted
-    labels (``smoothsal.train.TrainConfig(shuffle_labels=True)``). A method that explains what the
+    labels (``smoothsal.studies.train.TrainConfig(shuffle_labels=True)``). A method that explains what the
     model learned gives low similarity.
 
     Args:
@@ -382,12 +363,12 @@ def data_randomization(
     Returns:
         :class:`DataRandomizationResult` with ``[B]`` similarities.
     """
-    _check_method(method)
+    check_method_factory(method)
     check_inputs(inputs)
     if not isinstance(random_label_model, nn.Module):
         raise TypeError(f"`random_label_model` must be a torch.nn.Module, got {type(random_label_model).__name__}")
     x = inputs.detach()
-    t = _predicted(model, x, targets)
+    t = resolve_model_targets(model, x, targets)
     sims = _similarities(_attribute(method, model, x, t), _attribute(method, random_label_model, x, t))
     return DataRandomizationResult(**sims, targets=t)
 

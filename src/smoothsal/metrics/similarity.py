@@ -3,7 +3,7 @@ r"""How alike are two saliency maps? Batched, functional similarity measures in 
 Every function compares maps ``a`` and ``b`` of identical shape ``[B, ...]`` (image maps are
 ``[B, C, H, W]``, CAM maps ``[B, 1, H, W]``, or already reduced ``[B, H, W]``) pair by pair and
 returns a ``[B]`` float tensor, one value per pair. They are the measures of the stability
-experiments (the stability–fidelity seed's Table 1: L2 distance, SSIM and top-k overlap between
+experiments (the Table 1 of Ye & Farnia 2025 (arXiv:2411.05837): L2 distance, SSIM and top-k overlap between
 the maps of two models) and of the sanity checks (Spearman rank correlation, Adebayo et al. 2018,
 arXiv:1810.03292).
 
@@ -21,7 +21,6 @@ maps are used as they are (``|m|`` when absolute).
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
@@ -29,6 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from smoothsal._validation import check_inputs, check_positive_int
+from smoothsal.maps import reduce_channels
+from smoothsal.maps import prepare_map as _prepare_map
+from smoothsal.metrics._base import metric
 
 __all__ = [
     "DEFAULT_TOPK_FRACTION",
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 #: Default share of pixels in the top-k set: ``k = 500`` at ``224 × 224`` (≈ 1 %), the
-#: stability–fidelity seed's Table 1; other sizes use the same fraction (design.md).
+#: Table 1 of Ye & Farnia 2025 (arXiv:2411.05837); other sizes use the same fraction (design.md).
 DEFAULT_TOPK_FRACTION = 500 / (224 * 224)
 
 
@@ -60,9 +62,9 @@ def _check_pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _reduce(maps: Tensor, absolute: bool) -> Tensor:
-    """One value per pixel: ``[B, C, H, W] -> [B, H, W]`` (sum of ``|.|`` or sum over ``C``); else as is."""
+    """One value per pixel of image maps (:func:`smoothsal.maps.reduce_channels`); other maps as is."""
     if maps.dim() == 4:
-        return maps.abs().sum(dim=1) if absolute else maps.sum(dim=1)
+        return reduce_channels(maps, "abs_sum" if absolute else "sum")
     return maps.abs() if absolute else maps
 
 
@@ -71,28 +73,6 @@ def _check_image_maps(maps: Tensor, name: str) -> Tensor:
     if maps.dim() not in (3, 4):
         raise ValueError(f"`{name}` must have shape [B, C, H, W] or [B, H, W], got shape {tuple(maps.shape)}")
     return maps
-
-
-def _percentile(values: Tensor, percentile: float) -> Tensor:
-    """Per-row percentile of ``values`` ``[B, N] -> [B]``, linear interpolation (numpy's default).
-
-    Written with a sort rather than :func:`torch.quantile`, which refuses inputs over 2**24 elements.
-    """
-    n = values.shape[1]
-    ordered = values.sort(dim=1).values  # [B, N]
-    pos = percentile / 100.0 * (n - 1)
-    lo = int(math.floor(pos))
-    hi = min(lo + 1, n - 1)
-    frac = pos - lo
-    return ordered[:, lo] + frac * (ordered[:, hi] - ordered[:, lo])
-
-
-def _check_percentile(percentile: float) -> float:
-    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)):
-        raise TypeError(f"`percentile` must be a number in (0, 100], got {type(percentile).__name__}")
-    if not 0.0 < percentile <= 100.0:
-        raise ValueError(f"`percentile` must lie in (0, 100], got {percentile}")
-    return float(percentile)
 
 
 # ---- L2 and cosine -----------------------------------------------------------------------------
@@ -104,8 +84,9 @@ def _unit_norm(maps: Tensor) -> Tensor:
     return (flat / safe).reshape(maps.shape)
 
 
+@metric("map_pair", higher_is_better=False)
 def l2_distance(a: Tensor, b: Tensor, normalize: bool = False) -> Tensor:
-    r"""Euclidean distance between paired maps (the stability seed's eq. 12 and 13 integrand).
+    r"""Euclidean distance between paired maps (the integrand of Ye & Farnia 2025, eqs. 12–13).
 
     .. math:: d(a, b) = \lVert a - b \rVert_2, \qquad
               d_{\text{norm}}(a, b) = \left\lVert \frac{a}{\lVert a\rVert_2} - \frac{b}{\lVert b\rVert_2} \right\rVert_2
@@ -127,6 +108,7 @@ def l2_distance(a: Tensor, b: Tensor, normalize: bool = False) -> Tensor:
     return (a - b).reshape(a.shape[0], -1).norm(dim=1)
 
 
+@metric("map_pair", higher_is_better=True)
 def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
     r"""Cosine of the angle between paired maps, over all non-batch elements (signed values).
 
@@ -166,6 +148,7 @@ def rank_average(values: Tensor) -> Tensor:
     return torch.empty_like(mean_rank).scatter_(1, order, mean_rank)
 
 
+@metric("map_pair", higher_is_better=True)
 def spearman(a: Tensor, b: Tensor, absolute: bool = True) -> Tensor:
     r"""Spearman rank correlation between the pixels of paired maps.
 
@@ -209,22 +192,11 @@ def prepare_map(maps: Tensor, percentile: float = 99.0) -> Tensor:
 
     .. math:: p = \sum_c |m_c|, \qquad \hat p = \min(p, q_{99}(p)) / q_{99}(p)
 
-    with :math:`q_{99}` the 99th percentile of each map's pixels (linear interpolation, as
-    :func:`numpy.percentile`; the SmoothGrad paper's outlier cap, §3.1). If that percentile is 0
-    (a map with fewer than 1 % non-zero pixels) the map's maximum is used instead; an all-zero
-    map stays all zeros.
-
-    Returns:
-        ``[B, H, W]`` maps in ``[0, 1]``.
+    with :math:`q_{99}` the 99th percentile of each map's pixels (the SmoothGrad paper's outlier
+    cap, §3.1; :func:`smoothsal.maps.cap`). An all-zero map stays all zeros.
     """
     _check_image_maps(maps, "maps")
-    percentile = _check_percentile(percentile)
-    reduced = _reduce(maps, absolute=True)  # [B, H, W]
-    flat = reduced.reshape(reduced.shape[0], -1)  # [B, H*W]
-    cap = _percentile(flat, percentile)  # [B]
-    cap = torch.where(cap > 0, cap, flat.amax(dim=1))
-    cap = torch.where(cap > 0, cap, torch.ones_like(cap))  # all-zero map: 0 / 1 = 0
-    return (torch.minimum(flat, cap[:, None]) / cap[:, None]).reshape(reduced.shape)
+    return _prepare_map(maps, percentile)
 
 
 def _gaussian_kernel(sigma: float, truncate: float, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -235,6 +207,7 @@ def _gaussian_kernel(sigma: float, truncate: float, dtype: torch.dtype, device: 
     return w / w.sum()
 
 
+@metric("map_pair", higher_is_better=True)
 def ssim_maps(
     a: Tensor,
     b: Tensor,
@@ -337,6 +310,7 @@ def _check_k(k: int, n_pixels: int) -> int:
     return k
 
 
+@metric("map_pair", higher_is_better=True)
 def topk_iou(a: Tensor, b: Tensor, k: int | None = None, fraction: float | None = None) -> Tensor:
     r"""Intersection over union of the top-``k`` pixel sets of paired maps.
 
@@ -348,7 +322,7 @@ def topk_iou(a: Tensor, b: Tensor, k: int | None = None, fraction: float | None 
         k: pixels per set. Give ``k`` or ``fraction``, not both.
         fraction: share of the ``H * W`` pixels, ``k = max(1, round(fraction * H * W))``. When both
             are ``None`` the fraction is :data:`DEFAULT_TOPK_FRACTION`, so ``k = 500`` at
-            ``224 × 224`` (the stability seed's Table 1) and about 1 % at other sizes.
+            ``224 × 224`` (Table 1 of Ye & Farnia 2025) and about 1 % at other sizes.
     Returns:
         ``[B]`` IoU values in ``[0, 1]``.
 

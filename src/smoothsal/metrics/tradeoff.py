@@ -1,6 +1,7 @@
 r"""The stability–fidelity trade-off of Gaussian smoothing: two errors and a σ recommendation.
 
-From the seed on the algorithmic stability of smoothed saliency maps (Table 1, eqs. 12–13):
+From Ye & Farnia 2025, *Gaussian Smoothing in Saliency Maps: The Stability-Fidelity Trade-Off in
+Neural Network Interpretability* (AISTATS, arXiv:2411.05837; Table 1, eqs. 12–13):
 
 * **Stability error** (eq. 12) — how much the map of an input changes when the network is
   retrained (on a disjoint training set, with another recipe, or with another architecture):
@@ -15,7 +16,7 @@ From the seed on the algorithmic stability of smoothed saliency maps (Table 1, e
 
 Both are reported on raw maps and *norm-scaled* (each map divided by its L2 norm first, which
 makes them comparable across methods and models whose maps differ in scale; design.md
-"Definitions we fix"). The seed's theory: the smoothed stability bound shrinks like
+"Definitions we fix"). The paper's theory (Theorem 6, Proposition 7): the smoothed stability bound shrinks like
 :math:`1/\sigma` while the fidelity error grows like :math:`\sigma\sqrt m`.
 :func:`recommend_noise_level` picks a σ on that curve.
 
@@ -35,15 +36,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from smoothsal._validation import (
-    TargetSpec,
-    check_inputs,
-    check_logits,
-    check_nonnegative,
-    check_positive_int,
-    resolve_targets,
-)
-from smoothsal.methods.base import preserve_model
+from smoothsal._model import resolve_model_targets
+from smoothsal._validation import TargetSpec, check_inputs, check_nonnegative, check_positive_int
+from smoothsal.metrics._base import attribution_maps, check_method_factory, metric
 
 __all__ = [
     "FidelityResult",
@@ -172,36 +167,10 @@ def _input_pixels(inputs: Tensor) -> int | None:
     return int(inputs.shape[-2] * inputs.shape[-1]) if inputs.dim() == 4 else None
 
 
-def attribution_maps(
-    method: Any, inputs: Tensor, targets: TargetSpec = None, batch_size: int | None = None
-) -> Tensor:
-    """``method.attribute(inputs, targets)`` in chunks of ``batch_size`` inputs (all at once if ``None``).
-
-    ``targets`` is ``None`` (the method resolves it) or a LongTensor ``[N]``, chunked alongside.
-    """
-    if batch_size is not None:
-        check_positive_int(batch_size, "batch_size")
-    if batch_size is None or batch_size >= inputs.shape[0]:
-        return method.attribute(inputs, targets)
-    chunks = []
-    for start in range(0, inputs.shape[0], batch_size):
-        t = None if targets is None else targets[start : start + batch_size]
-        chunks.append(method.attribute(inputs[start : start + batch_size], t))
-    return torch.cat(chunks, dim=0)
-
-
-def _resolve_targets(model: nn.Module, inputs: Tensor, targets: TargetSpec, batch_size: int | None) -> Tensor:
-    """``targets`` as a LongTensor ``[N]``; ``None`` = the classes ``model`` predicts for ``inputs``."""
-    step = inputs.shape[0] if batch_size is None else check_positive_int(batch_size, "batch_size")
-    with preserve_model(model), torch.no_grad():
-        chunks = [inputs[s : s + step] for s in range(0, inputs.shape[0], step)]
-        logits = torch.cat([check_logits(model(c), c.shape[0]) for c in chunks])  # [N, classes]
-    return resolve_targets(targets, logits)
-
-
 # ---- functional core -------------------------------------------------------------------------------
+@metric("map_pair", higher_is_better=False)
 def stability_from_maps(maps: Sequence[Tensor], *, k: int | None = None) -> StabilityResult:
-    r"""Stability error (the seed's eq. 12) and agreement of the maps of several models.
+    r"""Stability error (Ye & Farnia 2025, eq. 12) and agreement of the maps of several models.
 
     .. math:: \mathrm{Stab} = \frac{1}{|P|}\sum_{(i,j)\in P}\frac1N\sum_{n=1}^N
               \lVert S_i(x_n) - S_j(x_n)\rVert_2, \qquad P = \{(i, j): i < j\}
@@ -271,10 +240,11 @@ def stability_from_maps(maps: Sequence[Tensor], *, k: int | None = None) -> Stab
     )
 
 
+@metric("map_pair", higher_is_better=False)
 def fidelity_from_maps(
     smoothed: Tensor, raw: Tensor, *, noise_level: float | None = None, n_samples: int | None = None
 ) -> FidelityResult:
-    r"""Fidelity error (the seed's eq. 13) from paired smoothed and unsmoothed maps.
+    r"""Fidelity error (Ye & Farnia 2025, eq. 13) from paired smoothed and unsmoothed maps.
 
     .. math:: \mathrm{Fid} = \frac1N\sum_{n=1}^N \lVert \tilde S(x_n) - S(x_n) \rVert_2
 
@@ -298,16 +268,17 @@ def fidelity_from_maps(
 
 
 # ---- model-level metrics -----------------------------------------------------------------------------
+@metric("comparison", higher_is_better=False)
 def stability_error(
     method: MethodFactory,
     models: Sequence[nn.Module],
     inputs: Tensor,
     targets: TargetSpec = None,
-    batch_size: int | None = None,
     *,
+    batch_size: int | None = None,
     k: int | None = None,
 ) -> StabilityResult:
-    r"""Stability error of an attribution method across retrained models (the seed's eq. 12).
+    r"""Stability error of an attribution method across retrained models (Ye & Farnia 2025, eq. 12).
 
     .. math:: \mathrm{Stab} = \operatorname{mean}_{i<j}\ \mathbb{E}_x \lVert S_{f_i}(x) - S_{f_j}(x)\rVert_2
 
@@ -334,8 +305,7 @@ def stability_error(
         >>> len(res.pairs), res.mean > 0
         (3, True)
     """
-    if not callable(method):
-        raise TypeError(f"`method` must be a callable model -> attribution method, got {type(method).__name__}")
+    check_method_factory(method)
     models = list(models)
     if len(models) < 2:
         raise ValueError(f"`models` must hold at least 2 models to compare, got {len(models)}")
@@ -343,23 +313,25 @@ def stability_error(
     pixels = _input_pixels(inputs)
     if pixels is not None:
         _check_k(k, pixels)
-    resolved = _resolve_targets(models[0], inputs, targets, batch_size)
-    maps = [attribution_maps(method(model), inputs, resolved, batch_size) for model in models]
+    resolved = resolve_model_targets(models[0], inputs, targets, batch_size=batch_size)
+    maps = [attribution_maps(method(model), inputs, resolved, batch_size=batch_size) for model in models]
     return stability_from_maps(maps, k=k)
 
 
+@metric("comparison", higher_is_better=False)
 def fidelity_error(
     method: MethodFactory,
     model: nn.Module,
     inputs: Tensor,
-    noise_level: float,
     targets: TargetSpec = None,
+    *,
+    noise_level: float,
     n_samples: int = 50,
     seed: int | torch.Generator = 0,
     statistic: str = "mean",
     batch_size: int | None = None,
 ) -> FidelityResult:
-    r"""Fidelity error of smoothing an attribution method (the seed's eq. 13).
+    r"""Fidelity error of smoothing an attribution method (Ye & Farnia 2025, eq. 13).
 
     .. math:: \mathrm{Fid}_\sigma = \mathbb{E}_x \big\lVert \tfrac1n \textstyle\sum_{s=1}^n S(x + z_s) - S(x)\big\rVert_2,
               \quad z_s \sim \mathcal N(0, \sigma^2 I),\ \sigma = \text{noise\_level}\,(x_{\max} - x_{\min})
@@ -381,16 +353,16 @@ def fidelity_error(
     """
     from smoothsal.smoothing import Smooth
 
-    if not callable(method):
-        raise TypeError(f"`method` must be a callable model -> attribution method, got {type(method).__name__}")
+    check_method_factory(method)
     noise_level = check_nonnegative(noise_level, "noise_level")
     check_positive_int(n_samples, "n_samples")
     check_inputs(inputs)
-    resolved = _resolve_targets(model, inputs, targets, batch_size)
+    resolved = resolve_model_targets(model, inputs, targets, batch_size=batch_size)
     base = method(model)
-    raw = attribution_maps(base, inputs, resolved, batch_size)
-    smooth = Smooth(base, noise_level=noise_level, n_samples=n_samples, statistic=statistic, seed=seed)
-    smoothed = attribution_maps(smooth, inputs, resolved, batch_size)
+    raw = attribution_maps(base, inputs, resolved, batch_size=batch_size)
+    smooth = Smooth(base, noise_level=noise_level, n_samples=n_samples, statistic=statistic, seed=seed,
+                    batch_size=batch_size)
+    smoothed = attribution_maps(smooth, inputs, resolved, batch_size=batch_size)
     return fidelity_from_maps(smoothed, raw, noise_level=noise_level, n_samples=n_samples)
 
 

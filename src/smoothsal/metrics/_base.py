@@ -1,0 +1,99 @@
+"""What every metric shares: its metadata (kind, direction) as data, and the method-factory checks.
+
+A metric is registered with :func:`metric`, which records a :class:`MetricInfo` in
+:data:`METRICS` and sets ``higher_is_better`` and ``kind`` on the function itself (as torchmetrics
+carries ``higher_is_better``), so a report reads its arrows from the metric, never from a
+hand-written table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+
+from smoothsal._model import row_chunks
+from smoothsal._validation import TargetSpec, check_positive_int
+
+__all__ = ["KINDS", "METRICS", "MetricInfo", "attribution_maps", "check_method_factory", "metric"]
+
+#: The metric kinds of the convention (see :mod:`smoothsal.metrics`).
+KINDS = ("map", "map_pair", "model", "sensitivity", "comparison", "curve")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric's metadata.
+
+    Attributes:
+        name: the function's name.
+        kind: one of :data:`KINDS`.
+        higher_is_better: ``True``/``False``, or ``None`` where neither direction is better
+            (a description such as entropy of a map, or a result object with several numbers).
+        function: the metric itself.
+    """
+
+    name: str
+    kind: str
+    higher_is_better: bool | None
+    function: Callable[..., Any]
+
+    @property
+    def arrow(self) -> str:
+        """``"↑"``, ``"↓"`` or ``""``."""
+        return {True: "↑", False: "↓", None: ""}[self.higher_is_better]
+
+
+#: name -> :class:`MetricInfo` of every public metric.
+METRICS: dict[str, MetricInfo] = {}
+
+
+def metric(kind: str, higher_is_better: bool | None) -> Callable[[F], F]:
+    """Register a metric function (decorator)."""
+    if kind not in KINDS:
+        raise ValueError(f"`kind` must be one of {KINDS}, got {kind!r}")
+
+    def wrap(fn: F) -> F:
+        fn.higher_is_better = higher_is_better  # type: ignore[attr-defined]
+        fn.kind = kind  # type: ignore[attr-defined]
+        METRICS[fn.__name__] = MetricInfo(fn.__name__, kind, higher_is_better, fn)
+        return fn
+
+    return wrap
+
+
+def check_method_factory(method: Any, name: str = "method") -> Callable[[Any], Any]:
+    """Check ``method`` is a factory ``model -> attribution method`` (a class or a callable), not a
+    method already bound to one model."""
+    example = "VanillaGradient, lambda m: Smooth(VanillaGradient(m)) or smoothsal.method_factory('ig')"
+    if not isinstance(method, type) and hasattr(method, "attribute"):
+        raise TypeError(
+            f"`{name}` must be a factory model -> attribution method (e.g. {example}), got an instance of "
+            f"{type(method).__name__} already bound to a model; pass its class or a factory so that it can "
+            "be built for each model"
+        )
+    if not callable(method):
+        raise TypeError(f"`{name}` must be a factory model -> attribution method (e.g. {example}), "
+                        f"got {type(method).__name__}")
+    return method
+
+
+def attribution_maps(method: Any, inputs: Tensor, targets: TargetSpec = None, *, batch_size: int | None = None) -> Tensor:
+    """``method.attribute(inputs, targets)`` in chunks of ``batch_size`` inputs (all at once if ``None``).
+
+    ``targets`` is ``None`` (the method resolves it) or a LongTensor ``[N]``, chunked alongside.
+    """
+    if not callable(getattr(method, "attribute", None)):
+        raise TypeError(f"`method` must have .attribute(inputs, target), got {type(method).__name__}")
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
+    chunks = []
+    for start, stop in row_chunks(inputs.shape[0], batch_size):
+        t = targets[start:stop] if isinstance(targets, Tensor) and targets.dim() == 1 else targets
+        chunks.append(method.attribute(inputs[start:stop], t).detach())
+    return torch.cat(chunks, dim=0)
