@@ -1,17 +1,35 @@
-"""End-to-end tests of ``smoothsal explain`` (CLI) and the zoo/photo loaders it uses."""
+"""Tests of the ``explain`` study (config, compute, store, figures, CLI) and the zoo/photo loaders it uses."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+import typer
+from conftest import small_cnn
 from typer.testing import CliRunner
 
-from conftest import small_cnn
-from smoothsal.cli import app
 from smoothsal.datasets.photos import BUNDLED, cat_and_coffee, load_image, load_photo, to_tensor
-from smoothsal.experiments.explain import run_explain
+from smoothsal.methods.gradient import VanillaGradient
+from smoothsal.registry import PRECISION, build_method
+from smoothsal.studies.explain import ExplainConfig, register_cli, run_explain
+from smoothsal.studies.explain.compute import sample_size_series
 from smoothsal.zoo import imagenet_classes, load_model
+
+TINY = "conftest:small_cnn"  # an eager model from a package.module:factory spec (CAMs need hooks)
+
+
+def _tiny_config(out, **kw):
+    settings = dict(images=("chelsea", "coffee"), model=TINY, methods=("grad", "ig", "gradcam"), n_samples=3, tol=None,
+                    ig_steps=8, smooth_ig_steps=2, noise_levels=(0.0, 0.2), sample_sizes=(1, 2), out_dir=out,
+                    progress=False)  # fmt: skip
+    settings.update(kw)
+    return ExplainConfig(**settings)
+
+
+def _records(out):
+    return (out / "records.jsonl").read_text().splitlines()
 
 
 @pytest.fixture
@@ -21,6 +39,19 @@ def scripted_model(tmp_path):
     return str(path)
 
 
+@pytest.fixture
+def cli_app():
+    app = typer.Typer()
+    register_cli(app)
+
+    @app.command("other")  # a second command, so that typer keeps "explain" as a subcommand name
+    def _other() -> None:  # pragma: no cover - never invoked
+        pass
+
+    return app
+
+
+# ---- loaders ----------------------------------------------------------------------------------------
 def test_to_tensor_resizes_and_center_crops():
     img = np.zeros((40, 80, 3), dtype=np.uint8)
     img[:, 20:60] = 255  # the centre square is white
@@ -69,57 +100,192 @@ def test_load_model_specs(scripted_model):
         GradCAM(loaded.model)
 
 
-def test_run_explain_writes_grid_maps_and_summary(tmp_path):
+# ---- config -----------------------------------------------------------------------------------------
+def test_config_defaults_come_from_the_registry():
+    config = ExplainConfig()
+    assert (config.n_samples, config.tol) == (PRECISION["n_samples"], PRECISION["tol"])
+    assert config.ig_steps is None and config.smooth_ig_steps is None and config.batch_size is None
+    # no override: the registry's settings; an override replaces only its own (method, raw|smoothed)
+    assert config.method_settings("ig", False)["steps"] == ExplainConfig.registry_default("ig_steps")
+    assert config.method_settings("ig", True)["steps"] == ExplainConfig.registry_default("smooth_ig_steps")
+    custom = ExplainConfig(ig_steps=7, methods="smoothgrad,integrated_gradients")
+    assert custom.methods == ("grad", "ig")  # aliases resolved
+    assert custom.overrides("ig", False) == {"steps": 7} and custom.overrides("ig", True) == {}
+    assert custom.overrides("grad", False) == {}
+    assert ExplainConfig(tol=0).tol is None  # 0 = always take n_samples
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "match"),
+    [
+        ({"noise_level": -1.0}, ValueError, "`noise_level` must be a finite number >= 0, got -1.0"),
+        ({"n_samples": 0}, ValueError, "`n_samples` must be >= 1, got 0"),
+        ({"methods": "grad,nope"}, ValueError, "unknown method 'nope'"),
+        ({"methods": "sobel"}, ValueError, "unknown method 'sobel'"),  # controls are not explained
+        ({"tol": -0.1}, ValueError, "`tol` must be a finite number >= 0"),
+        ({"target": -2}, ValueError, "`target` must be >= 0, got -2"),
+        ({"ig_steps": 0}, ValueError, "`ig_steps` must be >= 1, got 0"),
+        ({"seed": -1}, ValueError, "`seed` must be >= 0"),
+        ({"batch_size": 0}, ValueError, "`batch_size` must be >= 1, got 0"),
+        ({"noise_levels": (0.1, 0.2)}, ValueError, "`noise_levels` must include 0"),
+        ({"sample_sizes": (0, 5)}, ValueError, "`sample_sizes` must be >= 1, got 0"),
+        ({"images": ("dog.png",)}, FileNotFoundError, "no image file at 'dog.png'"),
+        ({"model": ""}, ValueError, "`model` must be a non-empty"),
+        ({"model": "lite9"}, ValueError, "`model` must be one of"),
+        ({"model": "missing.pt"}, ValueError, "TorchScript file; got 'missing.pt'"),
+        ({"extras": "yes"}, TypeError, "`extras` must be a bool"),
+    ],
+)
+def test_config_rejects_bad_arguments(changes, error, match):
+    with pytest.raises(error, match=match):
+        ExplainConfig(**changes)
+
+
+def test_config_rejects_a_file_that_is_not_an_image(tmp_path):
+    bad = tmp_path / "notimage.jpg"
+    bad.write_text("this is text, not a JPEG")
+    with pytest.raises(ValueError, match="notimage.jpg' is not an image file"):
+        ExplainConfig(images=(str(bad),))
+
+
+def test_config_hash_holds_only_settings_that_change_results(tmp_path):
+    from PIL import Image
+
+    a = ExplainConfig(images=("chelsea",))
+    # output folder, batch size, progress, fresh, methods and extras do not change a stored unit
+    same = replace(a, out_dir=tmp_path, batch_size=4, progress=False, fresh=True, methods=("grad",), extras=False)
+    assert same.to_hash() == a.to_hash()
+    for changed in (replace(a, noise_level=0.2), replace(a, seed=1), replace(a, n_samples=10), replace(a, target=3),
+                    replace(a, model="lite1"), replace(a, images=("coffee",))):  # fmt: skip
+        assert changed.to_hash() != a.to_hash()
+    # an image file enters by its content: editing it changes the hash
+    path = tmp_path / "img.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    before = ExplainConfig(images=(str(path),)).to_hash()
+    Image.fromarray(np.full((8, 8, 3), 255, np.uint8)).save(path)
+    assert ExplainConfig(images=(str(path),)).to_hash() != before
+
+
+# ---- compute, store, outputs ----------------------------------------------------------------------
+def test_run_explain_writes_every_output_with_the_right_values(tmp_path):
     out = tmp_path / "out"
-    tiny = "conftest:small_cnn"  # an eager model from a package.module:factory spec (CAMs need hooks)
-    summary = run_explain(["chelsea", "coffee"], model=tiny, methods="grad,ig,gradcam", n_samples=3,
-                          out_dir=out, ig_steps=8, smooth_ig_steps=2, progress=False, echo=lambda s: None)
+    config = _tiny_config(out)
+    summary = run_explain(config, echo=None)
     assert {"grid.png", "maps.npz", "summary.json", "noise_levels.png", "sample_sizes.png", "visualization.png"} <= {
         p.name for p in out.iterdir()
     }
+    assert "discriminativity.png" not in summary["figures"]  # no ImageNet class names: no cat/coffee classes
     maps = np.load(out / "maps.npz")
     assert maps["grad"].shape == (2, 3, 224, 224) and maps["gradcam_smooth"].shape == (2, 1, 224, 224)
-    assert json.loads((out / "summary.json").read_text())["images"][0]["name"] == "chelsea"
-    # IG on a ReLU net with 8 Gauss-Legendre points: completeness gap is reported and small
-    gaps = summary["methods"]["ig"]["raw"]["completeness_gap"]
-    assert len(gaps) == 2 and all(g >= 0 for g in gaps)
-    # a second run resumes from the cached maps: the same numbers, no recomputation
-    cached = sorted(p.name for p in (out / "cache").glob("*.npy"))
-    again = run_explain(["chelsea", "coffee"], model=tiny, methods="grad,ig,gradcam", n_samples=3,
-                        out_dir=out, ig_steps=8, smooth_ig_steps=2, progress=False, echo=lambda s: None)
-    assert sorted(p.name for p in (out / "cache").glob("*.npy")) == cached
-    assert again["methods"]["ig"] == summary["methods"]["ig"]
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    assert [im["name"] for im in summary["images"]] == ["chelsea", "coffee"]
+
+    model = small_cnn()  # the same weights as the TINY factory
+    x, targets = torch.from_numpy(maps["images"]), torch.from_numpy(maps["targets"])
+    torch.testing.assert_close(targets, model(x).argmax(dim=1))  # target=None: each image's top-1
+    # the maps are the methods' maps: raw gradient, and SmoothGrad with the config's sampling rule
+    torch.testing.assert_close(torch.from_numpy(maps["grad"]), VanillaGradient(model).attribute(x, targets))
+    smooth = build_method("grad", model, smooth={"noise_level": 0.15, "n_samples": 3, "seed": 0})
+    torch.testing.assert_close(torch.from_numpy(maps["grad_smooth"]), smooth.attribute(x, targets))
+    assert summary["methods"]["grad"]["smooth"]["n_samples"] == [3, 3]
+
+    # IG's convergence delta, recomputed independently: |sum(attr) - (F(x) - F(0))| (black baseline)
+    delta = summary["methods"]["ig"]["raw"]["convergence_delta"]
+    with torch.no_grad():
+        expected = (model(x) - model(torch.zeros_like(x))).gather(1, targets[:, None]).squeeze(1)
+    gap = (torch.from_numpy(maps["ig"]).flatten(1).sum(dim=1) - expected).abs()
+    torch.testing.assert_close(torch.tensor(delta["absolute"]), gap, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(delta["relative"]), gap / expected.abs(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(delta["expected"]), expected, rtol=1e-5, atol=1e-6)
+    assert "convergence_delta" not in summary["methods"]["grad"]["raw"]  # asked of the method, not its name
 
 
-def test_cli_explain_and_errors(tmp_path, scripted_model):
-    runner = CliRunner()
-    result = runner.invoke(app, ["explain", "chelsea", "--model", scripted_model, "--methods", "grad",
-                                 "--samples", "2", "--no-extras", "--out", str(tmp_path / "o")])
+def test_run_explain_resumes_and_never_mixes_configurations(tmp_path):
+    out = tmp_path / "out"
+    first = run_explain(_tiny_config(out), echo=None)
+    maps1 = dict(np.load(out / "maps.npz"))
+    n_records = len(_records(out))
+    assert n_records == 6 + 2 + 1  # 3 methods × raw/smooth, 2 noise levels, 1 sample-size series
+
+    again = run_explain(_tiny_config(out), echo=None)  # everything read back: no new record
+    assert len(_records(out)) == n_records
+    maps2 = dict(np.load(out / "maps.npz"))
+    assert maps1.keys() == maps2.keys() and all(np.array_equal(maps1[k], maps2[k]) for k in maps1)
+    assert again["methods"] == first["methods"]
+
+    # another noise level: nothing of the old run is reused, and its records stay in the file
+    other = run_explain(_tiny_config(out, noise_level=0.3), echo=None)
+    assert len(_records(out)) == 2 * n_records
+    assert other["config_hash"] != first["config_hash"]
+    maps3 = dict(np.load(out / "maps.npz"))
+    assert not np.allclose(maps3["grad_smooth"], maps1["grad_smooth"])
+    np.testing.assert_array_equal(maps3["grad"], maps1["grad"])  # recomputed: the raw map is unchanged
+
+    # a user override of IG's raw steps changes one unit only: the raw IG maps
+    run_explain(_tiny_config(out, ig_steps=4), echo=None)
+    assert len(_records(out)) == 2 * n_records + 1
+    assert not np.allclose(np.load(out / "maps.npz")["ig"], maps1["ig"])
+    # --fresh empties the store
+    run_explain(_tiny_config(out, fresh=True, methods=("grad",), extras=False), echo=None)
+    assert len(_records(out)) == 2
+
+
+def test_sample_size_series_is_the_running_mean_of_one_draw_sequence():
+    net, x, t = small_cnn(), torch.rand(1, 3, 16, 16), torch.tensor([1])
+    kw = {"noise_level": 0.2, "n_samples": 10, "batch_size": 4, "seed": 3, "tol": None}
+    series = sample_size_series(net, x, t, [1, 4, 10], kw)
+    for n, m in zip([1, 4, 10], series):
+        direct = build_method("grad", net, smooth={**kw, "n_samples": n}).attribute(x, t)[0]
+        torch.testing.assert_close(m, direct, rtol=1e-5, atol=1e-6)
+
+
+# ---- CLI --------------------------------------------------------------------------------------------
+def test_cli_explain_runs_and_prints_predictions(tmp_path, scripted_model, cli_app):
+    result = CliRunner().invoke(cli_app, ["explain", "chelsea", "--model", scripted_model, "--methods", "grad",
+                                          "--samples", "2", "--no-extras", "--no-progress", "--batch-size", "2",
+                                          "--max-memory", "1GB", "--out", str(tmp_path / "o")])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "chelsea:" in result.output and (tmp_path / "o" / "grid.png").exists()
-    bad = runner.invoke(app, ["explain", "chelsea", "--model", scripted_model, "--methods", "nope",
-                              "--out", str(tmp_path / "o2")])
-    assert bad.exit_code == 2 and "unknown method" in bad.output
+    settings = json.loads((tmp_path / "o" / "summary.json").read_text())["settings"]
+    assert settings["n_samples"] == 2 and settings["batch_size"] == 2 and settings["tol"] == PRECISION["tol"]
+
+
+def test_cli_explain_errors_come_before_any_work(tmp_path, scripted_model, cli_app):
+    runner = CliRunner()
+    notimage = tmp_path / "notimage.jpg"
+    notimage.write_text("hello")
+    cases = [
+        (["--noise-level", "-1"], "`noise_level` must be a finite number >= 0, got -1.0"),
+        (["--methods", "nope"], "unknown method 'nope'"),
+        (["--samples", "0"], "`n_samples` must be >= 1, got 0"),
+        (["--ig-steps", "0"], "`ig_steps` must be >= 1, got 0"),
+        (["--max-memory", "lots"], "error: "),
+    ]
+    for extra, message in cases:
+        out = tmp_path / f"o{len(extra[1])}"
+        result = runner.invoke(cli_app, ["explain", "chelsea", "--model", scripted_model, "--out", str(out), *extra])
+        assert result.exit_code == 2, (extra, result.output)
+        assert "error: " in result.output and message in result.output, (extra, result.output)
+        assert "chelsea:" not in result.output and not out.exists(), extra  # no prediction printed, nothing written
+    bad_file = runner.invoke(
+        cli_app, ["explain", str(notimage), "--model", scripted_model, "--out", str(tmp_path / "x")]
+    )
+    assert bad_file.exit_code == 2 and "error: " in bad_file.output and "is not an image file" in bad_file.output
+    missing = runner.invoke(cli_app, ["explain", "nosuch.png", "--model", scripted_model, "--out", str(tmp_path / "y")])
+    assert missing.exit_code == 2 and "no image file at 'nosuch.png'" in missing.output
+    # a target the model does not have: after loading it, before any map or prediction line
+    target = runner.invoke(cli_app, ["explain", "chelsea", "--model", scripted_model, "--target", "9",
+                                     "--out", str(tmp_path / "z")])  # fmt: skip
+    assert target.exit_code == 2 and "`target` must lie in [0, 3]" in target.output and "chelsea:" not in target.output
 
 
 @pytest.mark.slow
-def test_explain_on_bundled_model_end_to_end(tmp_path):
-    runner = CliRunner()
-    result = runner.invoke(app, ["explain", "chelsea", "--methods", "grad,gradcam", "--samples", "2",
-                                 "--no-extras", "--out", str(tmp_path)])
+def test_explain_on_bundled_model_end_to_end(tmp_path, cli_app):
+    result = CliRunner().invoke(cli_app, ["explain", "chelsea", "--methods", "grad,ig", "--samples", "2",
+                                          "--no-extras", "--no-progress", "--out", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "Egyptian cat" in result.output or "tabby" in result.output or "tiger cat" in result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["images"][0]["top5"][0]["prob"] > 0.2
-
-
-def test_sample_size_series_is_the_running_mean_of_one_draw_sequence():
-    from smoothsal.experiments.explain import _sample_size_series
-    from smoothsal.smoothing import SmoothGrad
-
-    net, x, t = small_cnn(), torch.rand(1, 3, 16, 16), torch.tensor([1])
-    kw = {"noise_level": 0.2, "n_samples": 10, "batch_size": 4, "seed": 3, "tol": None}
-    series = _sample_size_series(net, x, t, [1, 4, 10], kw, progress=False)
-    for n, m in zip([1, 4, 10], series):
-        direct = SmoothGrad(net, noise_level=0.2, n_samples=n, batch_size=4, seed=3).attribute(x, t)[0]
-        torch.testing.assert_close(m, direct, rtol=1e-5, atol=1e-6)
+    delta = summary["methods"]["ig"]["raw"]["convergence_delta"]
+    assert delta["absolute"][0] == pytest.approx(delta["relative"][0] * abs(delta["expected"][0]), rel=1e-5)

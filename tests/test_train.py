@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import smoothsal.train as train_mod
-from smoothsal.train import (
+import smoothsal.studies.train as train_mod
+from smoothsal.studies.train import (
     ARCHS,
     TrainConfig,
     add_input_noise,

@@ -1,0 +1,72 @@
+"""``smoothsal explain``: the typer command (builds an :class:`ExplainConfig` and runs the study)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from smoothsal.studies.explain.config import DEFAULTS, ExplainConfig
+
+__all__ = ["register_cli"]
+
+
+def register_cli(app: Any) -> None:
+    """Add ``smoothsal explain`` to a :class:`typer.Typer` app."""
+    import typer
+    from PIL import UnidentifiedImageError
+
+    from smoothsal.registry import METHODS
+
+    method_names = ", ".join(n for n, s in METHODS.items() if s.kind == "method")
+    ig_raw, ig_smoothed = ExplainConfig.registry_default("ig_steps"), ExplainConfig.registry_default("smooth_ig_steps")
+
+    @app.command("explain")
+    def explain_command(
+        images: Optional[list[str]] = typer.Argument(
+            None, help="Image files or bundled photo names (default: all bundled photos)."
+        ),
+        model: str = typer.Option(
+            DEFAULTS["model"], help="lite0 | lite1 | lite2 | package.module:factory | TorchScript file."
+        ),
+        methods: str = typer.Option(",".join(DEFAULTS["methods"]), help=f"Comma-separated: {method_names}."),
+        noise_level: float = typer.Option(DEFAULTS["noise_level"], help="σ as a fraction of each image's value range."),
+        samples: int = typer.Option(DEFAULTS["n_samples"], help="Most noisy samples per smoothed map."),
+        tol: Optional[float] = typer.Option(
+            DEFAULTS["tol"],
+            help="Stop sampling once ‖standard error‖/‖map‖ ≤ TOL for every image (0 = always take --samples).",
+        ),
+        target: Optional[int] = typer.Option(None, help="Class to explain (default: each image's top-1)."),
+        out: Path = typer.Option(DEFAULTS["out_dir"], help="Output folder (results resume from it)."),
+        ig_steps: Optional[int] = typer.Option(
+            None, help=f"Integrated Gradients path points, raw (default: the registry's, {ig_raw})."
+        ),
+        smooth_ig_steps: Optional[int] = typer.Option(
+            None, help=f"Integrated Gradients path points per noisy sample (default: the registry's, {ig_smoothed})."
+        ),
+        batch_size: Optional[int] = typer.Option(None, help="Most noisy inputs per method call (default: automatic)."),
+        max_memory: Optional[str] = typer.Option(
+            None, help='Memory budget of the automatic batch size, e.g. "4GB" (default: a fraction of what is free).'
+        ),
+        seed: int = typer.Option(DEFAULTS["seed"], help="Noise seed."),
+        extras: bool = typer.Option(
+            DEFAULTS["extras"],
+            help="Also write the noise-level, sample-size, visualization and discriminativity figures.",
+        ),
+        fresh: bool = typer.Option(False, "--fresh", help="Discard the stored results in --out first."),
+        progress: bool = typer.Option(True, help="Show progress bars."),
+    ) -> None:
+        """Explain images with each method, raw and smoothed; write grid.png, maps.npz, summary.json."""
+        from smoothsal.batching import set_max_memory
+        from smoothsal.studies.explain import run_explain
+
+        try:
+            set_max_memory(max_memory)
+            config = ExplainConfig(
+                images=tuple(images or ()), model=model, methods=methods, noise_level=noise_level, n_samples=samples,
+                tol=tol, target=target, out_dir=out, ig_steps=ig_steps, smooth_ig_steps=smooth_ig_steps,
+                batch_size=batch_size, seed=seed, extras=extras, fresh=fresh, progress=progress,
+            )  # fmt: skip
+            run_explain(config, echo=typer.echo)
+        except (ValueError, FileNotFoundError, OSError, UnidentifiedImageError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from err

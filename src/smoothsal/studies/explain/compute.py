@@ -1,0 +1,287 @@
+"""Compute step of ``smoothsal explain``: every map, recorded in the results store as it finishes.
+
+Units of work (each one record of :class:`~smoothsal.studies.store.ResultsStore`, with its array):
+
+* ``{"kind": "map", "method", "smoothed", "settings"}``: one method's maps of every image,
+  raw or smoothed (:class:`~smoothsal.smoothing.Smooth`), ``[N, C, H, W]`` (``[N, 1, H, W]``
+  for CAMs). Raw maps of a method with ``has_convergence_delta`` (IG, DeepLIFT) record its
+  convergence delta; smoothed maps record their relative standard error and sample count;
+* ``{"kind": "noise_level", "noise_level"}``: SmoothGrad of the first image at one noise level
+  (σ = 0: the vanilla gradient) — SmoothGrad Fig. 3 (Smilkov et al. 2017, arXiv:1706.03825);
+* ``{"kind": "sample_sizes", "sizes"}``: SmoothGrad of the first image at each sample size, one
+  continued draw sequence (Fig. 4);
+* ``{"kind": "discriminativity", "image_size"}``: gradient and SmoothGrad of the cat-beside-the-
+  coffee image for both classes (Fig. 6), for models with ImageNet class names.
+
+An interrupted run resumes: finished units are read back, bit for bit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from smoothsal._model import predict
+from smoothsal.datasets.photos import Photo, bundled_photos, cat_and_coffee, load_image
+from smoothsal.noise import make_generator
+from smoothsal.registry import build_method, method_label
+from smoothsal.studies.explain.config import ExplainConfig
+from smoothsal.studies.store import ResultsStore
+
+__all__ = [
+    "DISCRIMINATIVITY_PHOTOS",
+    "ExplainResults",
+    "compute_explain",
+    "load_images",
+    "sample_size_series",
+    "top_k",
+]
+
+#: The two photos whose top-1 classes the discriminativity figure contrasts (SmoothGrad Fig. 6).
+DISCRIMINATIVITY_PHOTOS: tuple[str, str] = ("chelsea", "coffee")
+
+
+@dataclass
+class ExplainResults:
+    """What the figures and the summary are drawn from (all read back from, or written to, the store).
+
+    Attributes:
+        config: the run's settings. image_size: side of the model's inputs.
+        class_names: the model's class names, or ``None``.
+        photos: the images (model-ready tensor and display copy).
+        inputs: ``[N, 3, S, S]`` in [0, 1]. targets: ``[N]`` explained classes.
+        top5: per image, the top classes ``{"class", "name", "prob"}``.
+        maps: ``"{method}"`` and ``"{method}_smooth"`` -> ``[N, C, H, W]`` arrays.
+        meta: ``method -> {"raw": {...}, "smooth": {...}}`` (seconds, convergence delta, relative
+            standard error, samples used).
+        noise_level_maps: noise level -> map ``[C, H, W]`` of the first image (extras).
+        sample_sizes: the sizes of ``sample_size_maps`` ``[len(sizes), C, H, W]`` (extras).
+        discriminativity: ``{"maps": [2 (gradient, SmoothGrad), 2 (classes), C, H, W],
+            "classes": [c1, c2], "display": image}`` (extras, ImageNet models only).
+        config_hash: the store's hash of the configuration. seconds: compute wall time.
+    """
+
+    config: ExplainConfig
+    image_size: int
+    class_names: list[str] | None
+    photos: list[Photo]
+    inputs: Tensor
+    targets: Tensor
+    top5: list[list[dict[str, Any]]]
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    noise_level_maps: dict[float, np.ndarray] | None = None
+    sample_sizes: list[int] | None = None
+    sample_size_maps: np.ndarray | None = None
+    discriminativity: dict[str, Any] | None = None
+    config_hash: str = ""
+    seconds: float = 0.0
+
+
+def load_images(images: Sequence[str], size: int) -> list[Photo]:
+    """Bundled photos (all of them for an empty ``images``) and image files, at ``size``.
+
+    An existing file wins over a bundled photo of the same name (as in :class:`ExplainConfig`).
+    """
+    if not images:
+        return bundled_photos(size=size)
+    return [load_image(p, size) if Path(p).is_file() else bundled_photos([p], size)[0] for p in images]
+
+
+def top_k(logits: Tensor, class_names: list[str] | None, k: int = 5) -> list[list[dict[str, Any]]]:
+    """The top-``k`` classes and probabilities of each row of ``logits`` ``[N, classes]``."""
+    probs = logits.softmax(dim=1)
+    values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
+    return [
+        [
+            {"class": int(i), "name": class_names[int(i)] if class_names else str(int(i)), "prob": round(float(p), 4)}
+            for p, i in zip(vs, ix)
+        ]
+        for vs, ix in zip(values, indices)
+    ]
+
+
+def sample_size_series(
+    model: torch.nn.Module,
+    inputs: Tensor,
+    target: Tensor,
+    sizes: Sequence[int],
+    smooth: dict[str, Any],
+    progress: bool = False,
+) -> Tensor:
+    """SmoothGrad of one input ``[1, ...]`` at each n of ``sizes`` for the cost of ``max(sizes)`` samples.
+
+    One generator is continued from segment to segment, so the map at n is the running mean of
+    the first n draws: what ``Smooth(n_samples=n, seed=seed)`` gives on its own. Always takes the
+    full n (no ``tol``: the figure is about n). Returns ``[len(sizes), ...]``.
+    """
+    from tqdm.auto import tqdm
+
+    sizes = sorted(set(sizes))
+    gen = make_generator(smooth["seed"])
+    total, done, maps = torch.zeros_like(inputs[0]), 0, []
+    for n in tqdm(sizes, desc="sample sizes", disable=not progress, unit="map"):
+        sg = build_method("grad", model, smooth={**smooth, "n_samples": n - done, "tol": None, "seed": gen})
+        total += sg.attribute(inputs, target)[0] * (n - done)
+        done = n
+        maps.append(total / done)
+    return torch.stack(maps)
+
+
+def _map_unit(config: ExplainConfig, name: str, smoothed: bool, size: int) -> dict[str, Any]:
+    return {
+        "kind": "map",
+        "method": name,
+        "smoothed": smoothed,
+        "settings": config.method_settings(name, smoothed, size),
+    }
+
+
+def _compute_map(
+    model: torch.nn.Module,
+    config: ExplainConfig,
+    name: str,
+    smoothed: bool,
+    inputs: Tensor,
+    targets: Tensor,
+    size: int,
+) -> tuple[Tensor, dict[str, Any]]:
+    """One method's maps of all images, and what to record beside them."""
+    t0 = time.perf_counter()
+    overrides = config.overrides(name, smoothed)
+    meta: dict[str, Any] = {}
+    if smoothed:
+        method = build_method(name, model, smooth=config.smooth_kwargs(), image_size=size, **overrides)
+        estimate = method.estimate(inputs, targets)
+        attr = estimate.attributions
+        meta["relative_stderr"] = [round(float(v), 4) for v in estimate.relative_stderr()]
+        meta["n_samples"] = [int(n) for n in estimate.n_samples]
+    else:
+        method = build_method(name, model, image_size=size, **overrides)
+        if getattr(method, "has_convergence_delta", False):
+            attr, delta = method.attribute_with_delta(inputs, targets)
+            # |sum(attr) - (F(x) - F(x'))| and that over |F(x) - F(x')| (completeness / summation-to-delta)
+            meta["convergence_delta"] = {
+                "absolute": delta.absolute.tolist(),
+                "relative": delta.relative.tolist(),
+                "expected": delta.expected.tolist(),
+            }
+        else:
+            attr = method.attribute(inputs, targets)
+    meta["seconds"] = round(time.perf_counter() - t0, 3)
+    return attr.detach(), meta
+
+
+def compute_explain(config: ExplainConfig, echo: Callable[[str], Any] | None = None) -> ExplainResults:
+    """Load the model and images, then compute (or read back) every unit of ``config``.
+
+    ``echo`` receives one line per image with its top-5 classes, before any map is computed.
+    Raises ``ValueError`` for a ``target`` outside the model's classes (before any map).
+    """
+    from tqdm.auto import tqdm
+
+    from smoothsal.zoo import load_model
+
+    t_start = time.perf_counter()
+    loaded = load_model(config.model)
+    net, size = loaded.model, loaded.image_size
+    photos = load_images(config.images, size)
+    inputs = torch.cat([p.tensor for p in photos])  # [N, 3, S, S] in [0, 1]
+    logits = predict(net, inputs, batch_size=config.batch_size)  # [N, classes]
+    n_classes = logits.shape[1]
+    if config.target is not None and config.target >= n_classes:
+        raise ValueError(
+            f"`target` must lie in [0, {n_classes - 1}] (the model has {n_classes} classes), got {config.target}"
+        )
+    tops = top_k(logits, loaded.class_names)
+    if config.target is None:
+        targets = torch.tensor([top[0]["class"] for top in tops])
+    else:
+        targets = torch.full((len(photos),), config.target, dtype=torch.long)
+    if echo is not None:
+        from smoothsal.studies.explain.report import prediction_line
+
+        for photo, top in zip(photos, tops):
+            echo(prediction_line(photo.name, top))
+
+    store = ResultsStore(config.out_dir, "explain", config.to_hash(), fresh=config.fresh)
+    results = ExplainResults(
+        config=config,
+        image_size=size,
+        class_names=loaded.class_names,
+        photos=photos,
+        inputs=inputs,
+        targets=targets,
+        top5=tops,
+        config_hash=store.config_hash,
+    )
+    jobs = [(name, smoothed) for name in config.methods for smoothed in (False, True)]
+    bar = tqdm(jobs, desc="explain", disable=not config.progress, unit="map")
+    for name, smoothed in bar:
+        bar.set_postfix_str(method_label(name, smoothed))
+        arr, meta = store.array(
+            _map_unit(config, name, smoothed, size),
+            lambda name=name, smoothed=smoothed: _compute_map(net, config, name, smoothed, inputs, targets, size),
+        )
+        results.maps[f"{name}_smooth" if smoothed else name] = arr
+        meta = {k: v for k, v in meta.items() if k != "array"}
+        results.meta.setdefault(name, {})["smooth" if smoothed else "raw"] = meta
+
+    if config.extras:
+        _compute_extras(net, results, store)
+        if loaded.class_names is not None:
+            results.discriminativity = _compute_discriminativity(net, size, config, store)
+    results.seconds = round(time.perf_counter() - t_start, 2)
+    return results
+
+
+def _compute_extras(net: torch.nn.Module, results: ExplainResults, store: ResultsStore) -> None:
+    """SmoothGrad Figs. 3 and 4 on the first image (noise levels, sample sizes)."""
+    from tqdm.auto import tqdm
+
+    config = results.config
+    x, t = results.inputs[:1], results.targets[:1]
+    smooth = config.smooth_kwargs()
+
+    def at_level(level: float) -> tuple[Tensor, dict]:
+        if level == 0:  # σ = 0: the vanilla gradient, exactly
+            return build_method("grad", net).attribute(x, t), {}
+        return build_method("grad", net, smooth={**smooth, "noise_level": level}).attribute(x, t), {}
+
+    levels = {}
+    for level in tqdm(config.noise_levels, desc="noise levels", disable=not config.progress, unit="map"):
+        arr, _ = store.array({"kind": "noise_level", "noise_level": level}, lambda level=level: at_level(level))
+        levels[level] = arr[0]
+    results.noise_level_maps = levels
+
+    sizes = config.figure_sample_sizes()
+    arr, _ = store.array(
+        {"kind": "sample_sizes", "sizes": sizes},
+        lambda: (sample_size_series(net, x, t, sizes, smooth, progress=config.progress), {}),
+    )
+    results.sample_sizes, results.sample_size_maps = sizes, arr
+
+
+def _compute_discriminativity(
+    net: torch.nn.Module, size: int, config: ExplainConfig, store: ResultsStore
+) -> dict[str, Any]:
+    """SmoothGrad Fig. 6: gradient and SmoothGrad of the two-object image for each object's class."""
+    both = cat_and_coffee(size)
+
+    def compute() -> tuple[Tensor, dict]:
+        refs = torch.cat([p.tensor for p in bundled_photos(list(DISCRIMINATIVITY_PHOTOS), size)])
+        classes = predict(net, refs, batch_size=config.batch_size).argmax(dim=1)  # [2]
+        x = both.tensor.expand(2, -1, -1, -1).clone()  # [2, 3, S, S]: the same image, two targets
+        raw = build_method("grad", net).attribute(x, classes)
+        smooth = build_method("grad", net, smooth=config.smooth_kwargs()).attribute(x, classes)
+        return torch.stack([raw, smooth]), {"classes": classes.tolist()}  # [2, 2, C, S, S]
+
+    arr, meta = store.array({"kind": "discriminativity", "image_size": size}, compute)
+    return {"maps": arr, "classes": meta["classes"], "display": both.display}

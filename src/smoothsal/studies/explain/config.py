@@ -1,0 +1,238 @@
+"""Settings of ``smoothsal explain``: one frozen dataclass shared by the CLI and the API.
+
+Every argument is checked in :meth:`ExplainConfig.__post_init__`, before a model is loaded or a
+map computed: a negative noise level, ``n_samples < 1``, an unknown method name, a missing file
+or a file that is not an image all fail at once with a message naming the argument.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from smoothsal._validation import check_nonnegative, check_positive_int
+from smoothsal.registry import PRECISION, method_spec, parse_methods
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "DEFAULTS",
+    "NOISE_LEVELS",
+    "OVERRIDES",
+    "SAMPLE_SIZES",
+    "ExplainConfig",
+    "check_image_source",
+]
+
+#: Methods explained by default: the SmoothGrad paper's gradient, IG and Guided Backprop (its
+#: Fig. 7), and Grad-CAM as the coarse-map reference.
+DEFAULT_METHODS: tuple[str, ...] = ("grad", "ig", "guided", "gradcam")
+#: Noise levels σ/(x_max − x_min) of ``noise_levels.png`` (SmoothGrad Fig. 3 spans 0–50 %); σ = 0
+#: is the vanilla gradient, the column the others are compared with, so it must be present.
+NOISE_LEVELS: tuple[float, ...] = (0.0, 0.05, 0.10, 0.20, 0.30, 0.50)
+#: Sample sizes of ``sample_sizes.png`` (SmoothGrad Fig. 4); those below ``n_samples`` are drawn,
+#: plus ``n_samples`` itself.
+SAMPLE_SIZES: tuple[int, ...] = (1, 10, 50, 100, 200, 400, 800)
+
+#: Config fields that override one registered method setting: field -> (method, smoothed, setting).
+#: ``None`` (the default) keeps the registry's value (:mod:`smoothsal.registry`).
+OVERRIDES: dict[str, tuple[str, bool, str]] = {
+    "ig_steps": ("ig", False, "steps"),
+    "smooth_ig_steps": ("ig", True, "steps"),
+}
+
+
+def check_image_source(item: str, bundled: Mapping[str, str]) -> str:
+    """``item`` as given if it is a readable image file or a bundled photo name; else ValueError.
+
+    A file is opened with PIL and verified (reads the header and checks the data, no decoding
+    to pixels), so ``notimage.jpg`` holding text fails here and not after the model is loaded.
+    """
+    path = Path(item)
+    if path.is_file():
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                im.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            raise ValueError(f"`images`: {item!r} is not an image file PIL can read ({err})") from err
+        return item
+    if item in bundled:
+        return item
+    if path.exists():
+        raise ValueError(f"`images`: {item!r} is not a file")
+    raise FileNotFoundError(
+        f"`images`: no image file at {item!r}, and it is not a bundled photo (one of {sorted(bundled)})"
+    )
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """Settings of one ``smoothsal explain`` run (see :mod:`smoothsal.studies.explain`).
+
+    Args:
+        images: image files or bundled photo names (:data:`smoothsal.datasets.photos.BUNDLED`);
+            empty = every bundled photo. A name that is also an existing file is the file.
+        model: ``"lite0" | "lite1" | "lite2"``, ``"package.module:factory"`` or a TorchScript
+            file (:func:`smoothsal.zoo.load_model`).
+        methods: registered method names or aliases, as a sequence or ``"grad,ig"``
+            (:func:`smoothsal.registry.parse_methods`); stored resolved.
+        noise_level: σ / (x_max − x_min) of the smoothed maps (SmoothGrad's noise level, >= 0).
+        n_samples, tol: the smoothed maps' sampling rule, default :data:`smoothsal.registry.PRECISION`:
+            sample until every map's relative standard error is at most ``tol``, at most
+            ``n_samples`` samples. ``tol=None`` (or 0) always takes ``n_samples``.
+        target: class explained for every image; ``None`` = each image's top-1 class.
+        ig_steps, smooth_ig_steps: override Integrated Gradients' path points, raw and per noisy
+            sample (``None`` = the registry's values, see :data:`OVERRIDES`).
+        seed: noise seed of every smoothed map.
+        extras: also draw the SmoothGrad paper's Figs. 3, 4 and 6 and the visualization choices.
+        noise_levels, sample_sizes: the axes of ``noise_levels.png`` and ``sample_sizes.png``.
+        out_dir: output folder; the results store lives there, so a rerun resumes.
+        batch_size: most noisy inputs per method call; ``None`` = automatic
+            (:mod:`smoothsal.batching`).
+        progress: progress bars. fresh: discard the stored results in ``out_dir`` first.
+    """
+
+    images: tuple[str, ...] = ()
+    model: str = "lite0"
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    noise_level: float = 0.15
+    n_samples: int = PRECISION["n_samples"]
+    tol: float | None = PRECISION["tol"]
+    target: int | None = None
+    ig_steps: int | None = None
+    smooth_ig_steps: int | None = None
+    seed: int = 0
+    extras: bool = True
+    noise_levels: tuple[float, ...] = NOISE_LEVELS
+    sample_sizes: tuple[int, ...] = SAMPLE_SIZES
+    out_dir: Path = Path("out/explain")
+    batch_size: int | None = None
+    progress: bool = True
+    fresh: bool = False
+
+    def __post_init__(self) -> None:
+        from smoothsal.datasets.photos import BUNDLED
+
+        images = (self.images,) if isinstance(self.images, (str, Path)) else tuple(self.images or ())
+        self._set("images", tuple(check_image_source(str(p), BUNDLED) for p in images))
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError(f"`model` must be a non-empty model spec string, got {self.model!r}")
+        from smoothsal.zoo import IMAGE_SIZES
+
+        if self.model not in IMAGE_SIZES and ":" not in self.model and not Path(self.model).is_file():
+            raise ValueError(  # the forms smoothsal.zoo.load_model accepts; checked without loading
+                f"`model` must be one of {sorted(IMAGE_SIZES)}, 'package.module:factory' or a TorchScript file; "
+                f"got {self.model!r}"
+            )
+        self._set("methods", tuple(parse_methods(self.methods)))
+        self._set("noise_level", check_nonnegative(self.noise_level, "noise_level"))
+        check_positive_int(self.n_samples, "n_samples")
+        if self.tol is not None:
+            tol = check_nonnegative(self.tol, "tol")
+            self._set("tol", tol if tol > 0 else None)  # 0 = never stop early, the same as None
+        if self.target is not None:
+            check_positive_int(self.target, "target", minimum=0)
+        for name, (method, _, _) in OVERRIDES.items():
+            value = getattr(self, name)
+            if value is not None:
+                check_positive_int(value, name)
+                method_spec(method)  # the override's method is registered
+        check_positive_int(self.seed, "seed", minimum=0)
+        for name in ("extras", "progress", "fresh"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
+        levels = tuple(check_nonnegative(v, "noise_levels") for v in self.noise_levels)
+        if 0.0 not in levels:
+            raise ValueError(f"`noise_levels` must include 0 (the vanilla gradient column), got {list(levels)}")
+        self._set("noise_levels", tuple(sorted(set(levels))))
+        sizes = tuple(check_positive_int(n, "sample_sizes") for n in self.sample_sizes)
+        self._set("sample_sizes", tuple(sorted(set(sizes))))
+        self._set("out_dir", Path(self.out_dir))
+        if self.batch_size is not None:
+            check_positive_int(self.batch_size, "batch_size")
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    # ---- derived settings ---------------------------------------------------------------------
+    def replace(self, **changes: Any) -> ExplainConfig:
+        """A copy with ``changes`` (validated again)."""
+        return replace(self, **changes)
+
+    def overrides(self, method: str, smoothed: bool) -> dict[str, Any]:
+        """The constructor settings the user set for ``method`` (raw or smoothed); ``{}`` = registry's."""
+        return {
+            setting: getattr(self, name)
+            for name, (target, smooth_flag, setting) in OVERRIDES.items()
+            if target == method and smooth_flag == smoothed and getattr(self, name) is not None
+        }
+
+    def method_settings(self, method: str, smoothed: bool, image_size: int | None = None) -> dict[str, Any]:
+        """The full constructor settings of ``method``: the registry's, then the user's overrides."""
+        spec = method_spec(method)
+        return {**spec.settings(smoothed=smoothed, image_size=image_size), **self.overrides(method, smoothed)}
+
+    @staticmethod
+    def registry_default(name: str) -> Any:
+        """The registry's value of override field ``name`` (:data:`OVERRIDES`), e.g. 32 for ``ig_steps``."""
+        method, smoothed, setting = OVERRIDES[name]
+        return method_spec(method).settings(smoothed=smoothed).get(setting)
+
+    def smooth_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`smoothsal.smoothing.Smooth` for the smoothed maps."""
+        return {
+            "noise_level": self.noise_level,
+            "n_samples": self.n_samples,
+            "tol": self.tol,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+        }
+
+    def figure_sample_sizes(self) -> list[int]:
+        """The sizes of ``sample_sizes.png``: those of :attr:`sample_sizes` below ``n_samples``, and ``n_samples``."""
+        return sorted({n for n in self.sample_sizes if n < self.n_samples} | {self.n_samples})
+
+    def to_hash(self) -> dict[str, Any]:
+        """The settings every stored result depends on (the results store's configuration).
+
+        Image files and a TorchScript model file enter with a digest of their bytes, so an edited
+        file is never explained from stale maps. Left out: what selects units rather than changes
+        them (``methods``, ``extras``, the figure axes and the method settings — each unit carries
+        its own) and what changes no number (``out_dir``, ``batch_size``, ``progress``, ``fresh``).
+        """
+        images = []
+        for item in self.images:
+            path = Path(item)
+            images.append({"file": str(path), "sha1": _file_digest(path)} if path.is_file() else {"bundled": item})
+        model: dict[str, Any] = {"spec": self.model}
+        if Path(self.model).is_file():
+            model["sha1"] = _file_digest(Path(self.model))
+        return {
+            "model": model,
+            "images": images,
+            "target": self.target,
+            "noise_level": self.noise_level,
+            "n_samples": self.n_samples,
+            "tol": self.tol,
+            "seed": self.seed,
+        }
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting, JSON-ready (for ``summary.json``)."""
+        return {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(self) for v in [getattr(self, f.name)]}
+
+
+#: Default value of every field, for the CLI's option defaults.
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ExplainConfig)}
