@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -10,10 +11,16 @@ from torch import nn
 from typer.testing import CliRunner
 
 from smoothsal.datasets.base import ImageDataset
-from smoothsal.experiments.evaluate import COLUMNS, register_cli, run_evaluate
+from smoothsal.metrics import METRICS
+from smoothsal.studies.evaluate import EvaluateConfig, register_cli, run_evaluate
+from smoothsal.studies.evaluate.report import COLUMNS, COLUMNS_MD, arrow
 
-QUICK_TINY = {"steps": 12, "fc_runs": 32, "mprt_checkpoints": 3, "roughness_pairs": 2, "ig_steps": 4,
-              "smooth_ig_steps": 2, "line_steps": 5}  # fmt: skip
+QUICK_TINY = {"steps": 12, "fc_runs": 32, "mprt_checkpoints": 3, "roughness_pairs": 2, "ig_steps": 4, "line_steps": 5}
+
+
+def evaluate(out, **settings):
+    """``run_evaluate`` of the quick preset with the tiny settings, no progress bar."""
+    return run_evaluate(EvaluateConfig.preset("quick", out_dir=out, progress=False, **{**QUICK_TINY, **settings}))
 
 
 def tiny_cnn(seed: int = 0) -> nn.Module:
@@ -82,10 +89,8 @@ def model() -> nn.Module:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, data, model):
     out = tmp_path_factory.mktemp("evaluate")
-    rep = run_evaluate(
-        out, methods="grad,gradcam", quick=True, model=model, images=data.images, progress=False,
-        localization=(model, data), overrides=QUICK_TINY, baseline="black",
-    )  # fmt: skip
+    rep = evaluate(out, methods="grad,gradcam", model=model, images=data.images, localization=(model, data),
+                   baseline="black")  # fmt: skip
     return out, model, rep
 
 
@@ -146,32 +151,45 @@ def test_files_written_and_consistent(report):
 
 def test_rerun_resumes_and_skips_finished_work(tmp_path, data):
     model = tiny_cnn()
-    kwargs = dict(methods="grad", quick=True, model=model, images=data.images[:2], progress=False,
-                  localization=False, overrides=QUICK_TINY)  # fmt: skip
-    first = run_evaluate(tmp_path, **kwargs)
+    kwargs = dict(methods="grad", model=model, images=data.images[:2], localization=False)
+    first = evaluate(tmp_path, **kwargs)
     assert first.computed == 5 * 4 + 1  # 5 sections × (grad, SmoothGrad, Sobel, random) + the jaggedness lines
-    second = run_evaluate(tmp_path, **kwargs)
+    second = evaluate(tmp_path, **kwargs)
     assert second.computed == 0
     assert second.rows == first.rows
     # one more method: only its rows are computed
-    third = run_evaluate(tmp_path, **{**kwargs, "methods": "grad,guided"})
+    third = evaluate(tmp_path, **{**kwargs, "methods": "grad,guided"})
     assert third.computed == 5 * 2
-    # other settings: nothing is reused
-    with pytest.warns(UserWarning, match="other settings"):
-        fourth = run_evaluate(tmp_path, **{**kwargs, "noise_level": 0.3})
+    assert [r["row"] for r in third.rows][:2] == ["grad", "grad_smooth"] and third.rows[0] == first.rows[0]
+    # other settings: nothing is reused, and nothing of theirs is mixed in ...
+    fourth = evaluate(tmp_path, **{**kwargs, "noise_level": 0.3})
     assert fourth.computed == first.computed
+    assert fourth.settings["config_hash"] != first.settings["config_hash"]
+    # ... while the first settings' records are kept: running them again computes nothing
+    assert evaluate(tmp_path, **kwargs).computed == 0
 
 
 def test_bad_arguments(tmp_path, data):
     model = tiny_cnn()
     with pytest.raises(ValueError, match="unknown method"):
-        run_evaluate(tmp_path, methods="grad,nope", model=model, images=data.images[:2], progress=False)
-    with pytest.raises(ValueError, match="overrides"):
-        run_evaluate(tmp_path, model=model, images=data.images[:2], overrides={"stepz": 3}, progress=False)
+        EvaluateConfig(methods="grad,nope", model=model, images=data.images[:2])
+    with pytest.raises(ValueError, match="unknown method 'sobel'"):  # controls are rows of their own
+        EvaluateConfig(methods="grad,sobel", model=model)
+    with pytest.raises(TypeError, match="stepz"):
+        EvaluateConfig.preset("quick", model=model, stepz=3)
+    with pytest.raises(ValueError, match="noise_level"):
+        EvaluateConfig(noise_level=-0.1, model=model)
+    with pytest.raises(ValueError, match="baseline"):
+        EvaluateConfig(baseline="grey", model=model)
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        EvaluateConfig(images=["nope.png"], model=model)
+    with pytest.raises(ValueError, match="`model`"):
+        EvaluateConfig(model="lite9")
     with pytest.raises(ValueError, match="masks"):
         unmasked = ImageDataset(data.images, data.labels, None, 4, data.class_names)
-        run_evaluate(tmp_path, methods="grad", model=model, images=data.images[:2], progress=False,
-                     localization=(model, unmasked), overrides=QUICK_TINY)  # fmt: skip
+        EvaluateConfig(methods="grad", model=model, images=data.images[:2], localization=(model, unmasked))
+    # aliases resolve through the registry; duplicates are dropped
+    assert EvaluateConfig(methods="smoothgrad,gradient,integrated_gradients", model=model).methods == ("grad", "ig")
 
 
 def test_cli_runs_on_a_user_model(tmp_path, monkeypatch, data):
@@ -209,3 +227,35 @@ def test_cli_runs_on_a_user_model(tmp_path, monkeypatch, data):
     assert (out / "report.md").exists()
     bad = CliRunner().invoke(app, ["evaluate", "--methods", "nope", "--out", str(out), "--model", "tiny_user_models:factory"])
     assert bad.exit_code == 2 and "unknown method" in bad.output
+
+
+def test_table_numbers_are_the_rows_and_arrows_come_from_the_metrics(report):
+    out, _, rep = report
+    md = (out / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| method | sanity"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    # every arrow is the metric's own direction
+    assert f"del AUC {METRICS['deletion_auc'].arrow}".strip() in cells
+    assert f"ins AUC {METRICS['insertion_auc'].arrow}".strip() in cells
+    assert f"roughness {METRICS['gradient_roughness'].arrow}".strip() in cells
+    assert METRICS["deletion_auc"].arrow == "↓" and METRICS["insertion_auc"].arrow == "↑"
+    assert arrow(("insertion_auc", "deletion_auc")) == "↑"  # ins − del: both terms agree on ↑
+    assert arrow(("insertion_auc", "insertion_auc")) == ""
+    # each line of the table holds the row's numbers, formatted
+    for r in rep.rows:
+        line = next(line for line in md.splitlines() if line.startswith(f"| {r['label']} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[1] == r["sanity"]
+        for col, cell in zip(COLUMNS_MD[1:], cells[2:]):
+            value = r.get(col.key)
+            if isinstance(value, float) and math.isfinite(value):
+                assert float(cell) == pytest.approx(value, abs=0.5 * 10 ** -col.digits), (r["row"], col.key)
+
+
+def test_completeness_delta_is_asked_of_the_method(tmp_path, data):
+    """IG has a convergence delta (sum of the map vs F(x) − F(baseline)); the gradient has none."""
+    rep = evaluate(tmp_path, methods="grad,ig", model=tiny_cnn(), images=data.images[:2], localization=False,
+                   ig_steps=64)  # fmt: skip
+    assert rep.row("grad")["convergence_delta"] is None and rep.row("sobel")["convergence_delta"] is None
+    assert 0 <= rep.row("ig")["convergence_delta"] < 0.05  # 64 Gauss–Legendre points: nearly complete
+    assert "Convergence delta" in rep.table

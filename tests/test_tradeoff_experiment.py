@@ -1,24 +1,25 @@
-"""End-to-end tests of the trade-off and train-noise experiments on tiny configurations."""
+"""The stability–fidelity study (Ye & Farnia 2025, arXiv:2411.05837): known answers first, then
+end-to-end runs on tiny configurations."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import warnings
 
 import pytest
 import torch
 import typer
+from conftest import SumSin
 from typer.testing import CliRunner
 
-from smoothsal.experiments import tradeoff as tradeoff_exp
-from smoothsal.experiments import train_noise as train_noise_exp
-from smoothsal.experiments.tradeoff import run_tradeoff
-from smoothsal.experiments.train_noise import run_train_noise
-from smoothsal.methods.gradient import VanillaGradient
 from smoothsal.metrics.tradeoff import stability_error
-from smoothsal.train import TrainConfig, load_split, models_for_setting
-
-torch.set_num_threads(1)
+from smoothsal.registry import method_factory, method_label
+from smoothsal.studies.tradeoff import TradeoffConfig, register_cli, run_tradeoff
+from smoothsal.studies.tradeoff.compute import curve_rows
+from smoothsal.studies.tradeoff.report import recommend, table_noise_level
+from smoothsal.studies.train import TrainConfig, load_split, models_for_setting
 
 TINY_BASE = TrainConfig(dataset="digits", epochs=1)
 TINY = dict(
@@ -34,6 +35,7 @@ TINY = dict(
 FILES = (
     "results.csv",
     "results.json",
+    "models.json",
     "stability_vs_sigma.png",
     "fidelity_vs_sigma.png",
     "pareto.png",
@@ -52,6 +54,17 @@ def _cache_env(model_cache, monkeypatch):
     monkeypatch.setenv("SMOOTHSAL_CACHE", str(model_cache))
 
 
+def tiny(out, **settings):
+    return TradeoffConfig(out_dir=out, **{**TINY, **settings})
+
+
+def run(out, **settings):
+    """``run_tradeoff`` of the tiny config; Grad-CAM's "left out the MLP" warnings are silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*left out", category=UserWarning)
+        return run_tradeoff(tiny(out, **settings))
+
+
 class Interrupted(RuntimeError):
     pass
 
@@ -61,21 +74,120 @@ def _csv_rows(path):
         return list(csv.DictReader(fh))
 
 
-# ---- run_tradeoff -------------------------------------------------------------------------------
+# ---- known answers ----------------------------------------------------------------------------
+def test_smoothing_lowers_the_stability_error_of_two_jagged_models():
+    """f_i(x) = Σ sin(w_i x): gradient w_i cos(w_i x), SmoothGrad w_i cos(w_i x) exp(−w_i²σ²/2) ≈ 0.
+
+    At σ = 0 the stability error (eq. 12) is the closed form mean_x ‖g_1(x) − g_2(x)‖; at a large σ
+    both smoothed maps vanish (up to Monte-Carlo error), so the stability error collapses and the
+    fidelity error (eq. 13) becomes the size of the raw maps.
+    """
+    torch.manual_seed(0)
+    x = torch.rand(8, 16)
+    w1, w2 = torch.full((16,), 20.0), torch.full((16,), 25.0)
+    models = [SumSin(w1), SumSin(w2)]
+    targets = torch.zeros(8, dtype=torch.long)
+    rows = dict(curve_rows("grad", models, ["a", "b"], x, targets, [0.0, 1.0], n_samples=400, seed=0))
+
+    g1, g2 = w1 * torch.cos(w1 * x), w2 * torch.cos(w2 * x)  # [8, 16] exact gradients
+    assert rows[0.0]["stability_mean"] == pytest.approx(float((g1 - g2).norm(dim=1).mean()), rel=1e-5)
+    assert rows[0.0]["fidelity_mean"] == 0.0 and rows[0.0]["n_samples"] == 0
+    assert rows[0.0]["n_pairs"] == 1 and rows[0.0]["models"] == "a+b"
+    # smoothing at σ = 100 % of the range: both maps ≈ 0, Monte-Carlo error ≈ w / sqrt(2 n) per entry
+    assert rows[1.0]["stability_mean"] < 0.15 * rows[0.0]["stability_mean"]
+    raw_size = float(torch.cat([g1, g2]).norm(dim=1).mean())
+    assert rows[1.0]["fidelity_mean"] == pytest.approx(raw_size, rel=0.1)
+    assert rows[1.0]["n_samples"] == 400
+
+
+def test_recommended_sigma_of_a_hand_made_curve():
+    """Stability 1, .3, .2, .15 and fidelity 0, .1, .5, 1 over σ = 0, .1, .2, .3: the knee is σ = .1.
+
+    Scaled to [0, 1] the points are (0, 1), (.1, .176), (.5, .059), (1, 0); the chord joins the two
+    ends and σ = .1 lies farthest below it ((1 − .276)/√2 = .51 vs .31 for σ = .2).
+    """
+    grid = [0.0, 0.1, 0.2, 0.3]
+    stab, fid = [1.0, 0.3, 0.2, 0.15], [0.0, 0.1, 0.5, 1.0]
+    rows = [
+        {"setting": "DT", "method": m, "noise_level": g, "stability_norm_mean": s * k, "fidelity_norm_mean": f * k}
+        for m, k in (("grad", 1.0), ("ig", 2.0))
+        for g, s, f in zip(grid, stab, fid)
+    ]  # "ig" is the same curve scaled by 2: the same knee
+    overall, per_curve = recommend(rows, grid)
+    assert per_curve["DT/grad"].noise_level == 0.1 and per_curve["DT/ig"].noise_level == 0.1
+    assert overall.noise_level == 0.1 and overall.rule == "knee"
+    assert [p["stability"] for p in overall.table] == pytest.approx([1.5 * s for s in stab])  # mean of the curves
+    # a fidelity bound picks the largest σ within it
+    assert recommend(rows[:4], grid, fidelity_bound=0.6)[0].noise_level == 0.2
+    # a curve missing a σ of the grid does not count
+    with pytest.raises(ValueError, match="every noise level"):
+        recommend(rows[:3], grid)
+
+
+def test_table_noise_level_picks_the_nearest_positive_sigma():
+    assert table_noise_level([0.0, 0.1, 0.2], 0.15) == 0.1  # a tie goes to the smaller σ
+    assert table_noise_level([0.0, 0.15, 0.3], 0.15) == 0.15
+    assert math.isnan(table_noise_level([0.0], 0.15))
+
+
+# ---- configuration -------------------------------------------------------------------------------
+def test_config_is_checked_before_any_work(tmp_path):
+    cases = [
+        (dict(noise_levels=(0.0, -0.1)), "negative values"),
+        (dict(methods=("sobel",)), "unknown method 'sobel'"),
+        (dict(methods=("grad", "nope")), "unknown method 'nope'"),
+        (dict(n_models=1), "`n_models` must be >= 2"),
+        (dict(dataset="mnist"), "`dataset` must be one of"),
+        (dict(settings=("DT", "XX")), "unknown \\['XX'\\]"),
+        (dict(epochs=0), "`epochs` must be >= 1"),
+        (dict(noise_levels=(0.0,)), "σ > 0"),
+        (dict(n_models=5, settings=("DA",)), "n_models"),
+        (dict(table_noise_level=-1.0), "table_noise_level"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(ig_steps=1), "ig_steps"),
+    ]
+    for settings, message in cases:
+        with pytest.raises(ValueError, match=message):
+            tiny(tmp_path, **settings)
+    assert not any(tmp_path.iterdir())  # nothing was written
+    with pytest.raises(ValueError, match=r"settings.*DA"):
+        TradeoffConfig.preset("quick", dataset="photos", settings=("DT",))
+    with pytest.raises(ValueError, match="`preset`"):
+        TradeoffConfig.preset("medium")
+
+
+def test_presets_aliases_and_the_sigma_zero_rule(tmp_path):
+    quick = TradeoffConfig.preset("quick", out_dir=tmp_path)
+    assert quick.noise_levels == (0.0, 0.05, 0.15, 0.3) and quick.base.epochs == 2 and not quick.zero_added
+    assert TradeoffConfig.preset("quick", base=TINY_BASE).base.epochs == 1  # a given base keeps its epochs
+    assert TradeoffConfig().n_inputs == 128 and TradeoffConfig().base.epochs == TrainConfig().epochs
+    photos = TradeoffConfig.preset("quick", dataset="photos")
+    assert photos.settings == ("DA",) and photos.n_inputs == 4 and photos.base is None
+    config = tiny(tmp_path, methods="smoothgrad,integrated_gradients", noise_levels=(0.3, 0.15))
+    assert config.methods == ("grad", "ig")
+    assert config.noise_levels == (0.0, 0.15, 0.3) and config.zero_added
+    # the hash holds what changes results, not where they go
+    assert tiny(tmp_path / "x", batch_size=4, progress=True).to_hash() == tiny(tmp_path).to_hash()
+    assert tiny(tmp_path, n_samples=4).to_hash() != tiny(tmp_path).to_hash()
+    assert config.method_overrides("ig") == {} and tiny(tmp_path, ig_steps=8).method_overrides("ig") == {"steps": 8}
+    assert tiny(tmp_path, ig_steps=8).method_overrides("grad") == {}
+
+
+# ---- run_tradeoff ------------------------------------------------------------------------------------
 def test_run_tradeoff_writes_every_output(tmp_path):
-    run = run_tradeoff(tmp_path, **TINY)
+    with pytest.warns(UserWarning, match="DA/gradcam: left out m2:mlp"):
+        result = run_tradeoff(tiny(tmp_path))
     for name in FILES:
         assert (tmp_path / name).stat().st_size > 0, name
     for name in ("stability_vs_sigma.png", "fidelity_vs_sigma.png", "pareto.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert run.computed == 12 and len(run.rows) == 12 and len(_csv_rows(tmp_path / "results.csv")) == 12
+    assert result.computed == 12 and len(result.rows) == 12 and len(_csv_rows(tmp_path / "results.csv")) == 12
 
-    rows = {(r["setting"], r["method"], r["noise_level"]): r for r in run.rows}
+    rows = {(r["setting"], r["method"], r["noise_level"]): r for r in result.rows}
     for (setting, method, sigma), r in rows.items():
-        assert r["stability_mean"] > 0 and 0 <= r["topk_iou_mean"] <= 1
         assert r["n_pairs"] == r["n_models"] * (r["n_models"] - 1) // 2
         if sigma == 0:
-            assert r["fidelity_mean"] == 0 and r["n_samples"] == 0
+            assert r["fidelity_mean"] == 0 and r["fidelity_norm_mean"] == 0 and r["n_samples"] == 0
         else:
             assert r["fidelity_mean"] > 0 and r["n_samples"] == 3
     # DA trains cnn, cnn_wide, mlp: Grad-CAM needs a conv layer, so the MLP is left out of its pairs
@@ -86,19 +198,36 @@ def test_run_tradeoff_writes_every_output(tmp_path):
     _, test = load_split("digits")
     idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:6]
     models = [t.model for t in models_for_setting("DT", n_models=3, base=TINY_BASE, progress=False)]
-    direct = stability_error(VanillaGradient, models, test.images[idx], targets=test.labels[idx])
+    direct = stability_error(method_factory("grad"), models, test.images[idx], test.labels[idx])
     assert rows[("DT", "grad", 0.0)]["stability_mean"] == pytest.approx(direct.mean, rel=1e-5)
     assert rows[("DT", "grad", 0.0)]["stability_norm_mean"] == pytest.approx(direct.mean_normalized, rel=1e-5)
 
+    # table1.md shows the rows' numbers: raw = σ 0, smoothed = σ 0.15, the higher one in bold
     table = (tmp_path / "table1.md").read_text()
-    assert "| Simple-Grad | DT |" in table and "| Grad-CAM | DA |" in table and "σ = 0.15" in table
-    assert table.count("**") >= 2  # the better score of a pair is bold
+    assert "σ = 0.15" in table
+    for method in ("grad", "gradcam"):
+        for setting in ("DT", "DA"):
+            line = next(t for t in table.splitlines() if t.startswith(f"| {method_label(method)} | {setting} |"))
+            cells = [c.strip() for c in line.strip("|").split("|")][2:]
+            r0, r1 = rows[(setting, method, 0.0)], rows[(setting, method, 0.15)]
+            expected = [r0["ssim_mean"], r1["ssim_mean"], r0["topk_iou_mean"], r1["topk_iou_mean"]]
+            assert [float(c.strip("*")) for c in cells] == pytest.approx(expected, abs=5e-4)
+            for a, b in ((0, 1), (2, 3)):
+                if f"{expected[a]:.3f}" != f"{expected[b]:.3f}":
+                    assert cells[a if expected[a] > expected[b] else b].startswith("**")
+
     rec = json.loads((tmp_path / "recommendation.json").read_text())
-    assert rec["overall"]["noise_level"] in (0.0, 0.15, 0.3) and rec["overall"]["reason"]
+    assert rec["overall"]["noise_level"] == result.recommendation.noise_level
     assert set(rec["per_curve"]) == {"DT/grad", "DT/gradcam", "DA/grad", "DA/gradcam"}
     payload = json.loads((tmp_path / "results.json").read_text())
     assert len(payload["rows"]) == 12 and set(payload["models"]) == {"DT", "DA"}
     assert all(0 <= m["test_accuracy"] <= 1 for m in payload["models"]["DT"])
+    # results.csv holds the rows' numbers exactly
+    first = _csv_rows(tmp_path / "results.csv")[0]
+    r = result.rows[0]
+    assert (first["setting"], first["method"], float(first["noise_level"])) == (r["setting"], r["method"], r["noise_level"])
+    assert float(first["stability_mean"]) == r["stability_mean"]
+    assert [float(v) for v in first["pair_stability"].split()] == r["pair_stability"]
 
 
 def test_run_tradeoff_resumes_after_an_interruption(tmp_path):
@@ -110,101 +239,108 @@ def test_run_tradeoff_resumes_after_an_interruption(tmp_path):
             raise Interrupted("simulated interruption")
 
     with pytest.raises(Interrupted):
-        run_tradeoff(tmp_path / "a", on_row=stop_after_three, **TINY)
-    assert len(_csv_rows(tmp_path / "a" / "results.csv")) == 3
+        run_tradeoff(tiny(tmp_path / "a"), on_row=stop_after_three)
+    assert len((tmp_path / "a" / "records.jsonl").read_text().splitlines()) == 1 + 3  # models of DT + 3 rows
     first = list(seen)
 
     seen.clear()
-    run = run_tradeoff(tmp_path / "a", on_row=lambda row: seen.append(
-        (row["setting"], row["method"], row["noise_level"])), **TINY)
-    assert run.computed == 9 and len(seen) == 9 and not set(first) & set(seen)  # nothing recomputed
+    with pytest.warns(UserWarning, match="left out"):
+        again = run_tradeoff(tiny(tmp_path / "a"), on_row=lambda row: seen.append(
+            (row["setting"], row["method"], row["noise_level"])))  # fmt: skip
+    assert again.computed == 9 and len(seen) == 9 and not set(first) & set(seen)  # nothing recomputed
 
-    run_tradeoff(tmp_path / "b", **TINY)  # uninterrupted
+    run(tmp_path / "b")  # uninterrupted
     assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
     assert (tmp_path / "a" / "table1.md").read_text() == (tmp_path / "b" / "table1.md").read_text()
-
-    # a finished run recomputes nothing
-    assert run_tradeoff(tmp_path / "a", **TINY).computed == 0
+    assert run(tmp_path / "a").computed == 0  # a finished run recomputes nothing
 
 
-def test_run_tradeoff_refuses_rows_of_another_configuration(tmp_path):
-    small = dict(TINY, settings=("DT",), methods=("grad",), noise_levels=(0.0, 0.1))
-    run_tradeoff(tmp_path, **small)
-    with pytest.raises(ValueError, match="another configuration"):
-        run_tradeoff(tmp_path, **dict(small, n_samples=4))
-    assert run_tradeoff(tmp_path, fresh=True, **dict(small, n_samples=4)).computed == 2
+def test_a_changed_configuration_never_mixes_with_old_rows(tmp_path):
+    small = dict(settings=("DT",), methods=("grad",), noise_levels=(0.0, 0.1))
+    old = run(tmp_path, **small)
+    new = run(tmp_path, **small, n_samples=4)
+    assert new.computed == 2  # nothing of the other configuration is reused ...
+    assert [r["n_samples"] for r in new.rows] == [0, 4]
+    assert [int(r["n_samples"]) for r in _csv_rows(tmp_path / "results.csv")] == [0, 4]  # ... or mixed in
+    assert run(tmp_path, **small).computed == 0  # the old records are kept
+    assert run(tmp_path, **small).rows == old.rows
+    assert run_tradeoff(tiny(tmp_path, **small, n_samples=4, fresh=True)).computed == 2  # --fresh clears
 
 
-def test_run_tradeoff_argument_errors(tmp_path):
-    with pytest.raises(ValueError, match="negative values"):
-        run_tradeoff(tmp_path, **dict(TINY, noise_levels=(0.0, -0.1)))
-    with pytest.raises(ValueError, match="`methods` must be one of"):
-        run_tradeoff(tmp_path, **dict(TINY, methods=("sobel",)))
-    with pytest.raises(ValueError, match="`n_models` must be >= 2"):
-        run_tradeoff(tmp_path, **dict(TINY, n_models=1))
-    with pytest.raises(ValueError, match="`dataset` must be one of"):
-        run_tradeoff(tmp_path, **dict(TINY, dataset="mnist"))
+def test_a_grid_without_zero_gets_it(tmp_path):
+    result = run(tmp_path, settings=("DT",), methods=("grad",), noise_levels=(0.15,))
+    assert [r["noise_level"] for r in result.rows] == [0.0, 0.15] and result.config.zero_added
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["noise_levels"] == [0.0, 0.15] and "σ = 0" in payload["notes"][0]
 
 
 # ---- CLI ------------------------------------------------------------------------------------------
 def _app() -> typer.Typer:
     app = typer.Typer()
-    tradeoff_exp.register_cli(app)
-    train_noise_exp.register_cli(app)
+    register_cli(app)
+
+    @app.command("noop")
+    def noop() -> None:  # a second command, so typer keeps "tradeoff" as a subcommand
+        pass
+
     return app
 
 
+TINY_ARGS = ["--settings", "DT", "--methods", "grad,gradcam", "--inputs", "6", "--samples", "3", "--models", "3",
+             "--epochs", "1", "--no-progress"]  # fmt: skip
+
+
 def test_tradeoff_cli_on_a_tiny_config(tmp_path):
-    args = ["tradeoff", "--out", str(tmp_path), "--settings", "DT", "--methods", "grad,gradcam",
-            "--noise-levels", "0,0.15,0.3", "--inputs", "6", "--samples", "3", "--models", "3",
-            "--epochs", "1", "--no-progress"]  # fmt: skip
-    result = CliRunner().invoke(_app(), args)
+    result = CliRunner().invoke(_app(), ["tradeoff", "--out", str(tmp_path), "--noise-levels", "0,0.15,0.3",
+                                         "--batch-size", "4", "--max-memory", "1GB", *TINY_ARGS])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "recommended noise level:" in result.output and "DT/grad: σ =" in result.output
+    assert "note:" not in result.output
     for name in FILES:
         assert (tmp_path / name).exists(), name
     rec = json.loads((tmp_path / "recommendation.json").read_text())
     assert f"recommended noise level: {rec['overall']['noise_level']:g}" in result.output
 
-    bad = CliRunner().invoke(_app(), ["tradeoff", "--out", str(tmp_path / "bad"), "--noise-levels", "0,-0.1"])
-    assert bad.exit_code == 2 and "negative" in bad.output
+
+def test_tradeoff_cli_adds_sigma_zero_and_says_so(tmp_path):
+    result = CliRunner().invoke(_app(), ["tradeoff", "--out", str(tmp_path), "--noise-levels", "0.15", *TINY_ARGS])
+    assert result.exit_code == 0, result.output
+    assert "note: σ = 0 (the unsmoothed map) was added to the noise grid" in result.output
+    assert sorted({float(r["noise_level"]) for r in _csv_rows(tmp_path / "results.csv")}) == [0.0, 0.15]
 
 
-# ---- train noise × SmoothGrad ------------------------------------------------------------------------
-def test_run_train_noise_writes_the_two_by_two(tmp_path):
-    kw = dict(n_inputs=6, n_samples=3, n_models=2, n_show=2, progress=False,
-              base=TrainConfig(dataset="synthetic", epochs=1))  # fmt: skip
-    rows = run_train_noise(tmp_path, **kw)
-    assert [(r["train"], r["explain"]) for r in rows] == [
-        ("plain", "gradient"), ("plain", "smoothgrad"), ("noisy", "gradient"), ("noisy", "smoothgrad")
-    ]  # fmt: skip
-    for r in rows:
-        assert 0 <= r["localization_mean"] <= 1 and 0 < r["mask_fraction"] < 1
-        assert r["stability_mean"] > 0 and 0 <= r["test_accuracy"] <= 1
-    assert rows[0]["train_noise"] == 0.0 and rows[2]["train_noise"] == 0.2
-    assert rows[1]["n_samples"] == 3 and rows[0]["n_samples"] == 0
-    for name in ("results.csv", "results.json", "train_noise_grid.png"):
-        assert (tmp_path / name).stat().st_size > 0
-    assert len(_csv_rows(tmp_path / "results.csv")) == 4
-    # a rerun reads the rows back instead of appending new ones
-    again = run_train_noise(tmp_path, **kw)
-    assert again == rows and len(_csv_rows(tmp_path / "results.csv")) == 4
-    with pytest.raises(ValueError, match="must be > 0"):
-        run_train_noise(tmp_path / "x", train_noise=0.0, **kw)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--noise-levels", "0,-0.1"], "negative"),
+        (["--noise-levels", "0,abc"], "comma-separated numbers"),
+        (["--epochs", "0"], "`epochs` must be >= 1"),
+        (["--methods", "grad,nope"], "unknown method 'nope'"),
+        (["--settings", "DT,XX"], "XX"),
+        (["--max-memory", "lots"], "error:"),
+    ],
+)
+def test_tradeoff_cli_reports_bad_options_before_any_work(tmp_path, args, message):
+    out = tmp_path / "bad"
+    result = CliRunner().invoke(_app(), ["tradeoff", "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and message in result.output
+    assert not out.exists()
 
 
 def test_photos_need_the_da_setting(tmp_path):
     with pytest.raises(ValueError, match=r"settings.*DA"):
-        run_tradeoff(tmp_path, dataset="photos", settings=("DT",), progress=False)
+        TradeoffConfig(out_dir=tmp_path, dataset="photos", settings=("DT",), n_inputs=2)
 
 
 @pytest.mark.slow
 def test_photos_compare_the_pretrained_lite_models(tmp_path):
-    run = run_tradeoff(tmp_path, dataset="photos", settings=("DA",), methods=("grad",), noise_levels=(0.0, 0.15),
-                       n_inputs=1, n_samples=2, progress=False)
-    assert [r["noise_level"] for r in run.rows] == [0.0, 0.15]
+    config = TradeoffConfig.preset("quick", out_dir=tmp_path, dataset="photos", methods=("grad",),
+                                   noise_levels=(0.0, 0.15), n_inputs=1, n_samples=2, progress=False)  # fmt: skip
+    result = run_tradeoff(config)
+    assert [r["noise_level"] for r in result.rows] == [0.0, 0.15]
     models = json.loads((tmp_path / "models.json").read_text())["DA"]
     assert [m["name"] for m in models] == ["m0:lite0", "m1:lite1", "m2:lite2"]
     # three different networks explain the same photo differently, smoothed or not
-    assert all(r["n_pairs"] == 3 and r["stability_norm_mean"] > 0.1 for r in run.rows)
-    assert run.rows[0]["fidelity_norm_mean"] == 0.0 and run.rows[1]["fidelity_norm_mean"] > 0
+    assert all(r["n_pairs"] == 3 and r["stability_norm_mean"] > 0.1 for r in result.rows)
+    assert result.rows[0]["fidelity_norm_mean"] == 0.0 and result.rows[1]["fidelity_norm_mean"] > 0

@@ -56,5 +56,5 @@ def require(module: str, purpose: str | None = None) -> ModuleType:
         missing = (err.name or module).split(".")[0]
         if missing not in PACKAGES and missing != module.split(".")[0]:
             raise  # a bug inside an installed package, not a missing extra
-        why = f" ({purpose} needs it)" if purpose else ""
+        why = f" (needed by {purpose})" if purpose else ""
         raise MissingExtraError(install_hint(missing) + why) from None

@@ -1,0 +1,135 @@
+"""``smoothsal evaluate``: a report card for every method, raw and smoothed, with two controls.
+
+One row per method, raw and smoothed by :class:`~smoothsal.smoothing.Smooth`, plus the
+registered controls that ignore the model (Sobel edges, a seeded random map), so a reader sees
+that the checks can fail. Sections: sanity (Adebayo et al. 2018, arXiv:1810.03292),
+faithfulness, complexity, roughness, pruning, localization, and the SmoothGrad paper's Fig. 2
+lines (see :mod:`.compute`).
+
+Outputs in ``out_dir``: ``report.csv``, ``report.json``, ``report.md``,
+``deletion_insertion.png``, ``randomization.png`` and ``jaggedness.png``. Every finished
+(section, row) result and every map goes to the results store
+(:class:`~smoothsal.studies.store.ResultsStore`) at once, so a rerun skips finished work.
+
+Steps: :mod:`.config` → :mod:`.compute` → :mod:`.report`, :mod:`.plots`; the command is :mod:`.command`.
+
+Example:
+    >>> from smoothsal.studies.evaluate import EvaluateConfig, run_evaluate
+    >>> report = run_evaluate(EvaluateConfig.preset("quick"))  # doctest: +SKIP
+    >>> report.row("grad_smooth")["sanity"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smoothsal.studies.evaluate.config import (
+    DEFAULT_METHODS,
+    FULL,
+    QUICK,
+    SECTIONS,
+    EvaluateConfig,
+)
+
+__all__ = ["DEFAULT_METHODS", "FULL", "QUICK", "SECTIONS", "EvaluateConfig", "EvaluateReport", "register_cli",
+           "run_evaluate"]  # fmt: skip
+
+
+@dataclass
+class EvaluateReport:
+    """What :func:`run_evaluate` returns.
+
+    Attributes:
+        rows: one dict per report row (keys :data:`~.report.COLUMNS`, plus the curves).
+        table: the Markdown tables printed by the CLI.
+        paths: ``{file name: path}`` of every file written.
+        computed: (section, row) results computed in this run (the rest came from the store).
+        settings: the settings used.
+        seconds: wall time of this run.
+    """
+
+    rows: list[dict[str, Any]]
+    table: str
+    paths: dict[str, Path]
+    computed: int
+    settings: dict[str, Any]
+    seconds: float
+
+    def row(self, key: str) -> dict[str, Any]:
+        """The row named ``key`` (e.g. ``"grad"``, ``"grad_smooth"``, ``"sobel"``, ``"random"``)."""
+        for r in self.rows:
+            if r["row"] == key:
+                return r
+        raise KeyError(f"no row {key!r}; rows are {[r['row'] for r in self.rows]}")
+
+
+def run_evaluate(config: EvaluateConfig) -> EvaluateReport:
+    """Build the report card of ``config`` and write it to ``config.out_dir``."""
+    if not isinstance(config, EvaluateConfig):
+        raise TypeError(f"`config` must be an EvaluateConfig, got {type(config).__name__}")
+    from smoothsal.studies.evaluate import compute as comp
+    from smoothsal.studies.evaluate.config import PRUNE_SHARE, SANITY_THRESHOLD
+    from smoothsal.studies.evaluate.plots import (
+        lines_from_json,
+        plot_jaggedness,
+        plot_perturbation_curves,
+        plot_randomization,
+    )
+    from smoothsal.studies.evaluate.report import markdown_tables, write_reports
+    from smoothsal.studies.store import ResultsStore
+
+    t_start = time.perf_counter()
+    net, x, targets, image_names, class_names = comp.load_data(config)
+    out = config.out_dir
+    store = ResultsStore(out, "evaluate", {**config.to_hash(), "data": comp.data_digest(x, targets)}, fresh=config.fresh)
+    sections = [s for s in SECTIONS if s != "localization" or config.wants_localization]
+    loc_store = None
+    if config.wants_localization:
+        loc_store = ResultsStore(out / "localization", "evaluate/localization", config.localization_hash(),
+                                 fresh=config.fresh)  # fmt: skip
+    rows = comp.build_rows(config, int(x.shape[-1]))
+    ctx = comp.Context(net, x, targets, config, store)
+    results, lines, computed = comp.compute_sections(
+        ctx, rows, sections, loc_store, (lambda: comp.localization_data(config)) if loc_store is not None else None
+    )
+
+    report_rows = []
+    for row in rows:
+        merged: dict[str, Any] = {"row": row.key, "method": row.method, "label": row.label, "kind": row.kind,
+                                  "smoothed": row.smoothed}  # fmt: skip
+        for section in sections:
+            merged.update(results[(section, row.key)])
+        report_rows.append(merged)
+    settings = {**config.as_dict(), "images": image_names, "targets": targets.tolist(), "image_size": int(x.shape[-1]),
+                "sanity_threshold": SANITY_THRESHOLD, "prune_share": PRUNE_SHARE,
+                "config_hash": store.config_hash}  # fmt: skip
+    if class_names:
+        settings["target_names"] = [class_names[int(t)] for t in targets]
+    if loc_store is not None:
+        def chance() -> dict[str, float]:  # relevance mass of a uniform map: the mean mask area
+            if ctx.loc is None:
+                ctx.loc = comp.localization_data(config)
+            return {"mass": float(ctx.loc[2].flatten(1).float().mean(dim=1).mean())}
+
+        settings["loc_chance_mass"] = loc_store.get_or_compute({"chance": "mass"}, chance)["mass"]
+        settings["loc_source"] = (
+            "the model and masked dataset passed in" if isinstance(config.localization, tuple)
+            else "a small CNN trained on synthetic scenes with smoothsal.studies.train"
+        )  # fmt: skip
+    table = markdown_tables(report_rows, settings)
+    paths = write_reports(out, report_rows, settings, table, lines)
+    paths["deletion_insertion.png"] = plot_perturbation_curves(out / "deletion_insertion.png", report_rows)
+    paths["randomization.png"] = plot_randomization(out / "randomization.png", report_rows)
+    if lines:
+        paths["jaggedness.png"] = plot_jaggedness(lines_from_json(lines), out / "jaggedness.png")
+    return EvaluateReport(report_rows, table, paths, computed, settings, round(time.perf_counter() - t_start, 2))
+
+
+def register_cli(app: Any) -> None:
+    """Add ``smoothsal evaluate`` to a :class:`typer.Typer` app."""
+    from smoothsal.studies.evaluate.command import register_cli as _register
+
+    _register(app)

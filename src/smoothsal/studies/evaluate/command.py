@@ -1,0 +1,76 @@
+"""``smoothsal evaluate``: the typer command of the report card.
+
+The command builds an :class:`~smoothsal.studies.evaluate.config.EvaluateConfig` from the
+options (quick or full preset, then the options given) inside the error handling, so a bad
+option (an unknown method, a negative noise level, a missing image) prints ``error: ...`` and
+exits with code 2 before any work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+__all__ = ["register_cli"]
+
+
+def _parse_baseline(text: str) -> str | float:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def register_cli(app: Any) -> None:
+    """Add ``smoothsal evaluate`` to a :class:`typer.Typer` app."""
+    import typer
+    from PIL import UnidentifiedImageError
+
+    from smoothsal.studies.evaluate.config import DEFAULT_METHODS
+
+    @app.command("evaluate")
+    def evaluate_command(
+        images: Optional[list[str]] = typer.Argument(None, help="Image files or bundled photo names (default: bundled photos)."),
+        methods: str = typer.Option(",".join(DEFAULT_METHODS), "--methods", help="Comma-separated method names."),
+        noise_level: float = typer.Option(0.15, "--noise-level", help="σ of the smoothed rows, fraction of the value range."),
+        samples: Optional[int] = typer.Option(None, "--samples", help="Noisy samples per smoothed map (default 8 quick, 50 full)."),
+        quick: bool = typer.Option(False, "--quick", help="Small settings: a few minutes on 2 CPU cores."),
+        out: Path = typer.Option(Path("out/evaluate"), "--out", help="Output folder (results resume from it)."),
+        model: str = typer.Option("lite0", "--model", help="lite0 | lite1 | lite2 | package.module:factory | TorchScript file."),
+        localization: Optional[bool] = typer.Option(
+            None, "--localization/--no-localization", help="Synthetic-mask section (default: on for bundled models)."
+        ),
+        seed: int = typer.Option(0, "--seed", help="Seed of noise, randomized weights and the random control."),
+        baseline: str = typer.Option("blur", "--baseline", help="Removed pixels become: blur | black | a number."),
+        ig_steps: Optional[int] = typer.Option(None, "--ig-steps", help="Integrated Gradients path points (default: the registry's)."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Inputs per model call (default: automatic)."),
+        max_memory: Optional[str] = typer.Option(
+            None, "--max-memory", help="Memory budget of the automatic batch size, e.g. 4GB (default: a fraction of what is free)."
+        ),
+        fresh: bool = typer.Option(False, "--fresh", help="Delete the results store in --out first."),
+        no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    ) -> None:
+        """Report card: sanity, faithfulness, localization, complexity, roughness, pruning per method, raw and smoothed."""
+        from smoothsal.studies.evaluate import EvaluateConfig, run_evaluate
+
+        try:
+            config = EvaluateConfig.preset(
+                "quick" if quick else "full", out_dir=out, methods=methods, noise_level=noise_level, n_samples=samples,
+                model=model, images=images or None, localization=localization, seed=seed,
+                baseline=_parse_baseline(baseline), ig_steps=ig_steps, batch_size=batch_size, progress=not no_progress,
+                fresh=fresh,
+            )  # fmt: skip
+            from smoothsal.batching import set_max_memory
+
+            set_max_memory(max_memory)
+            report = run_evaluate(config)
+        except (ValueError, FileNotFoundError, OSError, UnidentifiedImageError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from err
+        typer.echo(report.table)
+        passed = [r["label"] for r in report.rows if r.get("sanity") == "PASS"]
+        failed = [r["label"] for r in report.rows if r.get("sanity") == "FAIL"]
+        typer.echo(f"\nsanity check passed: {', '.join(passed) or 'none'}")
+        typer.echo(f"sanity check failed: {', '.join(failed) or 'none'}")
+        typer.echo(f"wrote {', '.join(sorted(report.paths))} to {out}/ in {report.seconds:.1f} s "
+                   f"({report.computed} results computed)")  # fmt: skip

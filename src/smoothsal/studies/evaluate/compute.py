@@ -1,0 +1,367 @@
+r"""Compute step of the report card: one store record per (section, row), maps as store arrays.
+
+Rows: each method raw and smoothed (:class:`~smoothsal.smoothing.Smooth`), built by the registry
+(:func:`~smoothsal.registry.method_factory`), plus the two registered controls that ignore the
+model (``sobel``, ``random``), so a reader sees that the checks can fail. Sections (means over
+the images):
+
+* **sanity** -- cascading model parameter randomization (Adebayo et al. 2018, arXiv:1810.03292):
+  :math:`|\rho_{\text{Spearman}}|` of ``|map|``, SSIM and top-k IoU between the original map and
+  the map after randomizing every layer from the top down to the lowest checkpoint (checkpoints
+  evenly spaced over the depth, :func:`~smoothsal.metrics.sanity.spaced_layers`), and the verdict
+  PASS (:math:`|\bar\rho| <` :data:`~.config.SANITY_THRESHOLD`, the mean over the cascade) or FAIL
+  (:func:`~smoothsal.metrics.sanity.sanity_verdict`);
+* **faithfulness** -- deletion and insertion AUC (most relevant first, probability of the target,
+  patches of 16 px at 224², the *same* baseline for both -- blurred by default -- so a random map
+  gives :math:`\text{AUC}_{ins} \approx \text{AUC}_{del}` and ``ins − del`` measures faithfulness
+  above chance), faithfulness correlation (Bhatt et al. 2020) and monotonicity (Nguyen &
+  Martínez 2020); for methods with a convergence delta (``method.has_convergence_delta``: IG,
+  DeepLIFT) also the mean relative completeness error :math:`|\sum a - (F(x) - F(x'))| / |F(x) - F(x')|`;
+* **complexity** -- sparseness (Gini) and entropy of the pixel map;
+* **roughness** -- :func:`~smoothsal.metrics.jaggedness.gradient_roughness`;
+* **pruning** -- the smallest :math:`q` (%) whose top-:math:`q` pixels keep
+  :data:`~.config.PRUNE_SHARE` of the target probability (:func:`~smoothsal.metrics.pruning.smallest_q`);
+* **localization** -- pointing game, relevance mass and top-k IoU against ground-truth object
+  masks (synthetic scenes and a small CNN trained on them, or the user's masked data); it has
+  its own store under ``out_dir/localization``, keyed by its own data;
+* **jaggedness** -- the SmoothGrad paper's Fig. 2 lines on the first image (Smilkov et al. 2017,
+  arXiv:1706.03825): gradient vs SmoothGrad along :math:`x + t\varepsilon`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from smoothsal.studies.evaluate.config import (
+    PRUNE_SHARE,
+    SANITY_THRESHOLD,
+    EvaluateConfig,
+    tensor_digest,
+)
+from smoothsal.studies.store import ResultsStore
+
+__all__ = ["Context", "ReportRow", "build_rows", "compute_sections", "jaggedness_lines", "load_data"]
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One row of the report card: a method factory ``model -> attribution method``."""
+
+    key: str  # "grad", "grad_smooth", "sobel", ...
+    method: str
+    label: str
+    kind: str  # "method" | "control"
+    smoothed: bool
+    factory: Callable[[nn.Module], Any] = field(compare=False)
+
+
+@dataclass
+class Context:
+    """What every section needs: the model, the images and their targets, the settings, the store."""
+
+    model: nn.Module
+    inputs: Tensor  # [B, C, H, W]
+    targets: Tensor  # [B]
+    config: EvaluateConfig
+    store: ResultsStore
+    loc: tuple[nn.Module, Tensor, Tensor, Tensor] | None = None  # model, images, masks, labels
+
+
+def build_rows(config: EvaluateConfig, image_size: int) -> list[ReportRow]:
+    """The report's rows: each method raw and smoothed, then the registered controls."""
+    from smoothsal.registry import METHODS, method_factory, method_spec
+
+    rows = []
+    for name in config.methods:
+        spec = method_spec(name)
+        over = config.method_overrides(name)
+        rows.append(ReportRow(name, name, spec.label_for(False), spec.kind, False,
+                              method_factory(name, image_size=image_size, **over)))  # fmt: skip
+        rows.append(ReportRow(f"{name}_smooth", name, spec.label_for(True), spec.kind, True,
+                              method_factory(name, config.smooth_settings(), image_size=image_size, **over)))  # fmt: skip
+    for name, spec in METHODS.items():
+        if spec.kind == "control":  # a control that draws random numbers takes the study's seed
+            takes_seed = "seed" in inspect.signature(spec.factory).parameters
+            over = {"seed": config.seed} if takes_seed else {}
+            rows.append(ReportRow(name, name, spec.label, spec.kind, False, method_factory(name, **over)))
+    return rows
+
+
+# ---- data ---------------------------------------------------------------------------------------
+def _load_model(config: EvaluateConfig) -> tuple[nn.Module, int | None, list[str] | None]:
+    if isinstance(config.model, nn.Module):
+        return config.model, None, None
+    from smoothsal.zoo import load_model
+
+    loaded = load_model(config.model)
+    return loaded.model, loaded.image_size, loaded.class_names
+
+
+def _load_images(config: EvaluateConfig, size: int) -> tuple[Tensor, list[str]]:
+    from smoothsal.datasets.photos import BUNDLED, bundled_photos, load_image
+
+    if isinstance(config.images, Tensor):
+        return config.images.detach().float(), [f"image{i}" for i in range(config.images.shape[0])]
+    if config.images is None:
+        photos = bundled_photos(list(config.photos) if config.photos else None, size=size)
+    else:
+        photos = [
+            bundled_photos([p], size=size)[0] if p in BUNDLED and not Path(p).exists()
+            else load_image(p, size)
+            for p in config.images
+        ]  # fmt: skip
+    return torch.cat([p.tensor for p in photos]), [p.name for p in photos]
+
+
+def load_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor, list[str], list[str] | None]:
+    """``(model, images [B, C, H, W], targets [B] (the model's top-1), image names, class names)``."""
+    from smoothsal._model import predict
+
+    net, size, class_names = _load_model(config)
+    if size is None:
+        size = int(config.images.shape[-1]) if isinstance(config.images, Tensor) else int(getattr(net, "image_size", 224))
+    x, names = _load_images(config, size)
+    targets = predict(net, x, batch_size=config.batch_size).argmax(dim=1)
+    return net, x, targets, names, class_names
+
+
+def localization_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor, Tensor]:
+    """(model, images, masks, labels) of the localization section."""
+    loc = config.localization
+    if isinstance(loc, tuple):
+        model, data = loc
+    else:
+        from smoothsal.studies.train import TrainConfig, load_split, train_model
+
+        kw = {} if config.loc_epochs is None else {"epochs": config.loc_epochs}
+        trained = train_model(TrainConfig(dataset="synthetic", arch="cnn", **kw), progress=config.progress)
+        _, test = load_split("synthetic")
+        model, data = trained.model, test.subset(list(range(min(config.loc_images, len(test)))))
+    return model, data.images.float(), data.masks, data.labels
+
+
+def data_digest(x: Tensor, targets: Tensor) -> str:
+    """Identifies the explained images and their targets in the store's configuration."""
+    return f"{tensor_digest(x)}-{tensor_digest(targets)}"
+
+
+# ---- sections -----------------------------------------------------------------------------------
+def _mean(t: Tensor) -> float:
+    return float(t.float().nanmean())
+
+
+def _scaled_patch(patch_224: int, x: Tensor) -> int:
+    """``patch_224`` pixels at 224 px, scaled to the images' size (at least 1)."""
+    return max(1, round(patch_224 * max(x.shape[-2:]) / 224))
+
+
+def _n_units(x: Tensor, patch: int) -> int:
+    h, w = x.shape[-2:]
+    return math.ceil(h / patch) * math.ceil(w / patch)
+
+
+def row_maps(ctx: Context, row: ReportRow) -> Tensor:
+    """The row's maps of the report images (a store array), with the convergence delta where the
+    method has one (recorded in the array's metadata)."""
+
+    def compute() -> tuple[Tensor, dict[str, Any]]:
+        method = row.factory(ctx.model)
+        if getattr(method, "has_convergence_delta", False):
+            maps, delta = method.attribute_with_delta(ctx.inputs, ctx.targets)
+            return maps.detach().float(), {"convergence_delta": _mean(delta.relative)}
+        return method.attribute(ctx.inputs, ctx.targets).detach().float(), {}
+
+    arr, _ = ctx.store.array({"maps": row.key}, compute)
+    return torch.from_numpy(arr)
+
+
+def _section_sanity(ctx: Context, row: ReportRow) -> dict[str, Any]:
+    from smoothsal.metrics.sanity import (
+        model_parameter_randomization,
+        sanity_verdict,
+        spaced_layers,
+    )
+
+    layers = spaced_layers(ctx.model, ctx.config.mprt_checkpoints)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="a map is constant")
+        res = model_parameter_randomization(
+            row.factory, ctx.model, ctx.inputs, ctx.targets, order="cascading", layers=layers, seed=ctx.config.seed
+        )
+    verdict = sanity_verdict(res, threshold=SANITY_THRESHOLD)
+    means = res.summary()
+    return {
+        "sanity": "PASS" if verdict.passed else "FAIL",
+        "sanity_score": verdict.score,
+        "sanity_reason": verdict.reason,
+        "mprt_spearman_abs": abs(means["spearman_abs"][-1]),
+        "mprt_ssim": means["ssim"][-1],
+        "mprt_topk_iou": means["topk_iou"][-1],
+        "_mprt": {"layers": res.layers, **means},
+    }
+
+
+def _section_faithfulness(ctx: Context, row: ReportRow) -> dict[str, Any]:
+    from smoothsal.metrics.faithfulness import (
+        auc,
+        deletion_curve,
+        faithfulness_correlation,
+        insertion_curve,
+        monotonicity,
+    )
+
+    c, x, t = ctx.config, ctx.inputs, ctx.targets
+    maps = row_maps(ctx, row)
+    patch, mono_patch = _scaled_patch(c.patch, x), _scaled_patch(c.monotonicity_patch, x)
+    steps = min(c.steps, _n_units(x, patch))
+    kw = {"batch_size": c.batch_size}
+    dele = deletion_curve(ctx.model, x, maps, t, steps=steps, patch=patch, baseline=c.baseline, **kw)
+    ins = insertion_curve(ctx.model, x, maps, t, steps=steps, patch=patch, baseline=c.baseline, **kw)
+    fc = faithfulness_correlation(ctx.model, x, maps, t, n_runs=c.fc_runs, patch=patch, seed=c.seed, **kw)
+    mono = monotonicity(ctx.model, x, maps, t, patch=mono_patch, **kw)
+    d_auc, i_auc = auc(dele), auc(ins)
+    meta = ctx.store.get({"maps": row.key}) or {}
+    return {
+        "deletion_auc": _mean(d_auc),
+        "insertion_auc": _mean(i_auc),
+        "ins_minus_del": _mean(i_auc - d_auc),
+        "faithfulness_corr": _mean(fc),
+        "monotonicity": _mean(mono),
+        "convergence_delta": meta.get("convergence_delta"),
+        "_curves": {
+            "fractions": dele.fractions.tolist(),
+            "deletion": dele.scores.mean(dim=0).tolist(),
+            "insertion": ins.scores.mean(dim=0).tolist(),
+        },
+    }
+
+
+def _section_complexity(ctx: Context, row: ReportRow) -> dict[str, Any]:
+    from smoothsal.metrics.complexity import entropy, sparseness
+
+    maps = row_maps(ctx, row)
+    return {
+        "sparseness": _mean(sparseness(maps, reduce_channels=True)),
+        "entropy": _mean(entropy(maps, reduce_channels=True)),
+    }
+
+
+def _section_roughness(ctx: Context, row: ReportRow) -> dict[str, Any]:
+    from smoothsal.metrics.jaggedness import gradient_roughness
+
+    r = gradient_roughness(
+        row.factory(ctx.model), ctx.inputs, ctx.targets, radius=0.01, n_pairs=ctx.config.roughness_pairs,
+        seed=ctx.config.seed, reference=row_maps(ctx, row),
+    )  # fmt: skip
+    return {"roughness": _mean(r[torch.isfinite(r)]) if torch.isfinite(r).any() else math.inf}
+
+
+def _section_pruning(ctx: Context, row: ReportRow) -> dict[str, Any]:
+    from smoothsal.metrics.pruning import attribution_pruning, smallest_q
+
+    res = attribution_pruning(
+        ctx.model, ctx.inputs, row_maps(ctx, row), ctx.targets, baseline=ctx.config.baseline,
+        batch_size=ctx.config.batch_size,
+    )  # fmt: skip
+    q10 = int((res.q == 10).nonzero()[0]) if bool((res.q == 10).any()) else 0
+    return {
+        "prune_q90": _mean(smallest_q(res, PRUNE_SHARE)),
+        "prune_conf_q10": _mean(res.confidence_kept[q10]),
+        "_pruning": {"q": res.q.tolist(), "confidence_kept": res.confidence_kept.mean(dim=1).tolist()},
+    }
+
+
+def _section_localization(ctx: Context, row: ReportRow) -> dict[str, Any]:
+    from smoothsal.metrics.localization import (
+        mask_topk_iou,
+        pointing_game,
+        relevance_mass,
+    )
+
+    if ctx.loc is None:
+        return {}
+    model, images, masks, labels = ctx.loc
+    maps = row.factory(model).attribute(images, labels).detach()
+    return {
+        "loc_pointing": _mean(pointing_game(maps, masks)),
+        "loc_mass": _mean(relevance_mass(maps, masks, relevance="abs")),
+        "loc_topk_iou": _mean(mask_topk_iou(maps, masks)),
+    }
+
+
+SECTION_FUNCTIONS: dict[str, Callable[[Context, ReportRow], dict[str, Any]]] = {
+    "sanity": _section_sanity,
+    "faithfulness": _section_faithfulness,
+    "complexity": _section_complexity,
+    "roughness": _section_roughness,
+    "pruning": _section_pruning,
+    "localization": _section_localization,
+}
+
+
+def jaggedness_lines(ctx: Context) -> dict[str, Any]:
+    """Fig. 2 of Smilkov et al. 2017 on the first image: the vanilla gradient and SmoothGrad at the
+    report's noise level, along the same line and pixel."""
+    from smoothsal.metrics.jaggedness import gradient_along_line
+    from smoothsal.registry import build_method
+
+    c, x0, t0 = ctx.config, ctx.inputs[:1], ctx.targets[:1]
+    methods = {
+        "gradient": build_method("grad", ctx.model),
+        f"SmoothGrad {c.noise_level:.0%}": build_method("grad", ctx.model, c.smooth_settings()),
+    }
+    out: dict[str, Any] = {}
+    pixel = None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*change the predicted class")
+        for label, method in methods.items():
+            line = gradient_along_line(
+                method, x0, t0, pixel=pixel, t_steps=c.line_steps, seed=c.seed, batch_size=c.batch_size
+            )
+            pixel = line.pixel  # the smoothed line follows the gradient's pixel
+            out[label] = {
+                "t": line.t.tolist(), "partials": line.partials.tolist(), "keeps_class": line.keeps_class.tolist(),
+                "raw_partials": line.raw_partials.tolist(), "scale": line.scale.tolist(), "pixel": list(line.pixel),
+                "target": line.target, "predicted": line.predicted, "tv_per_step": line.roughness,
+            }  # fmt: skip
+    return out
+
+
+def compute_sections(
+    ctx: Context,
+    rows: list[ReportRow],
+    sections: list[str],
+    loc_store: ResultsStore | None,
+    loc_loader: Callable[[], tuple[nn.Module, Tensor, Tensor, Tensor]] | None,
+) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, Any], int]:
+    """Compute what the stores lack; returns ``({(section, row key): values}, jaggedness lines, computed)``."""
+    from tqdm.auto import tqdm
+
+    def store_of(section: str) -> ResultsStore:
+        return loc_store if section == "localization" and loc_store is not None else ctx.store
+
+    pending = [(s, r) for s in sections for r in rows if {"section": s, "row": r.key} not in store_of(s)]
+    if any(s == "localization" for s, _ in pending) and loc_loader is not None:
+        ctx.loc = loc_loader()
+    computed = 0
+    with tqdm(total=len(pending), desc="evaluate", unit="result", disable=not ctx.config.progress) as bar:
+        for section, row in pending:
+            bar.set_postfix_str(f"{section}: {row.label}")
+            store_of(section).put({"section": section, "row": row.key}, SECTION_FUNCTIONS[section](ctx, row))
+            computed += 1
+            bar.update(1)
+    line_unit = {"jaggedness": "lines"}
+    if line_unit not in ctx.store:
+        ctx.store.put(line_unit, jaggedness_lines(ctx))
+        computed += 1
+    results = {(s, r.key): store_of(s).get({"section": s, "row": r.key}) or {} for s in sections for r in rows}
+    return results, ctx.store.get(line_unit) or {}, computed

@@ -1,0 +1,280 @@
+"""Settings of the report card: one frozen dataclass, checked before any work.
+
+:class:`EvaluateConfig` holds every setting of :func:`~smoothsal.studies.evaluate.run_evaluate`;
+the CLI and the API build it the same way, through :meth:`EvaluateConfig.preset`, from the
+:data:`QUICK` or :data:`FULL` preset plus the settings given. ``__post_init__`` checks every
+argument (unknown methods, a negative noise level, a missing image file, a bad model spec, a
+localization dataset without masks, ...) before a model is loaded.
+
+Method settings (IG path points, occlusion window) come from the registry
+(:func:`smoothsal.registry.build_method`); ``ig_steps`` overrides IG's ``steps`` only when given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smoothsal._validation import check_nonnegative, check_positive_int
+
+__all__ = [
+    "BASELINES",
+    "DEFAULT_METHODS",
+    "FULL",
+    "PRESETS",
+    "PRUNE_SHARE",
+    "QUICK",
+    "SANITY_THRESHOLD",
+    "SECTIONS",
+    "EvaluateConfig",
+]  # fmt: skip
+
+DEFAULT_METHODS: tuple[str, ...] = ("grad", "ig", "guided", "gradcam", "gradcam++")
+SECTIONS: tuple[str, ...] = ("sanity", "faithfulness", "complexity", "roughness", "pruning", "localization")
+#: sanity verdict: PASS when the mean |Spearman| over the cascade is below this (Adebayo et al. 2018)
+SANITY_THRESHOLD = 0.5
+#: pruning column: the smallest kept share of pixels that keeps this share of the target probability
+PRUNE_SHARE = 0.9
+BASELINES: tuple[str, ...] = ("blur", "black")
+BUNDLED_MODELS: tuple[str, ...] = ("lite0", "lite1", "lite2")
+
+#: Full settings. ``patch`` sizes are for 224 px images and scale with the image size. Takes about
+#: an hour on a 2-core CPU with the default methods (smoothed IG dominates).
+FULL: dict[str, Any] = {
+    "photos": None,
+    "n_samples": 50,
+    "steps": 20,
+    "patch": 16,
+    "monotonicity_patch": 16,
+    "fc_runs": 50,
+    "mprt_checkpoints": 6,
+    "roughness_pairs": 4,
+    "line_steps": 101,
+    "loc_images": 128,
+    "loc_epochs": None,
+}
+#: Quick settings: one photo, so its correlations are single-image numbers (a random map's
+#: faithfulness correlation then has a spread of about ±1/sqrt(fc_runs - 1) around 0).
+QUICK: dict[str, Any] = {
+    "photos": ("chelsea",),
+    "n_samples": 8,
+    "steps": 10,
+    "patch": 16,
+    "monotonicity_patch": 32,
+    "fc_runs": 16,
+    "mprt_checkpoints": 4,
+    "roughness_pairs": 2,
+    "line_steps": 21,
+    "loc_images": 32,
+    "loc_epochs": 4,
+}
+PRESETS: dict[str, dict[str, Any]] = {"quick": QUICK, "full": FULL}
+
+
+def module_digest(model: Any) -> str:
+    """SHA-1 of a module's class name and weights (identifies a user's model in the store)."""
+    h = hashlib.sha1(type(model).__name__.encode())
+    for name, p in model.state_dict().items():
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def tensor_digest(t: Any) -> str:
+    """SHA-1 of a tensor's values."""
+    return hashlib.sha1(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Every setting of the report card (defaults: the :data:`FULL` preset).
+
+    Attributes:
+        out_dir: folder of the results store and the output files.
+        methods: registered method names or aliases (``"smoothgrad"`` is ``"grad"``), a list or a
+            comma-separated string; each gives a raw and a smoothed row. The controls ``sobel``
+            and ``random`` are always added.
+        noise_level: σ of the smoothed rows, a fraction of each image's value range.
+        model: ``"lite0"``/``"lite1"``/``"lite2"``, ``"package.module:factory"``, a TorchScript
+            file, or an ``nn.Module`` taking ``[B, C, H, W]`` images in [0, 1].
+        images: bundled photo names / image files, or a tensor ``[N, C, H, W]``; ``None`` = the
+            bundled photos named by ``photos`` (all of them when ``None``).
+        localization: ``None`` = on for the bundled models (a small CNN trained on synthetic
+            scenes), off for user models; ``True``/``False``; or ``(model, ImageDataset with masks)``.
+        seed: seed of the noise, the randomized weights and the random control.
+        baseline: what removed pixels become (deletion, insertion, pruning): ``"blur"``,
+            ``"black"`` or a number.
+        ig_steps: Integrated Gradients path points, raw and smoothed (``None``: the registry's).
+        photos, n_samples, steps, patch, monotonicity_patch, fc_runs, mprt_checkpoints,
+            roughness_pairs, line_steps, loc_images, loc_epochs: see :data:`FULL`.
+        batch_size: inputs per model call; ``None`` = automatic (:mod:`smoothsal.batching`).
+        progress: show a progress bar. fresh: delete the results store first.
+    """
+
+    out_dir: Path = Path("out/evaluate")
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    noise_level: float = 0.15
+    model: Any = field(default="lite0", compare=False)
+    images: Any = field(default=None, compare=False)
+    localization: Any = field(default=None, compare=False)
+    seed: int = 0
+    baseline: str | float = "blur"
+    ig_steps: int | None = None
+    photos: tuple[str, ...] | None = FULL["photos"]
+    n_samples: int = FULL["n_samples"]
+    steps: int = FULL["steps"]
+    patch: int = FULL["patch"]
+    monotonicity_patch: int = FULL["monotonicity_patch"]
+    fc_runs: int = FULL["fc_runs"]
+    mprt_checkpoints: int = FULL["mprt_checkpoints"]
+    roughness_pairs: int = FULL["roughness_pairs"]
+    line_steps: int = FULL["line_steps"]
+    loc_images: int = FULL["loc_images"]
+    loc_epochs: int | None = FULL["loc_epochs"]
+    batch_size: int | None = None
+    progress: bool = True
+    fresh: bool = False
+
+    @classmethod
+    def preset(cls, name: str = "full", **settings: Any) -> EvaluateConfig:
+        """The ``"quick"`` or ``"full"`` preset, with every setting that is not ``None`` replacing it.
+
+        Example:
+            >>> EvaluateConfig.preset("quick", n_samples=4, images=None).n_samples
+            4
+        """
+        if name not in PRESETS:
+            raise ValueError(f"`preset` must be one of {sorted(PRESETS)}, got {name!r}")
+        return cls(**{**PRESETS[name], **{k: v for k, v in settings.items() if v is not None}})
+
+    def __post_init__(self) -> None:
+        import torch
+        from torch import nn
+
+        from smoothsal.datasets.photos import BUNDLED
+        from smoothsal.registry import parse_methods
+
+        set_ = lambda name, value: object.__setattr__(self, name, value)
+        set_("out_dir", Path(self.out_dir))
+        methods = self.methods.split(",") if isinstance(self.methods, str) else list(self.methods)
+        set_("methods", tuple(parse_methods(methods, kinds=("method",))))
+        set_("noise_level", check_nonnegative(self.noise_level, "noise_level"))
+        check_positive_int(self.seed, "seed", minimum=0)
+        if isinstance(self.baseline, str):
+            if self.baseline not in BASELINES:
+                raise ValueError(f"`baseline` must be one of {list(BASELINES)} or a number, got {self.baseline!r}")
+        elif isinstance(self.baseline, bool) or not isinstance(self.baseline, (int, float)) or not math.isfinite(
+            self.baseline
+        ):
+            raise ValueError(f"`baseline` must be one of {list(BASELINES)} or a finite number, got {self.baseline!r}")
+        if self.ig_steps is not None:
+            check_positive_int(self.ig_steps, "ig_steps", minimum=2)
+        for name in ("n_samples", "steps", "patch", "monotonicity_patch", "roughness_pairs", "loc_images"):
+            check_positive_int(getattr(self, name), name)
+        check_positive_int(self.fc_runs, "fc_runs", minimum=2)
+        check_positive_int(self.mprt_checkpoints, "mprt_checkpoints")
+        check_positive_int(self.line_steps, "line_steps", minimum=2)
+        if self.loc_epochs is not None:
+            check_positive_int(self.loc_epochs, "loc_epochs")
+        if self.batch_size is not None:
+            check_positive_int(self.batch_size, "batch_size")
+        for name in ("progress", "fresh"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
+        if self.photos is not None:
+            photos = (self.photos,) if isinstance(self.photos, str) else tuple(self.photos)
+            unknown = [p for p in photos if p not in BUNDLED]
+            if unknown or not photos:
+                raise ValueError(f"`photos` must be names from {sorted(BUNDLED)}, got {list(photos)}")
+            set_("photos", photos)
+
+        # the model: a module, a bundled name, a factory spec or a TorchScript file
+        if isinstance(self.model, str):
+            spec = self.model
+            if spec not in BUNDLED_MODELS and not Path(spec).is_file() and ":" not in spec:
+                raise ValueError(
+                    f"`model` must be one of {list(BUNDLED_MODELS)}, 'package.module:factory' or a TorchScript "
+                    f"file; got {spec!r}"
+                )
+        elif not isinstance(self.model, nn.Module):
+            raise TypeError(f"`model` must be a model spec string or an nn.Module, got {type(self.model).__name__}")
+
+        # the images: a tensor, or bundled names / files
+        if isinstance(self.images, torch.Tensor):
+            if self.images.dim() != 4 or not self.images.is_floating_point() or self.images.shape[0] == 0:
+                raise ValueError(f"`images` must be a float tensor [N, C, H, W], got shape {tuple(self.images.shape)}")
+        elif self.images is not None:
+            items = (self.images,) if isinstance(self.images, (str, Path)) else tuple(self.images)
+            items = tuple(str(p) for p in items)
+            for item in items:
+                if item not in BUNDLED and not Path(item).is_file():
+                    raise FileNotFoundError(
+                        f"`images`: {item!r} is neither an image file nor a bundled photo ({sorted(BUNDLED)})"
+                    )
+            set_("images", items or None)
+
+        loc = self.localization
+        if isinstance(loc, tuple):
+            if len(loc) != 2 or not isinstance(loc[0], nn.Module):
+                raise TypeError("`localization` must be None, a bool, or a (model, ImageDataset with masks) pair")
+            if getattr(loc[1], "masks", None) is None:
+                raise ValueError("`localization` dataset has no masks; localization needs ground-truth object masks")
+        elif loc is not None and not isinstance(loc, bool):
+            raise TypeError("`localization` must be None, a bool, or a (model, ImageDataset with masks) pair")
+
+    # ---- derived -----------------------------------------------------------------------------
+    @property
+    def bundled_model(self) -> bool:
+        return isinstance(self.model, str) and self.model in BUNDLED_MODELS
+
+    @property
+    def wants_localization(self) -> bool:
+        return self.bundled_model if self.localization is None else self.localization is not False
+
+    def model_id(self) -> str:
+        return self.model if isinstance(self.model, str) else f"module:{module_digest(self.model)}"
+
+    def method_overrides(self, name: str) -> dict[str, Any]:
+        """Constructor settings the user set for method ``name`` (only ``ig_steps`` today)."""
+        return {"steps": self.ig_steps} if name == "ig" and self.ig_steps is not None else {}
+
+    def smooth_settings(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`~smoothsal.smoothing.Smooth` for the smoothed rows."""
+        return {"noise_level": self.noise_level, "n_samples": self.n_samples, "seed": self.seed,
+                "batch_size": self.batch_size}  # fmt: skip
+
+    def to_hash(self) -> dict[str, Any]:
+        """The settings that change results (the store's configuration, with the data's digests).
+
+        Methods are not in it (each row is its own unit, so adding a method reuses the others),
+        nor are the output folder, progress, batch size and the localization data's settings
+        (the localization section has its own store, keyed by its own data).
+        """
+        skip = {"out_dir", "methods", "model", "images", "localization", "photos", "loc_images", "loc_epochs",
+                "batch_size", "progress", "fresh"}  # fmt: skip
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+        out["model"] = self.model_id()
+        return out
+
+    def localization_hash(self) -> dict[str, Any]:
+        """The settings of the localization section's own store."""
+        loc = self.localization
+        if isinstance(loc, tuple):
+            source = f"{module_digest(loc[0])}-{tensor_digest(loc[1].images)}"
+        else:
+            source = f"synthetic-{self.loc_epochs}-{self.loc_images}"
+        return {"source": source, "noise_level": self.noise_level, "n_samples": self.n_samples, "seed": self.seed,
+                "ig_steps": self.ig_steps}  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values (for ``report.json``)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("model", "images", "localization")}  # fmt: skip
+        out["out_dir"] = str(self.out_dir)
+        out["model"] = self.model_id()
+        return out
+

@@ -1,0 +1,276 @@
+r"""Compute step of the stability–fidelity study: one store record per (setting, method, σ).
+
+For each setting of Table 1 of Ye & Farnia 2025 (arXiv:2411.05837) -- DT disjoint training
+sets, DR different recipes, DA different architectures -- the models are trained (or loaded
+from the cache), a seeded set of test inputs is fixed with their **true** labels as targets,
+and for each method and σ of the grid one row is recorded:
+
+* the stability error (their eq. 12) :math:`\operatorname{mean}_{i<j}\mathbb E_x\lVert\tilde S_i(x)-\tilde S_j(x)\rVert_2`
+  with its std over model pairs, raw and norm-scaled, and SSIM / top-k IoU / Spearman / cosine
+  between the models' maps (:func:`~smoothsal.metrics.tradeoff.stability_from_maps`);
+* the fidelity error (their eq. 13) :math:`\mathbb E_x\lVert\tilde S_i(x)-S_i(x)\rVert_2` pooled
+  over the models and inputs (:func:`~smoothsal.metrics.tradeoff.fidelity_from_maps`),
+
+with :math:`\tilde S = \mathrm{Smooth}_\sigma(S)` and σ = 0 the unsmoothed method. The raw maps
+of a (setting, method) are computed once and serve every σ. All models get the same noise draws
+(one seed: common random numbers), so the stability error compares maps, not Monte-Carlo draws.
+
+Methods come from the registry (:func:`~smoothsal.registry.build_method`): raw with their raw
+settings, smoothed with their smoothed settings; a method that cannot explain a model (Grad-CAM
+on an MLP: no conv layer) leaves that model out of its pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from smoothsal.studies.store import ResultsStore
+from smoothsal.studies.tradeoff.config import PHOTO_MODELS, TradeoffConfig
+
+__all__ = ["FIELDS", "compute", "curve_rows", "fixed_inputs", "row_unit"]
+
+#: columns of ``results.csv``, in order
+FIELDS: tuple[str, ...] = (
+    "setting", "method", "noise_level", "n_models", "n_pairs", "n_inputs", "n_samples",
+    "stability_mean", "stability_std", "stability_norm_mean", "stability_norm_std",
+    "fidelity_mean", "fidelity_std", "fidelity_norm_mean", "fidelity_norm_std",
+    "ssim_mean", "ssim_std", "topk_iou_mean", "topk_iou_std", "spearman_mean", "cosine_mean",
+    "pair_stability", "pair_stability_norm", "pair_ssim", "pair_topk_iou", "models",
+)  # fmt: skip
+
+
+def row_unit(setting: str, method: str, noise_level: float) -> dict[str, Any]:
+    """The store unit of one row."""
+    return {"setting": setting, "method": method, "noise_level": round(float(noise_level), 10)}
+
+
+def _models_unit(setting: str) -> dict[str, Any]:
+    return {"models_of": setting}
+
+
+# ---- inputs and models ---------------------------------------------------------------------------
+@dataclass
+class _Pretrained:
+    """A zoo model in the place of a :class:`~smoothsal.studies.train.TrainedModel` (no test split)."""
+
+    name: str
+    model: nn.Module
+    test_accuracy: float = float("nan")
+
+
+def fixed_inputs(config: TradeoffConfig) -> tuple[Tensor, Tensor]:
+    """The explained inputs ``[N, C, S, S]`` and their targets ``[N]``.
+
+    Digits / synthetic: a seeded subset of the test split with its true labels. Photos: the
+    first ``n_inputs`` bundled photos at 224² and EfficientNet-Lite0's top-1 classes.
+    """
+    if config.dataset == "photos":
+        from smoothsal._model import predict
+        from smoothsal.datasets.photos import BUNDLED, bundled_photos
+        from smoothsal.zoo import efficientnet_lite0
+
+        x = torch.cat([p.tensor for p in bundled_photos(list(BUNDLED)[: config.n_inputs])])
+        return x, predict(efficientnet_lite0(), x, batch_size=config.batch_size).argmax(dim=1)
+
+    from smoothsal.studies.train import load_split
+
+    _, test = load_split(config.dataset, image_size=config.base.image_size)
+    if config.n_inputs > len(test):
+        raise ValueError(f"`n_inputs` must be <= {len(test)} (the {config.dataset} test split), got {config.n_inputs}")
+    idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(config.seed))[: config.n_inputs]
+    sub = test.subset(idx)
+    return sub.images, sub.labels
+
+
+def _model_name(trained: Any, index: int) -> str:
+    if isinstance(trained, _Pretrained):
+        return f"m{index}:{trained.name}"
+    cfg = trained.config
+    parts = [cfg.arch, cfg.optimizer, f"lr{cfg.lr:g}", f"seed{cfg.seed}"]
+    if cfg.augment:
+        parts.append("aug")
+    if cfg.split is not None:
+        parts.append(f"part{cfg.split[0]}of{cfg.split[1]}")
+    return f"m{index}:" + "-".join(parts)
+
+
+def _models(config: TradeoffConfig, setting: str) -> list[Any]:
+    if config.dataset == "photos":
+        from smoothsal.zoo import efficientnet_lite
+
+        return [_Pretrained(name, efficientnet_lite(name)) for name in PHOTO_MODELS]
+    from smoothsal.studies.train import models_for_setting
+
+    return models_for_setting(
+        setting, dataset=config.dataset, n_models=config.n_models, base=config.base, cache_dir=config.cache_dir,
+        progress=config.progress,
+    )  # fmt: skip
+
+
+# ---- rows ------------------------------------------------------------------------------------------
+def _row(
+    sigma: float, raw: list[Tensor], smoothed: list[Tensor], names: list[str], n_samples: int
+) -> dict[str, Any]:
+    from smoothsal.metrics.tradeoff import fidelity_from_maps, stability_from_maps
+
+    stab = stability_from_maps(smoothed)
+    fid = fidelity_from_maps(torch.cat(smoothed), torch.cat(raw))  # pooled over models × inputs
+    return {
+        "n_models": len(raw),
+        "n_pairs": len(stab.pairs),
+        "n_inputs": stab.n_inputs,
+        "n_samples": n_samples if sigma > 0 else 0,
+        "stability_mean": stab.mean,
+        "stability_std": stab.std,
+        "stability_norm_mean": stab.mean_normalized,
+        "stability_norm_std": stab.std_normalized,
+        "fidelity_mean": fid.mean,
+        "fidelity_std": fid.std,
+        "fidelity_norm_mean": fid.mean_normalized,
+        "fidelity_norm_std": fid.std_normalized,
+        "ssim_mean": stab.ssim,
+        "ssim_std": stab.ssim_std,
+        "topk_iou_mean": stab.topk_iou,
+        "topk_iou_std": stab.topk_iou_std,
+        "spearman_mean": stab.spearman,
+        "cosine_mean": stab.cosine,
+        "pair_stability": stab.pair_errors.tolist(),
+        "pair_stability_norm": stab.pair_errors_normalized.tolist(),
+        "pair_ssim": stab.pair_ssim.tolist(),
+        "pair_topk_iou": stab.pair_topk_iou.tolist(),
+        "models": "+".join(names),
+    }
+
+
+def curve_rows(
+    method: str,
+    models: Sequence[nn.Module],
+    names: Sequence[str],
+    inputs: Tensor,
+    targets: Tensor,
+    sigmas: Sequence[float],
+    *,
+    n_samples: int,
+    seed: int = 0,
+    batch_size: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    label: str = "",
+) -> Iterator[tuple[float, dict[str, Any]]]:
+    """``(σ, row values)`` of one method on a set of models, for each σ of ``sigmas``.
+
+    The unsmoothed maps are computed once. Models the method cannot explain (its constructor
+    raises ``ValueError``, e.g. Grad-CAM without a conv layer) are left out; with fewer than two
+    left nothing is yielded (with a warning).
+
+    Args:
+        method: registered method name.
+        models, names: the models compared and their names (same order).
+        inputs, targets: ``[N, ...]`` inputs and ``[N]`` classes explained in every model.
+        sigmas: noise levels (0 = unsmoothed).
+        n_samples, seed, batch_size: of :class:`~smoothsal.smoothing.Smooth`; ``batch_size`` is
+            also the inputs per method call (``None`` = automatic).
+        overrides: constructor settings the user set (e.g. ``{"steps": 8}`` for IG).
+        label: names the curve in warnings.
+    """
+    from smoothsal.metrics import attribution_maps
+    from smoothsal.registry import build_method
+
+    overrides = dict(overrides or {})
+    size = int(inputs.shape[-1]) if inputs.dim() == 4 else None
+    chosen, skipped = [], []
+    for i, model in enumerate(models):
+        try:
+            build_method(method, model, image_size=size, **overrides)
+        except ValueError as err:
+            skipped.append(f"{names[i]} ({err})")
+        else:
+            chosen.append(i)
+    if skipped:
+        warnings.warn(f"{label or method}: left out {'; '.join(skipped)}", UserWarning, stacklevel=2)
+    if len(chosen) < 2:
+        warnings.warn(f"{label or method}: fewer than 2 models can be explained; rows skipped", UserWarning, stacklevel=2)
+        return
+    kept = [models[i] for i in chosen]
+    kept_names = [names[i] for i in chosen]
+    raw = [
+        attribution_maps(build_method(method, m, image_size=size, **overrides), inputs, targets, batch_size=batch_size)
+        for m in kept
+    ]  # each [N, C or 1, H, W]
+    for sigma in sigmas:
+        smoothed = raw
+        if sigma > 0:
+            smooth = {"noise_level": float(sigma), "n_samples": n_samples, "seed": seed, "batch_size": batch_size}
+            smoothed = [
+                attribution_maps(
+                    build_method(method, m, smooth, image_size=size, **overrides), inputs, targets, batch_size=batch_size
+                )
+                for m in kept
+            ]
+        yield float(sigma), _row(float(sigma), raw, smoothed, kept_names, n_samples)
+
+
+def compute(
+    config: TradeoffConfig,
+    store: ResultsStore,
+    *,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
+    """Compute every missing row of ``config`` into ``store``.
+
+    Returns:
+        ``(rows, models, computed)``: the rows of the requested grid in (setting, method, σ)
+        order (each ``{**unit, **values}``), ``{setting: [model info]}``, and how many rows this
+        call computed. ``on_row`` is called with each new row after it was recorded.
+    """
+    from tqdm.auto import tqdm
+
+    wanted = [(s, m, g) for s in config.settings for m in config.methods for g in config.noise_levels]
+    pending = [w for w in wanted if row_unit(*w) not in store]
+    inputs, labels = fixed_inputs(config) if pending else (None, None)
+    computed = 0
+    with tqdm(total=len(pending), desc="tradeoff rows", disable=not config.progress) as bar:
+        for setting in config.settings:
+            todo = [w for w in pending if w[0] == setting]
+            if not todo and _models_unit(setting) in store:
+                continue
+            trained = _models(config, setting)
+            names = [_model_name(t, i) for i, t in enumerate(trained)]
+            info = [
+                {"name": n, "test_accuracy": float(t.test_accuracy),
+                 "config": dataclasses.asdict(t.config) if hasattr(t, "config") else "ImageNet-pretrained"}
+                for n, t in zip(names, trained)
+            ]  # fmt: skip
+            if _models_unit(setting) not in store:
+                store.put(_models_unit(setting), {"models": info})
+            for method in config.methods:
+                sigmas = [w[2] for w in todo if w[1] == method]
+                if not sigmas:
+                    continue
+                produced = 0
+                rows = curve_rows(
+                    method, [t.model for t in trained], names, inputs, labels, sigmas, n_samples=config.n_samples,
+                    seed=config.seed, batch_size=config.batch_size, overrides=config.method_overrides(method),
+                    label=f"{setting}/{method}",
+                )  # fmt: skip
+                for sigma, values in rows:
+                    unit = row_unit(setting, method, sigma)
+                    row = {**unit, **store.put(unit, values)}
+                    computed, produced = computed + 1, produced + 1
+                    bar.update(1)
+                    if on_row is not None:
+                        on_row(row)
+                bar.update(len(sigmas) - produced)  # rows curve_rows had to skip
+    rows = []
+    for w in wanted:
+        found = store.get(row_unit(*w))
+        if found is not None:
+            rows.append({**row_unit(*w), **found})
+    models = {s: (store.get(_models_unit(s)) or {}).get("models", []) for s in config.settings}
+    return rows, models, computed

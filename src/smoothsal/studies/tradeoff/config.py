@@ -1,0 +1,238 @@
+"""Settings of the stability–fidelity study: one frozen dataclass, checked before any work.
+
+:class:`TradeoffConfig` holds every setting of :func:`~smoothsal.studies.tradeoff.run_tradeoff`;
+the CLI and the API build it the same way, through :meth:`TradeoffConfig.preset`, from the
+:data:`QUICK` or :data:`FULL` preset plus the settings given. Every argument is checked in
+``__post_init__`` (unknown methods, settings or dataset, negative noise levels, ``epochs = 0``, ...)
+so a mistake is reported before a single model is trained.
+
+The σ grid always holds σ = 0: the fidelity error (Ye & Farnia 2025, arXiv:2411.05837, eq. 13)
+is measured against the unsmoothed map and the recommendation needs the σ = 0 end of the curve,
+so a grid without it gets it added (``zero_added`` says so).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smoothsal._validation import check_nonnegative, check_positive_int
+
+__all__ = ["DATASETS", "FULL", "PHOTO_MODELS", "PRESETS", "QUICK", "SETTINGS", "TradeoffConfig"]
+
+#: Table 1's three ways two models differ (Ye & Farnia 2025, arXiv:2411.05837, §6).
+SETTINGS: dict[str, str] = {
+    "DT": "different training sets",
+    "DR": "different training recipes",
+    "DA": "different architectures",
+}
+#: ``digits`` and ``synthetic`` train small classifiers; ``photos`` compares pretrained models.
+DATASETS: tuple[str, ...] = ("digits", "synthetic", "photos")
+#: the pretrained models compared on ``dataset="photos"`` (setting DA: same data, other architectures)
+PHOTO_MODELS: tuple[str, ...] = ("lite0", "lite1", "lite2")
+
+#: Full run: Table 1's setup at a size a CPU finishes overnight (``epochs=None``: TrainConfig's default).
+FULL: dict[str, Any] = {
+    "noise_levels": (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5),
+    "n_inputs": 128,
+    "n_samples": 64,
+    "n_models": 3,
+    "epochs": None,
+}
+#: Quick run: minutes on 2 CPU cores, training included.
+QUICK: dict[str, Any] = {
+    "noise_levels": (0.0, 0.05, 0.15, 0.3),
+    "n_inputs": 20,
+    "n_samples": 10,
+    "n_models": 3,
+    "epochs": 2,
+}
+#: Defaults of ``dataset="photos"`` (three pretrained networks, a handful of photos).
+PHOTOS: dict[str, Any] = {"settings": ("DA",), "n_inputs": 4, "epochs": None}
+PRESETS: dict[str, dict[str, Any]] = {"quick": QUICK, "full": FULL}
+
+
+def _names(value: Any, name: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = tuple(str(v).strip() for v in items if str(v).strip())
+    if not out:
+        raise ValueError(f"`{name}` must name at least one entry, got {value!r}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"`{name}` must not repeat entries, got {list(out)}")
+    return out
+
+
+def _optional_nonnegative(value: Any, name: str) -> float | None:
+    return None if value is None else check_nonnegative(value, name)
+
+
+@dataclass(frozen=True)
+class TradeoffConfig:
+    """Every setting of the stability–fidelity study (defaults: the :data:`FULL` preset).
+
+    Attributes:
+        out_dir: folder of the results store and the output files.
+        dataset: ``"digits"``, ``"synthetic"`` (small classifiers trained by
+            :mod:`smoothsal.studies.train`) or ``"photos"`` (pretrained EfficientNet-Lite0/1/2 on the
+            bundled photos; setting DA only).
+        methods: registered method names (:data:`smoothsal.registry.METHODS`, aliases allowed).
+        settings: keys of :data:`SETTINGS`.
+        noise_levels: the σ grid, fractions of each input's value range; σ = 0 is added if missing.
+        n_inputs: test inputs explained (their true labels are the targets).
+        n_samples: noisy samples per smoothed map (a fixed number, the same noise for every model).
+        n_models: models per setting (>= 2).
+        epochs: training epochs of every model (``None``: ``base``'s, or TrainConfig's default).
+        ig_steps: Integrated Gradients path points; ``None`` keeps the registry's settings.
+        base: the :class:`~smoothsal.studies.train.TrainConfig` each setting varies (default: the
+            dataset's default config).
+        seed: picks the test inputs and seeds the smoothing noise.
+        table_noise_level: σ of ``table1.md``'s smoothed columns (Table 1's 0.15).
+        stability_target, fidelity_bound: recommendation rules on the norm-scaled errors.
+        batch_size: inputs (noisy inputs under smoothing) per method call; ``None`` = automatic
+            (:mod:`smoothsal.batching`). Does not change results.
+        cache_dir: where trained models are cached (default: ``$SMOOTHSAL_CACHE``).
+        progress: show progress bars. fresh: delete the results store first.
+        zero_added: set when σ = 0 was not in the requested grid and was added.
+    """
+
+    out_dir: Path = Path("out/tradeoff")
+    dataset: str = "digits"
+    methods: tuple[str, ...] = ("grad", "ig", "gradcam", "gradcam++")
+    settings: tuple[str, ...] = ("DT", "DR", "DA")
+    noise_levels: tuple[float, ...] = FULL["noise_levels"]
+    n_inputs: int = FULL["n_inputs"]
+    n_samples: int = FULL["n_samples"]
+    n_models: int = FULL["n_models"]
+    epochs: int | None = FULL["epochs"]
+    ig_steps: int | None = None
+    base: Any = None
+    seed: int = 0
+    table_noise_level: float = 0.15
+    stability_target: float | None = None
+    fidelity_bound: float | None = None
+    batch_size: int | None = None
+    cache_dir: Path | None = None
+    progress: bool = True
+    fresh: bool = False
+    zero_added: bool = field(default=False, init=False)
+
+    @classmethod
+    def preset(cls, name: str = "full", **settings: Any) -> TradeoffConfig:
+        """The ``"quick"`` or ``"full"`` preset, with every setting that is not ``None`` replacing it.
+
+        ``dataset="photos"`` defaults to setting DA and 4 photos.
+
+        Example:
+            >>> TradeoffConfig.preset("quick", n_inputs=None, n_samples=5).n_samples
+            5
+        """
+        if name not in PRESETS:
+            raise ValueError(f"`preset` must be one of {sorted(PRESETS)}, got {name!r}")
+        given = {k: v for k, v in settings.items() if v is not None}
+        values = dict(PRESETS[name])
+        if given.get("dataset") == "photos":
+            values.update(PHOTOS)
+        if "base" in given:  # a given TrainConfig keeps its own epochs unless `epochs` is given too
+            values["epochs"] = None
+        values.update(given)
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        from smoothsal.datasets.photos import BUNDLED
+        from smoothsal.metrics.tradeoff import check_noise_grid
+        from smoothsal.registry import parse_methods
+        from smoothsal.studies.train import TrainConfig, setting_configs
+
+        set_ = lambda name, value: object.__setattr__(self, name, value)
+        set_("out_dir", Path(self.out_dir))
+        if self.cache_dir is not None:
+            set_("cache_dir", Path(self.cache_dir))
+        if self.dataset not in DATASETS:
+            raise ValueError(f"`dataset` must be one of {list(DATASETS)}, got {self.dataset!r}")
+        set_("methods", tuple(parse_methods(list(_names(self.methods, "methods")), kinds=("method",))))
+        settings = _names(self.settings, "settings")
+        unknown = [s for s in settings if s not in SETTINGS]
+        if unknown:
+            raise ValueError(f"`settings` must be names from {list(SETTINGS)}, got unknown {unknown}")
+        set_("settings", settings)
+
+        grid = sorted(check_noise_grid(list(self.noise_levels)))
+        if 0.0 not in grid:
+            grid = [0.0] + grid
+            set_("zero_added", True)
+        if len(grid) < 2:
+            raise ValueError(f"`noise_levels` must hold a σ > 0 to smooth with, got {list(self.noise_levels)}")
+        set_("noise_levels", tuple(grid))
+
+        check_positive_int(self.n_inputs, "n_inputs")
+        check_positive_int(self.n_samples, "n_samples")
+        check_positive_int(self.n_models, "n_models", minimum=2)
+        if self.epochs is not None:
+            check_positive_int(self.epochs, "epochs")
+        if self.ig_steps is not None:
+            check_positive_int(self.ig_steps, "ig_steps", minimum=2)
+        check_positive_int(self.seed, "seed", minimum=0)
+        check_nonnegative(self.table_noise_level, "table_noise_level")
+        set_("stability_target", _optional_nonnegative(self.stability_target, "stability_target"))
+        set_("fidelity_bound", _optional_nonnegative(self.fidelity_bound, "fidelity_bound"))
+        if self.batch_size is not None:
+            check_positive_int(self.batch_size, "batch_size")
+        for name in ("progress", "fresh"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
+
+        if self.dataset == "photos":
+            if settings != ("DA",):
+                raise ValueError(
+                    f"`settings` must be ['DA'] for dataset 'photos' (pretrained EfficientNet-Lite0/1/2: one "
+                    f"training set, three architectures), got {list(settings)}"
+                )
+            if self.n_inputs > len(BUNDLED):
+                raise ValueError(f"`n_inputs` must be <= {len(BUNDLED)} (the bundled photos), got {self.n_inputs}")
+            if self.n_models != len(PHOTO_MODELS):
+                set_("n_models", len(PHOTO_MODELS))
+            if self.base is not None or self.epochs is not None:
+                raise ValueError("`base` and `epochs` do not apply to dataset 'photos' (nothing is trained)")
+            set_("base", None)
+            set_("epochs", None)
+            return
+        base = self.base if self.base is not None else TrainConfig(dataset=self.dataset)
+        if not isinstance(base, TrainConfig):
+            raise TypeError(f"`base` must be a smoothsal.studies.train.TrainConfig or None, got {type(base).__name__}")
+        changes: dict[str, Any] = {"dataset": self.dataset}
+        if self.epochs is not None:
+            changes["epochs"] = self.epochs
+        base = dataclasses.replace(base, **changes)
+        set_("base", base)
+        for setting in settings:  # checks n_models against the setting (DA has 4 architectures)
+            setting_configs(setting, self.dataset, self.n_models, base)
+
+    def to_hash(self) -> dict[str, Any]:
+        """The settings that change a row's numbers (the store's configuration).
+
+        Methods, settings and the σ grid are not in it: each row is keyed by its own
+        (setting, method, σ), so adding a method or a σ reuses the finished rows. Output folder,
+        progress bars and batch size do not change results.
+        """
+        return {
+            "dataset": self.dataset,
+            "n_inputs": self.n_inputs,
+            "n_samples": self.n_samples,
+            "n_models": self.n_models,
+            "ig_steps": self.ig_steps,
+            "seed": self.seed,
+            "base": None if self.base is None else dataclasses.asdict(self.base),
+        }
+
+    def method_overrides(self, name: str) -> dict[str, Any]:
+        """Constructor settings the user set for method ``name`` (only ``--ig-steps`` today)."""
+        return {"steps": self.ig_steps} if name == "ig" and self.ig_steps is not None else {}
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every setting as plain JSON-ready values (for ``results.json``)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["base"] = None if self.base is None else dataclasses.asdict(self.base)
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
+
