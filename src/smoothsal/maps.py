@@ -6,7 +6,7 @@ r"""Per-pixel views of attribution maps, written once for render, metrics and st
 * :func:`cap`: the SmoothGrad outlier cap (Smilkov et al. 2017, arXiv:1706.03825, §3.1): the
   ``p``-th percentile of ``|m|``, or its maximum when that percentile is 0 (sparse maps);
 * :func:`prepare_map`: ``|m|`` summed over channels, capped, scaled to [0, 1] per map — the form
-  SSIM and the rendered pictures use (design.md's SSIM definition).
+  SSIM and the rendered pictures use (our SSIM definition: Gaussian window σ = 1.5, data range 1).
 """
 
 from __future__ import annotations

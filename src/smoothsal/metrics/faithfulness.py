@@ -505,7 +505,7 @@ def monotonicity(
     (:math:`|a_i|` summed over the channels and pixels of unit :math:`i`). A faithful map ranks
     units the way their effects rank, giving values near 1; a map unrelated to the model gives
     about 0; a map that ranks backwards gives negative values. This is a graded score, not the
-    always-true boolean of some implementations (design.md "Lessons from the anchors").
+    always-true boolean of some implementations.
 
     Args:
         model, inputs, attributions, targets, patch: as :func:`deletion_curve`.

@@ -1,4 +1,4 @@
-r"""How jagged is a model's gradient? The SmoothGrad paper's Fig. 2, as a function, a plot and a score.
+r"""How jagged is a model's gradient? The SmoothGrad paper's Fig. 2, as a function and a score.
 
 Smilkov et al. 2017 ("SmoothGrad: removing noise by adding noise", arXiv:1706.03825, §3 and
 Fig. 2) explain the noise of gradient maps by sharp small-scale fluctuations of the partial

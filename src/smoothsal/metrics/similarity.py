@@ -8,7 +8,7 @@ the maps of two models) and of the sanity checks (Spearman rank correlation, Ade
 arXiv:1810.03292).
 
 * :func:`l2_distance` — :math:`\lVert a - b \rVert_2` over all non-batch elements, optionally
-  after dividing each map by its L2 norm (scale-free; design.md "Definitions we fix").
+  after dividing each map by its L2 norm (scale-free).
 * :func:`cosine_similarity` — :math:`\langle a, b\rangle / (\lVert a\rVert\,\lVert b\rVert)`.
 * :func:`spearman` — Pearson correlation of the (tie-averaged) pixel ranks.
 * :func:`ssim_maps` — SSIM (Wang et al. 2004) on maps prepared by :func:`prepare_map`.
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 #: Default share of pixels in the top-k set: ``k = 500`` at ``224 × 224`` (≈ 1 %), the
-#: Table 1 of Ye & Farnia 2025 (arXiv:2411.05837); other sizes use the same fraction (design.md).
+#: Table 1 of Ye & Farnia 2025 (arXiv:2411.05837); other sizes use the same fraction.
 DEFAULT_TOPK_FRACTION = 500 / (224 * 224)
 
 
@@ -188,7 +188,7 @@ def spearman(a: Tensor, b: Tensor, absolute: bool = True) -> Tensor:
 
 # ---- SSIM ------------------------------------------------------------------------------------------
 def prepare_map(maps: Tensor, percentile: float = 99.0) -> Tensor:
-    r"""Render maps as design.md fixes it for SSIM: ``[B, C, H, W]`` or ``[B, H, W]`` ``-> [B, H, W]``.
+    r"""Render maps the way SSIM compares them: ``[B, C, H, W]`` or ``[B, H, W]`` ``-> [B, H, W]``.
 
     .. math:: p = \sum_c |m_c|, \qquad \hat p = \min(p, q_{99}(p)) / q_{99}(p)
 
@@ -234,7 +234,7 @@ def ssim_maps(
 
     Args:
         a, b: maps ``[B, C, H, W]`` or ``[B, H, W]`` of the same shape, ``H, W >= 11`` for σ = 1.5.
-        prepare: first render each map with :func:`prepare_map` (design.md's definition: sum of
+        prepare: first render each map with :func:`prepare_map` (sum of
             ``|.|`` over channels, 99th-percentile cap, scale to [0, 1]). With ``False`` the maps
             must be ``[B, H, W]`` or ``[B, 1, H, W]`` images already on a scale of ``data_range``.
         percentile: the cap of :func:`prepare_map`.

@@ -15,9 +15,8 @@ Neural Network Interpretability* (AISTATS, arXiv:2411.05837; Table 1, eqs. 12–
             S(x + z) - S(x) \big\rVert_2
 
 Both are reported on raw maps and *norm-scaled* (each map divided by its L2 norm first, which
-makes them comparable across methods and models whose maps differ in scale; design.md
-"Definitions we fix"). The paper's theory (Theorem 6, Proposition 7): the smoothed stability bound shrinks like
-:math:`1/\sigma` while the fidelity error grows like :math:`\sigma\sqrt m`.
+makes them comparable across methods and models whose maps differ in scale). The paper's theory
+(Theorem 6, Proposition 7): the smoothed stability bound shrinks like :math:`1/\sigma` while the fidelity error grows like :math:`\sigma\sqrt m`.
 :func:`recommend_noise_level` picks a σ on that curve.
 
 The maths lives in :func:`stability_from_maps` and :func:`fidelity_from_maps` (maps in, numbers

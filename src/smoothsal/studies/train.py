@@ -1,6 +1,6 @@
 r"""Small offline classifiers for the stability experiments, trained reproducibly and cached.
 
-The stability–fidelity seed (Table 1) compares saliency maps of networks that differ in one
+The stability–fidelity paper (Ye & Farnia 2025, arXiv:2411.05837, Table 1) compares saliency maps of networks that differ in one
 way: **DT** the training data (disjoint parts of the training set), **DR** the training recipe
 (optimizer, learning rate, augmentation, seed) or **DA** the architecture. This module trains
 such models on the bundled digits and on the synthetic shapes (``smoothsal.datasets``), on a
@@ -12,7 +12,7 @@ Training options beyond plain Adam/SGD:
   training", Figs. 8–9): each step trains on :math:`x + \epsilon`,
   :math:`\epsilon \sim \mathcal N(0, \sigma^2 I)`, :math:`\sigma = \text{input\_noise}\,(x_{max} - x_{min})`
   per sample, drawn fresh every step;
-* **noisy SGD** (the stability seed's eq. 3): minimise the smoothed loss
+* **noisy SGD** (Ye & Farnia 2025, eq. 3): minimise the smoothed loss
 
   .. math:: \min_W \; \mathbb E_{V \sim \mathcal N(0, \sigma^2 I)}\; \ell(W + V)
 
@@ -514,7 +514,7 @@ def models_for_setting(
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> list[TrainedModel]:
-    """Train (or load) ``n_models`` models that differ in one way (the stability seed's Table 1).
+    """Train (or load) ``n_models`` models that differ in one way (Ye & Farnia 2025, Table 1).
 
     * ``"DT"``: ``base``'s arch and recipe, model ``i`` trained on part ``i`` of ``n_models``
       disjoint parts of the training set (``split=(i, n_models)``); the models share the seed
