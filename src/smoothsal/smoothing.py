@@ -15,9 +15,11 @@ copies of the input:
 
 How it runs:
 
-* noisy copies are evaluated in batches of up to ``batch_size`` inputs per call of the wrapped
-  method (several images × several draws per forward pass), and folded into running sums: memory
-  holds one batch of copies, whatever ``n_samples`` is;
+* noisy copies are evaluated in calls of several rows (images × draws) of the wrapped method,
+  and folded into running sums: memory holds one call's copies, whatever ``n_samples`` is. The
+  rows per call are chosen, not guessed (``batch_size=None``): learned from the timings of the
+  real calls under a memory budget (:mod:`smoothsal._tuner`, :mod:`smoothsal.batching`), and an
+  out-of-memory error halves them and retries; a given ``batch_size`` is obeyed;
 * every sample carries noise (no noise-free sample, unlike Zennit's last sample, which biases
   fidelity measurements);
 * draw ``j`` is the same standard-normal tensor for every image of the batch (scaled by each
@@ -26,9 +28,10 @@ How it runs:
   draws are also common random numbers: two models smoothed with one seed see the same noise, which
   lowers the variance of the *difference* of their maps (the stability experiments);
 * the per-pixel standard error of the estimate comes with it (:meth:`Smooth.estimate`), and with
-  ``tol`` the sampling stops as soon as the relative standard error
-  :math:`\lVert SE\rVert_2 / \lVert \hat M\rVert_2` of every image is at most ``tol``: no more
-  samples than the map's precision asks for.
+  ``tol`` each image stops sampling as soon as its relative standard error
+  :math:`\lVert SE\rVert_2 / \lVert \hat M\rVert_2` is at most ``tol``: no more samples than
+  the map's precision asks for. It is checked at every multiple of ``min_samples`` samples (no
+  call crosses one), so the samples used, like the map, do not depend on the batch size.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from smoothsal._validation import (
     check_positive_int,
 )
 from smoothsal.methods.base import model_of
+from smoothsal._tuner import RowTuner, work_key
+from smoothsal.batching import is_out_of_memory, memory_budget, release_memory
 from smoothsal.noise import SAMPLERS, Sampler, SeedSpec, make_generator, noise_sigma, standard_sampler
 
 STATISTICS = ("mean", "square", "var")
@@ -84,22 +89,26 @@ class _RunningMoments:
     stop sampling at different times (``tol``).
     """
 
-    def __init__(self, need_fourth: bool) -> None:
+    def __init__(self, need_fourth: bool, n_images: int) -> None:
         self.need_fourth = need_fourth
+        self.n_images = n_images
         self.n: Tensor | None = None  # [B] samples per image
         self.shift: Tensor | None = None
         self.s1 = self.s2 = self.s3 = self.s4 = None
 
     def add(self, batch: Tensor, rows: Tensor) -> None:
-        """``batch`` ``[s, A, ...]``: s new samples for the A images ``rows`` (first call: all images)."""
+        """``batch`` ``[s, A, ...]``: s new samples for the A images ``rows``."""
         b = batch.to(torch.float64)
         if self.shift is None:
-            self.shift = b[0].clone()
-            zeros = torch.zeros_like(self.shift)
-            self.s1, self.s2 = zeros.clone(), zeros.clone()
+            shape = (self.n_images, *b.shape[2:])
+            self.shift = torch.zeros(shape, dtype=torch.float64, device=b.device)
+            self.s1, self.s2 = torch.zeros_like(self.shift), torch.zeros_like(self.shift)
             if self.need_fourth:
-                self.s3, self.s4 = zeros.clone(), zeros.clone()
-            self.n = torch.zeros(b.shape[1], dtype=torch.float64, device=b.device)
+                self.s3, self.s4 = torch.zeros_like(self.shift), torch.zeros_like(self.shift)
+            self.n = torch.zeros(self.n_images, dtype=torch.float64, device=b.device)
+        first = self.n[rows] == 0  # images seen for the first time: their first sample is the shift
+        if bool(first.any()):
+            self.shift[rows[first]] = b[0, first]
         d = b - self.shift[rows]
         d2 = d * d
         self.s1[rows] += d.sum(0)
@@ -138,13 +147,16 @@ class Smooth:
         statistic: ``"mean"`` (SmoothGrad), ``"square"`` (SmoothGrad²) or ``"var"`` (VarGrad).
         sampler: ``"gaussian"`` (the paper), ``"uniform"`` (same variance), or a callable
             ``(shape, generator, device, dtype) -> standard noise``.
-        batch_size: most noisy inputs per call of the wrapped method (default 32).
+        batch_size: most noisy inputs (rows) per call of the wrapped method; ``None`` (default):
+            chosen automatically, learned from the calls' timings under the memory budget of
+            :func:`smoothsal.batching.set_max_memory`. Never changes the result.
         seed: an int (a fresh generator each call: the same map every call) or a
             ``torch.Generator`` (advanced by each call).
         value_range: ``(lo, hi)`` of the input space, or ``None`` for each sample's own range.
-        tol: stop sampling once every image's relative standard error is ≤ ``tol`` (checked after
-            each batch, after at least ``min_samples``); ``None`` always takes ``n_samples``.
-        min_samples: fewest samples before ``tol`` may stop the sampling.
+        tol: an image stops sampling once its relative standard error is ≤ ``tol`` (checked at
+            every multiple of ``min_samples`` samples); ``None`` always takes ``n_samples``.
+        min_samples: fewest samples before ``tol`` may stop the sampling, and the interval of
+            the checks.
 
     Example:
         >>> import torch
@@ -166,7 +178,7 @@ class Smooth:
         seed: SeedSpec = 0,
         value_range: tuple[float, float] | None = None,
         tol: float | None = None,
-        min_samples: int = 8,
+        min_samples: int = 16,
     ) -> None:
         if not callable(getattr(method, "attribute", None)):
             raise TypeError(f"`method` must have an attribute(inputs, target) method, got {type(method).__name__}")
@@ -177,7 +189,7 @@ class Smooth:
         if not callable(sampler):
             check_choice(sampler, "sampler", tuple(SAMPLERS))
         self.sampler = sampler
-        self.batch_size = check_positive_int(batch_size, "batch_size") if batch_size is not None else 32
+        self.batch_size = check_positive_int(batch_size, "batch_size") if batch_size is not None else None
         if seed is not None and not isinstance(seed, (int, torch.Generator)) or isinstance(seed, bool):
             raise TypeError(f"`seed` must be an int, a torch.Generator or None, got {type(seed).__name__}")
         self.seed = seed
@@ -226,9 +238,10 @@ class Smooth:
         check_inputs(inputs)
         inputs = inputs.detach()
         targets = self._resolve_targets(inputs, target)
+        per_chunk = self._images_per_chunk(inputs)
         results = [
-            self._estimate_chunk(inputs[i : i + self.batch_size], targets[i : i + self.batch_size])
-            for i in range(0, inputs.shape[0], self.batch_size)
+            self._estimate_chunk(inputs[i : i + per_chunk], targets[i : i + per_chunk])
+            for i in range(0, inputs.shape[0], per_chunk)
         ]
         return SmoothEstimate(
             attributions=torch.cat([r.attributions for r in results]),
@@ -245,33 +258,68 @@ class Smooth:
             return torch.as_tensor(target, dtype=torch.long).reshape(-1).expand(inputs.shape[0]).clone()
         return resolve_model_targets(model, inputs, target)
 
-    def _estimate_chunk(self, x: Tensor, targets: Tensor) -> SmoothEstimate:
-        """Smooth a chunk of ``B ≤ batch_size`` images.
+    def _images_per_chunk(self, inputs: Tensor) -> int:
+        """Images whose running sums are held at once: float64 sums take 3 (5 for VarGrad) copies
+        of each image; at most an eighth of the memory budget goes to them."""
+        copies = 5 if self.statistic == "var" else 3
+        per_image = max(1, inputs[0].numel() * 8 * copies)
+        return max(1, min(inputs.shape[0], memory_budget(inputs.device) // 8 // per_image))
 
-        Draw ``j`` is one standard-noise tensor shared by the images still sampling; with ``tol``
-        an image leaves the batch as soon as its relative standard error is small enough, and the
-        images left get more draws per call.
+    def _tuner(self, x: Tensor) -> RowTuner:
+        what = ("smooth", type(self.method).__name__, getattr(self.method, "steps", None))
+        return RowTuner(work_key(self.model, x[0], what), device=x.device, fixed=self.batch_size)
+
+    def _estimate_chunk(self, x: Tensor, targets: Tensor) -> SmoothEstimate:
+        """Smooth a chunk of images.
+
+        Draw ``j`` is one standard-noise tensor shared by the images still sampling. Each call
+        takes the rows the tuner asks for: several draws of all active images, or, when fewer
+        rows than images are asked for, one draw of a group of images. With ``tol`` an image
+        leaves as soon as its relative standard error is small enough (checked at multiples of
+        ``min_samples``), and the images left get more draws per call.
         """
         b = x.shape[0]
         sigma = self.sigma(x).view(b, *([1] * (x.dim() - 1)))  # [B, 1, ...]
         draw = standard_sampler(self.sampler)
         gen = make_generator(self.seed, x.device)
-        moments = _RunningMoments(need_fourth=self.statistic == "var")
+        tuner = self._tuner(x)
+        moments = _RunningMoments(need_fourth=self.statistic == "var", n_images=b)
         active = torch.arange(b, device=x.device)  # images still sampling
         done = 0
         while done < self.n_samples and active.numel() > 0:
-            s = min(max(1, self.batch_size // active.numel()), self.n_samples - done)  # draws this call
-            # draws in order, one per sample, shared by the images: batch-size invariant (tol=None)
+            a = active.numel()
+            stop = self.n_samples
+            if self.tol is not None:  # no call crosses a check
+                stop = min(stop, (done // self.min_samples + 1) * self.min_samples)
+            k = tuner.next_size((stop - done) * a)  # rows asked for
+            s = min(max(1, k // a), stop - done)  # draws this call
+            # draws in order, one per sample, shared by the images: the batch never changes the map
             eps = torch.stack([draw(tuple(x.shape[1:]), gen, x.device, x.dtype) for _ in range(s)])  # [s, ...]
-            noisy = x[active].unsqueeze(0) + sigma[active].unsqueeze(0) * eps.unsqueeze(1)  # [s, A, ...]
-            attr = self.method.attribute(noisy.flatten(0, 1), target=targets[active].repeat(s))  # [s*A, ...]
-            attr = attr.reshape(s, active.numel(), *attr.shape[1:])
-            moments.add(attr * attr if self.statistic == "square" else attr, active)
+            for group in active.split(max(1, k)) if s == 1 else (active,):
+                noisy = x[group].unsqueeze(0) + sigma[group].unsqueeze(0) * eps.unsqueeze(1)  # [s, G, ...]
+                attr = self._attribute_rows(tuner, k, noisy.flatten(0, 1), targets[group].repeat(s))  # [s*G, ...]
+                attr = attr.reshape(s, group.numel(), *attr.shape[1:])
+                moments.add(attr * attr if self.statistic == "square" else attr, group)
             done += s
-            if self.tol is not None and self.min_samples <= done < self.n_samples:
+            if self.tol is not None and done % self.min_samples == 0 and done < self.n_samples:
                 converged = self._finish(moments, attr.dtype).relative_stderr()[active] <= self.tol
                 active = active[~converged]
         return self._finish(moments, attr.dtype)
+
+    def _attribute_rows(self, tuner: RowTuner, k: int, rows: Tensor, targets: Tensor) -> Tensor:
+        """The wrapped method on ``rows``; an out-of-memory error halves the rows per call and retries
+        (the same rows, in smaller calls: the result is the same)."""
+        try:
+            return tuner.run(k, lambda: self.method.attribute(rows, target=targets), rows=rows.shape[0])
+        except Exception as err:  # noqa: BLE001 - only out-of-memory errors are handled
+            if not is_out_of_memory(err) or rows.shape[0] == 1:
+                raise
+            half = tuner.shrink(rows.shape[0])
+            release_memory()
+            return torch.cat([
+                self._attribute_rows(tuner, half, rows[i : i + half], targets[i : i + half])
+                for i in range(0, rows.shape[0], half)
+            ])
 
     def _finish(self, moments: _RunningMoments, dtype: torch.dtype) -> SmoothEstimate:
         n = moments._count()  # [B, 1, ...]

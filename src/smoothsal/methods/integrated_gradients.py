@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from smoothsal._model import rows_per_call
+from smoothsal._tuner import RowTuner, work_key
+from smoothsal.batching import is_out_of_memory, release_memory
 from smoothsal._validation import TargetSpec, check_choice, check_positive_int, resolve_targets
 from smoothsal.methods.base import Attribution, ConvergenceDelta
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
@@ -81,7 +82,8 @@ class IntegratedGradients(Attribution):
         batch_size: the most path rows (path points × images) per forward/backward. The
             ``steps × B`` rows are processed in chunks, so memory holds one chunk of path inputs
             (and its graph) plus the running sum ``[B, ...]``. ``None`` = as many rows as fit
-            in one call by the automatic rule (:func:`smoothsal._model.rows_per_call`).
+            in one call, learned from the calls' timings under the memory budget
+            (:mod:`smoothsal._tuner`); an out-of-memory error halves it and retries.
         seed: int or ``torch.Generator`` for the ``"uniform"`` baseline.
 
     The target is resolved once on the real inputs (``None`` = the class predicted for ``x``,
@@ -153,20 +155,37 @@ class IntegratedGradients(Attribution):
         diff = inputs - baseline
         total = torch.zeros_like(inputs)  # running sum [B, ...]
         n_rows = self.steps * b
-        chunk = rows_per_call(inputs[0], n_rows, self.batch_size)
         bcast = (-1,) + (1,) * (inputs.dim() - 1)
-        for start in range(0, n_rows, chunk):
-            rows = torch.arange(start, min(start + chunk, n_rows), device=inputs.device)
+        resolved = [targets]  # None: the explicit `target` spec, checked against the first call's logits
+
+        def path_gradient(rows: Tensor) -> Tensor:
             point, image = rows // b, rows % b  # [R] each
             path = (baseline[image] + alphas[point].view(bcast) * diff[image]).requires_grad_(True)  # [R, ...]
             with torch.enable_grad():
                 logits = self._logits(path)  # [R, classes]
-                if targets is None:
-                    targets = resolve_targets(target, logits.new_empty(b, logits.shape[1]))
-                score = logits.gather(1, targets[image][:, None]).sum()
+                if resolved[0] is None:
+                    resolved[0] = resolve_targets(target, logits.new_empty(b, logits.shape[1]))
+                score = logits.gather(1, resolved[0][image][:, None]).sum()
                 (grad,) = torch.autograd.grad(score, path)  # [R, ...]
-            total.index_add_(0, image, grad * weights[point].view(bcast))
-            del path, logits, grad  # release this chunk before the next one is built
+            return grad * weights[point].view(bcast)
+
+        tuner = RowTuner(work_key(self.model, inputs[0], ("ig", self.rule)), device=inputs.device,
+                         fixed=self.batch_size)
+        start = 0
+        while start < n_rows:
+            chunk = tuner.next_size(n_rows - start)
+            rows = torch.arange(start, start + chunk, device=inputs.device)
+            try:
+                weighted = tuner.run(chunk, lambda rows=rows: path_gradient(rows))
+            except Exception as err:  # noqa: BLE001 - only out-of-memory errors are handled
+                if chunk == 1 or not is_out_of_memory(err):
+                    raise
+                tuner.shrink(chunk)
+                release_memory()
+                continue  # the same rows again, in smaller calls
+            total.index_add_(0, rows % b, weighted)
+            start += chunk
+            del weighted  # release this chunk before the next one is built
         return total
 
 

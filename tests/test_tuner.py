@@ -1,0 +1,159 @@
+"""The automatic batch size: learned from the real calls, within the memory budget, never changing results."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import small_cnn
+from torch import nn
+
+from smoothsal import _tuner, batching
+from smoothsal._tuner import RowTuner, work_key
+from smoothsal.methods.gradient import VanillaGradient
+from smoothsal.smoothing import Smooth
+
+#: bytes of the ReLU output one row of :func:`wide_conv` keeps for its backward pass
+RELU_ROW_BYTES = 16 * 32 * 32 * 4
+CALLS: list[int] = []
+
+
+class _Recorder(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        CALLS.append(x.shape[0])
+        return x
+
+
+def wide_conv() -> nn.Module:
+    """3×32×32 -> 16 channels of 32×32 (a known activation per row) -> 4 classes; records its batch sizes."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        _Recorder(), nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4)
+    ).eval()
+    model.image_size = 32  # what smoothsal.zoo.load_model resizes images to
+    return model
+
+
+@pytest.fixture(autouse=True)
+def _cold_start():
+    _tuner.clear_learned()
+    batching.set_max_memory(None)
+    CALLS.clear()
+    yield
+    _tuner.clear_learned()
+    batching.set_max_memory(None)
+
+
+class _Clock:
+    """A fake ``time.perf_counter``: each timed call of ``k`` rows takes ``cost(k)`` seconds."""
+
+    def __init__(self, cost):
+        self.cost, self.now, self.pending = cost, 0.0, 0
+
+    def perf_counter(self) -> float:
+        self.now += self.cost(self.pending) if self.pending else 0.0
+        self.pending = 0
+        return self.now
+
+
+def test_tuner_doubles_while_throughput_gains_then_keeps_the_best(monkeypatch):
+    # rows/s: 1 row 10/s, 2 rows 18/s, 4 rows 30/s, 8 rows 31/s (< 5 % gain: stop), best = 8
+    rate = {1: 10.0, 2: 18.0, 4: 30.0, 8: 31.0, 16: 5.0}
+    clock = _Clock(lambda k: k / rate[k])
+    monkeypatch.setattr(_tuner.time, "perf_counter", clock.perf_counter)
+    tuner = RowTuner(("job",), device="cpu")
+    sizes = []
+    remaining = 100
+    while remaining:
+        k = tuner.next_size(remaining)
+
+        def work(k=k):
+            clock.pending = k
+            return torch.zeros(k, 3)
+
+        tuner.run(k, work)
+        sizes.append(k)
+        remaining -= k
+    assert sizes[:4] == [1, 2, 4, 8]  # learning
+    assert set(sizes[4:-1]) == {8}  # the best, never the slow 16
+    assert RowTuner(("job",), device="cpu").next_size(1000) == 8  # learned for the process
+
+
+def test_tuner_respects_a_given_batch_size_and_the_remaining_rows():
+    tuner = RowTuner(("fixed",), device="cpu", fixed=5)
+    assert [tuner.next_size(r) for r in (100, 5, 3)] == [5, 5, 3]
+
+
+def test_memory_cap_from_the_first_call_and_clear_error_when_one_row_does_not_fit():
+    x = torch.rand(1, 3, 32, 32)
+    model = wide_conv()
+    batching.set_max_memory("2MB")
+    tuner = RowTuner(work_key(model, x[0], "grad"), device="cpu")
+    tuner.run(1, lambda: VanillaGradient(model).attribute(x, 0))
+    cap = tuner.state.cap
+    assert 1 <= cap <= (2 * 10**6) // RELU_ROW_BYTES  # the measured row is at least its ReLU output
+    assert all(tuner.next_size(10**6) <= cap for _ in range(3))
+    batching.set_max_memory("10KB")
+    _tuner.clear_learned()
+    with pytest.raises(batching.BatchMemoryError, match="max_memory"):
+        RowTuner(work_key(model, x[0], "grad"), device="cpu").run(1, lambda: VanillaGradient(model).attribute(x, 0))
+
+
+def test_smooth_rows_per_call_respect_the_budget_and_results_match_a_fixed_batch():
+    model = wide_conv()
+    x = torch.rand(3, 3, 32, 32)
+    batching.set_max_memory("3MB")
+    auto = Smooth(VanillaGradient(model), noise_level=0.2, n_samples=20, seed=1).attribute(x, 2)
+    assert max(CALLS[1:]) * RELU_ROW_BYTES <= 3 * 10**6  # (CALLS[0] is the clean forward for targets)
+    fixed = Smooth(VanillaGradient(model), noise_level=0.2, n_samples=20, seed=1, batch_size=7).attribute(x, 2)
+    torch.testing.assert_close(auto, fixed, rtol=1e-5, atol=1e-8)
+
+
+def test_samples_used_with_tol_do_not_depend_on_the_batch_size():
+    model = small_cnn()
+    x = torch.rand(3, 3, 8, 8)
+    used = []
+    for batch_size in (1, 3, 7, None):
+        est = Smooth(VanillaGradient(model), noise_level=0.3, n_samples=64, seed=2, tol=0.3,
+                     min_samples=8, batch_size=batch_size).estimate(x, 1)
+        used.append(est.n_samples.tolist())
+    assert all(u == used[0] for u in used), used
+    assert all(n % 8 == 0 and 8 <= n <= 64 for n in used[0])
+
+
+class _RunsOutOfMemory:
+    """A method that fails with the CPU allocator's error above 3 rows per call."""
+
+    def __init__(self, model):
+        self.inner = VanillaGradient(model)
+        self.model = model
+
+    def attribute(self, inputs, target=None):
+        if inputs.shape[0] > 3:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
+        return self.inner.attribute(inputs, target)
+
+
+def test_out_of_memory_halves_the_rows_and_gives_the_same_map():
+    model = small_cnn()
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.warns(RuntimeWarning, match="out of memory at 8 rows per call"):
+        got = Smooth(_RunsOutOfMemory(model), noise_level=0.2, n_samples=10, seed=4, batch_size=8).attribute(x, 0)
+    want = Smooth(VanillaGradient(model), noise_level=0.2, n_samples=10, seed=4, batch_size=2).attribute(x, 0)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-8)
+
+
+def test_a_study_chooses_a_batch_within_the_budget(tmp_path):
+    """Issue 13: a study on a model whose per-row activation is known keeps rows × bytes under the budget."""
+    from PIL import Image
+
+    from smoothsal.studies.explain import run_explain
+
+    img = tmp_path / "square.png"
+    Image.fromarray((torch.rand(32, 32, 3) * 255).to(torch.uint8).numpy()).save(img)
+    budget = 4 * 10**6
+    batching.set_max_memory(budget)
+    run_explain(images=(str(img),), model="test_tuner:wide_conv", methods=("grad",), n_samples=40, tol=None,
+                noise_levels=(0.0, 0.2), sample_sizes=(1, 2), extras=False, out_dir=tmp_path / "out",
+                progress=False, echo=None)  # fmt: skip
+    assert CALLS and max(CALLS) * RELU_ROW_BYTES <= budget
+    assert max(CALLS) > 1  # it did batch
