@@ -6,7 +6,6 @@ from torch import nn
 
 from smoothsal.methods.gradient import VanillaGradient
 from smoothsal.metrics.jaggedness import (
-    JaggedLine,
     gradient_along_line,
     gradient_roughness,
     line_roughness,

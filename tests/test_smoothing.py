@@ -196,3 +196,15 @@ def test_each_image_stops_sampling_on_its_own():
     assert (est.relative_stderr() <= 0.1).all()
     # once the first image stops, calls carry only the second one, with more draws per call
     assert sum(spy.rows) == n0 + n1 and max(spy.rows) <= 16
+
+
+def test_inputs_follow_the_models_device():
+    """A model on another device gets its inputs moved there (checked with the meta device)."""
+    from smoothsal._model import model_device, to_model_device
+
+    model = small_cnn()
+    x = torch.rand(2, 3, 8, 8)
+    assert model_device(model) == torch.device("cpu") and to_model_device(model, x) is x
+    meta = small_cnn().to("meta")
+    assert to_model_device(meta, x).device.type == "meta"
+    assert model_device(torch.nn.ReLU()) is None and to_model_device(torch.nn.ReLU(), x) is x

@@ -1,6 +1,5 @@
 """Synthetic shapes: ground-truth masks are exactly the drawn object; plus ImageDataset checks."""
 
-import math
 
 import pytest
 import torch

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from smoothsal._validation import TargetSpec, check_logits, resolve_targets
 
-__all__ = ["predict", "resolve_model_targets", "row_chunks", "rows_per_call"]
+__all__ = ["model_device", "predict", "resolve_model_targets", "row_chunks", "rows_per_call", "to_model_device"]
 
 #: Without a measured choice, one call holds at most this many input elements (16 MiB of float32:
 #: 27 rows of 3×224×224, 4,096 rows of 1×32×32), and at least one row.
@@ -31,6 +31,23 @@ def rows_per_call(example: Tensor, total_rows: int, batch_size: int | None = Non
     return max(1, min(total_rows, DEFAULT_MAX_ELEMENTS // per_row))
 
 
+def model_device(model: nn.Module | None) -> torch.device | None:
+    """The device of the model's first parameter (or buffer); ``None`` for a model without either."""
+    if model is None:
+        return None
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return None
+
+
+def to_model_device(model: nn.Module | None, inputs: Tensor) -> Tensor:
+    """``inputs`` on the model's device: inputs follow the model (results go back to the inputs' device)."""
+    device = model_device(model)
+    return inputs if device is None or inputs.device == device else inputs.to(device)
+
+
 def row_chunks(n_rows: int, batch_size: int | None) -> list[tuple[int, int]]:
     """``[(start, stop), ...]`` covering ``range(n_rows)`` in chunks of ``batch_size`` (one chunk if ``None``)."""
     size = n_rows if batch_size is None else max(1, int(batch_size))
@@ -44,9 +61,10 @@ def predict(model: nn.Module, inputs: Tensor, *, batch_size: int | None = None) 
     """
     from smoothsal.methods.base import preserve_model
 
+    x = to_model_device(model, inputs)
     with preserve_model(model, warn_training=False), torch.no_grad():
-        parts = [check_logits(model(inputs[a:b]), b - a) for a, b in row_chunks(inputs.shape[0], batch_size)]
-    return torch.cat(parts)
+        parts = [check_logits(model(x[a:b]), b - a) for a, b in row_chunks(x.shape[0], batch_size)]
+    return torch.cat(parts).to(inputs.device)
 
 
 def resolve_model_targets(

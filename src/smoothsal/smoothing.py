@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from smoothsal._model import resolve_model_targets
+from smoothsal._model import resolve_model_targets, to_model_device
 from smoothsal._validation import (
     TargetSpec,
     check_choice,
@@ -236,7 +236,8 @@ class Smooth:
         for each noisy copy), so every sample explains the same class.
         """
         check_inputs(inputs)
-        inputs = inputs.detach()
+        device = inputs.device
+        inputs = to_model_device(self.model, inputs.detach())  # inputs (and noise) follow the model
         targets = self._resolve_targets(inputs, target)
         per_chunk = self._images_per_chunk(inputs)
         results = [
@@ -244,9 +245,9 @@ class Smooth:
             for i in range(0, inputs.shape[0], per_chunk)
         ]
         return SmoothEstimate(
-            attributions=torch.cat([r.attributions for r in results]),
-            stderr=torch.cat([r.stderr for r in results]),
-            n_samples=torch.cat([r.n_samples for r in results]),
+            attributions=torch.cat([r.attributions for r in results]).to(device),
+            stderr=torch.cat([r.stderr for r in results]).to(device),
+            n_samples=torch.cat([r.n_samples for r in results]).to(device),
         )
 
     # ---- internals ---------------------------------------------------------------------------

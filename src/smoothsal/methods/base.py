@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from smoothsal._model import resolve_model_targets, to_model_device
 from smoothsal._validation import TargetSpec, check_inputs, check_logits, resolve_targets
 
 _HOOK_DICTS = (
@@ -157,9 +158,10 @@ class Attribution:
             float tensor shaped like ``inputs`` (``[B, 1, H, W]`` for CAM methods).
         """
         check_inputs(inputs, ndim=self.required_ndim)
+        x = to_model_device(self.model, inputs.detach())  # inputs follow the model's device
         with preserve_model(self.model):
-            out = self._attribute(inputs.detach(), target)
-        return out.detach()
+            out = self._attribute(x, target)
+        return out.detach().to(inputs.device)
 
     __call__ = attribute
 
@@ -168,9 +170,10 @@ class Attribution:
         if not self.has_convergence_delta:
             raise TypeError(f"{type(self).__name__} has no convergence delta (has_convergence_delta is False)")
         check_inputs(inputs, ndim=self.required_ndim)
+        x = to_model_device(self.model, inputs.detach())
         with preserve_model(self.model):
-            attr, delta = self._attribute_and_delta(inputs.detach(), target)
-        return attr.detach(), delta
+            attr, delta = self._attribute_and_delta(x, target)
+        return attr.detach().to(inputs.device), ConvergenceDelta(delta.delta.to(inputs.device), delta.expected.to(inputs.device))
 
     def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -200,9 +203,7 @@ class Attribution:
     def targets_for(self, inputs: Tensor, target: TargetSpec) -> Tensor:
         """Resolve ``target`` for ``inputs`` (one forward pass when ``target`` is ``None``)."""
         check_inputs(inputs)
-        with preserve_model(self.model), torch.no_grad():
-            logits = self._logits(inputs)
-        return resolve_targets(target, logits)
+        return resolve_model_targets(self.model, inputs, target)
 
     def __repr__(self) -> str:
         params = {k: v for k, v in vars(self).items() if k != "model" and not k.startswith("_")}

@@ -87,7 +87,7 @@ def lines_from_json(lines: Mapping[str, Any]) -> dict[str, JaggedLine]:
         label: JaggedLine(
             t=torch.tensor(d["t"]), partials=torch.tensor(d["partials"]), keeps_class=torch.tensor(d["keeps_class"]),
             raw_partials=torch.tensor(d["raw_partials"]), scale=torch.tensor(d["scale"]), pixel=tuple(d["pixel"]),
-            target=d["target"], predicted=d["predicted"], direction=torch.empty(0),
+            target=d["target"], predicted=d["predicted"],
         )
         for label, d in lines.items()
     }
