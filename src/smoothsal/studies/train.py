@@ -45,6 +45,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from smoothsal._paths import cache_dir as default_cache_dir
+from smoothsal._model import predict, rows_per_call
 from smoothsal._validation import check_choice, check_nonnegative, check_positive_int
 from smoothsal.datasets.base import ImageDataset
 
@@ -382,14 +383,12 @@ def _fit(model: nn.Module, train: ImageDataset, config: TrainConfig, bar: tqdm) 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: ImageDataset, batch_size: int = 512) -> float:
-    """Top-1 accuracy of ``model`` (put in eval mode) on ``dataset``."""
+def evaluate(model: nn.Module, dataset: ImageDataset, batch_size: int | None = None) -> float:
+    """Top-1 accuracy of ``model`` (put in eval mode) on ``dataset`` (rows per call: the library's rule)."""
     model.eval()
-    correct = 0
-    for start in range(0, len(dataset), batch_size):
-        logits = model(dataset.images[start : start + batch_size])
-        correct += int((logits.argmax(1) == dataset.labels[start : start + batch_size]).sum())
-    return correct / len(dataset)
+    x = dataset.images
+    logits = predict(model, x, batch_size=rows_per_call(x[0], x.shape[0], batch_size))
+    return int((logits.argmax(1) == dataset.labels).sum()) / len(dataset)
 
 
 # ---- cache --------------------------------------------------------------------------------------
