@@ -54,7 +54,7 @@ from smoothsal._validation import (
 from smoothsal.methods.base import model_of
 from smoothsal._tuner import RowTuner, work_key
 from smoothsal.batching import is_out_of_memory, memory_budget, release_memory
-from smoothsal.noise import SAMPLERS, Sampler, SeedSpec, make_generator, noise_sigma, standard_sampler
+from smoothsal.noise import SAMPLERS, NoiseStream, Sampler, SeedSpec, make_generator, noise_sigma, noise_stream
 
 STATISTICS = ("mean", "square", "var")
 
@@ -145,8 +145,10 @@ class Smooth:
             ImageNet models). With ``value_range=(lo, hi)``, σ = noise_level × (hi − lo) for all.
         n_samples: number of noisy samples (the maximum when ``tol`` is set).
         statistic: ``"mean"`` (SmoothGrad), ``"square"`` (SmoothGrad²) or ``"var"`` (VarGrad).
-        sampler: ``"gaussian"`` (the paper), ``"uniform"`` (same variance), or a callable
-            ``(shape, generator, device, dtype) -> standard noise``.
+        sampler: ``"gaussian"`` (the paper), ``"uniform"`` (same variance), ``"antithetic"``
+            (pairs ε, −ε), ``"lhs"`` (Latin hypercube over the ``n_samples`` draws), a callable
+            ``(shape, generator, device, dtype) -> standard noise``, or a
+            :class:`~smoothsal.noise.NoiseStream` subclass (see :mod:`smoothsal.noise`).
         batch_size: most noisy inputs (rows) per call of the wrapped method; ``None`` (default):
             chosen automatically, learned from the calls' timings under the memory budget of
             :func:`smoothsal.batching.set_max_memory`. Never changes the result.
@@ -188,6 +190,13 @@ class Smooth:
         self.statistic = check_choice(statistic, "statistic", STATISTICS)
         if not callable(sampler):
             check_choice(sampler, "sampler", tuple(SAMPLERS))
+        kind = SAMPLERS[sampler] if isinstance(sampler, str) else sampler
+        dependent = isinstance(kind, type) and issubclass(kind, NoiseStream) and not kind.independent
+        if dependent and self.statistic != "mean":
+            raise ValueError(
+                f"`sampler` {sampler!r} draws dependent samples; the standard error of statistic="
+                f"{self.statistic!r} assumes independent draws: use sampler='gaussian', or statistic='mean'"
+            )
         self.sampler = sampler
         self.batch_size = check_positive_int(batch_size, "batch_size") if batch_size is not None else None
         if seed is not None and not isinstance(seed, (int, torch.Generator)) or isinstance(seed, bool):
@@ -281,8 +290,8 @@ class Smooth:
         """
         b = x.shape[0]
         sigma = self.sigma(x).view(b, *([1] * (x.dim() - 1)))  # [B, 1, ...]
-        draw = standard_sampler(self.sampler)
         gen = make_generator(self.seed, x.device)
+        stream = noise_stream(self.sampler, self.n_samples, tuple(x.shape[1:]), gen, x.device, x.dtype)
         tuner = self._tuner(x)
         moments = _RunningMoments(need_fourth=self.statistic == "var", n_images=b)
         active = torch.arange(b, device=x.device)  # images still sampling
@@ -295,7 +304,7 @@ class Smooth:
             k = tuner.next_size((stop - done) * a)  # rows asked for
             s = min(max(1, k // a), stop - done)  # draws this call
             # draws in order, one per sample, shared by the images: the batch never changes the map
-            eps = torch.stack([draw(tuple(x.shape[1:]), gen, x.device, x.dtype) for _ in range(s)])  # [s, ...]
+            eps = torch.stack([stream.next() for _ in range(s)])  # [s, ...]
             for group in active.split(max(1, k)) if s == 1 else (active,):
                 noisy = x[group].unsqueeze(0) + sigma[group].unsqueeze(0) * eps.unsqueeze(1)  # [s, G, ...]
                 attr = self._attribute_rows(tuner, k, noisy.flatten(0, 1), targets[group].repeat(s))  # [s*G, ...]
