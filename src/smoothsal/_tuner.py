@@ -4,8 +4,11 @@ r"""Rows per call, learned from the work itself: the batch is chosen, not guesse
 a forward and a backward pass per call. How many rows go into one call never changes the
 result (draws and path points are made in a fixed order), but it changes the speed: on a 2-core
 CPU, EfficientNet-Lite0 at 224 px runs 100 rows in about 4.1 s at 4, 8 or 16 rows per call but
-8.1 s at 32 and 13 s at 64 (``benchmarks/bench_batch.py``), while a GPU gains from every doubling
-until it is saturated or out of memory.
+8.1 s at 32 and 13 s at 64 (``benchmarks/bench_batch.py``): from 32 rows on, each activation is
+larger than glibc's 32 MiB limit for reusing freed memory, so every call maps fresh pages from
+the operating system and touches them again (with ``MALLOC_MMAP_THRESHOLD_`` raised, 32 rows run
+as fast as 16). A GPU gains from every doubling until it is saturated or out of memory. The best
+size depends on the allocator, the machine and the model: it has to be measured.
 
 A separate throughput probe would cost seconds of extra passes on every new model and shape,
 which is more than a default call of ``SmoothGrad`` takes. The tuner instead *times the real
