@@ -57,10 +57,17 @@ class _Clock:
         return self.now
 
 
-def test_tuner_doubles_while_throughput_gains_then_keeps_the_best(monkeypatch):
-    # rows/s: 1 row 10/s, 2 rows 18/s, 4 rows 30/s, 8 rows 31/s (< 5 % gain: stop), best = 8
-    rate = {1: 10.0, 2: 18.0, 4: 30.0, 8: 31.0, 16: 5.0}
-    clock = _Clock(lambda k: k / rate[k])
+def test_tuner_doubles_across_a_plateau_stops_at_a_fall_and_keeps_the_best(monkeypatch):
+    # rows/s: 2 rows 18/s, 4 rows 30/s, 8 rows 31/s (plateau: go on), 16 rows 5/s (a fall: stop);
+    # the first call of each size is a slow warm-up (half speed): the faster call counts
+    rate = {2: 18.0, 4: 30.0, 8: 31.0, 16: 5.0}
+    calls: dict[int, int] = {}
+
+    def cost(k):
+        calls[k] = calls.get(k, 0) + 1
+        return k / rate[k] * (2.0 if calls[k] == 1 else 1.0)
+
+    clock = _Clock(cost)
     monkeypatch.setattr(_tuner.time, "perf_counter", clock.perf_counter)
     tuner = RowTuner(("job",), device="cpu")
     sizes = []
@@ -75,8 +82,8 @@ def test_tuner_doubles_while_throughput_gains_then_keeps_the_best(monkeypatch):
         tuner.run(k, work)
         sizes.append(k)
         remaining -= k
-    assert sizes[:4] == [1, 2, 4, 8]  # learning
-    assert set(sizes[4:-1]) == {8}  # the best, never the slow 16
+    assert sizes[:8] == [2, 2, 4, 4, 8, 8, 16, 16]  # learning: two timed calls per size
+    assert set(sizes[8:-1]) == {8}  # the best, never the slow 16
     assert RowTuner(("job",), device="cpu").next_size(1000) == 8  # learned for the process
 
 
@@ -86,18 +93,19 @@ def test_tuner_respects_a_given_batch_size_and_the_remaining_rows():
 
 
 def test_memory_cap_from_the_first_call_and_clear_error_when_one_row_does_not_fit():
-    x = torch.rand(1, 3, 32, 32)
+    x = torch.rand(2, 3, 32, 32)  # the first call of the learning takes 2 rows
     model = wide_conv()
     batching.set_max_memory("2MB")
     tuner = RowTuner(work_key(model, x[0], "grad"), device="cpu")
-    tuner.run(1, lambda: VanillaGradient(model).attribute(x, 0))
+    assert tuner.next_size(100) == 2
+    tuner.run(2, lambda: VanillaGradient(model).attribute(x, 0))
     cap = tuner.state.cap
     assert 1 <= cap <= (2 * 10**6) // RELU_ROW_BYTES  # the measured row is at least its ReLU output
     assert all(tuner.next_size(10**6) <= cap for _ in range(3))
     batching.set_max_memory("10KB")
     _tuner.clear_learned()
     with pytest.raises(batching.BatchMemoryError, match="max_memory"):
-        RowTuner(work_key(model, x[0], "grad"), device="cpu").run(1, lambda: VanillaGradient(model).attribute(x, 0))
+        RowTuner(work_key(model, x[0], "grad"), device="cpu").run(2, lambda: VanillaGradient(model).attribute(x, 0))
 
 
 def test_smooth_rows_per_call_respect_the_budget_and_results_match_a_fixed_batch():

@@ -14,14 +14,16 @@ A separate throughput probe would cost seconds of extra passes on every new mode
 which is more than a default call of ``SmoothGrad`` takes. The tuner instead *times the real
 calls* of the work while it is being done:
 
-1. the first call takes **one row**; the activation memory it keeps (bytes saved for backward on
+1. the first call takes **two rows**; the activation memory it keeps (bytes saved for backward on
    CPU, the allocator's peak on CUDA: :mod:`smoothsal.batching`) sets the **memory cap**
    ``budget // bytes_per_row`` (the budget: :func:`smoothsal.batching.memory_budget`, by default
    half of the memory available; a row that does not fit raises
    :class:`~smoothsal.batching.BatchMemoryError`);
-2. the next calls **double** the rows (2, 4, 8, ...) as long as each doubling raises the rows per
-   second by at least :data:`GAIN` (5 %), and stop at the cap; the best size found is used for
-   the rest of the work;
+2. each size is timed on **two calls**, the faster counting (the first call of a new shape also
+   allocates and warms up, often 2–3x slower), and the size then **doubles** (2, 4, 8, ...) as
+   long as the rows per second stay within :data:`DROP` (10 %) of the best so far, up to the
+   cap: a plateau is crossed, a clear fall ends the search. The best size (the smallest within
+   :data:`TIE` of the fastest) is used for the rest of the work;
 3. what was learned is **kept for the process** per key (model, row shape, dtype, device, method),
    so later calls on the same work start at the best size with no exploration at all.
 
@@ -44,12 +46,16 @@ from torch import nn
 
 from smoothsal.batching import BatchMemoryError, _measure, format_bytes, memory_budget
 
-__all__ = ["GAIN", "RowTuner", "clear_learned", "work_key"]
+__all__ = ["CALLS", "DROP", "FIRST", "TIE", "RowTuner", "clear_learned", "work_key"]
 
-#: a doubling of the rows per call is kept only if it raises the rows per second by this much.
-GAIN = 0.05
-#: where learning starts: one row, to measure its memory.
-FIRST = 1
+#: the search ends when a size's rows per second fall this far below the best so far.
+DROP = 0.10
+#: sizes within this share of the fastest count as equally fast (the smallest is taken).
+TIE = 0.03
+#: where learning starts (its first call also measures the memory per row).
+FIRST = 2
+#: timed calls per size during learning.
+CALLS = 2
 
 _lock = threading.Lock()
 _learned: dict[Hashable, "_State"] = {}
@@ -58,11 +64,20 @@ _learned: dict[Hashable, "_State"] = {}
 @dataclass
 class _State:
     cap: int | None = None  # most rows per call the memory budget allows
-    rates: dict[int, float] = field(default_factory=dict)  # rows per call -> rows per second
-    settled: bool = False  # doubling stopped paying off (or hit the cap)
+    timings: dict[int, list[float]] = field(default_factory=dict)  # size -> rows per second of each call
+    settled: bool = False  # the search ended (a clear fall, or the cap)
+
+    @property
+    def rates(self) -> dict[int, float]:
+        """Rows per second of each fully measured size (the faster of its timed calls)."""
+        return {k: max(v) for k, v in self.timings.items() if len(v) >= CALLS}
 
     def best(self) -> int:
-        return max(self.rates, key=lambda k: (self.rates[k], -k)) if self.rates else FIRST
+        rates = self.rates
+        if not rates:
+            return FIRST
+        top = max(rates.values())
+        return min(k for k, r in rates.items() if r >= (1 - TIE) * top)
 
 
 def clear_learned() -> None:
@@ -113,9 +128,10 @@ class RowTuner:
         return max(1, min(size, remaining))
 
     def _exploring_size(self) -> int:
-        """The size being learned now: 1, then double the largest measured, within the cap."""
+        """The size being learned now: :data:`FIRST`, then double the largest measured, within the cap."""
         s = self.state
-        size = 2 * max(s.rates) if s.rates else FIRST
+        rates = s.rates
+        size = 2 * max(rates) if rates else FIRST
         return min(size, s.cap) if s.cap is not None else size
 
     def run(self, size: int, call: Callable[[], Any], rows: int | None = None) -> Any:
@@ -125,7 +141,7 @@ class RowTuner:
         s = self.state
         if self.fixed is not None or s.settled:
             return call()
-        if s.cap is not None and size != self._exploring_size():
+        if size != self._exploring_size():
             return call()  # a partial call: nothing to learn
         if s.cap is None:
             result: list[Any] = []
@@ -133,8 +149,6 @@ class RowTuner:
             used = _measure(lambda: result.append(call()) or result[0], self.device)
             seconds = time.perf_counter() - t0
             self._set_cap(used, rows)
-        elif size in s.rates:  # already learned (several calls of one size)
-            return call()
         else:
             t0 = time.perf_counter()
             result = [call()]
@@ -153,7 +167,7 @@ class RowTuner:
         else:
             s = self.state
             s.cap = half if s.cap is None else min(s.cap, half)
-            s.rates = {k: v for k, v in s.rates.items() if k <= half} or {half: 0.0}
+            s.timings = {k: v for k, v in s.timings.items() if k <= half} or {half: [0.0] * CALLS}
             s.settled = True
         warnings.warn(f"out of memory at {rows} rows per call; retrying with {half}", RuntimeWarning, stacklevel=3)
         return half
@@ -174,11 +188,9 @@ class RowTuner:
 
     def _learn(self, size: int, rows: int, seconds: float) -> None:
         s = self.state
-        if size in s.rates or size != self._exploring_size():
-            return  # a partial last call, or a size already measured
-        s.rates[size] = rows / max(seconds, 1e-9)
-        previous = size // 2
-        if previous in s.rates and s.rates[size] < (1 + GAIN) * s.rates[previous]:
-            s.settled = True
-        elif s.cap is not None and size >= s.cap:
+        s.timings.setdefault(size, []).append(rows / max(seconds, 1e-9))
+        rates = s.rates
+        if size not in rates:
+            return  # more calls of this size to time
+        if rates[size] < (1 - DROP) * max(rates.values()) or (s.cap is not None and size >= s.cap):
             s.settled = True
