@@ -34,8 +34,15 @@ train-noise: $(STAMP)
 evaluate: $(STAMP)
 	$(VENV)/bin/smoothsal evaluate --quick --out $(OUT)/evaluate
 
+# the anchors (Captum; Zennit and pytorch-grad-cam without their torchvision) for bench_anchors.py;
+# "$(TORCH_PIN)" in the same install keeps pip from replacing the CPU torch.
 bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,bench]" "$(TORCH_PIN)"
+	$(PY) -m pip install -q --no-deps zennit grad-cam
 	$(PY) benchmarks/bench_smooth.py
+	$(PY) benchmarks/bench_batch.py
+	$(PY) benchmarks/bench_anchors.py
+	$(PY) benchmarks/bench_memory.py --quick
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
