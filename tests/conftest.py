@@ -65,3 +65,18 @@ def small_cnn(seed: int = 0, classes: int = 3, inplace: bool = True) -> nn.Modul
 @pytest.fixture
 def cnn() -> nn.Module:
     return small_cnn()
+
+
+def study_cli_app(register_cli):
+    """A typer app with one study's command, plus a second command so that typer keeps the study's
+    command as a named subcommand (an app of one command would run it at the top level)."""
+    import typer
+
+    app = typer.Typer()
+    register_cli(app)
+
+    @app.command("other")
+    def _other() -> None:  # pragma: no cover - never invoked
+        pass
+
+    return app

@@ -6,8 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-import typer
-from conftest import small_cnn
+from conftest import small_cnn, study_cli_app
 from typer.testing import CliRunner
 
 from smoothsal.datasets.photos import BUNDLED, cat_and_coffee, load_image, load_photo, to_tensor
@@ -41,14 +40,7 @@ def scripted_model(tmp_path):
 
 @pytest.fixture
 def cli_app():
-    app = typer.Typer()
-    register_cli(app)
-
-    @app.command("other")  # a second command, so that typer keeps "explain" as a subcommand name
-    def _other() -> None:  # pragma: no cover - never invoked
-        pass
-
-    return app
+    return study_cli_app(register_cli)
 
 
 # ---- loaders ----------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-import typer
+from conftest import study_cli_app
 from typer.testing import CliRunner
 
 from smoothsal.methods.gradient import VanillaGradient
@@ -33,14 +33,7 @@ def _cache_env(model_cache, monkeypatch):
 
 @pytest.fixture
 def cli_app():
-    app = typer.Typer()
-    register_cli(app)
-
-    @app.command("other")  # a second command, so that typer keeps "train-noise" as a subcommand name
-    def _other() -> None:  # pragma: no cover - never invoked
-        pass
-
-    return app
+    return study_cli_app(register_cli)
 
 
 def _no_training(*args, **kwargs):

@@ -24,6 +24,8 @@ def _parse_baseline(text: str) -> str | float:
 def register_cli(app: Any) -> None:
     """Add ``smoothsal evaluate`` to a :class:`typer.Typer` app."""
     import typer
+
+    from smoothsal.studies._options import BATCH_SIZE, FRESH, MAX_MEMORY
     from PIL import UnidentifiedImageError
 
     from smoothsal.studies.evaluate.config import DEFAULT_METHODS
@@ -43,11 +45,9 @@ def register_cli(app: Any) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of noise, randomized weights and the random control."),
         baseline: str = typer.Option("blur", "--baseline", help="Removed pixels become: blur | black | a number."),
         ig_steps: Optional[int] = typer.Option(None, "--ig-steps", help="Integrated Gradients path points (default: the registry's)."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Inputs per model call (default: automatic)."),
-        max_memory: Optional[str] = typer.Option(
-            None, "--max-memory", help="Memory budget of the automatic batch size, e.g. 4GB (default: a fraction of what is free)."
-        ),
-        fresh: bool = typer.Option(False, "--fresh", help="Delete the results store in --out first."),
+        batch_size: Optional[int] = BATCH_SIZE,
+        max_memory: Optional[str] = MAX_MEMORY,
+        fresh: bool = FRESH,
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
     ) -> None:
         """Report card: sanity, faithfulness, localization, complexity, roughness, pruning per method, raw and smoothed."""

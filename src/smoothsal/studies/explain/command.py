@@ -13,6 +13,8 @@ __all__ = ["register_cli"]
 def register_cli(app: Any) -> None:
     """Add ``smoothsal explain`` to a :class:`typer.Typer` app."""
     import typer
+
+    from smoothsal.studies._options import BATCH_SIZE, FRESH, MAX_MEMORY
     from PIL import UnidentifiedImageError
 
     from smoothsal.registry import METHODS
@@ -43,16 +45,14 @@ def register_cli(app: Any) -> None:
         smooth_ig_steps: Optional[int] = typer.Option(
             None, help=f"Integrated Gradients path points per noisy sample (default: the registry's, {ig_smoothed})."
         ),
-        batch_size: Optional[int] = typer.Option(None, help="Most noisy inputs per method call (default: automatic)."),
-        max_memory: Optional[str] = typer.Option(
-            None, help='Memory budget of the automatic batch size, e.g. "4GB" (default: a fraction of what is free).'
-        ),
+        batch_size: Optional[int] = BATCH_SIZE,
+        max_memory: Optional[str] = MAX_MEMORY,
         seed: int = typer.Option(DEFAULTS["seed"], help="Noise seed."),
         extras: bool = typer.Option(
             DEFAULTS["extras"],
             help="Also write the noise-level, sample-size, visualization and discriminativity figures.",
         ),
-        fresh: bool = typer.Option(False, "--fresh", help="Discard the stored results in --out first."),
+        fresh: bool = FRESH,
         progress: bool = typer.Option(True, help="Show progress bars."),
     ) -> None:
         """Explain images with each method, raw and smoothed; write grid.png, maps.npz, summary.json."""

@@ -27,6 +27,8 @@ def _floats(text: str | None, name: str) -> list[float] | None:
 def register_cli(app: Any) -> None:
     """Add ``smoothsal tradeoff`` to a :class:`typer.Typer` app."""
     import typer
+
+    from smoothsal.studies._options import BATCH_SIZE, FRESH, MAX_MEMORY
     from PIL import UnidentifiedImageError
 
     @app.command("tradeoff")
@@ -49,11 +51,9 @@ def register_cli(app: Any) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the test inputs and the smoothing noise."),
         stability_target: Optional[float] = typer.Option(None, "--stability-target", help="Norm-scaled stability target."),
         fidelity_bound: Optional[float] = typer.Option(None, "--fidelity-bound", help="Norm-scaled fidelity bound."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Inputs per method call (default: automatic)."),
-        max_memory: Optional[str] = typer.Option(
-            None, "--max-memory", help="Memory budget of the automatic batch size, e.g. 4GB (default: a fraction of what is free)."
-        ),
-        fresh: bool = typer.Option(False, "--fresh", help="Delete the results store in --out first."),
+        batch_size: Optional[int] = BATCH_SIZE,
+        max_memory: Optional[str] = MAX_MEMORY,
+        fresh: bool = FRESH,
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     ) -> None:
         """Stability vs fidelity of smoothed maps (Ye & Farnia 2025, Table 1, Figs. 2-5) and a recommended σ."""

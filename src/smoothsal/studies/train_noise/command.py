@@ -14,6 +14,8 @@ def register_cli(app: Any) -> None:
     """Add ``smoothsal train-noise`` to a :class:`typer.Typer` app."""
     import typer
 
+    from smoothsal.studies._options import BATCH_SIZE, FRESH, MAX_MEMORY
+
     @app.command("train-noise")
     def train_noise_command(
         quick: bool = typer.Option(False, "--quick", help="Small run: a few minutes on 2 CPU cores."),
@@ -37,15 +39,9 @@ def register_cli(app: Any) -> None:
             None, "--epochs", help="Training epochs of every model [default: TrainConfig's]."
         ),
         seed: int = typer.Option(DEFAULTS["seed"], "--seed", help="Picks the test inputs; seeds SmoothGrad."),
-        batch_size: Optional[int] = typer.Option(
-            None, "--batch-size", help="Inputs per method call (default: automatic)."
-        ),
-        max_memory: Optional[str] = typer.Option(
-            None,
-            "--max-memory",
-            help='Memory budget of the automatic batch size, e.g. "4GB" (default: a fraction of what is free).',
-        ),
-        fresh: bool = typer.Option(False, "--fresh", help="Discard the stored results in --out first."),
+        batch_size: Optional[int] = BATCH_SIZE,
+        max_memory: Optional[str] = MAX_MEMORY,
+        fresh: bool = FRESH,
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     ) -> None:
         """Train with/without input noise x explain with/without SmoothGrad (SmoothGrad paper Figs. 8-9)."""
