@@ -171,3 +171,21 @@ def test_a_study_chooses_a_batch_within_the_budget(tmp_path):
                 progress=False, echo=None)  # fmt: skip
     assert CALLS and max(CALLS) * RELU_ROW_BYTES <= budget
     assert max(CALLS) > 1  # it did batch
+
+
+def test_smoothed_ig_is_batched_by_one_tuner_in_model_rows():
+    """Smooth counts IG's path points as rows and has IG run each call's rows in one model call."""
+    from smoothsal.methods.integrated_gradients import IntegratedGradients
+
+    model = wide_conv()
+    x = torch.rand(1, 3, 32, 32)
+    got = Smooth(IntegratedGradients(model, steps=4), noise_level=0.2, n_samples=6, seed=3, batch_size=8).attribute(x, 1)
+    assert CALLS[1:] == [8, 8, 8]  # (CALLS[0]: the clean forward for the targets) 6 samples × 4 points
+    CALLS.clear()
+    sigma = 0.2 * float(x.max() - x.min())  # the noise level is a fraction of the image's range
+    ref = torch.stack([
+        IntegratedGradients(model, steps=4, batch_size=1).attribute(
+            x + sigma * torch.randn(x.shape[1:], generator=g)[None], 1)[0]
+        for g in [torch.Generator().manual_seed(3)] for _ in range(6)
+    ]).mean(0, keepdim=True)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-7)

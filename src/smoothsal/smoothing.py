@@ -149,7 +149,8 @@ class Smooth:
             (pairs ε, −ε), ``"lhs"`` (Latin hypercube over the ``n_samples`` draws), a callable
             ``(shape, generator, device, dtype) -> standard noise``, or a
             :class:`~smoothsal.noise.NoiseStream` subclass (see :mod:`smoothsal.noise`).
-        batch_size: most noisy inputs (rows) per call of the wrapped method; ``None`` (default):
+        batch_size: most model rows per call: noisy inputs, times the wrapped method's rows per
+            input where it has them (IG's ``steps``); ``None`` (default):
             chosen automatically, learned from the calls' timings under the memory budget of
             :func:`smoothsal.batching.set_max_memory`. Never changes the result.
         seed: an int (a fresh generator each call: the same map every call) or a
@@ -293,6 +294,7 @@ class Smooth:
         gen = make_generator(self.seed, x.device)
         stream = noise_stream(self.sampler, self.n_samples, tuple(x.shape[1:]), gen, x.device, x.dtype)
         tuner = self._tuner(x)
+        r = self._rows_per_input()
         moments = _RunningMoments(need_fourth=self.statistic == "var", n_images=b)
         active = torch.arange(b, device=x.device)  # images still sampling
         done = 0
@@ -301,13 +303,14 @@ class Smooth:
             stop = self.n_samples
             if self.tol is not None:  # no call crosses a check
                 stop = min(stop, (done // self.min_samples + 1) * self.min_samples)
-            k = tuner.next_size((stop - done) * a)  # rows asked for
-            s = min(max(1, k // a), stop - done)  # draws this call
+            k = tuner.next_size((stop - done) * a * r)  # model rows asked for
+            m = max(1, k // r)  # noisy inputs this call
+            s = min(max(1, m // a), stop - done)  # draws this call
             # draws in order, one per sample, shared by the images: the batch never changes the map
             eps = torch.stack([stream.next() for _ in range(s)])  # [s, ...]
-            for group in active.split(max(1, k)) if s == 1 else (active,):
+            for group in active.split(m) if s == 1 else (active,):
                 noisy = x[group].unsqueeze(0) + sigma[group].unsqueeze(0) * eps.unsqueeze(1)  # [s, G, ...]
-                attr = self._attribute_rows(tuner, k, noisy.flatten(0, 1), targets[group].repeat(s))  # [s*G, ...]
+                attr = self._attribute_rows(tuner, k, noisy.flatten(0, 1), targets[group].repeat(s), r)  # [s*G, ...]
                 attr = attr.reshape(s, group.numel(), *attr.shape[1:])
                 moments.add(attr * attr if self.statistic == "square" else attr, group)
             done += s
@@ -316,18 +319,37 @@ class Smooth:
                 active = active[~converged]
         return self._finish(moments, attr.dtype)
 
-    def _attribute_rows(self, tuner: RowTuner, k: int, rows: Tensor, targets: Tensor) -> Tensor:
-        """The wrapped method on ``rows``; an out-of-memory error halves the rows per call and retries
-        (the same rows, in smaller calls: the result is the same)."""
+    def _rows_per_input(self) -> int:
+        """Model rows one noisy input costs the wrapped method (IG: its path points), when the method
+        lets the caller set its rows per call (``_outer_rows``): then one tuner, this one, chooses
+        the rows of both, instead of two nested tuners learning from each other's noise."""
+        if not hasattr(self.method, "_outer_rows"):
+            return 1
+        return max(1, int(getattr(self.method, "rows_per_input", 1)))
+
+    def _attribute_rows(self, tuner: RowTuner, k: int, rows: Tensor, targets: Tensor, r: int = 1) -> Tensor:
+        """The wrapped method on ``rows`` (``r`` model rows each); an out-of-memory error halves the
+        rows per call and retries (the same rows, in smaller calls: the result is the same)."""
+
+        def call() -> Tensor:
+            if r == 1:
+                return self.method.attribute(rows, target=targets)
+            self.method._outer_rows = rows.shape[0] * r  # all of this call's path rows in one model call
+            try:
+                return self.method.attribute(rows, target=targets)
+            finally:
+                self.method._outer_rows = None
+
         try:
-            return tuner.run(k, lambda: self.method.attribute(rows, target=targets), rows=rows.shape[0])
+            return tuner.run(k, call, rows=rows.shape[0] * r)
         except Exception as err:  # noqa: BLE001 - only out-of-memory errors are handled
             if not is_out_of_memory(err) or rows.shape[0] == 1:
                 raise
-            half = tuner.shrink(rows.shape[0])
+            half_rows = tuner.shrink(rows.shape[0] * r)
+            half = max(1, half_rows // r)
             release_memory()
             return torch.cat([
-                self._attribute_rows(tuner, half, rows[i : i + half], targets[i : i + half])
+                self._attribute_rows(tuner, half_rows, rows[i : i + half], targets[i : i + half], r)
                 for i in range(0, rows.shape[0], half)
             ])
 

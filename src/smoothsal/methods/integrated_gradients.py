@@ -98,6 +98,13 @@ class IntegratedGradients(Attribution):
     """
 
     has_convergence_delta = True
+    #: set by a caller that chooses the rows per call itself (``Smooth``); ``None``: IG chooses.
+    _outer_rows: int | None = None
+
+    @property
+    def rows_per_input(self) -> int:
+        """Model rows (path points) one input costs."""
+        return self.steps
 
     def __init__(
         self,
@@ -169,8 +176,8 @@ class IntegratedGradients(Attribution):
                 (grad,) = torch.autograd.grad(score, path)  # [R, ...]
             return grad * weights[point].view(bcast)
 
-        tuner = RowTuner(work_key(self.model, inputs[0], ("ig", self.rule)), device=inputs.device,
-                         fixed=self.batch_size)
+        fixed = self._outer_rows if self._outer_rows is not None else self.batch_size
+        tuner = RowTuner(work_key(self.model, inputs[0], ("ig", self.rule)), device=inputs.device, fixed=fixed)
         start = 0
         while start < n_rows:
             chunk = tuner.next_size(n_rows - start)
