@@ -27,6 +27,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
+from smoothsal._model import rows_per_call
 from smoothsal._validation import TargetSpec, check_positive_int, resolve_targets
 from smoothsal.methods.base import Attribution
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
@@ -98,7 +99,8 @@ class Occlusion(Attribution):
             ``"mean"`` (per-sample per-channel mean), ``"blur"`` (the Gaussian-blurred input,
             :func:`~smoothsal.methods.baselines.gaussian_blur` with σ = max(H, W) / 10), or any
             other spec of :func:`~smoothsal.methods.baselines.make_baseline`.
-        batch_size: occluded images per forward pass, ``>= 1``.
+        batch_size: occluded images per forward pass (``None``: the library's automatic rule,
+            :func:`smoothsal._model.rows_per_call`; forward passes only, no gradient is kept).
     Returns (from :meth:`attribute`):
         attributions shaped like ``inputs`` (equal across channels).
 
@@ -120,7 +122,7 @@ class Occlusion(Attribution):
         window: int | tuple[int, int] = 16,
         stride: int | tuple[int, int] = 8,
         baseline: OcclusionBaseline = 0.0,
-        batch_size: int = 64,
+        batch_size: int | None = None,
     ) -> None:
         super().__init__(model)
         self.window = _pair(window, "window")
@@ -128,7 +130,7 @@ class Occlusion(Attribution):
         if not (isinstance(baseline, str) and baseline == "mean"):
             check_baseline_spec(baseline)
         self.baseline = baseline
-        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.batch_size = None if batch_size is None else check_positive_int(batch_size, "batch_size")
         if self.stride[0] > self.window[0] or self.stride[1] > self.window[1]:
             warnings.warn(
                 f"`stride` {self.stride} exceeds `window` {self.window}: some pixels are never occluded "
@@ -155,9 +157,10 @@ class Occlusion(Attribution):
             n_pos = grid_h.numel()
 
             total = torch.zeros(b, h, w, dtype=inputs.dtype, device=inputs.device)  # sum of drops
-            # pair k = (position k // B, sample k % B); chunks of `batch_size` pairs per forward
-            for start in range(0, n_pos * b, self.batch_size):
-                pair = torch.arange(start, min(start + self.batch_size, n_pos * b), device=inputs.device)
+            # pair k = (position k // B, sample k % B); chunks of `chunk` pairs per forward
+            chunk = rows_per_call(inputs[0], n_pos * b, self.batch_size)
+            for start in range(0, n_pos * b, chunk):
+                pair = torch.arange(start, min(start + chunk, n_pos * b), device=inputs.device)
                 pos, sample = pair // b, pair % b  # [n], [n]
                 mask = window_masks(grid_h[pos], grid_w[pos], self.window, (h, w))  # [n, H, W]
                 keep = mask[:, None].logical_not()  # [n, 1, H, W]
@@ -181,7 +184,7 @@ def occlusion(
     window: int | tuple[int, int] = 16,
     stride: int | tuple[int, int] = 8,
     baseline: OcclusionBaseline = 0.0,
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> Tensor:
     """Functional form of :class:`Occlusion`."""
     return Occlusion(model, window, stride, baseline, batch_size).attribute(inputs, target)
