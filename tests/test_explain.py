@@ -281,3 +281,21 @@ def test_explain_on_bundled_model_end_to_end(tmp_path, cli_app):
     assert summary["images"][0]["top5"][0]["prob"] > 0.2
     delta = summary["methods"]["ig"]["raw"]["convergence_delta"]
     assert delta["absolute"][0] == pytest.approx(delta["relative"][0] * abs(delta["expected"][0]), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_zoo_model_runs_channels_last_with_the_same_predictions_and_maps():
+    """The pretrained zoo model runs its network channels-last (faster on CPU); its logits and
+    gradients match the plain layout to float precision."""
+    from smoothsal.zoo import efficientnet_lite0
+
+    fast = efficientnet_lite0()
+    assert fast.channels_last
+    plain = efficientnet_lite0()
+    plain.net = plain.net.to(memory_format=torch.contiguous_format)
+    plain.channels_last = False
+    x = load_photo("chelsea").tensor
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-3, atol=1e-3)
+    g_fast = VanillaGradient(fast).attribute(x, 281)
+    g_plain = VanillaGradient(plain).attribute(x, 281)
+    assert float((g_fast - g_plain).abs().max() / g_plain.abs().max()) < 0.01
