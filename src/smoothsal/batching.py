@@ -420,13 +420,15 @@ def _measure(
         _sync(dev)
         return max(int(torch.cuda.max_memory_allocated(dev) - before), 0)
     seen: set[int] = set()
-    total = 0
+    kept: list[Tensor] = []  # held until the end: a freed storage's address could be reused by a
+    total = 0  # later tensor (the returned gradient), which the pointer check would then miss
 
     def pack(t: Tensor) -> Tensor:
         nonlocal total
         ptr, nbytes = _storage_key(t)
         if ptr not in seen:
             seen.add(ptr)
+            kept.append(t)
             total += nbytes
         return t
 
