@@ -299,3 +299,14 @@ def test_zoo_model_runs_channels_last_with_the_same_predictions_and_maps():
     g_fast = VanillaGradient(fast).attribute(x, 281)
     g_plain = VanillaGradient(plain).attribute(x, 281)
     assert float((g_fast - g_plain).abs().max() / g_plain.abs().max()) < 0.01
+
+
+def test_the_run_states_its_settings(tmp_path):
+    from smoothsal.studies.explain.report import settings_line
+
+    config = _tiny_config(tmp_path, tol=0.3, n_samples=64, noise_level=0.2, seed=5)
+    assert settings_line(config, 3 * 2**30) == (
+        f"settings: model {TINY}, methods grad,ig,gradcam, noise level 20%, n ≤ 64, stop at relative SE 0.3, "
+        "seed 5, automatic batch (memory budget 3.0 GiB)"
+    )
+    assert settings_line(_tiny_config(tmp_path, batch_size=4)).endswith("n = 3, seed 0, 4 rows per call")

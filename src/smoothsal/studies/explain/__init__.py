@@ -44,6 +44,10 @@ def run_explain(
         config = ExplainConfig(**settings)
     elif settings:
         config = config.replace(**settings)
+    if echo is not None:
+        from smoothsal.batching import memory_budget
+
+        echo(report.settings_line(config, memory_budget("cpu")))
     results = compute_explain(config, echo=echo)
     out = config.out_dir
     figures = plots.save_figures(results, out)

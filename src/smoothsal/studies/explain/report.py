@@ -25,6 +25,17 @@ def prediction_line(name: str, top: list[dict[str, Any]]) -> str:
     return f"{name}: " + ", ".join(f"{t['name'].split(',')[0]} {t['prob']:.3f}" for t in top)
 
 
+def settings_line(config: Any, budget_bytes: int | None = None) -> str:
+    """One line stating what the run does: model, methods, noise, the sampling rule, batch."""
+    methods = config.methods if isinstance(config.methods, str) else ",".join(config.methods)
+    rule = f"n ≤ {config.n_samples}, stop at relative SE {config.tol}" if config.tol else f"n = {config.n_samples}"
+    batch = f"{config.batch_size} rows per call" if config.batch_size else "automatic batch"
+    if budget_bytes is not None and not config.batch_size:
+        batch += f" (memory budget {budget_bytes / 2**30:.1f} GiB)"
+    return (f"settings: model {config.model}, methods {methods}, noise level {config.noise_level:.0%}, "
+            f"{rule}, seed {config.seed}, {batch}")
+
+
 def build_summary(results: ExplainResults, figures: list[str]) -> dict[str, Any]:
     """The ``summary.json`` dictionary."""
     config = results.config
