@@ -44,7 +44,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from smoothsal.batching import BatchMemoryError, _measure, format_bytes, memory_budget
+from smoothsal.batching import (
+    BatchMemoryError,
+    _measure,
+    format_bytes,
+    is_out_of_memory,
+    memory_budget,
+    release_memory,
+)
 
 __all__ = ["CALLS", "DROP", "FIRST", "TIE", "RowTuner", "clear_learned", "work_key"]
 
@@ -157,6 +164,27 @@ class RowTuner:
             seconds = time.perf_counter() - t0
         self._learn(size, rows, seconds)
         return result[0]
+
+    def run_split(self, size: int, n: int, work: Callable[[int, int], torch.Tensor], *, unit: int = 1) -> torch.Tensor:
+        """``work(0, n)``, run and timed as the call of ``size`` rows; ``n`` items of ``unit`` model
+        rows each (``Smooth(IG)``: noisy inputs of ``steps`` path points).
+
+        After an out-of-memory error the rows per call are halved for good (:meth:`shrink`) and the
+        same items run again in smaller calls, ``work(lo, hi)``, concatenated along the first axis:
+        the result is the same.
+        """
+        try:
+            return self.run(size, lambda: work(0, n), rows=n * unit)
+        except Exception as err:  # noqa: BLE001 - only out-of-memory errors are handled
+            if n == 1 or not is_out_of_memory(err):
+                raise
+        half_rows = self.shrink(n * unit)
+        half = max(1, half_rows // unit)
+        release_memory()
+        return torch.cat([
+            self.run_split(half_rows, min(half, n - lo), lambda a, b, lo=lo: work(lo + a, lo + b), unit=unit)
+            for lo in range(0, n, half)
+        ])
 
     def shrink(self, rows: int) -> int:
         """After an out-of-memory error on ``rows`` rows: at most half of them from now on (the

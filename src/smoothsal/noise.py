@@ -50,6 +50,7 @@ __all__ = [
     "NoiseStream",
     "Sampler",
     "SeedSpec",
+    "independent_draws",
     "make_generator",
     "noise_sigma",
     "noise_stream",
@@ -214,6 +215,12 @@ SAMPLERS: dict[str, Sampler | type[NoiseStream]] = {
 
 def _is_stream(sampler: object) -> bool:
     return isinstance(sampler, type) and issubclass(sampler, NoiseStream)
+
+
+def independent_draws(sampler: str | Sampler | type[NoiseStream]) -> bool:
+    """Whether ``sampler``'s draws are independent (plain callables are; streams say so)."""
+    kind = SAMPLERS.get(sampler) if isinstance(sampler, str) else sampler
+    return not (isinstance(kind, type) and issubclass(kind, NoiseStream)) or kind.independent
 
 
 def standard_sampler(sampler: str | Sampler) -> Sampler:

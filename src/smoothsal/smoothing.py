@@ -53,8 +53,16 @@ from smoothsal._validation import (
 )
 from smoothsal.methods.base import model_of
 from smoothsal._tuner import RowTuner, work_key
-from smoothsal.batching import is_out_of_memory, memory_budget, release_memory
-from smoothsal.noise import SAMPLERS, NoiseStream, Sampler, SeedSpec, make_generator, noise_sigma, noise_stream
+from smoothsal.batching import memory_budget
+from smoothsal.noise import (
+    SAMPLERS,
+    Sampler,
+    SeedSpec,
+    independent_draws,
+    make_generator,
+    noise_sigma,
+    noise_stream,
+)
 
 STATISTICS = ("mean", "square", "var")
 
@@ -191,9 +199,7 @@ class Smooth:
         self.statistic = check_choice(statistic, "statistic", STATISTICS)
         if not callable(sampler):
             check_choice(sampler, "sampler", tuple(SAMPLERS))
-        kind = SAMPLERS[sampler] if isinstance(sampler, str) else sampler
-        dependent = isinstance(kind, type) and issubclass(kind, NoiseStream) and not kind.independent
-        if dependent and self.statistic != "mean":
+        if not independent_draws(sampler) and self.statistic != "mean":
             raise ValueError(
                 f"`sampler` {sampler!r} draws dependent samples; the standard error of statistic="
                 f"{self.statistic!r} assumes independent draws: use sampler='gaussian', or statistic='mean'"
@@ -276,8 +282,8 @@ class Smooth:
         per_image = max(1, inputs[0].numel() * 8 * copies)
         return max(1, min(inputs.shape[0], memory_budget(inputs.device) // 8 // per_image))
 
-    def _tuner(self, x: Tensor) -> RowTuner:
-        what = ("smooth", type(self.method).__name__, getattr(self.method, "steps", None))
+    def _tuner(self, x: Tensor, rows_per_input: int) -> RowTuner:
+        what = ("smooth", type(self.method).__name__, rows_per_input)
         return RowTuner(work_key(self.model, x[0], what), device=x.device, fixed=self.batch_size)
 
     def _estimate_chunk(self, x: Tensor, targets: Tensor) -> SmoothEstimate:
@@ -293,8 +299,8 @@ class Smooth:
         sigma = self.sigma(x).view(b, *([1] * (x.dim() - 1)))  # [B, 1, ...]
         gen = make_generator(self.seed, x.device)
         stream = noise_stream(self.sampler, self.n_samples, tuple(x.shape[1:]), gen, x.device, x.dtype)
-        tuner = self._tuner(x)
-        r = self._rows_per_input()
+        r = max(1, int(getattr(self.method, "rows_per_input", 1)))  # model rows per noisy input
+        tuner = self._tuner(x, r)
         moments = _RunningMoments(need_fourth=self.statistic == "var", n_images=b)
         active = torch.arange(b, device=x.device)  # images still sampling
         done = 0
@@ -319,39 +325,21 @@ class Smooth:
                 active = active[~converged]
         return self._finish(moments, attr.dtype)
 
-    def _rows_per_input(self) -> int:
-        """Model rows one noisy input costs the wrapped method (IG: its path points), when the method
-        lets the caller set its rows per call (``_outer_rows``): then one tuner, this one, chooses
-        the rows of both, instead of two nested tuners learning from each other's noise."""
-        if not hasattr(self.method, "_outer_rows"):
-            return 1
-        return max(1, int(getattr(self.method, "rows_per_input", 1)))
+    def _attribute_rows(self, tuner: RowTuner, k: int, rows: Tensor, targets: Tensor, r: int) -> Tensor:
+        """The wrapped method on the noisy inputs ``rows`` (``r`` model rows each); a method that
+        batches rows itself (``r > 1``, e.g. IG) runs each call's rows in one model call, so one
+        tuner, this one, chooses the rows of both."""
 
-    def _attribute_rows(self, tuner: RowTuner, k: int, rows: Tensor, targets: Tensor, r: int = 1) -> Tensor:
-        """The wrapped method on ``rows`` (``r`` model rows each); an out-of-memory error halves the
-        rows per call and retries (the same rows, in smaller calls: the result is the same)."""
-
-        def call() -> Tensor:
+        def work(lo: int, hi: int) -> Tensor:
             if r == 1:
-                return self.method.attribute(rows, target=targets)
-            self.method._outer_rows = rows.shape[0] * r  # all of this call's path rows in one model call
+                return self.method.attribute(rows[lo:hi], target=targets[lo:hi])
+            self.method.outer_rows = (hi - lo) * r
             try:
-                return self.method.attribute(rows, target=targets)
+                return self.method.attribute(rows[lo:hi], target=targets[lo:hi])
             finally:
-                self.method._outer_rows = None
+                self.method.outer_rows = None
 
-        try:
-            return tuner.run(k, call, rows=rows.shape[0] * r)
-        except Exception as err:  # noqa: BLE001 - only out-of-memory errors are handled
-            if not is_out_of_memory(err) or rows.shape[0] == 1:
-                raise
-            half_rows = tuner.shrink(rows.shape[0] * r)
-            half = max(1, half_rows // r)
-            release_memory()
-            return torch.cat([
-                self._attribute_rows(tuner, half_rows, rows[i : i + half], targets[i : i + half], r)
-                for i in range(0, rows.shape[0], half)
-            ])
+        return tuner.run_split(k, rows.shape[0], work, unit=r)
 
     def _finish(self, moments: _RunningMoments, dtype: torch.dtype) -> SmoothEstimate:
         n = moments._count()  # [B, 1, ...]

@@ -141,6 +141,13 @@ class Attribution:
     #: methods: IG, DeepLIFT). A plain attribute, so ``getattr(method, "has_convergence_delta", False)``
     #: works on any object.
     has_convergence_delta: bool = False
+    #: model rows one input costs (Integrated Gradients: its path points); ``Smooth`` counts its
+    #: rows per call in these units.
+    rows_per_input: int = 1
+    #: set by a caller that chooses the rows per call itself (``Smooth``) for the duration of a
+    #: call: a method that batches its own rows (IG) then runs them all in one model call, so that
+    #: one tuner, not two nested ones, learns the batch size. ``None``: the method chooses.
+    outer_rows: int | None = None
 
     def __init__(self, model: nn.Module) -> None:
         if not isinstance(model, nn.Module):

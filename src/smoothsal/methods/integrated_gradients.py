@@ -30,7 +30,6 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._tuner import RowTuner, work_key
-from smoothsal.batching import is_out_of_memory, release_memory
 from smoothsal._validation import TargetSpec, check_choice, check_positive_int, resolve_targets
 from smoothsal.methods.base import Attribution, ConvergenceDelta
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
@@ -83,7 +82,7 @@ class IntegratedGradients(Attribution):
             ``steps × B`` rows are processed in chunks, so memory holds one chunk of path inputs
             (and its graph) plus the running sum ``[B, ...]``. ``None`` = as many rows as fit
             in one call, learned from the calls' timings under the memory budget
-            (:mod:`smoothsal._tuner`); an out-of-memory error halves it and retries.
+            (:mod:`smoothsal._tuner`); an out-of-memory error halves it and retries the same rows.
         seed: int or ``torch.Generator`` for the ``"uniform"`` baseline.
 
     The target is resolved once on the real inputs (``None`` = the class predicted for ``x``,
@@ -98,11 +97,9 @@ class IntegratedGradients(Attribution):
     """
 
     has_convergence_delta = True
-    #: set by a caller that chooses the rows per call itself (``Smooth``); ``None``: IG chooses.
-    _outer_rows: int | None = None
 
     @property
-    def rows_per_input(self) -> int:
+    def rows_per_input(self) -> int:  # type: ignore[override]
         """Model rows (path points) one input costs."""
         return self.steps
 
@@ -176,20 +173,13 @@ class IntegratedGradients(Attribution):
                 (grad,) = torch.autograd.grad(score, path)  # [R, ...]
             return grad * weights[point].view(bcast)
 
-        fixed = self._outer_rows if self._outer_rows is not None else self.batch_size
+        fixed = self.outer_rows if self.outer_rows is not None else self.batch_size
         tuner = RowTuner(work_key(self.model, inputs[0], ("ig", self.rule)), device=inputs.device, fixed=fixed)
         start = 0
         while start < n_rows:
             chunk = tuner.next_size(n_rows - start)
             rows = torch.arange(start, start + chunk, device=inputs.device)
-            try:
-                weighted = tuner.run(chunk, lambda rows=rows: path_gradient(rows))
-            except Exception as err:  # noqa: BLE001 - only out-of-memory errors are handled
-                if chunk == 1 or not is_out_of_memory(err):
-                    raise
-                tuner.shrink(chunk)
-                release_memory()
-                continue  # the same rows again, in smaller calls
+            weighted = tuner.run_split(chunk, chunk, lambda lo, hi, rows=rows: path_gradient(rows[lo:hi]))
             total.index_add_(0, rows % b, weighted)
             start += chunk
             del weighted  # release this chunk before the next one is built

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from smoothsal._paths import cache_dir as default_cache_dir
 from smoothsal._model import predict, rows_per_call
+from smoothsal.noise import make_generator
 from smoothsal._validation import check_choice, check_nonnegative, check_positive_int
 from smoothsal.datasets.base import ImageDataset
 
@@ -187,6 +188,15 @@ def load_split(dataset: str, image_size: int = 32) -> tuple[ImageDataset, ImageD
     check_positive_int(image_size, "image_size", minimum=8)
     train, test = _load_split_cached(dataset, image_size)
     return train.subset(torch.arange(len(train))), test.subset(torch.arange(len(test)))  # copies
+
+
+def held_out_inputs(dataset: str, image_size: int, n: int, seed: int) -> ImageDataset:
+    """``n`` inputs drawn without replacement from the test split of :func:`load_split`, by ``seed``:
+    the fixed set a study explains. Raises ``ValueError`` when the split holds fewer than ``n``."""
+    _, test = load_split(dataset, image_size=image_size)
+    if n > len(test):
+        raise ValueError(f"`n_inputs` must be <= {len(test)} (the {dataset} test split), got {n}")
+    return test.subset(torch.randperm(len(test), generator=make_generator(seed))[:n])
 
 
 def _stratified_test_mask(labels: Tensor, num_classes: int, fraction: float, gen: torch.Generator) -> Tensor:

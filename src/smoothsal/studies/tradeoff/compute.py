@@ -79,13 +79,9 @@ def fixed_inputs(config: TradeoffConfig) -> tuple[Tensor, Tensor]:
         x = torch.cat([p.tensor for p in bundled_photos(list(BUNDLED)[: config.n_inputs])])
         return x, predict(efficientnet_lite0(), x, batch_size=config.batch_size).argmax(dim=1)
 
-    from smoothsal.studies.train import load_split
+    from smoothsal.studies.train import held_out_inputs
 
-    _, test = load_split(config.dataset, image_size=config.base.image_size)
-    if config.n_inputs > len(test):
-        raise ValueError(f"`n_inputs` must be <= {len(test)} (the {config.dataset} test split), got {config.n_inputs}")
-    idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(config.seed))[: config.n_inputs]
-    sub = test.subset(idx)
+    sub = held_out_inputs(config.dataset, config.base.image_size, config.n_inputs, config.seed)
     return sub.images, sub.labels
 
 

@@ -66,13 +66,9 @@ def load_test_inputs(config: TrainNoiseConfig) -> tuple[Tensor, Tensor, Tensor]:
     ``N = config.n_inputs`` drawn without replacement from the synthetic test split with
     ``config.seed``. Raises ``ValueError`` when the split holds fewer than ``n_inputs`` images.
     """
-    from smoothsal.studies.train import load_split
+    from smoothsal.studies.train import held_out_inputs
 
-    _, test = load_split("synthetic", image_size=config.train_config().image_size)
-    if config.n_inputs > len(test):
-        raise ValueError(f"`n_inputs` must be <= {len(test)} (the synthetic test split), got {config.n_inputs}")
-    idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(config.seed))[: config.n_inputs]
-    sub = test.subset(idx)
+    sub = held_out_inputs("synthetic", config.train_config().image_size, config.n_inputs, config.seed)
     return sub.images, sub.labels, sub.masks
 
 
