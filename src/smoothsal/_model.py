@@ -55,15 +55,17 @@ def row_chunks(n_rows: int, batch_size: int | None) -> list[tuple[int, int]]:
 
 
 def predict(model: nn.Module, inputs: Tensor, *, batch_size: int | None = None) -> Tensor:
-    """Logits ``[B, classes]`` of ``model`` on ``inputs`` in eval mode, without gradient, in chunks.
+    """Logits ``[B, classes]`` of ``model`` on ``inputs`` in eval mode, without gradient, in chunks of
+    ``batch_size`` rows (``None``: :func:`rows_per_call`'s automatic rule).
 
     The model's train/eval state is restored afterwards (see ``preserve_model``).
     """
     from smoothsal.methods.base import preserve_model
 
     x = to_model_device(model, inputs)
+    size = rows_per_call(x[0], x.shape[0], batch_size)
     with preserve_model(model, warn_training=False), torch.no_grad():
-        parts = [check_logits(model(x[a:b]), b - a) for a, b in row_chunks(x.shape[0], batch_size)]
+        parts = [check_logits(model(x[a:b]), b - a) for a, b in row_chunks(x.shape[0], size)]
     return torch.cat(parts).to(inputs.device)
 
 

@@ -117,15 +117,14 @@ def _target_score(logits: Tensor, targets: Tensor, score: str) -> Tensor:
 
 def _forward_scores(model: nn.Module, x: Tensor, targets: Tensor, score: str, batch_size: int | None = None) -> Tensor:
     """Target scores ``[N]`` of ``x`` ``[N, ...]`` (no gradient, in chunks of ``batch_size``)."""
-    rows = rows_per_call(x[0], x.shape[0], batch_size)
-    return _target_score(predict(model, x, batch_size=rows), targets, score)
+    return _target_score(predict(model, x, batch_size=batch_size), targets, score)
 
 
 def _resolve(
     model: nn.Module, inputs: Tensor, targets: TargetSpec, score: str, batch_size: int | None = None
 ) -> tuple[Tensor, Tensor]:
     """Targets ``[B]`` (``None`` -> predicted class) and the clean scores ``[B]``: one forward pass."""
-    logits = predict(model, inputs, batch_size=rows_per_call(inputs[0], inputs.shape[0], batch_size))
+    logits = predict(model, inputs, batch_size=batch_size)
     t = resolve_targets(targets, logits)
     return t, _target_score(logits, t, score)
 

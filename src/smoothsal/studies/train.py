@@ -45,7 +45,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from smoothsal._paths import cache_dir as default_cache_dir
-from smoothsal._model import predict, rows_per_call
+from smoothsal._model import predict
 from smoothsal.noise import make_generator
 from smoothsal._validation import check_choice, check_nonnegative, check_positive_int
 from smoothsal.datasets.base import ImageDataset
@@ -397,7 +397,7 @@ def evaluate(model: nn.Module, dataset: ImageDataset, batch_size: int | None = N
     """Top-1 accuracy of ``model`` (put in eval mode) on ``dataset`` (rows per call: the library's rule)."""
     model.eval()
     x = dataset.images
-    logits = predict(model, x, batch_size=rows_per_call(x[0], x.shape[0], batch_size))
+    logits = predict(model, x, batch_size=batch_size)
     return int((logits.argmax(1) == dataset.labels).sum()) / len(dataset)
 
 
