@@ -28,7 +28,7 @@ def register_cli(app: Any) -> None:
     """Add ``smoothsal tradeoff`` to a :class:`typer.Typer` app."""
     import typer
 
-    from smoothsal.studies._options import BATCH_SIZE, FRESH, MAX_MEMORY
+    from smoothsal.studies._options import BATCH_SIZE, DEVICE, FRESH, MAX_MEMORY
     from PIL import UnidentifiedImageError
 
     @app.command("tradeoff")
@@ -38,7 +38,9 @@ def register_cli(app: Any) -> None:
         dataset: str = typer.Option(
             "digits", "--dataset", help="digits | synthetic | photos (pretrained Lite0/1/2 on the bundled photos; setting DA)"
         ),
-        methods: str = typer.Option("grad,ig,gradcam,gradcam++", "--methods", help="Comma-separated method names."),
+        methods: Optional[str] = typer.Option(
+            None, "--methods", help="Comma-separated method names (default: grad,ig,gradcam,gradcam++; with --maps: the store's)."
+        ),
         noise_levels: Optional[str] = typer.Option(
             None, "--noise-levels", help="Comma-separated σ grid, e.g. 0,0.1,0.2 (σ = 0 is added if missing)."
         ),
@@ -54,6 +56,10 @@ def register_cli(app: Any) -> None:
         batch_size: Optional[int] = BATCH_SIZE,
         max_memory: Optional[str] = MAX_MEMORY,
         fresh: bool = FRESH,
+        maps: Optional[Path] = typer.Option(
+            None, "--maps", help="Read the maps from this store of `smoothsal explain-dataset` (its models) instead of training."
+        ),
+        device: str = DEVICE,
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     ) -> None:
         """Stability vs fidelity of smoothed maps (Ye & Farnia 2025, Table 1, Figs. 2-5) and a recommended σ."""
@@ -65,7 +71,7 @@ def register_cli(app: Any) -> None:
                 noise_levels=_floats(noise_levels, "--noise-levels"), settings=settings, n_samples=samples,
                 n_inputs=inputs, n_models=models, epochs=epochs, ig_steps=ig_steps, seed=seed,
                 stability_target=stability_target, fidelity_bound=fidelity_bound, batch_size=batch_size,
-                progress=not no_progress, fresh=fresh,
+                progress=not no_progress, fresh=fresh, maps=maps, device=device,
             )  # fmt: skip
             from smoothsal.batching import set_max_memory
 

@@ -18,6 +18,11 @@ of a (setting, method) are computed once and serve every σ. All models get the 
 Methods come from the registry (:func:`~smoothsal.registry.build_method`): raw with their raw
 settings, smoothed with their smoothed settings; a method that cannot explain a model (Grad-CAM
 on an MLP: no conv layer) leaves that model out of its pairs.
+
+With ``config.maps`` (``--maps STORE``) the maps are not computed but read from a store of
+``smoothsal explain-dataset`` (:func:`rows_from_store`): the models are the store's models, the
+inputs the images every model has maps of, and the rows are computed from those maps by the same
+:func:`_row` (setting ``"store"``).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from torch import Tensor, nn
 from smoothsal.studies.store import ResultsStore
 from smoothsal.studies.tradeoff.config import PHOTO_MODELS, TradeoffConfig
 
-__all__ = ["FIELDS", "compute", "curve_rows", "fixed_inputs", "row_unit"]
+__all__ = ["FIELDS", "compute", "curve_rows", "fixed_inputs", "row_unit", "rows_from_store"]
 
 #: columns of ``results.csv``, in order
 FIELDS: tuple[str, ...] = (
@@ -98,16 +103,24 @@ def _model_name(trained: Any, index: int) -> str:
 
 
 def _models(config: TradeoffConfig, setting: str) -> list[Any]:
+    """The setting's models, moved to ``config.device`` (``--device``)."""
+    from smoothsal._model import resolve_device
+
+    device = resolve_device(config.device)
     if config.dataset == "photos":
         from smoothsal.zoo import efficientnet_lite
 
-        return [_Pretrained(name, efficientnet_lite(name)) for name in PHOTO_MODELS]
-    from smoothsal.studies.train import models_for_setting
+        trained = [_Pretrained(name, efficientnet_lite(name)) for name in PHOTO_MODELS]
+    else:
+        from smoothsal.studies.train import models_for_setting
 
-    return models_for_setting(
-        setting, dataset=config.dataset, n_models=config.n_models, base=config.base, cache_dir=config.cache_dir,
-        progress=config.progress,
-    )  # fmt: skip
+        trained = models_for_setting(
+            setting, dataset=config.dataset, n_models=config.n_models, base=config.base, cache_dir=config.cache_dir,
+            progress=config.progress,
+        )  # fmt: skip
+    for t in trained:
+        t.model.to(device)
+    return trained
 
 
 # ---- rows ------------------------------------------------------------------------------------------
@@ -227,6 +240,8 @@ def compute(
     """
     from tqdm.auto import tqdm
 
+    if config.maps is not None:
+        return rows_from_store(config, store, on_row=on_row)
     wanted = [(s, m, g) for s in config.settings for m in config.methods for g in config.noise_levels]
     pending = [w for w in wanted if row_unit(*w) not in store]
     inputs, labels = fixed_inputs(config) if pending else (None, None)
@@ -270,3 +285,62 @@ def compute(
             rows.append({**row_unit(*w), **found})
     models = {s: (store.get(_models_unit(s)) or {}).get("models", []) for s in config.settings}
     return rows, models, computed
+
+
+def rows_from_store(
+    config: TradeoffConfig,
+    store: ResultsStore,
+    *,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
+    """:func:`compute`'s result with the maps read from the map store ``config.maps``.
+
+    For each method, the inputs are the images that every model of the map store has a map of at
+    every σ of the grid (σ = 0 included), in id order; each row is :func:`_row` of those maps,
+    under setting ``"store"``. Rows already in ``store`` (the results store) are read back.
+    """
+    from smoothsal.studies.explain_dataset.store import open_store
+
+    maps = open_store(config.maps)
+    models = maps.models()
+    info = [{"name": m, "weights_sha1": maps.model_info.get(m, {}).get("weights_sha1")} for m in models]
+    setting = "store"
+    if _models_unit(setting) not in store:
+        store.put(_models_unit(setting), {"models": info})
+    computed = 0
+    rows = []
+    for method in config.methods:
+        todo = [g for g in config.noise_levels if row_unit(setting, method, g) not in store]
+        if todo:
+            have = None
+            for model in models:
+                for sigma in config.noise_levels:
+                    images = set(maps.select(model=model, method=method, sigma=sigma).images())
+                    have = images if have is None else have & images
+            common = sorted(have or ())
+            if not common:
+                warnings.warn(f"store/{method}: no image has maps of every model at every σ; rows skipped", UserWarning, stacklevel=2)
+                continue
+            raw_sel = [maps.select(model=m, method=method, sigma=0.0, images=common) for m in models]
+            differ = sum(len({sel[i].target for sel in raw_sel}) > 1 for i in range(len(common)))
+            if differ:
+                warnings.warn(
+                    f"store/{method}: the models explain different classes on {differ} of {len(common)} images "
+                    "(explain-dataset --target predicted); --target label explains the same class in every model",
+                    UserWarning, stacklevel=2,
+                )  # fmt: skip
+            raw = [sel.load() for sel in raw_sel]
+            for sigma in todo:
+                smoothed = raw if sigma == 0 else [
+                    maps.select(model=m, method=method, sigma=sigma, images=common).load() for m in models
+                ]  # fmt: skip
+                unit = row_unit(setting, method, sigma)
+                row = {**unit, **store.put(unit, _row(float(sigma), raw, smoothed, models, config.n_samples))}
+                computed += 1
+                if on_row is not None:
+                    on_row(row)
+        for g in config.noise_levels:
+            found = store.get(row_unit(setting, method, g))
+            if found is not None:
+                rows.append({**row_unit(setting, method, g), **found})
+    return rows, {setting: info}, computed

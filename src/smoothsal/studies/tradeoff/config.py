@@ -9,6 +9,11 @@ so a mistake is reported before a single model is trained.
 The σ grid always holds σ = 0: the fidelity error (Ye & Farnia 2025, arXiv:2411.05837, eq. 13)
 is measured against the unsmoothed map and the recommendation needs the σ = 0 end of the curve,
 so a grid without it gets it added (``zero_added`` says so).
+
+With ``maps`` (``--maps STORE``) nothing is trained or explained: the rows come from the maps of
+a store written by ``smoothsal explain-dataset``
+(:mod:`smoothsal.studies.explain_dataset.store`), the models being the models of the store
+(setting ``"store"``), the methods and σ grid those of the store unless narrowed.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 from smoothsal._validation import check_nonnegative, check_positive_int
 
-__all__ = ["DATASETS", "FULL", "PHOTO_MODELS", "PRESETS", "QUICK", "SETTINGS", "TradeoffConfig"]
+__all__ = ["DATASETS", "FULL", "PHOTO_MODELS", "PRESETS", "QUICK", "SETTINGS", "SETTING_LABELS", "TradeoffConfig"]
 
 #: Table 1's three ways two models differ (Ye & Farnia 2025, arXiv:2411.05837, §6).
 SETTINGS: dict[str, str] = {
@@ -28,6 +33,8 @@ SETTINGS: dict[str, str] = {
     "DR": "different training recipes",
     "DA": "different architectures",
 }
+#: Titles of the settings in figures: Table 1's, and ``"store"``: the models of a map store (``--maps``).
+SETTING_LABELS: dict[str, str] = {**SETTINGS, "store": "models of a map store"}
 #: ``digits`` and ``synthetic`` train small classifiers; ``photos`` compares pretrained models.
 DATASETS: tuple[str, ...] = ("digits", "synthetic", "photos")
 #: the pretrained models compared on ``dataset="photos"`` (setting DA: same data, other architectures)
@@ -94,6 +101,10 @@ class TradeoffConfig:
             (:mod:`smoothsal.batching`). Does not change results.
         cache_dir: where trained models are cached (default: ``$SMOOTHSAL_CACHE``).
         progress: show progress bars. fresh: delete the results store first.
+        maps: a map store of ``smoothsal explain-dataset`` to read the maps from instead of
+            training and explaining (``dataset`` becomes ``"store"``, settings ``("store",)``,
+            ``n_models``/``n_inputs``/``n_samples`` those of the store).
+        device: where the models run (``auto``: CUDA when present); results do not depend on it.
         zero_added: set when σ = 0 was not in the requested grid and was added.
     """
 
@@ -116,6 +127,8 @@ class TradeoffConfig:
     cache_dir: Path | None = None
     progress: bool = True
     fresh: bool = False
+    maps: Path | None = None
+    device: str = "auto"
     zero_added: bool = field(default=False, init=False)
 
     @classmethod
@@ -131,6 +144,8 @@ class TradeoffConfig:
         if name not in PRESETS:
             raise ValueError(f"`preset` must be one of {sorted(PRESETS)}, got {name!r}")
         given = {k: v for k, v in settings.items() if v is not None}
+        if given.get("maps") is not None:  # the store says what there is; the preset's grid does not apply
+            return cls(**given)
         values = dict(PRESETS[name])
         if given.get("dataset") == "photos":
             values.update(PHOTOS)
@@ -147,6 +162,11 @@ class TradeoffConfig:
 
         set_ = lambda name, value: object.__setattr__(self, name, value)
         set_("out_dir", Path(self.out_dir))
+        if not isinstance(self.device, str) or not self.device.strip():
+            raise ValueError(f"`device` must be a device name, got {self.device!r}")
+        if self.maps is not None:
+            self._check_maps()
+            return
         if self.cache_dir is not None:
             set_("cache_dir", Path(self.cache_dir))
         if self.dataset not in DATASETS:
@@ -209,13 +229,70 @@ class TradeoffConfig:
         for setting in settings:  # checks n_models against the setting (DA has 4 architectures)
             setting_configs(setting, self.dataset, self.n_models, base)
 
+    def _check_maps(self) -> None:
+        """``__post_init__`` of a config reading a map store: settings from the store, checked against it."""
+        from smoothsal.registry import parse_methods
+        from smoothsal.studies.explain_dataset.store import open_store, sigma_key
+
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_("maps", Path(self.maps))
+        store = open_store(self.maps)
+        models = store.models()
+        if len(models) < 2:
+            raise ValueError(
+                f"`maps`: the store {self.maps} holds maps of {len(models)} model(s) {models}; stability needs >= 2 "
+                "(run explain-dataset with another --model into the same --out)"
+            )
+        default_methods = {f.name: f.default for f in dataclasses.fields(self)}["methods"]
+        methods = store.methods() if self.methods == default_methods else parse_methods(list(_names(self.methods, "methods")))
+        missing = [m for m in methods if m not in store.methods()]
+        if missing:
+            raise ValueError(f"`methods`: {missing} have no maps in {self.maps} (it holds {store.methods()})")
+        set_("methods", tuple(methods))
+        grid = sorted(sigma_key(s) for s in (self.noise_levels if self.noise_levels != FULL["noise_levels"] else store.sigmas()))
+        if 0.0 not in grid:
+            grid = [0.0] + grid
+            set_("zero_added", True)
+        absent = [s for s in grid if s not in store.sigmas()]
+        if absent:
+            raise ValueError(
+                f"`noise_levels`: σ {absent} have no maps in {self.maps} (it holds {store.sigmas()}; the fidelity error needs σ = 0)"
+            )
+        if len(grid) < 2:
+            raise ValueError(f"`noise_levels` must hold a σ > 0; the store {self.maps} holds {store.sigmas()}")
+        set_("noise_levels", tuple(grid))
+        set_("settings", ("store",))
+        set_("dataset", "store")
+        set_("n_models", len(models))
+        set_("n_inputs", len(store.images()))
+        set_("n_samples", int(store.config.get("n_samples", 0)))
+        set_("base", None)
+        set_("epochs", None)
+        check_nonnegative(self.table_noise_level, "table_noise_level")
+        set_("stability_target", _optional_nonnegative(self.stability_target, "stability_target"))
+        set_("fidelity_bound", _optional_nonnegative(self.fidelity_bound, "fidelity_bound"))
+        for name in ("progress", "fresh"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
+
     def to_hash(self) -> dict[str, Any]:
         """The settings that change a row's numbers (the store's configuration).
 
         Methods, settings and the σ grid are not in it: each row is keyed by its own
         (setting, method, σ), so adding a method or a σ reuses the finished rows. Output folder,
-        progress bars and batch size do not change results.
+        progress bars, batch size and device do not change results. With ``maps``: the store's
+        configuration, models and number of maps (a store that grew gives new rows).
         """
+        if self.maps is not None:
+            from smoothsal.studies.explain_dataset.store import open_store
+
+            store = open_store(self.maps)
+            return {
+                "maps": str(self.maps.resolve()),
+                "store_config": store.config_hash,
+                "models": {k: v.get("weights_sha1") for k, v in sorted(store.model_info.items())},
+                "n_maps": len(store),
+            }
         return {
             "dataset": self.dataset,
             "n_inputs": self.n_inputs,

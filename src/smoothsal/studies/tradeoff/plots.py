@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from smoothsal.metrics.tradeoff import Recommendation
-from smoothsal.studies.tradeoff.config import SETTINGS
+from smoothsal.studies.tradeoff.config import SETTING_LABELS
 
 __all__ = ["plot_curves", "plot_pareto"]
 
@@ -59,7 +59,7 @@ def plot_curves(
                 ax.set_yscale("log", nonpositive="mask")
                 ax.set_xlabel("noise level σ / (x_max − x_min)")
             else:
-                ax.set_title(f"{setting}: {SETTINGS[setting]}", fontsize=9)
+                ax.set_title(f"{setting}: {SETTING_LABELS.get(setting, setting)}", fontsize=9)
             ax.set_ylabel(f"{_CURVE_LABELS[kind]} ({label})", fontsize=8)
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
@@ -96,7 +96,7 @@ def plot_pareto(
             if rec is not None and rec.noise_level in sig:
                 k = sig.index(rec.noise_level)
                 ax.plot([fid[k]], [stab[k]], marker="*", ms=11, color=line.get_color(), mec="black", mew=0.5)
-        ax.set_title(f"{setting}: {SETTINGS[setting]}", fontsize=9)
+        ax.set_title(f"{setting}: {SETTING_LABELS.get(setting, setting)}", fontsize=9)
         ax.set_xlabel("fidelity error (norm-scaled)")
         ax.set_ylabel("stability error (norm-scaled)")
         ax.grid(alpha=0.3)

@@ -1,0 +1,54 @@
+"""``smoothsal explain-dataset``: explain a whole image folder across processes and machines.
+
+Shards the images of a folder (or an ImageFolder layout) over the ranks of a ``torchrun`` job
+(gloo on CPU, NCCL on GPU; one process without torchrun), runs every method raw and smoothed
+(:class:`~smoothsal.smoothing.Smooth`, through :func:`smoothsal.registry.build_method`) and writes
+the maps with their metadata into a chunked, resumable map store that several writers fill at
+once and readers open lazily (:mod:`.store`; :func:`open_store`). ``smoothsal tradeoff --maps``
+reads its stability/fidelity numbers from such a store.
+
+Steps: :mod:`.config` (settings) → :mod:`.compute` (units into the store) → :mod:`.store` (the
+reader API). ``smoothsal explain-dataset`` is :mod:`.command`.
+
+Example:
+    >>> from smoothsal.studies.explain_dataset import ExplainDatasetConfig, open_store, run_explain_dataset
+    >>> run_explain_dataset(ExplainDatasetConfig("images/", out_dir="maps/", model="lite0"))  # doctest: +SKIP
+    >>> open_store("maps/").select(method="grad", sigma=0.15).load().shape  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from smoothsal.studies.explain_dataset.config import ExplainDatasetConfig, scan_images
+from smoothsal.studies.explain_dataset.store import MapEntry, MapSelection, MapStore, MapStoreError, image_seed, open_store
+
+__all__ = [
+    "ExplainDatasetConfig",
+    "MapEntry",
+    "MapSelection",
+    "MapStore",
+    "MapStoreError",
+    "image_seed",
+    "open_store",
+    "register_cli",
+    "run_explain_dataset",
+    "scan_images",
+]
+
+
+def run_explain_dataset(config: ExplainDatasetConfig, *, echo: Callable[[str], Any] | None = print, ctx: Any = None) -> Any:
+    """Run (or resume) the job of ``config``; returns :class:`~.compute.JobResult` (see :func:`.compute.compute_dataset`)."""
+    if not isinstance(config, ExplainDatasetConfig):
+        raise TypeError(f"`config` must be an ExplainDatasetConfig, got {type(config).__name__}")
+    from smoothsal.studies.explain_dataset.compute import compute_dataset
+
+    return compute_dataset(config, ctx=ctx, echo=echo)
+
+
+def register_cli(app: Any) -> None:
+    """Add ``smoothsal explain-dataset`` to a :class:`typer.Typer` app."""
+    from smoothsal.studies.explain_dataset.command import register_cli as _register
+
+    _register(app)

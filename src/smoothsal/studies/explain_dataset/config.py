@@ -1,0 +1,234 @@
+"""Settings of ``smoothsal explain-dataset``: one frozen dataclass, checked before any work.
+
+:class:`ExplainDatasetConfig` holds every setting; the CLI and the API build it the same way.
+``__post_init__`` checks every argument and scans the image folder
+(:func:`scan_images`: a plain folder of images, or an ImageFolder layout of class subfolders),
+so a typo fails before a model is loaded or a process group is started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from smoothsal._validation import check_nonnegative, check_positive_int
+
+__all__ = ["IMAGE_EXTENSIONS", "QUICK", "TARGETS", "DatasetIndex", "ExplainDatasetConfig", "scan_images"]
+
+#: File endings read as images (case-insensitive), as torchvision's ImageFolder.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+#: ``predicted``: explain each image's top-1 class; ``label``: its ImageFolder class index.
+TARGETS: tuple[str, ...] = ("predicted", "label")
+#: ``--quick``: the first 16 images (in id order) and 8 samples (unless ``--samples`` is given).
+QUICK: dict[str, Any] = {"max_images": 16, "n_samples": 8}
+
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    """The images of a folder, in a fixed order.
+
+    Attributes:
+        ids: each image's path relative to the folder, ``/``-separated, sorted: the image id.
+        labels: the class index of each image (ImageFolder), or ``None`` each (plain folder).
+        classes: the class folder names, sorted (index = label); empty for a plain folder.
+        layout: ``"imagefolder"`` or ``"plain"``.
+        digest: SHA-1 of the ids, labels and file sizes (part of the store's configuration).
+    """
+
+    ids: tuple[str, ...]
+    labels: tuple[int | None, ...]
+    classes: tuple[str, ...]
+    layout: str
+    digest: str
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def scan_images(folder: str | Path, max_images: int | None = None) -> DatasetIndex:
+    """The images of ``folder``: a plain folder of image files, or an ImageFolder layout.
+
+    ImageFolder (as torchvision's): one subfolder per class, images anywhere below it; the
+    label is the index of the class folder in sorted order. A folder with image files at its top
+    level is a plain folder (its subfolders, if any, are not read); ``max_images`` keeps the first
+    images in id order.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist. ValueError: not a folder, or no images.
+    """
+    root = Path(folder)
+    if not root.exists():
+        raise FileNotFoundError(f"`data_dir`: no folder at {str(root)!r}")
+    if not root.is_dir():
+        raise ValueError(f"`data_dir`: {str(root)!r} is not a folder")
+    top = sorted(p for p in root.iterdir() if _is_image(p))
+    items: list[tuple[str, int | None, Path]] = []
+    classes: list[str] = []
+    if top:
+        layout = "plain"
+        items = [(p.name, None, p) for p in top]
+    else:
+        layout = "imagefolder"
+        classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        for label, name in enumerate(classes):
+            for p in sorted((root / name).rglob("*")):
+                if _is_image(p):
+                    items.append((p.relative_to(root).as_posix(), label, p))
+    if not items:
+        raise ValueError(
+            f"`data_dir`: {str(root)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}) at its top level or in class subfolders"
+        )
+    items.sort(key=lambda t: t[0])
+    if max_images is not None:
+        items = items[:max_images]
+    h = hashlib.sha1()
+    for image_id, label, path in items:
+        h.update(f"{image_id}\t{label}\t{path.stat().st_size}\n".encode())
+    return DatasetIndex(
+        ids=tuple(t[0] for t in items),
+        labels=tuple(t[1] for t in items),
+        classes=tuple(classes),
+        layout=layout,
+        digest=h.hexdigest()[:16],
+    )
+
+
+def _floats(value: Any, name: str) -> tuple[float, ...]:
+    items = value.split(",") if isinstance(value, str) else ([value] if isinstance(value, (int, float)) else list(value))
+    try:
+        out = [float(v) for v in items if str(v).strip()]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"`{name}` must be numbers, got {value!r}") from err
+    if not out:
+        raise ValueError(f"`{name}` must hold at least one value, got {value!r}")
+    return tuple(sorted({check_nonnegative(v, name) for v in out}))
+
+
+@dataclass(frozen=True)
+class ExplainDatasetConfig:
+    """Every setting of one ``smoothsal explain-dataset`` job.
+
+    Attributes:
+        data_dir: a folder of images, or an ImageFolder layout (class subfolders).
+        out_dir: the map store (:mod:`smoothsal.studies.explain_dataset.store`).
+        model: ``lite0|lite1|lite2``, ``package.module:factory`` or a TorchScript file
+            (:func:`smoothsal.zoo.load_model`). A store holds the maps of any number of models.
+        methods: registered method names (aliases allowed).
+        noise_levels: σ / (x_max − x_min) of the smoothed maps; 0 = the raw method.
+        n_samples: noisy samples per smoothed map (the most, with ``tol``).
+        tol: stop sampling once a map's ‖SE‖₂/‖map‖₂ ≤ ``tol`` (``None``: always ``n_samples``).
+        seed: the global seed; each image's noise seed is derived from it and the image's id
+            (:func:`~smoothsal.studies.explain_dataset.store.image_seed`).
+        target: ``"predicted"`` (each image's top-1 class) or ``"label"`` (its ImageFolder class).
+        image_size: side of the square model input (``None``: the model's ``image_size``, else 224).
+        chunk_size: images per chunk: the unit of work, of sharding over ranks and of storage.
+        max_images: keep only the first images in id order (``None``: all).
+        batch_size: most model rows per call (``None``: a fixed rule of the image size, so that
+            maps never depend on timings; see :mod:`.compute`).
+        device: ``auto|cpu|cuda|cuda:N|mps``; under torchrun with CUDA each rank takes its local GPU.
+        progress: the job's progress bar (rank 0). fresh: clear the store first.
+    """
+
+    data_dir: Path
+    out_dir: Path = Path("out/dataset")
+    model: str = "lite0"
+    methods: tuple[str, ...] = ("grad",)
+    noise_levels: tuple[float, ...] = (0.0, 0.15)
+    n_samples: int = 50
+    tol: float | None = None
+    seed: int = 0
+    target: str = "predicted"
+    image_size: int | None = None
+    chunk_size: int = 16
+    max_images: int | None = None
+    batch_size: int | None = None
+    device: str = "auto"
+    progress: bool = True
+    fresh: bool = False
+    dataset: DatasetIndex = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        from smoothsal.registry import parse_methods
+        from smoothsal.zoo import IMAGE_SIZES
+
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_("data_dir", Path(self.data_dir))
+        set_("out_dir", Path(self.out_dir))
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError(f"`model` must be a non-empty model spec string, got {self.model!r}")
+        if self.model not in IMAGE_SIZES and ":" not in self.model and not Path(self.model).is_file():
+            raise ValueError(
+                f"`model` must be one of {sorted(IMAGE_SIZES)}, 'package.module:factory' or a TorchScript file; "
+                f"got {self.model!r}"
+            )
+        set_("methods", tuple(parse_methods(self.methods)))
+        set_("noise_levels", _floats(self.noise_levels, "noise_levels"))
+        check_positive_int(self.n_samples, "n_samples")
+        if self.tol is not None:
+            tol = check_nonnegative(self.tol, "tol")
+            set_("tol", tol if tol > 0 else None)
+        check_positive_int(self.seed, "seed", minimum=0)
+        if self.target not in TARGETS:
+            raise ValueError(f"`target` must be one of {list(TARGETS)}, got {self.target!r}")
+        if self.image_size is not None:
+            check_positive_int(self.image_size, "image_size", minimum=4)
+        check_positive_int(self.chunk_size, "chunk_size")
+        if self.max_images is not None:
+            check_positive_int(self.max_images, "max_images")
+        if self.batch_size is not None:
+            check_positive_int(self.batch_size, "batch_size")
+        if not isinstance(self.device, str) or not self.device.strip():
+            raise ValueError(f"`device` must be a device name, got {self.device!r}")
+        for name in ("progress", "fresh"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
+        if self.out_dir.resolve() == self.data_dir.resolve():
+            raise ValueError("`out_dir` must not be the image folder itself")
+        index = scan_images(self.data_dir, self.max_images)
+        if self.target == "label" and index.layout != "imagefolder":
+            raise ValueError(f"`target` 'label' needs an ImageFolder layout (class subfolders); {self.data_dir} is a plain folder")
+        set_("dataset", index)
+
+    @classmethod
+    def quick(cls, **settings: Any) -> ExplainDatasetConfig:
+        """The ``--quick`` preset (:data:`QUICK`) under the settings given (``None`` = the preset's)."""
+        values = {**QUICK, **{k: v for k, v in settings.items() if v is not None}}
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> ExplainDatasetConfig:
+        """A copy with ``changes`` (checked again)."""
+        return replace(self, **changes)
+
+    def smooth_kwargs(self, sigma: float, seed: int, batch_size: int) -> dict[str, Any]:
+        """Keyword arguments of :class:`~smoothsal.smoothing.Smooth` for one image at ``sigma``."""
+        return {"noise_level": float(sigma), "n_samples": self.n_samples, "tol": self.tol, "seed": int(seed),
+                "batch_size": int(batch_size)}  # fmt: skip
+
+    def store_config(self, image_size: int) -> dict[str, Any]:
+        """The settings every map of the store depends on, models aside (the store's configuration).
+
+        Left out: the model (a store holds several), the output folder, the device, the batch
+        size, the progress bar and ``fresh``. A run whose store configuration differs from the
+        store's is refused.
+        """
+        return {
+            "dataset": {"layout": self.dataset.layout, "n_images": len(self.dataset.ids), "digest": self.dataset.digest,
+                        "classes": list(self.dataset.classes)},
+            "methods": list(self.methods),
+            "noise_levels": list(self.noise_levels),
+            "n_samples": self.n_samples,
+            "tol": self.tol,
+            "statistic": "mean",
+            "seed": self.seed,
+            "target": self.target,
+            "image_size": int(image_size),
+            "chunk_size": self.chunk_size,
+        }  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every setting, JSON-ready."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "dataset"}
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
