@@ -1,0 +1,201 @@
+"""``smoothsal reproduce``: tiny end-to-end runs write every promised figure and table; the maths has known answers."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import small_cnn
+
+pytest.importorskip("typer")
+pytest.importorskip("matplotlib")
+
+from smoothsal.studies.reproduce import SmoothGradReproConfig, StabilityReproConfig, run_smoothgrad, run_stability  # noqa: E402
+from smoothsal.studies.reproduce.plots import grid_pixels  # noqa: E402
+from smoothsal.studies.reproduce.report import convergence, correct_side_share, side_by_side  # noqa: E402
+from smoothsal.studies.reproduce.smoothgrad import discriminativity_classes  # noqa: E402
+from smoothsal.studies.reproduce.stability import bootstrap_power_law, fit_power_law, load_natural_photos  # noqa: E402
+
+
+def tiny_a() -> torch.nn.Module:
+    """A small CNN (for ``--model test_reproduce:tiny_a``-style specs)."""
+    return small_cnn(seed=1)
+
+
+def tiny_b() -> torch.nn.Module:
+    return small_cnn(seed=2)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("reproduce_cache")
+
+
+def _check_png(path, size):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        assert im.size == size, f"{path.name}: {im.size} != {size}"
+        arr = np.asarray(im.convert("RGB"), dtype=float)
+    assert arr.std() > 0 and len(np.unique(arr.reshape(-1, 3), axis=0)) > 10, f"{path.name} is blank"
+
+
+def _check_manifest(out, figures, tables):
+    manifest = json.loads((out / "manifest.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert [f["file"] for f in manifest["figures"]] == list(figures)
+    assert [f["file"] for f in summary["figures"]] == list(figures)
+    for f in manifest["figures"]:
+        assert f["caption"] and isinstance(f["settings"], dict)
+        _check_png(out / f["file"], figures[f["file"]])
+    assert [t["file"] for t in manifest["tables"]] == list(tables)
+    for t in tables:
+        assert (out / t).stat().st_size > 0
+    quoted = json.loads((out / "results_numbers.json").read_text())
+    assert quoted["command"].startswith("smoothsal reproduce") and quoted["numbers"]
+    return manifest
+
+
+def test_smoothgrad_tiny_run_writes_every_figure_and_table(tmp_path, cache):
+    out = tmp_path / "sg"
+    config = SmoothGradReproConfig.preset(
+        True, model="conftest:small_cnn", image_size=16, out_dir=out, n_samples=3, noise_levels=(0, 0.1, 0.3),
+        sample_sizes=(1, 2, 4), max_sample_size=4, fig4_images=1, line_steps=5, methods=("grad", "guided"), line_samples=2, digit_epochs=1,
+        digit_models=2, digit_inputs=8, digit_show=2, cache_dir=cache, progress=False, tol=0.5,
+    )  # fmt: skip
+    run_smoothgrad(config, echo=None)
+    g = lambda r, c, rl=True: grid_pixels(r, c, rl, True, True)  # noqa: E731
+    figures = {
+        "fig2_jagged_line.png": (1200, 360),
+        "fig3_noise_levels.png": g(4, 1 + 3),
+        "fig4_sample_sizes.png": g(1, 1 + 3 + 1),
+        "fig5_methods.png": g(4, 1 + 4 * 2),
+        "fig6_discriminativity.png": g(2 * 2, 4),
+        "fig7_combined.png": g(4, 1 + 2 * 1),  # Guided Backprop raw | + SmoothGrad
+        "fig8_9_train_noise.png": g(2, 5, False),
+        "visualization_lessons.png": g(2, 6),
+    }
+    tables = ["fig3_noise_levels.md", "fig4_sample_sizes.md", "fig5_6_methods.md", "fig8_9_train_noise.md"]
+    manifest = _check_manifest(out, figures, tables)
+    with (out / "fig3_noise_levels.csv").open() as fh:
+        header = next(csv.reader(fh))
+    assert header == ["quantity", "0", "0.1", "0.3"]  # the config's noise levels are the columns
+    numbers = manifest["numbers"]
+    assert numbers["fig4_distance_to_largest_n"]["4"] == 0.0  # the largest n is the reference
+    assert len(numbers["fig8_9"]) == 4 and numbers["quick"] is True
+    # resume: a second run reads every unit back and computes nothing
+    records = (out / "records.jsonl").read_text()
+    run_smoothgrad(config, echo=None)
+    assert (out / "records.jsonl").read_text() == records
+
+
+def test_stability_tiny_run_writes_every_figure_and_table(tmp_path, cache):
+    out = tmp_path / "st"
+    config = StabilityReproConfig.preset(
+        True, out_dir=out, settings=("DT",), methods=("grad", "gradcam"), noise_levels=(0, 0.1, 0.3), n_samples=3,
+        n_inputs=6, n_models=2, epochs=1, photo_models=("test_reproduce:tiny_a", "test_reproduce:tiny_b"),
+        photo_inputs=3, photo_size=24, photo_methods=("grad",), photo_noise_levels=(0, 0.15, 0.3), photo_samples=4,
+        n_boot=20, cache_dir=cache, progress=False,
+    )  # fmt: skip
+    run_stability(config, echo=None)
+    n_settings = 2  # DT, DA-ImageNet
+    figures = {
+        "stability_vs_sigma.png": (400 * n_settings, 660),
+        "fidelity_vs_sigma.png": (400 * n_settings, 660),
+        "pareto.png": (400 * n_settings, 380),
+        "ssim_topk_vs_sigma.png": (400 * n_settings, 620),
+        "power_law_fits.png": (400 * n_settings, 660),
+        "two_models_maps.png": grid_pixels(2 + 1, 5, True, True, True),
+    }
+    tables = ["results.csv", "table1.md", "table1_side_by_side.md", "power_law_fits.md"]
+    manifest = _check_manifest(out, figures, tables)
+    with (out / "table1.csv").open() as fh:
+        table = list(csv.DictReader(fh))
+    assert [(r["setting"], r["method"]) for r in table] == [("DT", "grad"), ("DT", "gradcam"), ("DA-ImageNet", "grad")]
+    assert all(float(r["sigma"]) == (0.1 if r["setting"] != "DA-ImageNet" else 0.15) for r in table)  # nearest to 0.15
+    with (out / "results.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert {float(r["noise_level"]) for r in rows if r["setting"] == "DT"} == {0.0, 0.1, 0.3}
+    for r in rows:
+        if float(r["noise_level"]) == 0:  # σ = 0: the raw maps, fidelity 0 and no Monte-Carlo error
+            assert float(r["fidelity_mean"]) == 0.0 and float(r["rse_max"]) == 0.0
+    photo = [r for r in rows if r["setting"] == "DA-ImageNet" and float(r["noise_level"]) > 0]
+    assert photo and all(0 < float(r["rse_max"]) for r in photo)
+    assert "imagenet_rse_max" in manifest["numbers"]
+    records = (out / "records.jsonl").read_text()
+    run_stability(config, echo=None)
+    assert (out / "records.jsonl").read_text() == records
+
+
+def test_power_law_fit_recovers_known_exponents():
+    sigmas = [0.05, 0.1, 0.2, 0.4]
+    p, c = fit_power_law(sigmas, [3.0 * s**-0.7 for s in sigmas])
+    assert p == pytest.approx(-0.7) and c == pytest.approx(3.0)
+    rng = np.random.default_rng(0)
+    per_input = np.array([[2.0 * s**1.0 * np.exp(rng.normal(0, 0.05)) for _ in range(40)] for s in sigmas])
+    fit = bootstrap_power_law(sigmas, per_input, n_boot=200, seed=0)
+    assert fit["low"] < 1.0 < fit["high"] and fit["high"] - fit["low"] < 0.2
+    assert np.isnan(fit_power_law([0.0, 0.1], [1.0, 2.0])[0])  # one usable point: no fit
+
+
+def test_map_numbers_have_known_values():
+    left = np.zeros((1, 4, 4))
+    left[0, :, :2] = 1.0
+    right = np.zeros((1, 4, 4))
+    right[0, :, 2:] = 1.0
+    assert correct_side_share(left, right) == pytest.approx(1.0)  # first class on its own half
+    assert correct_side_share(right, left) == pytest.approx(0.0)
+    maps = np.stack([np.full(3, 2.0), np.full(3, 1.0)])
+    assert convergence(maps) == pytest.approx([1.0, 0.0])
+    assert discriminativity_classes(torch.tensor([[0.0, 5.0, 1.0], [0.0, 4.0, 3.0]])) == [1, 2]
+
+
+def test_side_by_side_reports_disagreement():
+    table = [{"setting": "DT", "method": "grad", "ssim_raw": 0.5, "ssim_smoothed": 0.4, "topk_raw": 0.1,
+              "topk_smoothed": 0.2}]  # fmt: skip
+    row = side_by_side(table, {"table1_numbers": None})[0]
+    assert (row["ssim_agrees"], row["topk_agrees"]) == ("NO", "yes")
+    assert "direction only" in row["paper"]
+
+
+def test_natural_photos_load_offline():
+    names, x = load_natural_photos(18, size=16)
+    assert len(set(names)) == 18 and x.shape == (18, 3, 16, 16)
+    assert len({tuple(v.flatten()[:32].tolist()) for v in x}) == 18  # 18 different images
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        (dict(images=("chelsea", "coffee")), "at least 4 images"),
+        (dict(noise_level=0), "`noise_level` must be > 0"),
+        (dict(tol=1.5), "`tol` must lie in"),
+    ],
+)
+def test_smoothgrad_config_rejects_bad_settings(changes, match):
+    with pytest.raises(ValueError, match=match):
+        SmoothGradReproConfig(**changes)
+
+
+def test_stability_config_rejects_bad_settings():
+    with pytest.raises(ValueError, match="`photo_inputs` must be <= 18"):
+        StabilityReproConfig(photo_inputs=19)
+    with pytest.raises(ValueError, match="unknown"):
+        StabilityReproConfig(settings=("DX",))
+    assert StabilityReproConfig().n_samples == 100 and StabilityReproConfig.preset(True).n_samples == 10
+
+
+def test_cli_has_both_commands_and_reports_bad_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from smoothsal.cli import build_app
+
+    runner = CliRunner()
+    result = runner.invoke(build_app(), ["reproduce", "--help"])
+    assert result.exit_code == 0 and "smoothgrad" in result.output and "stability" in result.output
+    bad = runner.invoke(build_app(), ["reproduce", "stability", "--quick", "--photos", "40", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "photo_inputs" in bad.output
