@@ -17,6 +17,7 @@ from torch import Tensor
 
 from smoothsal._model import row_chunks
 from smoothsal._validation import TargetSpec, check_positive_int
+from smoothsal.interop import accept_captum, as_attributions, as_method, as_method_factory, is_captum_method
 
 __all__ = ["KINDS", "METRICS", "MetricInfo", "attribution_maps", "check_method_factory", "metric"]
 
@@ -59,6 +60,7 @@ def metric(kind: str, higher_is_better: bool | None) -> Callable[[F], F]:
         raise ValueError(f"`kind` must be one of {KINDS}, got {kind!r}")
 
     def wrap(fn: F) -> F:
+        fn = accept_captum(fn, kind)  # type: ignore[assignment]  # Captum's tuples and objects (smoothsal.interop)
         fn.higher_is_better = higher_is_better  # type: ignore[attr-defined]
         fn.kind = kind  # type: ignore[attr-defined]
         METRICS[fn.__name__] = MetricInfo(fn.__name__, kind, higher_is_better, fn)
@@ -69,7 +71,10 @@ def metric(kind: str, higher_is_better: bool | None) -> Callable[[F], F]:
 
 def check_method_factory(method: Any, name: str = "method") -> Callable[[Any], Any]:
     """Check ``method`` is a factory ``model -> attribution method`` (a class or a callable), not a
-    method already bound to one model."""
+    method already bound to one model. A Captum attribution object is accepted: it is rebuilt for each
+    model (:func:`smoothsal.interop.rebind_captum`)."""
+    if is_captum_method(method):
+        return as_method_factory(method)
     example = "VanillaGradient, lambda m: Smooth(VanillaGradient(m)) or smoothsal.method_factory('ig')"
     if not isinstance(method, type) and hasattr(method, "attribute"):
         raise TypeError(
@@ -87,7 +92,9 @@ def attribution_maps(method: Any, inputs: Tensor, targets: TargetSpec = None, *,
     """``method.attribute(inputs, targets)`` in chunks of ``batch_size`` inputs (all at once if ``None``).
 
     ``targets`` is ``None`` (the method resolves it) or a LongTensor ``[N]``, chunked alongside.
+    A Captum attribution object is adapted (:func:`smoothsal.interop.from_captum`).
     """
+    method = as_method(method)
     if not callable(getattr(method, "attribute", None)):
         raise TypeError(f"`method` must have .attribute(inputs, target), got {type(method).__name__}")
     if batch_size is not None:
@@ -95,5 +102,5 @@ def attribution_maps(method: Any, inputs: Tensor, targets: TargetSpec = None, *,
     chunks = []
     for start, stop in row_chunks(inputs.shape[0], batch_size):
         t = targets[start:stop] if isinstance(targets, Tensor) and targets.dim() == 1 else targets
-        chunks.append(method.attribute(inputs[start:stop], t).detach())
+        chunks.append(as_attributions(method.attribute(inputs[start:stop], t)).detach())
     return torch.cat(chunks, dim=0)
