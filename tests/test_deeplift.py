@@ -250,3 +250,49 @@ def test_summation_to_delta_on_pretrained_efficientnet_lite0():
     assert attr.shape == x.shape and torch.isfinite(attr).all()
     assert float(gap[0]) <= 1e-3 * float(delta_f.abs()[0]), (float(gap[0]), float(delta_f[0]))
     assert all("forward" not in m.__dict__ for m in model.modules())
+
+
+class FunctionalReluUnit(nn.Module):
+    """``F(x) = relu(w·x + b)`` with ``F.relu`` called as a function: DeepLIFT cannot patch it and
+    falls back to the gradient (multiplier 1 where the unit is on), so from the baseline 0
+    (where the unit is off, b < 0) the attributions are ``w ∘ x``, summing to ``w·x`` while
+    ``ΔF = w·x + b``: the gap is exactly ``−b``, the relative gap ``|b| / (w·x + b)``."""
+
+    def __init__(self, w: torch.Tensor, b: float) -> None:
+        super().__init__()
+        self.lin = _linear(w[None], torch.tensor([b])).double()
+        with torch.no_grad():
+            self.lin.bias.fill_(b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = torch.nn.functional.relu(self.lin(x))
+        return torch.cat([f, torch.zeros_like(f)], dim=1)
+
+
+def test_relative_and_absolute_gaps_have_their_closed_forms_raw_and_smoothed():
+    from smoothsal.smoothing import Smooth
+
+    w, b = torch.tensor([1.0, 2.0, -0.5], dtype=torch.float64), -0.25
+    model = FunctionalReluUnit(w, b).eval()
+    x = torch.tensor([[1.0, 1.0, 0.0], [0.5, 0.25, 0.5]], dtype=torch.float64)  # w·x = 3, 0.75: unit on
+    attr, delta = DeepLift(model).attribute_with_delta(x, target=0)
+    torch.testing.assert_close(attr, w * x)
+    torch.testing.assert_close(delta.absolute, torch.full((2,), 0.25, dtype=torch.float64))
+    torch.testing.assert_close(delta.relative, 0.25 / (x @ w + b))
+    assert delta.steps is None and delta.converged is None  # DeepLIFT has no steps
+
+    # smoothed: every noisy sample (small noise keeps the unit on) has the same absolute gap |b|
+    smooth = Smooth(DeepLift(model), noise_level=0.05, value_range=(0.0, 1.0), n_samples=5, seed=0)
+    s_attr, gaps = smooth.attribute_with_delta(x, 0)
+    torch.testing.assert_close(s_attr, smooth.attribute(x, 0))
+    for name in ("absolute_mean", "absolute_max"):
+        torch.testing.assert_close(getattr(gaps, name), torch.full((2,), 0.25, dtype=torch.float64))
+    # the smoothed map sums to mean_j w·x_j, the mean score change is mean_j w·x_j + b: own gap |b| / that
+    torch.testing.assert_close(gaps.relative_of_mean, 0.25 / (s_attr.sum(1) + b))
+    assert gaps.steps_mean is None and gaps.n_samples.tolist() == [5, 5]
+
+    # a ReLU MLP, every unit patched: summation-to-delta holds in every noisy sample
+    mlp = _mlp()
+    xs = torch.rand(3, 10, generator=torch.Generator().manual_seed(2))
+    _, exact = Smooth(DeepLift(mlp), noise_level=0.1, n_samples=4, seed=1).attribute_with_delta(xs, 1)
+    assert float(exact.relative_max.max()) < 1e-4 and float(exact.absolute_max.max()) < 1e-5

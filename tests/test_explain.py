@@ -189,7 +189,35 @@ def test_run_explain_writes_every_output_with_the_right_values(tmp_path):
     torch.testing.assert_close(torch.tensor(delta["absolute"]), gap, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(torch.tensor(delta["relative"]), gap / expected.abs(), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(torch.tensor(delta["expected"]), expected, rtol=1e-5, atol=1e-6)
+    assert delta["steps"] == [8, 8]  # the config's ig_steps, per image
     assert "convergence_delta" not in summary["methods"]["grad"]["raw"]  # asked of the method, not its name
+
+    # smoothed IG: the gaps of its inner runs, recomputed from the same noisy inputs (same seed, same draws)
+    inner = summary["methods"]["ig"]["smooth"]["convergence_delta"]
+    seen = []
+
+    class Recorder:
+        def __init__(self, m):
+            self.model = m
+
+        def attribute(self, rows, target=None):
+            seen.append((rows.clone(), torch.as_tensor(target)))
+            return rows
+
+    from smoothsal.smoothing import Smooth
+
+    Smooth(Recorder(model), noise_level=0.15, n_samples=3, seed=0, batch_size=1).attribute(x, targets)
+    noisy = torch.cat([r for r, _ in seen])  # [3 draws × 2 images, ...] in call order
+    which = torch.cat([t.reshape(-1) for _, t in seen])
+    with torch.no_grad():
+        f = model(noisy).gather(1, which[:, None]).squeeze(1) - model(torch.zeros_like(noisy)).gather(1, which[:, None]).squeeze(1)
+    per_image = [f[(noisy - x[i]).flatten(1).norm(dim=1) < (noisy - x[1 - i]).flatten(1).norm(dim=1)] for i in (0, 1)]
+    assert [len(p) for p in per_image] == [3, 3] and inner["n_samples"] == [3, 3] and inner["steps_mean"] == [2.0, 2.0]
+    mean_df = torch.stack([p.mean() for p in per_image])  # the smoothed map should sum to this
+    own_gap = (torch.from_numpy(maps["ig_smooth"]).flatten(1).sum(1) - mean_df).abs() / mean_df.abs()
+    torch.testing.assert_close(torch.tensor(inner["relative_of_mean"]), own_gap, rtol=1e-3, atol=1e-6)
+    assert all(m <= mx + 1e-12 for m, mx in zip(inner["relative_mean"], inner["relative_max"]))
+    assert any(line.startswith("completeness Integrated Gradients") for line in summary["completeness"])
 
 
 def test_run_explain_resumes_and_never_mixes_configurations(tmp_path):
@@ -280,7 +308,22 @@ def test_explain_on_bundled_model_end_to_end(tmp_path, cli_app):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["images"][0]["top5"][0]["prob"] > 0.2
     delta = summary["methods"]["ig"]["raw"]["convergence_delta"]
-    assert delta["absolute"][0] == pytest.approx(delta["relative"][0] * abs(delta["expected"][0]), rel=1e-5)
+    # the gap recomputed from the saved map and two forward passes of the model
+    maps = np.load(tmp_path / "maps.npz")
+    model, x = load_model("lite0").model, torch.from_numpy(maps["images"])
+    t = int(maps["targets"][0])
+    with torch.no_grad():
+        expected = float(model(x)[0, t] - model(torch.zeros_like(x))[0, t])
+    total = float(maps["ig"][0].astype(np.float64).sum())
+    assert delta["expected"][0] == pytest.approx(expected, rel=1e-4)
+    assert delta["relative"][0] == pytest.approx(abs(total - expected) / abs(expected), rel=1e-3)
+    assert delta["steps"] == [32]
+    # 32 Gauss–Legendre points leave ≈ 10 % of the cat's score change unexplained on Lite0 (ReLU6 paths;
+    # benchmarks/bench_ig_auto.py: 0.98 % at 8, 133 % at 16, 9.8 % at 32, 20 % at 64, 0.63 % at 128 points)
+    assert 0.05 < delta["relative"][0] < 0.2
+    # smoothed IG runs 4 points per noisy sample: its inner runs are far from complete (mean ≈ 136 % at n = 8)
+    inner = summary["methods"]["ig"]["smooth"]["convergence_delta"]
+    assert inner["n_samples"] == [2] and inner["relative_mean"][0] > 0.3
 
 
 @pytest.mark.slow
@@ -307,6 +350,6 @@ def test_the_run_states_its_settings(tmp_path):
     config = _tiny_config(tmp_path, tol=0.3, n_samples=64, noise_level=0.2, seed=5)
     assert settings_line(config, 3 * 2**30) == (
         f"settings: model {TINY}, methods grad,ig,gradcam, noise level 20%, n ≤ 64, stop at relative SE 0.3, "
-        "seed 5, automatic batch (memory budget 3.0 GiB)"
+        "seed 5, automatic batch (memory budget 3.0 GiB), device auto, float32"
     )
-    assert settings_line(_tiny_config(tmp_path, batch_size=4)).endswith("n = 3, seed 0, 4 rows per call")
+    assert settings_line(_tiny_config(tmp_path, batch_size=4)).endswith("n = 3, seed 0, 4 rows per call, device auto, float32")

@@ -110,9 +110,22 @@ def test_layer_by_none_name_and_module():
     first = GradCAMPlusPlus(model, layer="0")
     assert first.cam_low_res(x, target=0).shape == (2, 1, 7, 9)
     assert default.cam_low_res(x, target=0).shape == (2, 1, 4, 5)
-    for method in (default, first):
+    # the maps recomputed from the layer's activations and gradients, by hand (no library hooks):
+    # Grad-CAM = relu(Σ_k mean(∂S/∂A_k) A_k), Grad-CAM++ = relu(Σ_k w_k A_k), upsampled bilinearly
+    targets = torch.tensor([0, 2])
+    for method, split in ((default, 3), (first, 1)):
+        acts = model[:split](x).detach().requires_grad_(True)
+        score = model[split:](acts).gather(1, targets[:, None]).sum()
+        (grads,) = torch.autograd.grad(score, acts)
+        if isinstance(method, GradCAMPlusPlus):
+            weights = grad_cam_plus_plus_weights(acts.detach(), grads)
+        else:
+            weights = grads.mean(dim=(2, 3))
+        low = F.relu((weights[:, :, None, None] * acts.detach()).sum(1, keepdim=True))
+        assert float(low.amax()) > 0 and float((low == 0).float().mean()) < 1  # a map with something in it
         cam = method.attribute(x, target=[0, 2])
-        assert cam.shape == (2, 1, 7, 9) and (cam >= 0).all()
+        torch.testing.assert_close(method.cam_low_res(x, target=[0, 2]), low)
+        torch.testing.assert_close(cam, F.interpolate(low, size=(7, 9), mode="bilinear", align_corners=False))
     assert default.output_kind == "cam" and default.required_ndim == 4
     assert "layer='2'" in repr(default)
 
@@ -216,7 +229,12 @@ def test_efficientnet_guided_backprop_and_grad_cam_leave_model_untouched():
     cam = GradCAM(model).attribute(x, target=[281, 285])
     assert gb.shape == x.shape and torch.isfinite(gb).all() and gb.abs().sum() > 0
     assert not torch.allclose(gb, VanillaGradient(model).attribute(x, target=[281, 285]))  # ReLU6s intercepted
-    assert cam.shape == (2, 1, 224, 224) and (cam >= 0).all()
+    # the CAM from the conv head's activations and gradients: relu(Σ_k mean(∂S/∂A_k) A_k), upsampled
+    acts, grads, _ = layer_activations_and_grads(model, GradCAM(model).layer, x, [281, 285])
+    low = F.relu((grads.mean(dim=(2, 3))[:, :, None, None] * acts).sum(1, keepdim=True))
+    assert float(low.amax()) > 0
+    torch.testing.assert_close(cam, F.interpolate(low, size=(224, 224), mode="bilinear", align_corners=False),
+                               rtol=1e-4, atol=1e-5 * float(low.amax()))
     assert GradCAM(model).layer_name.endswith("_conv_head")
     assert [m.inplace for m in relu6] == flags
     assert all("forward" not in m.__dict__ and not m._forward_hooks for m in model.modules())

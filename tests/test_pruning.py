@@ -70,7 +70,11 @@ def test_ideal_map_keeps_confidence_at_small_q_random_map_needs_more():
     r_ideal = attribution_pruning(model, x, ideal)
     r_random = attribution_pruning(model, x, random_map)
     q_ideal, q_random = smallest_q(r_ideal), smallest_q(r_random)
-    torch.testing.assert_close(q_ideal, torch.full((4,), 2.0))  # q=1% keeps 3 of the 4 pixels: not enough
+    # q=1% keeps 3 of the 4 pixels: not enough; bisection finds the 4th pixel: 4/256 = 1.5625 %
+    torch.testing.assert_close(q_ideal, torch.full((4,), 100 * 4 / 256))
+    grid_only = attribution_pruning(model, x, ideal, share=None)
+    assert grid_only.q_share is None
+    torch.testing.assert_close(smallest_q(grid_only), torch.full((4,), 2.0))  # the grid's answer
     torch.testing.assert_close(r_ideal.confidence_kept[1:], torch.ones(6, 4))
     torch.testing.assert_close(r_ideal.mass_kept[1:], torch.ones(6, 4))
     assert (q_random >= 20).all(), q_random
@@ -114,3 +118,74 @@ def test_errors_name_the_argument():
         attribution_pruning(model, torch.rand(2, 192), torch.rand(2, 192))
     with pytest.raises(ValueError, match="baseline"):
         attribution_pruning(model, x, torch.rand(2, 3, 8, 8), baseline="grey")
+    with pytest.raises(ValueError, match="`share` must be a number > 0, got 0"):
+        attribution_pruning(model, x, torch.rand(2, 3, 8, 8), share=0)
+    with pytest.raises(ValueError, match=r"`resolution` must be a number of percentage points in \(0, 100\]"):
+        attribution_pruning(model, x, torch.rand(2, 3, 8, 8), resolution=0.0)
+
+
+class EvidenceCount(nn.Module):
+    """Two logits ``[a · (evidence pixels kept) / E − c, 0]``: the model counts how many of the E
+    evidence pixels (value 1; the baseline is 0) are still there, and looks nowhere else."""
+
+    def __init__(self, mask: torch.Tensor, a: float = 20.0, c: float = 10.0) -> None:
+        super().__init__()
+        self.mask, self.a, self.c = mask, a, c
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kept = (x[:, 0] * self.mask).flatten(1).sum(1) / self.mask.sum()
+        s = self.a * kept - self.c
+        return torch.stack([s, torch.zeros_like(s)], dim=1)
+
+
+def test_bisection_resolves_two_maps_that_the_grid_cannot_tell_apart():
+    """16×16 image, 40 evidence pixels. p(k evidence kept) = σ(20 k/40 − 10), p(all) = σ(10):
+    keeping 90 % of the confidence needs σ(k/2 − 10) ≥ 0.9 σ(10), i.e. k ≥ 25 evidence pixels.
+
+    Map A ranks 40 distractors first, then the evidence: it needs 40 + 25 = 65 pixels (25.39 %).
+    Map B ranks 40 distractors, then alternates evidence and distractor: the 25th evidence pixel
+    is its (40 + 2·24 + 1) = 89th pixel (34.77 %). Both lie in the grid's (20, 50] bracket: the
+    grid reads 50 % for both.
+    """
+    h = w = 16
+    n_pix = h * w
+    order = torch.randperm(n_pix, generator=torch.Generator().manual_seed(0))
+    distract, evidence, rest = order[:40], order[40:80], order[80:]
+    mask = torch.zeros(n_pix)
+    mask[evidence] = 1.0
+    model = EvidenceCount(mask.view(h, w))
+    x = torch.full((1, 1, h, w), 0.5).flatten(2)
+    x[..., evidence] = 1.0
+    x = x.view(1, 1, h, w)
+    assert 0.9 * torch.sigmoid(torch.tensor(10.0)) <= torch.sigmoid(torch.tensor(2.5))  # k = 25 passes
+    assert 0.9 * torch.sigmoid(torch.tensor(10.0)) > torch.sigmoid(torch.tensor(2.0))  # k = 24 fails
+
+    def map_from_ranking(ranking: torch.Tensor) -> torch.Tensor:
+        scores = torch.zeros(n_pix)
+        scores[ranking] = torch.arange(n_pix, 0, -1, dtype=torch.float32)  # first ranked = largest
+        return scores.view(1, 1, h, w)
+
+    more = rest[:40]
+    interleaved = torch.stack([evidence, more], dim=1).flatten()  # e0, d0, e1, d1, ...
+    map_a = map_from_ranking(torch.cat([distract, evidence, rest]))
+    map_b = map_from_ranking(torch.cat([distract, interleaved, rest[40:]]))
+    both_maps = torch.cat([map_a, map_b])
+    both_x = x.expand(2, -1, -1, -1)
+
+    grid = attribution_pruning(model, both_x, both_maps, share=None)
+    torch.testing.assert_close(smallest_q(grid), torch.tensor([50.0, 50.0]))  # the grid cannot tell them apart
+    exact = attribution_pruning(model, both_x, both_maps, resolution=None)  # to one pixel
+    torch.testing.assert_close(exact.q_share, torch.tensor([100 * 65 / n_pix, 100 * 89 / n_pix]))
+    torch.testing.assert_close(smallest_q(exact, 0.9), exact.q_share)
+    assert (exact.confidence_at_share >= 0.9).all()
+    # the default resolution (0.25 points = 0 pixels here, so one pixel) and a coarse one (5 points):
+    # the answer lies within the resolution above the exact one and keeps the share
+    coarse = attribution_pruning(model, both_x, both_maps, resolution=5.0)
+    assert ((coarse.q_share - exact.q_share) >= 0).all() and ((coarse.q_share - exact.q_share) <= 5.0).all()
+    assert (coarse.confidence_at_share >= 0.9).all()
+    # another share: bisected for it, not read from the 0.9 one
+    half = attribution_pruning(model, both_x, both_maps, share=0.5, resolution=None)
+    # σ(k/2 − 10) ≥ 0.5 σ(10) ⇔ k ≥ 20: A needs 60 pixels, B 40 + 2·19 + 1 = 79
+    torch.testing.assert_close(half.q_share, torch.tensor([100 * 60 / n_pix, 100 * 79 / n_pix]))
+    torch.testing.assert_close(smallest_q(half, 0.9), torch.tensor([50.0, 50.0]))  # 0.9 from the grid of `half`

@@ -81,12 +81,97 @@ class SmoothEstimate:
     attributions: Tensor
     stderr: Tensor
     n_samples: Tensor
+    #: completeness of the inner runs (``estimate(..., with_delta=True)`` of IG, DeepLIFT), else ``None``.
+    delta: SmoothedDelta | None = None
 
     def relative_stderr(self) -> Tensor:
         """:math:`\\lVert SE\\rVert_2 / \\lVert \\hat M\\rVert_2` per image, ``[B]``."""
         num = self.stderr.flatten(1).norm(dim=1)
         den = self.attributions.flatten(1).norm(dim=1)
         return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), num)
+
+
+@dataclass
+class SmoothedDelta:
+    r"""Completeness of a smoothed completeness method (IG, DeepLIFT): the gaps of its inner runs.
+
+    Each noisy sample :math:`x_j = x + \epsilon_j` is explained from its own baseline, so its map
+    should sum to :math:`\Delta F_j = F_c(x_j) - F_c(x'_j)`; its gap is
+    :math:`\delta_j = \sum_i A_i(x_j) - \Delta F_j`. Per image ``[B]``, over its noisy samples:
+
+    Attributes:
+        relative_mean, relative_max: mean and max of the relative gaps :math:`|\delta_j| / |\Delta F_j|`.
+        absolute_mean, absolute_max: mean and max of :math:`|\delta_j|`.
+        relative_of_mean: the smoothed map's own gap, :math:`|\sum_j \delta_j| / |\sum_j \Delta F_j|`
+            (the averaged map against the average score change).
+        steps_mean: mean path points per sample (IG; ``None`` for DeepLIFT).
+        n_samples: noisy samples per image.
+
+    ``relative`` and ``absolute`` (the means) read like :class:`~smoothsal.methods.base.ConvergenceDelta`'s.
+    """
+
+    relative_mean: Tensor
+    relative_max: Tensor
+    absolute_mean: Tensor
+    absolute_max: Tensor
+    relative_of_mean: Tensor
+    n_samples: Tensor
+    steps_mean: Tensor | None = None
+
+    @property
+    def relative(self) -> Tensor:
+        return self.relative_mean
+
+    @property
+    def absolute(self) -> Tensor:
+        return self.absolute_mean
+
+    def summary(self) -> dict[str, list]:
+        """Plain lists (JSON-ready), one value per image."""
+        out = {k: getattr(self, k).tolist() for k in ("relative_mean", "relative_max", "absolute_mean",
+                                                       "absolute_max", "relative_of_mean", "n_samples")}
+        if self.steps_mean is not None:
+            out["steps_mean"] = self.steps_mean.tolist()
+        return out
+
+
+class _DeltaSums:
+    """Per-image running sums of the inner runs' gaps (for :class:`SmoothedDelta`)."""
+
+    def __init__(self, n_images: int, device: torch.device) -> None:
+        z = lambda: torch.zeros(n_images, dtype=torch.float64, device=device)  # noqa: E731
+        self.n, self.rel, self.abs, self.delta, self.expected, self.steps = z(), z(), z(), z(), z(), z()
+        self.rel_max, self.abs_max = z(), z()
+        self.has_steps = True
+
+    def add(self, delta: Any, rows: Tensor, s: int) -> None:
+        """``delta``: a ConvergenceDelta of ``s × len(rows)`` samples (draw-major) of the images ``rows``."""
+        g = rows.numel()
+        rel = delta.relative.to(torch.float64).reshape(s, g)
+        ab = delta.absolute.to(torch.float64).reshape(s, g)
+        self.n[rows] += s
+        self.rel[rows] += rel.sum(0)
+        self.abs[rows] += ab.sum(0)
+        self.rel_max[rows] = torch.maximum(self.rel_max[rows], rel.max(0).values)
+        self.abs_max[rows] = torch.maximum(self.abs_max[rows], ab.max(0).values)
+        self.delta[rows] += delta.delta.to(torch.float64).reshape(s, g).sum(0)
+        self.expected[rows] += delta.expected.to(torch.float64).reshape(s, g).sum(0)
+        steps = getattr(delta, "steps", None)
+        if steps is None:
+            self.has_steps = False
+        else:
+            self.steps[rows] += steps.to(torch.float64).reshape(s, g).sum(0)
+
+    def finish(self) -> SmoothedDelta:
+        n = self.n.clamp_min(1)
+        den = self.expected.abs()
+        of_mean = torch.where(den > 0, self.delta.abs() / den.clamp_min(torch.finfo(den.dtype).tiny),
+                              torch.where(self.delta == 0, torch.zeros_like(den), torch.full_like(den, float("inf"))))
+        return SmoothedDelta(
+            relative_mean=self.rel / n, relative_max=self.rel_max, absolute_mean=self.abs / n,
+            absolute_max=self.abs_max, relative_of_mean=of_mean, n_samples=self.n.to(torch.long),
+            steps_mean=self.steps / n if self.has_steps else None,
+        )
 
 
 class _RunningMoments:
@@ -147,7 +232,9 @@ class Smooth:
 
     Args:
         method: any object with ``attribute(inputs, target)`` (every smoothsal method; also a
-            user's own). Its ``.model`` is used to resolve ``target=None``.
+            user's own). Its ``.model`` is used to resolve ``target=None``. A Captum attribution
+            object is adapted by :func:`smoothsal.interop.from_captum` (its model is its
+            ``forward_func``).
         noise_level: σ as a fraction of each sample's value range,
             σ = noise_level × (x_max − x_min) (the paper's definition; 0.1–0.2 works well for
             ImageNet models). With ``value_range=(lo, hi)``, σ = noise_level × (hi − lo) for all.
@@ -191,6 +278,9 @@ class Smooth:
         tol: float | None = None,
         min_samples: int = 16,
     ) -> None:
+        from smoothsal.interop import as_method
+
+        method = as_method(method)  # a Captum attribution object is adapted (smoothsal.interop)
         if not callable(getattr(method, "attribute", None)):
             raise TypeError(f"`method` must have an attribute(inputs, target) method, got {type(method).__name__}")
         self.method = method
@@ -228,6 +318,12 @@ class Smooth:
     def output_kind(self) -> str:
         return getattr(self.method, "output_kind", "input")
 
+    @property
+    def has_convergence_delta(self) -> bool:
+        """Whether the wrapped method has one (IG, DeepLIFT): :meth:`attribute_with_delta` then
+        reports the gaps of its inner runs (:class:`SmoothedDelta`)."""
+        return bool(getattr(self.method, "has_convergence_delta", False))
+
     def __repr__(self) -> str:
         return (
             f"Smooth({self.method!r}, noise_level={self.noise_level}, n_samples={self.n_samples}, "
@@ -241,29 +337,51 @@ class Smooth:
 
     __call__ = attribute
 
+    def attribute_with_delta(self, inputs: Tensor, target: TargetSpec = None) -> tuple[Tensor, SmoothedDelta]:
+        """The smoothed map and the completeness gaps of the inner runs (:class:`SmoothedDelta`).
+
+        Only for a wrapped method with :attr:`has_convergence_delta`; each noisy call runs the
+        method's ``attribute_with_delta`` (IG: two more forward rows per noisy input, F(x_j) and F(x'_j)).
+        """
+        if not self.has_convergence_delta:
+            raise TypeError(f"{type(self.method).__name__} has no convergence delta (has_convergence_delta is False)")
+        est = self.estimate(inputs, target, with_delta=True)
+        return est.attributions, est.delta
+
     def sigma(self, inputs: Tensor) -> Tensor:
         """Noise standard deviation per sample, ``[B]`` (:func:`smoothsal.noise.noise_sigma`)."""
         return noise_sigma(inputs, self.noise_level, self.value_range)
 
-    def estimate(self, inputs: Tensor, target: TargetSpec = None) -> SmoothEstimate:
+    def estimate(self, inputs: Tensor, target: TargetSpec = None, *, with_delta: bool = False) -> SmoothEstimate:
         """The smoothed map with its per-element standard error and the samples used.
 
         ``target=None`` is resolved ONCE on the clean inputs (the class predicted for ``x``, not
-        for each noisy copy), so every sample explains the same class.
+        for each noisy copy), so every sample explains the same class. ``with_delta`` (a method
+        with :attr:`has_convergence_delta`): also the inner runs' gaps, :attr:`SmoothEstimate.delta`.
         """
+        if with_delta and not self.has_convergence_delta:
+            raise TypeError(f"{type(self.method).__name__} has no convergence delta (has_convergence_delta is False)")
         check_inputs(inputs)
         device = inputs.device
         inputs = to_model_device(self.model, inputs.detach())  # inputs (and noise) follow the model
         targets = self._resolve_targets(inputs, target)
         per_chunk = self._images_per_chunk(inputs)
         results = [
-            self._estimate_chunk(inputs[i : i + per_chunk], targets[i : i + per_chunk])
+            self._estimate_chunk(inputs[i : i + per_chunk], targets[i : i + per_chunk], with_delta)
             for i in range(0, inputs.shape[0], per_chunk)
         ]
+        delta = None
+        if with_delta:
+            parts = [r.delta for r in results]
+            fields = {k: torch.cat([getattr(d, k) for d in parts]).to(device) for k in
+                      ("relative_mean", "relative_max", "absolute_mean", "absolute_max", "relative_of_mean", "n_samples")}
+            steps = None if any(d.steps_mean is None for d in parts) else torch.cat([d.steps_mean for d in parts]).to(device)
+            delta = SmoothedDelta(**fields, steps_mean=steps)
         return SmoothEstimate(
             attributions=torch.cat([r.attributions for r in results]).to(device),
             stderr=torch.cat([r.stderr for r in results]).to(device),
             n_samples=torch.cat([r.n_samples for r in results]).to(device),
+            delta=delta,
         )
 
     # ---- internals ---------------------------------------------------------------------------
@@ -286,7 +404,7 @@ class Smooth:
         what = ("smooth", type(self.method).__name__, rows_per_input)
         return RowTuner(work_key(self.model, x[0], what), device=x.device, fixed=self.batch_size)
 
-    def _estimate_chunk(self, x: Tensor, targets: Tensor) -> SmoothEstimate:
+    def _estimate_chunk(self, x: Tensor, targets: Tensor, with_delta: bool = False) -> SmoothEstimate:
         """Smooth a chunk of images.
 
         Draw ``j`` is one standard-noise tensor shared by the images still sampling. Each call
@@ -302,6 +420,7 @@ class Smooth:
         r = max(1, int(getattr(self.method, "rows_per_input", 1)))  # model rows per noisy input
         tuner = self._tuner(x, r)
         moments = _RunningMoments(need_fourth=self.statistic == "var", n_images=b)
+        gaps = _DeltaSums(b, x.device) if with_delta else None  # the inner runs' completeness gaps
         active = torch.arange(b, device=x.device)  # images still sampling
         done = 0
         while done < self.n_samples and active.numel() > 0:
@@ -316,26 +435,41 @@ class Smooth:
             eps = torch.stack([stream.next() for _ in range(s)])  # [s, ...]
             for group in active.split(m) if s == 1 else (active,):
                 noisy = x[group].unsqueeze(0) + sigma[group].unsqueeze(0) * eps.unsqueeze(1)  # [s, G, ...]
-                attr = self._attribute_rows(tuner, k, noisy.flatten(0, 1), targets[group].repeat(s), r)  # [s*G, ...]
+                deltas: list | None = [] if gaps is not None else None
+                attr = self._attribute_rows(tuner, k, noisy.flatten(0, 1), targets[group].repeat(s), r, deltas)  # [s*G, ...]
                 attr = attr.reshape(s, group.numel(), *attr.shape[1:])
+                if gaps is not None:
+                    gaps.add(_cat_deltas(deltas), group, s)
                 moments.add(attr * attr if self.statistic == "square" else attr, group)
             done += s
             if self.tol is not None and done % self.min_samples == 0 and done < self.n_samples:
                 converged = self._finish(moments, attr.dtype).relative_stderr()[active] <= self.tol
                 active = active[~converged]
-        return self._finish(moments, attr.dtype)
+        out = self._finish(moments, attr.dtype)
+        out.delta = gaps.finish() if gaps is not None else None
+        return out
 
-    def _attribute_rows(self, tuner: RowTuner, k: int, rows: Tensor, targets: Tensor, r: int) -> Tensor:
+    def _attribute_rows(
+        self, tuner: RowTuner, k: int, rows: Tensor, targets: Tensor, r: int, deltas: list | None = None
+    ) -> Tensor:
         """The wrapped method on the noisy inputs ``rows`` (``r`` model rows each); a method that
         batches rows itself (``r > 1``, e.g. IG) runs each call's rows in one model call, so one
-        tuner, this one, chooses the rows of both."""
+        tuner, this one, chooses the rows of both. With a list ``deltas``, the method's
+        ``attribute_with_delta`` runs and each call's ConvergenceDelta is appended, in row order."""
+
+        def call(lo: int, hi: int) -> Tensor:
+            if deltas is None:
+                return self.method.attribute(rows[lo:hi], target=targets[lo:hi])
+            attr, delta = self.method.attribute_with_delta(rows[lo:hi], target=targets[lo:hi])
+            deltas.append(delta)
+            return attr
 
         def work(lo: int, hi: int) -> Tensor:
             if r == 1:
-                return self.method.attribute(rows[lo:hi], target=targets[lo:hi])
+                return call(lo, hi)
             self.method.outer_rows = (hi - lo) * r
             try:
-                return self.method.attribute(rows[lo:hi], target=targets[lo:hi])
+                return call(lo, hi)
             finally:
                 self.method.outer_rows = None
 
@@ -357,6 +491,16 @@ class Smooth:
             stderr=se.to(dtype),
             n_samples=moments.n.to(torch.long),
         )
+
+
+def _cat_deltas(deltas: list) -> Any:
+    """One ConvergenceDelta of the calls' deltas, in row order."""
+    if len(deltas) == 1:
+        return deltas[0]
+    from smoothsal.methods.base import ConvergenceDelta
+
+    steps = None if any(d.steps is None for d in deltas) else torch.cat([d.steps for d in deltas])
+    return ConvergenceDelta(torch.cat([d.delta for d in deltas]), torch.cat([d.expected for d in deltas]), steps)
 
 
 class SmoothGrad(Smooth):

@@ -50,6 +50,10 @@ def preserve_model(model: nn.Module, *, warn_training: bool = True) -> Iterator[
     Restored on exit, whether the block returns or raises: each module's ``training`` flag,
     ``inplace`` attribute, any instance-level ``forward`` override, and the hooks registered on
     it (hooks the block added are removed; hooks the user had stay).
+
+    The parameters keep ``requires_grad``: every method takes :func:`torch.autograd.grad` with
+    respect to the inputs (or an activation), which already skips the weight gradients; freezing
+    them was measured to change neither time nor saved memory (``benchmarks/bench_modes.py``).
     """
     modules = list(model.modules())
     training = [m.training for m in modules]
@@ -96,13 +100,24 @@ class ConvergenceDelta:
 
     .. math:: \delta = \sum_i A_i - \big(F_c(x) - F_c(x')\big)
 
+    Two gaps are reported, both named: :attr:`absolute` :math:`|\delta|` (in logit units, so
+    not comparable across models or classes) and :attr:`relative`
+    :math:`|\delta| / |F_c(x) - F_c(x')|` (the share of the score change that the attributions
+    miss; the one to compare with a tolerance).
+
     Attributes:
         delta: the signed :math:`\delta`, ``[B]``.
         expected: :math:`F_c(x) - F_c(x')`, ``[B]``.
+        steps: path points each sample used (Integrated Gradients; ``[B]`` long), or ``None``
+            (DeepLIFT, which has no steps).
+        converged: ``[B]`` bool, whether ``steps="auto"`` met its stopping rule before its step
+            cap; ``None`` for a fixed step count.
     """
 
     delta: Tensor
     expected: Tensor
+    steps: Tensor | None = None
+    converged: Tensor | None = None
 
     @property
     def absolute(self) -> Tensor:
@@ -117,10 +132,30 @@ class ConvergenceDelta:
                            torch.where(self.delta == 0, torch.zeros_like(den), torch.full_like(den, float("inf"))))
 
     @classmethod
-    def of(cls, attributions: Tensor, expected: Tensor) -> ConvergenceDelta:
-        """The delta of ``attributions`` ``[B, ...]`` against ``expected`` ``[B]``."""
+    def of(cls, attributions: Tensor, expected: Tensor, **extra: Tensor | None) -> ConvergenceDelta:
+        """The delta of ``attributions`` ``[B, ...]`` against ``expected`` ``[B]`` (``extra``:
+        ``steps``, ``converged``)."""
         total = attributions.detach().flatten(1).sum(dim=1)
-        return cls(delta=(total - expected.detach()).detach(), expected=expected.detach())
+        return cls(delta=(total - expected.detach()).detach(), expected=expected.detach(), **extra)
+
+    def to(self, device: torch.device | str) -> ConvergenceDelta:
+        """The same delta with every tensor on ``device``."""
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return ConvergenceDelta(move(self.delta), move(self.expected), move(self.steps), move(self.converged))
+
+    def summary(self) -> dict[str, list]:
+        """Plain lists (JSON-ready): ``absolute``, ``relative``, ``expected`` and, where known,
+        ``steps`` and ``converged``."""
+        out: dict[str, list] = {
+            "absolute": self.absolute.tolist(),
+            "relative": self.relative.tolist(),
+            "expected": self.expected.tolist(),
+        }
+        if self.steps is not None:
+            out["steps"] = self.steps.tolist()
+        if self.converged is not None:
+            out["converged"] = self.converged.tolist()
+        return out
 
 
 class Attribution:
@@ -180,7 +215,7 @@ class Attribution:
         x = to_model_device(self.model, inputs.detach())
         with preserve_model(self.model):
             attr, delta = self._attribute_and_delta(x, target)
-        return attr.detach().to(inputs.device), ConvergenceDelta(delta.delta.to(inputs.device), delta.expected.to(inputs.device))
+        return attr.detach().to(inputs.device), delta.to(inputs.device)
 
     def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -36,8 +36,13 @@ Limitations (document, not silently fix):
 * nonlinearities the model calls as functions (``F.relu(x)``, ``torch.sigmoid(x)``, ``x * y``
   gates such as squeeze-excitation) cannot be patched; they fall back to plain gradients and
   summation-to-delta no longer holds exactly (check it with :meth:`DeepLift.delta`);
-* softmax, LP pooling, attention and other non-elementwise nonlinear modules
-  (:data:`UNSUPPORTED_MODULES`) raise a ``ValueError`` naming the module;
+* softmax, LP pooling and other non-elementwise nonlinear modules (:data:`UNSUPPORTED_MODULES`)
+  raise a ``ValueError`` naming the module;
+* attention (``nn.MultiheadAttention`` and modules whose class name says attention, such as
+  timm's, Swin's and Hugging Face's; a softmax inside one included), LayerNorm/GroupNorm and
+  activation modules outside :data:`RESCALE_MODULES` (timm's and Hugging Face's GELU classes call
+  ``F.gelu``) have no DeepLIFT rule here: they pass plain gradients, and a ``UserWarning`` names
+  them (``on_uncovered="raise"`` makes it an error, ``"ignore"`` silences it);
 * the model must treat the samples of a batch independently (batch-norm in eval mode, which
   the model guard ensures): the input and baseline halves share one forward pass.
 """
@@ -52,6 +57,12 @@ from torch import Tensor, nn
 from smoothsal._validation import TargetSpec, check_nonnegative, resolve_targets
 from smoothsal.methods.base import Attribution, ConvergenceDelta
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
+from smoothsal.methods.guided_backprop import (
+    ON_UNCOVERED,
+    attention_scopes,
+    report_uncovered,
+    uncovered_nonlinearities,
+)
 
 #: elementwise activation modules that get the Rescale rule.
 RESCALE_MODULES: tuple[type[nn.Module], ...] = (
@@ -99,7 +110,6 @@ UNSUPPORTED_MODULES: tuple[type[nn.Module], ...] = (
     nn.LogSoftmax,
     nn.Softmin,
     nn.GLU,
-    nn.MultiheadAttention,
 )
 
 
@@ -173,7 +183,10 @@ class _MaxRule(torch.autograd.Function):
 
 
 def _check_supported(model: nn.Module) -> None:
+    scopes = attention_scopes(model)  # a softmax inside attention is part of the (uncovered) attention
     for name, module in model.named_modules():
+        if any(name.startswith(s + ".") for s in scopes):
+            continue
         label = f"`{name or type(module).__name__}` ({type(module).__name__})"
         if isinstance(module, UNSUPPORTED_MODULES):
             raise ValueError(
@@ -230,6 +243,9 @@ class DeepLift(Attribution):
         baseline: see :func:`~smoothsal.methods.baselines.make_baseline` (default ``"black"``).
         eps: up to this :math:`|x - x'|` an activation uses its local derivative.
         seed: int or ``torch.Generator`` for the ``"uniform"`` baseline.
+        on_uncovered: ``"warn"`` (default), ``"raise"`` or ``"ignore"`` for nonlinear modules
+            without a DeepLIFT rule (attention, LayerNorm, third-party activations; see the
+            module docstring).
 
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).eval()
@@ -247,8 +263,16 @@ class DeepLift(Attribution):
         eps: float = 1e-6,
         *,
         seed: int | torch.Generator = 0,
+        on_uncovered: str = "warn",
     ) -> None:
         super().__init__(model)
+        if on_uncovered not in ON_UNCOVERED:
+            raise ValueError(f"`on_uncovered` must be one of {ON_UNCOVERED}, got {on_uncovered!r}")
+        found = uncovered_nonlinearities(model, RESCALE_MODULES + MAXPOOL_MODULES + UNSUPPORTED_MODULES)
+        report_uncovered(
+            "DeepLift", "max pooling and the elementwise activation modules in RESCALE_MODULES", found, on_uncovered,
+            " Summation-to-delta then holds only approximately (see DeepLift.delta).",
+        )
         self.baseline = check_baseline_spec(baseline)
         self.eps = check_nonnegative(eps, "eps")
         self.seed = seed

@@ -21,6 +21,37 @@ quadrature error shows up as the completeness gap, reported per sample by
 * ``"gausslegendre"`` (default): Gauss–Legendre nodes and weights
   (:func:`numpy.polynomial.legendre.leggauss`) mapped from [-1, 1] to [0, 1]; exact for
   polynomial paths up to degree :math:`2n - 1`, so the gap shrinks fastest on smooth networks.
+
+**Choosing the steps per image** (``steps="auto"``). A fixed step count guarantees nothing: the
+gap depends on the network and the image, and on piecewise-linear (ReLU) networks the gradient
+along the path is piecewise constant, so the gap is *not monotone* in the steps: errors of
+opposite sign on different features can cancel at one resolution and not at the next (the tests
+build such a case with gap exactly 0 at 8 points and not at 16). The automatic rule therefore
+refines each image's path by doubling and stops an image at level :math:`j` only when *both*
+
+.. math:: \frac{|\delta_j|}{|F_c(x) - F_c(x')|} \le \text{tol}
+          \quad\text{and}\quad
+          \frac{\lVert A_j - A_{j-1} \rVert_2}{\lVert A_j \rVert_2} \le \text{map\_tol},
+
+i.e. the completeness gap is small at the current resolution *and* the map itself no longer
+moves when the resolution doubles (a gap that is small by cancellation comes with a map that
+still changes, so it does not stop the refinement). The first level (``min_steps`` points) can
+never stop an image; ``max_steps`` caps the points, and an image that reaches the cap keeps that
+level's map and reports its gap (:attr:`~smoothsal.methods.base.ConvergenceDelta.converged` is
+then false). An image whose score does not change (:math:`F_c(x) = F_c(x')`) has an infinite
+relative gap unless its gap is exactly 0, and is refined to the cap.
+
+How a level is refined: ``"riemann_left"``, ``"riemann_right"`` and ``"riemann_trapezoid"``
+*nest* under doubling: the new points are the midpoints of the old intervals, and
+:math:`S_{2m} = S_m / 2 + \frac{1}{2m} \sum_{k} \nabla F(\tfrac{2k+1}{2m})`
+(:math:`m` intervals; ``steps`` is :math:`m` for left/right and :math:`m + 1` for the trapezoid),
+so every gradient evaluated is reused and an image that stops at :math:`n` points cost
+:math:`n` path points. Gauss–Legendre and midpoint nodes do not nest under doubling: each level
+is recomputed, at most :math:`2n - n_0` path points in all (:math:`n_0` = ``min_steps``). Which
+is cheaper depends on the network: on smooth paths Gauss–Legendre needs far fewer points; on
+ReLU paths every rule converges like :math:`1/n` and the nested rules cost half. Images leave the
+refinement as they converge; :attr:`~smoothsal.methods.base.ConvergenceDelta.steps` reports the
+points each used.
 """
 
 from __future__ import annotations
@@ -30,7 +61,7 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._tuner import RowTuner, work_key
-from smoothsal._validation import TargetSpec, check_choice, check_positive_int, resolve_targets
+from smoothsal._validation import TargetSpec, check_choice, check_nonnegative, check_positive_int, resolve_targets
 from smoothsal.methods.base import Attribution, ConvergenceDelta
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
 
@@ -69,12 +100,30 @@ def _check_batch_size(batch_size: int | None) -> int | None:
     return None if batch_size is None else check_positive_int(batch_size, "batch_size")
 
 
+#: rules whose nodes nest under doubling (the new nodes are the old intervals' midpoints).
+NESTED_RULES: tuple[str, ...] = ("riemann_left", "riemann_right", "riemann_trapezoid")
+
+
+def _level_steps(rule: str, intervals: int) -> int:
+    """Path points of a level with ``intervals`` (``m``) intervals: ``m + 1`` for the trapezoid."""
+    return intervals + 1 if rule == "riemann_trapezoid" else intervals
+
+
+def _midpoints(intervals: int) -> tuple[Tensor, Tensor]:
+    """The nodes :math:`(2k+1)/(2m)` added when ``m`` intervals are halved, and their weight ``1/(2m)``."""
+    k = torch.arange(intervals, dtype=torch.float64)
+    return (2 * k + 1) / (2 * intervals), torch.full((intervals,), 1.0 / (2 * intervals), dtype=torch.float64)
+
+
 class IntegratedGradients(Attribution):
-    """Integrated Gradients from a baseline to the inputs, by quadrature (see the module docstring).
+    r"""Integrated Gradients from a baseline to the inputs, by quadrature (see the module docstring).
 
     Args:
         model: ``nn.Module`` mapping ``[B, ...]`` to ``[B, classes]`` logits.
-        steps: number of quadrature points :math:`n` (``>= 1``; ``>= 2`` for ``"riemann_trapezoid"``).
+        steps: number of quadrature points :math:`n` (``>= 1``; ``>= 2`` for ``"riemann_trapezoid"``),
+            or ``"auto"``: each image's path is refined by doubling until its relative
+            completeness gap is at most ``tol`` and its map moved at most ``map_tol`` in the last
+            doubling, from ``min_steps`` to at most ``max_steps`` points (module docstring).
         baseline: see :func:`~smoothsal.methods.baselines.make_baseline` (``"black"``, ``"blur"``,
             ``"uniform"``, a number, a tensor broadcastable to the inputs, or a callable).
         rule: one of :data:`RULES`.
@@ -84,9 +133,17 @@ class IntegratedGradients(Attribution):
             in one call, learned from the calls' timings under the memory budget
             (:mod:`smoothsal._tuner`); an out-of-memory error halves it and retries the same rows.
         seed: int or ``torch.Generator`` for the ``"uniform"`` baseline.
+        tol: ``steps="auto"``: largest relative gap :math:`|\delta| / |F_c(x) - F_c(x')|` to stop at.
+        map_tol: ``steps="auto"``: largest relative change :math:`\lVert A_j - A_{j-1}\rVert / \lVert A_j\rVert`
+            of the map in the last doubling to stop at.
+        min_steps, max_steps: ``steps="auto"``: points of the first level (intervals for the
+            trapezoid rule, whose levels have ``min_steps · 2^j + 1`` points: ``max_steps=257``
+            allows 256 intervals) and the most points a level may have.
 
     The target is resolved once on the real inputs (``None`` = the class predicted for ``x``,
-    not for the path points). Results do not depend on ``batch_size``.
+    not for the path points). Results do not depend on ``batch_size``. With ``steps="auto"``
+    the points each image used are in :attr:`ConvergenceDelta.steps` of
+    :meth:`attribute_with_delta`, and in :attr:`last_steps` after any call.
 
     Example:
         >>> model = torch.nn.Linear(3, 2).eval()
@@ -94,35 +151,76 @@ class IntegratedGradients(Attribution):
         >>> attr, delta = IntegratedGradients(model, steps=4).attribute_with_delta(x, target=0)
         >>> bool(delta.absolute.max() < 1e-5)   # a linear model is integrated exactly
         True
+        >>> _, delta = IntegratedGradients(model, steps="auto").attribute_with_delta(x, target=0)
+        >>> delta.steps.tolist()   # exact at the first level, confirmed by the second
+        [16, 16, 16, 16]
     """
 
     has_convergence_delta = True
 
     @property
     def rows_per_input(self) -> int:  # type: ignore[override]
-        """Model rows (path points) one input costs."""
-        return self.steps
+        """Model rows (path points) one input costs (the first level's for ``steps="auto"``)."""
+        return self.min_steps if self.steps == "auto" else self.steps
 
     def __init__(
         self,
         model: nn.Module,
-        steps: int = 32,
+        steps: int | str = 32,
         baseline: BaselineSpec = "black",
         rule: str = "gausslegendre",
         batch_size: int | None = None,
         *,
         seed: int | torch.Generator = 0,
+        tol: float = 0.01,
+        map_tol: float = 0.05,
+        min_steps: int = 8,
+        max_steps: int = 256,
     ) -> None:
         super().__init__(model)
-        quadrature(steps, rule)  # validates steps and rule together
+        if isinstance(steps, str):
+            if steps != "auto":
+                raise ValueError(f"`steps` must be an int >= 1 or 'auto', got {steps!r}")
+            quadrature(2, rule)  # validates the rule
+        else:
+            quadrature(steps, rule)  # validates steps and rule together
         self.steps = steps
         self.baseline = check_baseline_spec(baseline)
         self.rule = rule
         self.batch_size = _check_batch_size(batch_size)
         self.seed = seed
+        self.tol = check_nonnegative(tol, "tol")
+        self.map_tol = check_nonnegative(map_tol, "map_tol")
+        self.min_steps = check_positive_int(min_steps, "min_steps")
+        self.max_steps = check_positive_int(max_steps, "max_steps")
+        if self.max_steps < self.min_steps:
+            raise ValueError(f"`max_steps` must be >= `min_steps` ({self.min_steps}), got {self.max_steps}")
+        self.last_steps = None  # set by every call (a property: kept out of the repr)
+        self.last_levels = []
+
+    @property
+    def last_steps(self) -> Tensor | None:
+        """Path points each image of the last call used, ``[B]`` (``None`` before the first call)."""
+        return self._last_steps
+
+    @last_steps.setter
+    def last_steps(self, value: Tensor | None) -> None:
+        self._last_steps = value
+
+    @property
+    def last_levels(self) -> list[dict]:
+        """``steps="auto"``: one dict per level of the last call: ``steps``, the ``images`` still
+        refining, their ``relative_gap`` and ``map_change`` (``None`` at the first level)."""
+        return self._last_levels
+
+    @last_levels.setter
+    def last_levels(self, value: list[dict]) -> None:
+        self._last_levels = value
 
     # ---- implementation ------------------------------------------------------------------
     def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:
+        if self.steps == "auto":  # the rule needs the gap: F(x) and F(x') are computed anyway
+            return self._attribute_and_delta(inputs, target)[0]
         # no gap asked for: F(x') is not needed, and F(x) only to predict the class (target=None);
         # explicit targets (as Smooth passes) are checked against the first path chunk's logits
         baseline = make_baseline(self.baseline, inputs, seed=self.seed)
@@ -130,7 +228,9 @@ class IntegratedGradients(Attribution):
         if target is None:
             with torch.no_grad():
                 targets = resolve_targets(None, self._logits(inputs))
-        avg_grad = self._path_average_gradient(inputs, baseline, targets, target)
+        alphas, weights = quadrature(self.steps, self.rule)
+        avg_grad = self._path_average_gradient(inputs, baseline, targets, target, alphas=alphas, weights=weights)
+        self.last_steps = torch.full((inputs.shape[0],), self.steps, dtype=torch.long, device=inputs.device)
         return (inputs - baseline) * avg_grad
 
     def _attribute_and_delta(self, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, ConvergenceDelta]:
@@ -140,25 +240,87 @@ class IntegratedGradients(Attribution):
             ends = self._logits(torch.cat([inputs, baseline]))  # [2B, classes]: F(x) then F(x')
         targets = resolve_targets(target, ends[:b])
         delta_f = (ends[:b] - ends[b:]).gather(1, targets[:, None]).squeeze(1)  # [B]
-        avg_grad = self._path_average_gradient(inputs, baseline, targets)
+        if self.steps == "auto":
+            attr, steps, converged = self._auto(inputs, baseline, targets, delta_f)
+            self.last_steps = steps
+            return attr, ConvergenceDelta.of(attr, delta_f, steps=steps, converged=converged)
+        alphas, weights = quadrature(self.steps, self.rule)
+        avg_grad = self._path_average_gradient(inputs, baseline, targets, alphas=alphas, weights=weights)
         attr = (inputs - baseline) * avg_grad
-        return attr, ConvergenceDelta.of(attr, delta_f)
+        steps = torch.full((b,), self.steps, dtype=torch.long, device=inputs.device)
+        self.last_steps = steps
+        return attr, ConvergenceDelta.of(attr, delta_f, steps=steps)
+
+    def _auto(self, inputs: Tensor, baseline: Tensor, targets: Tensor, delta_f: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``steps="auto"``: refine each image's path by doubling until the stopping rule holds.
+
+        Returns the attributions ``[B, ...]``, the points used ``[B]`` and whether the rule was met ``[B]``.
+        """
+        b = inputs.shape[0]
+        nested = self.rule in NESTED_RULES
+        diff = inputs - baseline
+        attr = torch.zeros_like(inputs)  # final maps, filled as images stop
+        steps = torch.zeros(b, dtype=torch.long, device=inputs.device)
+        converged = torch.zeros(b, dtype=torch.bool, device=inputs.device)
+        active = torch.arange(b, device=inputs.device)  # images still refining
+        self.last_levels = []
+        running: Tensor | None = None  # nested rules: the path sum of the active images, [A, ...]
+        previous: Tensor | None = None  # the active images' map at the previous level, [A, ...]
+        intervals = self.min_steps
+        while True:
+            n = _level_steps(self.rule, intervals)
+            x, x0 = inputs[active], baseline[active]
+            if nested and running is not None:  # S_2m = S_m / 2 + Σ_mid ∇F / (2m), m = previous intervals
+                alphas, weights = _midpoints(intervals // 2)
+                running = running / 2 + self._path_average_gradient(x, x0, targets[active], alphas=alphas, weights=weights)
+            else:  # first level, or a rule whose nodes do not nest: the whole rule at n points
+                alphas, weights = quadrature(n, self.rule)
+                running = self._path_average_gradient(x, x0, targets[active], alphas=alphas, weights=weights)
+            current = diff[active] * running  # [A, ...]
+            gap = ConvergenceDelta.of(current, delta_f[active]).relative  # [A]
+            done = torch.zeros_like(gap, dtype=torch.bool)
+            moved = None
+            if previous is not None:
+                change = (current - previous).flatten(1).norm(dim=1)
+                size = current.flatten(1).norm(dim=1)
+                moved = torch.where(size > 0, change / size.clamp_min(torch.finfo(size.dtype).tiny),
+                                    torch.where(change > 0, torch.full_like(change, float("inf")), torch.zeros_like(change)))
+                done = (gap <= self.tol) & (moved <= self.map_tol)
+            self.last_levels.append({"steps": n, "images": active.tolist(), "relative_gap": gap.tolist(),
+                                     "map_change": None if moved is None else moved.tolist()})
+            capped = _level_steps(self.rule, 2 * intervals) > self.max_steps
+            leave = torch.ones_like(done) if capped else done
+            if bool(leave.any()):
+                idx = active[leave]
+                attr[idx], steps[idx], converged[idx] = current[leave], n, done[leave]
+            if capped or bool(leave.all()):
+                return attr, steps, converged
+            keep = ~leave
+            active, running, previous = active[keep], running[keep], current[keep]
+            intervals *= 2
 
     def _path_average_gradient(
-        self, inputs: Tensor, baseline: Tensor, targets: Tensor | None, target: TargetSpec = None
+        self,
+        inputs: Tensor,
+        baseline: Tensor,
+        targets: Tensor | None,
+        target: TargetSpec = None,
+        *,
+        alphas: Tensor,
+        weights: Tensor,
     ) -> Tensor:
         r""":math:`\sum_k w_k \nabla F_c(x' + \alpha_k (x - x'))`, ``[B, ...]``, in chunks of path rows.
 
-        Path rows are ordered point-major: row ``r`` is path point ``r // B`` of image ``r % B``.
+        ``alphas`` and ``weights`` ``[n]``: the path points and their weights. Path rows are
+        ordered point-major: row ``r`` is path point ``r // B`` of image ``r % B``.
         ``targets=None`` resolves the explicit ``target`` spec against the first chunk's class count.
         """
         b = inputs.shape[0]
-        alphas, weights = quadrature(self.steps, self.rule)
         alphas = alphas.to(device=inputs.device, dtype=inputs.dtype)
         weights = weights.to(device=inputs.device, dtype=inputs.dtype)
         diff = inputs - baseline
         total = torch.zeros_like(inputs)  # running sum [B, ...]
-        n_rows = self.steps * b
+        n_rows = alphas.shape[0] * b
         bcast = (-1,) + (1,) * (inputs.dim() - 1)
         resolved = [targets]  # None: the explicit `target` spec, checked against the first call's logits
 

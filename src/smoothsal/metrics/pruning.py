@@ -17,6 +17,21 @@ uses keeps the confidence at a small :math:`q`; :func:`smallest_q` reports the s
 The top :math:`q\%` means :math:`k = \lceil q \cdot HW / 100 \rceil` pixels (at least 1), ties broken
 by pixel order (stable sort). A map that is zero everywhere has no preferred pixels: its mass kept
 is then defined as the fraction of pixels kept, :math:`k / HW` (the limit of a uniform map).
+
+**The smallest q that keeps a share of the confidence** (``q90`` for ``share = 0.9``). A coarse
+grid of ``q`` cannot rank maps: on EfficientNet-Lite0 every gradient map needs more than 50 % of
+the pixels and every CAM more than 20 %, so the grid (…, 20, 50, 100) reads 100 % for all
+gradients and 50 % for all CAMs. :func:`attribution_pruning` therefore refines it by bisection
+on the pixel count: the grid brackets the crossing (the last grid ``q`` below ``share`` and the
+first at or above it; below the first grid point the bracket starts at 0 pixels), and each
+bisection step evaluates the midpoint's pruned image (one forward row per image) and keeps the
+half in which the confidence crosses ``share``, until the bracket is at most ``resolution``
+percentage points (``None``: one pixel) wide. The result, :attr:`PruningResult.q_share`, is the
+upper end: a ``q`` whose pruned input keeps at least ``share`` while one ``resolution`` less does
+not. The confidence need not be monotone in ``q``; then the bisection finds *a* crossing inside
+the grid's first bracket, which is the smallest one wherever the confidence is monotone there.
+Cost: :math:`\lceil\log_2(\text{bracket} / \text{resolution})\rceil` forward rows per image (8
+for a 50 %-wide bracket at 0.25 points) on top of the grid's.
 """
 
 from __future__ import annotations
@@ -47,12 +62,19 @@ class PruningResult:
         confidence_kept: ``[Q, B]`` :math:`p_c(\\text{pruned}) / p_c(x)` (may exceed 1).
         mass_kept: ``[Q, B]`` share of :math:`\\sum |a|` in the kept pixels, in [0, 1].
         targets: ``[B]`` the classes whose probability is tracked.
+        share: the confidence share bisected for (``None``: no bisection).
+        q_share: ``[B]`` the kept percentage found by bisection (module docstring); ``inf``
+            where no ``q`` of the grid reaches ``share``; ``None`` without bisection.
+        confidence_at_share: ``[B]`` ``confidence_kept`` at ``q_share`` (``nan`` where ``inf``).
     """
 
     q: Tensor
     confidence_kept: Tensor
     mass_kept: Tensor
     targets: Tensor
+    share: float | None = None
+    q_share: Tensor | None = None
+    confidence_at_share: Tensor | None = None
 
 
 def _check_q(q: Sequence[float]) -> Tensor:
@@ -112,6 +134,8 @@ def attribution_pruning(
     q: Sequence[float] = DEFAULT_Q,
     baseline: BaselineSpec = "black",
     batch_size: int | None = None,
+    share: float | None = 0.9,
+    resolution: float | None = 0.25,
 ) -> PruningResult:
     """Keep the top ``q`` % pixels of each map, set the rest to ``baseline``; measure what is kept.
 
@@ -125,6 +149,9 @@ def attribution_pruning(
         baseline: what a pruned pixel becomes: ``"black"``, a number, ``"blur"``, a tensor, ... (see
             :func:`smoothsal.methods.baselines.make_baseline`).
         batch_size: pruned images per forward pass (``None``: the automatic choice).
+        share: also find, by bisection, the smallest ``q`` that keeps this share of the
+            confidence (:attr:`PruningResult.q_share`; module docstring); ``None``: the grid only.
+        resolution: width of the final bisection bracket in percentage points (``None``: one pixel).
     Returns:
         :class:`PruningResult` with ``confidence_kept`` and ``mass_kept`` of shape ``[Q, B]``.
 
@@ -137,6 +164,11 @@ def attribution_pruning(
     check_inputs(inputs, ndim=4)
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size")
+    if share is not None:
+        _check_share(share)
+    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, (int, float))
+                                   or not (0 < resolution <= 100)):
+        raise ValueError(f"`resolution` must be a number of percentage points in (0, 100] or None, got {resolution!r}")
     q_t = _check_q(q)
     scores = _pixel_scores(attributions, inputs)  # [B, H, W]
     inputs = inputs.detach()
@@ -161,18 +193,54 @@ def attribution_pruning(
     mass_kept = torch.where(total > 0, kept_mass / torch.where(total > 0, total, torch.ones_like(total)), pixel_share)
 
     p_pruned = _pruned_probabilities(model, inputs, base, keep, targets_t, batch_size)  # [Q, B]
-    confidence = p_pruned / p_full.clamp_min(torch.finfo(p_full.dtype).tiny)
-    return PruningResult(
+    p_den = p_full.clamp_min(torch.finfo(p_full.dtype).tiny)
+    confidence = p_pruned / p_den
+    result = PruningResult(
         q=q_t.to(inputs.dtype), confidence_kept=confidence, mass_kept=mass_kept.clamp(0, 1), targets=targets_t
     )
+    if share is None:
+        return result
+    # bisection on the pixel count inside the grid's first bracket (module docstring)
+    ok = confidence >= share  # [Q, B]
+    reached = ok.any(dim=0)  # [B]
+    first = ok.to(torch.int8).argmax(dim=0)  # [B] first grid index at or above the share
+    hi = k[first].clone()  # [B] pixels: passes
+    lo = torch.where(first > 0, k[(first - 1).clamp_min(0)], torch.zeros_like(hi))  # [B] fails (0: nothing kept)
+    conf_hi = confidence[first, torch.arange(b)]
+    width = 1 if resolution is None else max(1, int(math.floor(resolution * n_pix / 100.0)))
+    while True:
+        active = (reached & (hi - lo > width)).nonzero().flatten()
+        if active.numel() == 0:
+            break
+        mid = (lo[active] + hi[active]) // 2  # [A]
+        keep_mid = rank[active] < mid[:, None]  # [A, H*W]
+        p_mid = _pruned_probabilities(model, inputs[active], base[active], keep_mid[None], targets_t[active], batch_size)[0]
+        c_mid = p_mid / p_den[active]
+        passed = c_mid >= share
+        hi[active] = torch.where(passed, mid, hi[active])
+        lo[active] = torch.where(passed, lo[active], mid)
+        conf_hi[active] = torch.where(passed, c_mid, conf_hi[active])
+    result.share = float(share)
+    result.q_share = torch.where(reached, 100.0 * hi.to(torch.float64) / n_pix, torch.full((b,), math.inf,
+                                 dtype=torch.float64)).to(inputs.dtype)  # fmt: skip
+    result.confidence_at_share = torch.where(reached, conf_hi, torch.full_like(conf_hi, math.nan))
+    return result
+
+
+def _check_share(share: float) -> float:
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not (0 < share) or math.isnan(share):
+        raise ValueError(f"`share` must be a number > 0, got {share!r}")
+    return float(share)
 
 
 @metric("curve", higher_is_better=False)
 def smallest_q(result: PruningResult, share: float = 0.9) -> Tensor:
     """Smallest ``q`` whose pruned input keeps at least ``share`` of the confidence, per sample ``[B]``.
 
-    The first ``q`` (ascending) with ``confidence_kept >= share``; ``inf`` when no ``q`` of the result
-    reaches it (e.g. a ``q`` grid without 100 and a map that misses the evidence).
+    Where ``result`` was bisected for this ``share`` (``attribution_pruning(..., share=share)``,
+    the default 0.9), the bisected :attr:`PruningResult.q_share` (module docstring); otherwise
+    the first ``q`` of the grid (ascending) with ``confidence_kept >= share``. ``inf`` when no
+    ``q`` of the result reaches it (e.g. a ``q`` grid without 100 and a map that misses the evidence).
 
     Example:
         >>> res = PruningResult(torch.tensor([10.0, 50.0, 100.0]),
@@ -183,8 +251,9 @@ def smallest_q(result: PruningResult, share: float = 0.9) -> Tensor:
     """
     if not isinstance(result, PruningResult):
         raise TypeError(f"`result` must be a PruningResult, got {type(result).__name__}")
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not (0 < share) or math.isnan(share):
-        raise ValueError(f"`share` must be a number > 0, got {share!r}")
+    _check_share(share)
+    if result.q_share is not None and result.share == float(share):
+        return result.q_share
     ok = result.confidence_kept >= share  # [Q, B]
     first = ok.to(torch.int8).argmax(dim=0)  # [B] index of the first True (0 if none)
     q = result.q[first]
