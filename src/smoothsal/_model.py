@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from smoothsal._validation import TargetSpec, check_logits, resolve_targets
 
-__all__ = ["model_device", "predict", "resolve_model_targets", "row_chunks", "rows_per_call", "to_model_device"]
+__all__ = ["model_device", "predict", "resolve_device", "resolve_model_targets", "row_chunks", "rows_per_call", "to_model_device"]
 
 #: Without a measured choice, one call holds at most this many input elements (16 MiB of float32:
 #: 27 rows of 3×224×224, 4,096 rows of 1×32×32), and at least one row.
@@ -40,6 +40,29 @@ def model_device(model: nn.Module | None) -> torch.device | None:
     for tensor in model.buffers():
         return tensor.device
     return None
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """The device a ``--device`` value names: ``"auto"`` (or ``None``) is CUDA when present, else CPU;
+    ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` are taken as given, after checking they exist.
+    """
+    if isinstance(name, torch.device):
+        return name
+    text = "auto" if name is None else str(name).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError as err:
+        raise ValueError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {name!r}") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {name!r} asked for CUDA, but torch sees no CUDA device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device: {name!r}, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device: {name!r} asked for MPS, which this torch build cannot use")
+    return device
 
 
 def to_model_device(model: nn.Module | None, inputs: Tensor) -> Tensor:

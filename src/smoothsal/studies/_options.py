@@ -15,3 +15,10 @@ MAX_MEMORY = typer.Option(
     help='Memory budget of the automatic batch size, e.g. "4GB" or "25%" (default: half of the free memory).',
 )
 FRESH = typer.Option(False, "--fresh", help="Delete the results store in --out first.")
+DEVICE = typer.Option(
+    "auto", "--device", help="Where the model runs: auto (CUDA when present, else CPU), cpu, cuda, cuda:N, mps."
+)
+PRECISION = typer.Option(
+    "float32", "--precision",
+    help="Forward-pass precision: float32, or bf16/fp16 under autocast (faster on some hardware; see smoothsal.precision).",
+)

@@ -14,7 +14,7 @@ def register_cli(app: Any) -> None:
     """Add ``smoothsal explain`` to a :class:`typer.Typer` app."""
     import typer
 
-    from smoothsal.studies._options import BATCH_SIZE, FRESH, MAX_MEMORY
+    from smoothsal.studies._options import BATCH_SIZE, DEVICE, FRESH, MAX_MEMORY, PRECISION
     from PIL import UnidentifiedImageError
 
     from smoothsal.registry import METHODS
@@ -28,8 +28,14 @@ def register_cli(app: Any) -> None:
             None, help="Image files or bundled photo names (default: all bundled photos)."
         ),
         model: str = typer.Option(
-            DEFAULTS["model"], help="lite0 | lite1 | lite2 | package.module:factory | TorchScript file."
+            DEFAULTS["model"],
+            help="lite0 | lite1 | lite2 | torchvision:NAME | timm:NAME | hf:REPO_OR_FOLDER | package.module:factory "
+            "| TorchScript file.",
         ),
+        weights: Optional[str] = typer.Option(
+            None, help="Hub models: a state-dict file (.pth/.safetensors) instead of the hub's local cache."
+        ),
+        random_weights: bool = typer.Option(False, help="Hub models: the untrained architecture (no weights needed)."),
         methods: str = typer.Option(",".join(DEFAULTS["methods"]), help=f"Comma-separated: {method_names}."),
         noise_level: float = typer.Option(DEFAULTS["noise_level"], help="σ as a fraction of each image's value range."),
         samples: int = typer.Option(DEFAULTS["n_samples"], help="Most noisy samples per smoothed map."),
@@ -47,6 +53,8 @@ def register_cli(app: Any) -> None:
         ),
         batch_size: Optional[int] = BATCH_SIZE,
         max_memory: Optional[str] = MAX_MEMORY,
+        device: str = DEVICE,
+        precision: str = PRECISION,
         seed: int = typer.Option(DEFAULTS["seed"], help="Noise seed."),
         extras: bool = typer.Option(
             DEFAULTS["extras"],
@@ -62,9 +70,9 @@ def register_cli(app: Any) -> None:
         try:
             set_max_memory(max_memory)
             config = ExplainConfig(
-                images=tuple(images or ()), model=model, methods=methods, noise_level=noise_level, n_samples=samples,
+                images=tuple(images or ()), model=model, weights=weights, random_weights=random_weights, methods=methods, noise_level=noise_level, n_samples=samples,
                 tol=tol, target=target, out_dir=out, ig_steps=ig_steps, smooth_ig_steps=smooth_ig_steps,
-                batch_size=batch_size, seed=seed, extras=extras, fresh=fresh, progress=progress,
+                batch_size=batch_size, device=device, precision=precision, seed=seed, extras=extras, fresh=fresh, progress=progress,
             )  # fmt: skip
             run_explain(config, echo=typer.echo)
         except (ValueError, FileNotFoundError, OSError, UnidentifiedImageError) as err:

@@ -5,7 +5,9 @@ Units of work (each one record of :class:`~smoothsal.studies.store.ResultsStore`
 * ``{"kind": "map", "method", "smoothed", "settings"}``: one method's maps of every image,
   raw or smoothed (:class:`~smoothsal.smoothing.Smooth`), ``[N, C, H, W]`` (``[N, 1, H, W]``
   for CAMs). Raw maps of a method with ``has_convergence_delta`` (IG, DeepLIFT) record its
-  convergence delta; smoothed maps record their relative standard error and sample count;
+  convergence delta (absolute and relative gap, IG's steps per image); smoothed maps record their
+  relative standard error and sample count, and for IG/DeepLIFT the gaps of the inner runs
+  (:class:`~smoothsal.smoothing.SmoothedDelta`: mean and max relative gap over the noisy samples);
 * ``{"kind": "noise_level", "noise_level"}``: SmoothGrad of the first image at one noise level
   (σ = 0: the vanilla gradient) — SmoothGrad Fig. 3 (Smilkov et al. 2017, arXiv:1706.03825);
 * ``{"kind": "sample_sizes", "sizes"}``: SmoothGrad of the first image at each sample size, one
@@ -159,20 +161,20 @@ def _compute_map(
     meta: dict[str, Any] = {}
     if smoothed:
         method = build_method(name, model, smooth=config.smooth_kwargs(), image_size=size, **overrides)
-        estimate = method.estimate(inputs, targets)
+        with_delta = bool(getattr(method, "has_convergence_delta", False))
+        estimate = method.estimate(inputs, targets, with_delta=with_delta)
         attr = estimate.attributions
         meta["relative_stderr"] = [round(float(v), 4) for v in estimate.relative_stderr()]
         meta["n_samples"] = [int(n) for n in estimate.n_samples]
+        if estimate.delta is not None:  # the inner runs' gaps: mean and max over the noisy samples
+            meta["convergence_delta"] = estimate.delta.summary()
     else:
         method = build_method(name, model, image_size=size, **overrides)
         if getattr(method, "has_convergence_delta", False):
             attr, delta = method.attribute_with_delta(inputs, targets)
-            # |sum(attr) - (F(x) - F(x'))| and that over |F(x) - F(x')| (completeness / summation-to-delta)
-            meta["convergence_delta"] = {
-                "absolute": delta.absolute.tolist(),
-                "relative": delta.relative.tolist(),
-                "expected": delta.expected.tolist(),
-            }
+            # |sum(attr) - (F(x) - F(x'))| and that over |F(x) - F(x')| (completeness / summation-to-delta),
+            # and IG's path points per image
+            meta["convergence_delta"] = delta.summary()
         else:
             attr = method.attribute(inputs, targets)
     meta["seconds"] = round(time.perf_counter() - t0, 3)
@@ -190,8 +192,12 @@ def compute_explain(config: ExplainConfig, echo: Callable[[str], Any] | None = N
     from smoothsal.zoo import load_model
 
     t_start = time.perf_counter()
-    loaded = load_model(config.model)
-    net, size = loaded.model, loaded.image_size
+    from smoothsal._model import resolve_device
+    from smoothsal.precision import with_precision
+
+    loaded = load_model(config.model, weights=config.weights, random_weights=config.random_weights)
+    net = with_precision(loaded.model.to(resolve_device(config.device)), config.precision)
+    size = loaded.image_size
     photos = load_images(config.images, size)
     inputs = torch.cat([p.tensor for p in photos])  # [N, 3, S, S] in [0, 1]
     logits = predict(net, inputs, batch_size=config.batch_size)  # [N, classes]

@@ -84,8 +84,11 @@ class ExplainConfig:
     Args:
         images: image files or bundled photo names (:data:`smoothsal.datasets.photos.BUNDLED`);
             empty = every bundled photo. A name that is also an existing file is the file.
-        model: ``"lite0" | "lite1" | "lite2"``, ``"package.module:factory"`` or a TorchScript
-            file (:func:`smoothsal.zoo.load_model`).
+        model: ``"lite0" | "lite1" | "lite2"``, a hub model (``"torchvision:resnet50"``,
+            ``"timm:vit_small_patch16_224"``, ``"hf:REPO_OR_FOLDER"``), ``"package.module:factory"``
+            or a TorchScript file (:func:`smoothsal.zoo.load_model`).
+        weights: for hub models, a state-dict file (``.pth``/``.safetensors``) instead of the
+            hub's local cache. random_weights: for hub models, the untrained architecture.
         methods: registered method names or aliases, as a sequence or ``"grad,ig"``
             (:func:`smoothsal.registry.parse_methods`); stored resolved.
         noise_level: σ / (x_max − x_min) of the smoothed maps (SmoothGrad's noise level, >= 0).
@@ -101,11 +104,18 @@ class ExplainConfig:
         out_dir: output folder; the results store lives there, so a rerun resumes.
         batch_size: most noisy inputs per method call; ``None`` = automatic
             (:mod:`smoothsal.batching`).
+        device: where the model runs: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:N"``, ...
+            (:func:`smoothsal._model.resolve_device`). Not part of the results' hash: maps on
+            another device agree to float32 rounding.
+        precision: ``"float32"`` or a mixed precision for the forward pass (``"bf16"``, ``"fp16"``;
+            :mod:`smoothsal.precision`); part of the hash (it changes the maps).
         progress: progress bars. fresh: discard the stored results in ``out_dir`` first.
     """
 
     images: tuple[str, ...] = ()
     model: str = "lite0"
+    weights: str | None = None
+    random_weights: bool = False
     methods: tuple[str, ...] = DEFAULT_METHODS
     noise_level: float = 0.15
     n_samples: int = PRECISION["n_samples"]
@@ -119,6 +129,8 @@ class ExplainConfig:
     sample_sizes: tuple[int, ...] = SAMPLE_SIZES
     out_dir: Path = Path("out/explain")
     batch_size: int | None = None
+    device: str = "auto"
+    precision: str = "float32"
     progress: bool = True
     fresh: bool = False
 
@@ -133,9 +145,11 @@ class ExplainConfig:
 
         if self.model not in IMAGE_SIZES and ":" not in self.model and not Path(self.model).is_file():
             raise ValueError(  # the forms smoothsal.zoo.load_model accepts; checked without loading
-                f"`model` must be one of {sorted(IMAGE_SIZES)}, 'package.module:factory' or a TorchScript file; "
+                f"`model` must be one of {sorted(IMAGE_SIZES)}, 'torchvision:NAME', 'timm:NAME', 'hf:REPO_OR_FOLDER', "
+                "'package.module:factory' or a TorchScript file; "
                 f"got {self.model!r}"
             )
+        self._check_weights()
         self._set("methods", tuple(parse_methods(self.methods)))
         self._set("noise_level", check_nonnegative(self.noise_level, "noise_level"))
         check_positive_int(self.n_samples, "n_samples")
@@ -162,6 +176,31 @@ class ExplainConfig:
         self._set("out_dir", Path(self.out_dir))
         if self.batch_size is not None:
             check_positive_int(self.batch_size, "batch_size")
+        from smoothsal._model import resolve_device
+        from smoothsal.precision import parse_precision
+
+        resolve_device(self.device)  # names the argument if the device does not exist
+        dtype = parse_precision(self.precision)
+        self._set("precision", "float32" if dtype is None else str(dtype).removeprefix("torch."))
+
+    def _check_weights(self) -> None:
+        from smoothsal.hubs import parse_hub_spec
+
+        if not isinstance(self.random_weights, bool):
+            raise TypeError(f"`random_weights` must be a bool, got {self.random_weights!r}")
+        if self.weights is None and not self.random_weights:
+            return
+        hub = parse_hub_spec(self.model)
+        if hub is None:
+            raise ValueError(
+                f"`weights`/`random_weights` apply to hub models (torchvision:, timm:, hf:) only; got model {self.model!r}"
+            )
+        if self.weights is not None and self.random_weights:
+            raise ValueError("`weights` and `random_weights` exclude each other: pass one")
+        if self.weights is not None:
+            self._set("weights", str(self.weights))
+            if not Path(self.weights).is_file() and not (hub[0] == "torchvision" and self.weights.isupper()):
+                raise FileNotFoundError(f"`weights`: no file at {self.weights!r}")
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -210,7 +249,7 @@ class ExplainConfig:
         Image files and a TorchScript model file enter with a digest of their bytes, so an edited
         file is never explained from stale maps. Left out: what selects units rather than changes
         them (``methods``, ``extras``, the figure axes and the method settings — each unit carries
-        its own) and what changes no number (``out_dir``, ``batch_size``, ``progress``, ``fresh``).
+        its own) and what changes no number (``out_dir``, ``batch_size``, ``device``, ``progress``, ``fresh``).
         """
         images = []
         for item in self.images:
@@ -219,6 +258,11 @@ class ExplainConfig:
         model: dict[str, Any] = {"spec": self.model}
         if Path(self.model).is_file():
             model["sha1"] = _file_digest(Path(self.model))
+        if self.weights is not None:
+            path = Path(self.weights)
+            model["weights"] = {"file": str(path), "sha1": _file_digest(path)} if path.is_file() else self.weights
+        if self.random_weights:
+            model["random_weights"] = True
         return {
             "model": model,
             "images": images,
@@ -227,6 +271,7 @@ class ExplainConfig:
             "n_samples": self.n_samples,
             "tol": self.tol,
             "seed": self.seed,
+            **({} if self.precision == "float32" else {"precision": self.precision}),
         }
 
     def settings(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ def register_cli(app: Any) -> None:
     """Add ``smoothsal train-noise`` to a :class:`typer.Typer` app."""
     import typer
 
-    from smoothsal.studies._options import BATCH_SIZE, FRESH, MAX_MEMORY
+    from smoothsal.studies._options import BATCH_SIZE, DEVICE, FRESH, MAX_MEMORY
 
     @app.command("train-noise")
     def train_noise_command(
@@ -41,6 +41,7 @@ def register_cli(app: Any) -> None:
         seed: int = typer.Option(DEFAULTS["seed"], "--seed", help="Picks the test inputs; seeds SmoothGrad."),
         batch_size: Optional[int] = BATCH_SIZE,
         max_memory: Optional[str] = MAX_MEMORY,
+        device: str = DEVICE,
         fresh: bool = FRESH,
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     ) -> None:
@@ -58,7 +59,7 @@ def register_cli(app: Any) -> None:
         }
         changes = {k: v for k, v in given.items() if v is not None}
         changes.update(out_dir=out, train_noise=train_noise, explain_noise=explain_noise, seed=seed, fresh=fresh,
-                       progress=not no_progress)  # fmt: skip
+                       device=device, progress=not no_progress)  # fmt: skip
         try:
             set_max_memory(max_memory)
             config = TrainNoiseConfig.quick(**changes) if quick else TrainNoiseConfig(**changes)

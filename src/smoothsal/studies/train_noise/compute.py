@@ -92,9 +92,13 @@ def _cell(
     from smoothsal.metrics.localization import relevance_mass
     from smoothsal.metrics.tradeoff import attribution_maps, stability_from_maps
 
+    from smoothsal._model import resolve_device
+
     make = _explainer(config, explain)
+    device = resolve_device(config.device)  # the small models train on the CPU; they are explained here
     maps = [
-        attribution_maps(make(t.model), inputs, labels, batch_size=config.batch_size) for t in trained
+        attribution_maps(make(t.model.to(device)), inputs, labels, batch_size=config.batch_size).cpu()
+        for t in trained
     ]  # [models] × [N, C, H, W]
     stab = stability_from_maps(maps)
     mass = torch.stack([relevance_mass(m, masks, relevance="abs") for m in maps])  # [models, N]

@@ -69,6 +69,7 @@ class TrainNoiseConfig:
     out_dir: Path = Path("out/train_noise")
     cache_dir: Path | None = None
     batch_size: int | None = None
+    device: str = "auto"
     progress: bool = True
     fresh: bool = False
 
@@ -91,6 +92,9 @@ class TrainNoiseConfig:
             self._set("cache_dir", Path(self.cache_dir))
         if self.batch_size is not None:
             check_positive_int(self.batch_size, "batch_size")
+        from smoothsal._model import resolve_device
+
+        resolve_device(self.device)  # names the argument if the device does not exist
         for name in ("progress", "fresh"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
@@ -127,7 +131,7 @@ class TrainNoiseConfig:
         """The settings that change results (the results store's configuration).
 
         Left out: ``n_show`` (the grid's units carry it), ``out_dir``, ``cache_dir``,
-        ``batch_size``, ``progress`` and ``fresh``.
+        ``batch_size``, ``device`` (maps agree to float32 rounding), ``progress`` and ``fresh``.
         """
         return {
             "train_noise": self.train_noise,
