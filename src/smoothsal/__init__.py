@@ -10,7 +10,7 @@ command line need extras (``pip install "smoothsal[cli]"``), and say so in one l
 >>> ss.SmoothGrad(model, noise_level=0.15, n_samples=50).attribute(x)   # doctest: +SKIP
 """
 
-from smoothsal import datasets, interop, maps, metrics, noise, registry, render, zoo
+from smoothsal import datasets, interop, maps, metrics, noise, precision, registry, render, zoo
 from smoothsal.methods import (
     Attribution,
     ConvergenceDelta,
@@ -59,6 +59,7 @@ __all__ = [
     "interop",
     "maps",
     "noise",
+    "precision",
     "registry",
     "metrics",
     "render",

@@ -1,4 +1,4 @@
-"""The ``smoothsal`` command line: ``explain``, ``tradeoff``, ``train-noise``, ``evaluate``.
+"""The ``smoothsal`` command line: one command (or sub-app) per study in :data:`smoothsal.studies.STUDIES`.
 
 Each study owns its command (``smoothsal.studies.<study>.command.register_cli``); this module
 only assembles them. The command line needs the ``cli`` extra; a missing package is reported in
@@ -12,9 +12,7 @@ import sys
 from typing import Any
 
 from smoothsal._extras import PACKAGES, MissingExtraError, install_hint
-
-#: study package -> its command module (each defines ``register_cli(app)``)
-STUDIES = ("explain", "tradeoff", "train_noise", "evaluate", "explain_dataset", "reproduce", "report")
+from smoothsal.studies import STUDIES  # each study's command module defines register_cli(app)
 
 
 def build_app() -> Any:

@@ -15,12 +15,16 @@ Studies (each a subpackage exporting ``run_<study>``, ``<Study>Config`` and ``re
   (Ye & Farnia 2025, arXiv:2411.05837);
 * :mod:`smoothsal.studies.train_noise` — noise at training time × SmoothGrad at explanation time
   (SmoothGrad paper, Figs. 8–9);
-* :mod:`smoothsal.studies.evaluate` — the metric report card.
+* :mod:`smoothsal.studies.evaluate` — the metric report card;
+* :mod:`smoothsal.studies.explain_dataset` — a whole image folder over ``torchrun`` ranks into a
+  resumable map store (which ``tradeoff --maps`` reads);
+* :mod:`smoothsal.studies.reproduce` — the SmoothGrad and stability–fidelity papers, one command each;
+* :mod:`smoothsal.studies.report` — a static HTML report of what the other studies wrote.
 
 Shared pieces: :mod:`smoothsal.studies.store` (results store), :mod:`smoothsal.studies.train`
 (small reproducible classifiers). Importing this package does not import the studies.
 """
 
-STUDIES: tuple[str, ...] = ("explain", "tradeoff", "train_noise", "evaluate")
+STUDIES: tuple[str, ...] = ("explain", "tradeoff", "train_noise", "evaluate", "explain_dataset", "reproduce", "report")
 
 __all__ = ["STUDIES"]
