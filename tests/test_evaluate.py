@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from smoothsal.datasets.base import ImageDataset
 from smoothsal.metrics import METRICS
+from smoothsal.metrics.intervals import bootstrap_interval, ratio_of_means
 from smoothsal.studies.evaluate import EvaluateConfig, register_cli, run_evaluate
-from smoothsal.studies.evaluate.report import COLUMNS, COLUMNS_MD, arrow
+from smoothsal.studies.evaluate.report import COLUMNS, COLUMNS_MD, PER_IMAGE, SANITY_MD, arrow
 
 QUICK_TINY = {"steps": 12, "fc_runs": 32, "mprt_checkpoints": 3, "roughness_pairs": 2, "ig_steps": 4, "line_steps": 5}
 
@@ -52,9 +53,12 @@ def blobs(n: int, size: int = 24, seed: int = 0, with_empty: bool = False) -> Im
     return ImageDataset(images, labels, inside[:, None], 4, ["red", "green", "blue", "none"])
 
 
-def trained_cnn() -> nn.Module:
-    """``tiny_cnn`` trained for 80 Adam steps on :func:`blobs` (100 % test accuracy, ~1 s)."""
+def trained_cnn(shuffle_labels: bool = False) -> nn.Module:
+    """``tiny_cnn`` trained for 80 Adam steps on :func:`blobs` (100 % test accuracy, ~1 s); with
+    ``shuffle_labels`` on the same images with permuted labels (the data randomization test's model)."""
     data = blobs(256, seed=1, with_empty=True)
+    if shuffle_labels:
+        data.labels = data.labels[torch.randperm(256, generator=torch.Generator().manual_seed(5))]
     model = tiny_cnn().train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
@@ -89,8 +93,9 @@ def model() -> nn.Module:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, data, model):
     out = tmp_path_factory.mktemp("evaluate")
+    shuffled = trained_cnn(shuffle_labels=True)
     rep = evaluate(out, methods="grad,gradcam", model=model, images=data.images, localization=(model, data),
-                   baseline="black")  # fmt: skip
+                   baseline="black", data_randomization=(model, shuffled, blobs(16, seed=3).images))  # fmt: skip
     return out, model, rep
 
 
@@ -99,20 +104,45 @@ def test_report_has_method_rows_raw_and_smoothed_and_both_controls(report):
     assert [r["row"] for r in rep.rows] == ["grad", "grad_smooth", "gradcam", "gradcam_smooth", "sobel", "random"]
     assert rep.row("sobel")["kind"] == "control" and rep.row("random")["kind"] == "control"
     assert rep.row("grad_smooth")["smoothed"] and rep.row("grad_smooth")["label"] == "SmoothGrad"
-    for r in rep.rows:  # every column filled in
-        for col in COLUMNS:
-            assert col in r, (r["row"], col)
+    for r in rep.rows:  # every per-image value summarized, with its interval
+        for key in PER_IMAGE:
+            assert key in r and len(r[f"{key}_ci"]) == 2, (r["row"], key)
+        assert len(r["_per_image"]["deletion_auc"]) == 8  # one value per image
 
 
-def test_sobel_fails_sanity_and_the_gradient_passes(report):
+def test_sobel_fails_sanity_the_gradient_passes_the_random_map_is_inconclusive(report):
     _, _, rep = report
-    sobel, grad = rep.row("sobel"), rep.row("grad")
+    sobel, grad, rnd = rep.row("sobel"), rep.row("grad"), rep.row("random")
     assert sobel["sanity"] == "FAIL" and sobel["mprt_spearman_abs"] == pytest.approx(1.0)
-    assert sobel["mprt_ssim"] == pytest.approx(1.0)
-    assert grad["sanity"] == "PASS" and grad["mprt_spearman_abs"] < 0.5
+    assert sobel["sanity_R_ci"] == pytest.approx([1.0, 1.0]) and sobel["mprt_ssim"] == pytest.approx(1.0)
+    assert grad["sanity"] == "PASS" and grad["sanity_R_ci"][1] < 0.5  # measured: 0.43 [0.35, 0.49]
     assert "fails" in sobel["sanity_reason"] and "passes" in grad["sanity_reason"]
-    # the random map ignores the model too: it cannot pass a model-randomization test
-    assert rep.row("random")["sanity"] == "FAIL"
+    assert sobel["mprt_by_construction"] and grad["mprt_by_construction"] and sobel["mprt_init"] == "scaled"
+    # the random map is pure sampling noise: two seeds share nothing (r ≈ 0), so the check cannot
+    # tell -- inconclusive, never PASS (and not the FAIL it got when one seed was reused)
+    assert not rnd["mprt_by_construction"] and abs(rnd["mprt_r"]) < 0.05
+    assert rnd["sanity"] == "inconclusive (map not reproducible)"
+    # the smoothed rows measure their reference: below 1, well above the noise
+    smooth = rep.row("grad_smooth")
+    assert not smooth["mprt_by_construction"] and 0.5 < smooth["mprt_r"] < 0.99  # measured 0.85
+    # R is Σs/Σr over the stored per-image values, and its interval the seeded bootstrap of those pairs
+    per = smooth["_per_image"]
+    iv = bootstrap_interval(per["mprt_s"], per["mprt_r"], statistic=ratio_of_means, seed=0)
+    assert smooth["sanity_R"] == pytest.approx(sum(per["mprt_s"]) / sum(per["mprt_r"]))
+    assert smooth["sanity_R_ci"] == pytest.approx([iv.low, iv.high])
+    # sMPRT of the raw gradient is the MPRT of its smoothed row; eMPRT: the edge map's complexity stays (ratio 1)
+    assert grad["smprt"] == smooth["sanity"] and grad["smprt_R"] == smooth["sanity_R"]
+    assert sobel["emprt"] == pytest.approx(1.0) and sobel["emprt_verdict"] == "FAIL"
+    assert grad["emprt_verdict"] == "PASS" and grad["emprt_ci"][0] > 1.0  # measured 1.24 [1.13, 1.33]
+
+
+def test_data_randomization_uses_a_label_shuffled_model(report):
+    _, _, rep = report
+    grad, sobel = rep.row("grad"), rep.row("sobel")
+    assert len(grad["_per_image"]["dr_s"]) == 16
+    assert sobel["dr_verdict"] == "FAIL" and sobel["dr_R"] == pytest.approx(1.0)
+    assert grad["dr_verdict"] == "PASS" and grad["dr_R_ci"][1] < 0.5, grad["dr_reason"]
+    assert "shuffled" in (rep.paths["report.md"].read_text())
 
 
 def test_random_map_scores_at_chance_and_the_methods_above_it(report):
@@ -139,14 +169,13 @@ def test_files_written_and_consistent(report):
         assert rep.paths[name] == out / name
     with (out / "report.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [r["row"] for r in rows] == [r["row"] for r in rep.rows]
-    assert rows[-2]["sanity"] == "FAIL"
+    assert [r["row"] for r in rows] == [r["row"] for r in rep.rows] and list(rows[0]) == list(COLUMNS)
+    assert rows[-2]["sanity"] == "FAIL" and float(rows[-2]["sanity_R_low"]) == pytest.approx(1.0)
     data = json.loads((out / "report.json").read_text())
-    assert len(data["rows"]) == 6 and data["settings"]["n_samples"] == 8
+    assert len(data["rows"]) == 6 and data["settings"]["n_samples"] == 8 and data["settings"]["n_images"] == 8
     assert len(data["rows"][0]["_mprt"]["spearman_abs"]) == 3  # one value per cascade checkpoint
     md = (out / "report.md").read_text()
-    assert "| Sobel edges (control) | FAIL |" in md and "| Gradient | PASS |" in md
-    assert "pointing game" in md
+    assert "pointing game" in md and "bootstrap 95 % interval" in md
 
 
 def test_rerun_resumes_and_skips_finished_work(tmp_path, data):
@@ -169,6 +198,17 @@ def test_rerun_resumes_and_skips_finished_work(tmp_path, data):
     assert evaluate(tmp_path, **kwargs).computed == 0
 
 
+def test_sections_subset_shares_the_records(tmp_path, data):
+    kwargs = dict(methods="grad", model=tiny_cnn(), images=data.images[:2], localization=False)
+    only = evaluate(tmp_path, sections="sanity", **kwargs)
+    assert only.computed == 4 + 1  # sanity of grad, SmoothGrad, Sobel, random + the jaggedness lines
+    assert "deletion_auc" not in only.row("grad") and only.row("sobel")["sanity"] == "FAIL"
+    full = evaluate(tmp_path, **kwargs)  # the other sections are added; sanity is reused
+    assert full.computed == 4 * 4 and full.row("grad")["sanity_R"] == only.row("grad")["sanity_R"]
+    with pytest.raises(ValueError, match="sections"):
+        EvaluateConfig(sections="sanity,nope", model=tiny_cnn())
+
+
 def test_bad_arguments(tmp_path, data):
     model = tiny_cnn()
     with pytest.raises(ValueError, match="unknown method"):
@@ -181,6 +221,12 @@ def test_bad_arguments(tmp_path, data):
         EvaluateConfig(noise_level=-0.1, model=model)
     with pytest.raises(ValueError, match="baseline"):
         EvaluateConfig(baseline="grey", model=model)
+    with pytest.raises(ValueError, match="randomization"):
+        EvaluateConfig(randomization="xavier", model=model)
+    with pytest.raises(ValueError, match="image_set"):
+        EvaluateConfig(image_set="imagenet", model=model)
+    with pytest.raises(TypeError, match="data_randomization"):
+        EvaluateConfig(data_randomization=(model, model), model=model)
     with pytest.raises(FileNotFoundError, match="nope.png"):
         EvaluateConfig(images=["nope.png"], model=model)
     with pytest.raises(ValueError, match="`model`"):
@@ -208,6 +254,8 @@ def test_cli_runs_on_a_user_model(tmp_path, monkeypatch, data):
     from PIL import Image
 
     Image.fromarray((data.images[0].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(image)
+    image2 = tmp_path / "shape2.png"  # two images: one image gives no interval, so every verdict would be inconclusive
+    Image.fromarray((data.images[1].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(image2)
     app = typer.Typer()
     register_cli(app)
 
@@ -218,21 +266,33 @@ def test_cli_runs_on_a_user_model(tmp_path, monkeypatch, data):
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app,
-        ["evaluate", str(image), "--methods", "grad", "--quick", "--samples", "4", "--out", str(out),
+        ["evaluate", str(image), str(image2), "--methods", "grad", "--quick", "--samples", "4", "--out", str(out),
          "--model", "tiny_user_models:factory", "--no-progress"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "Sobel edges (control) | FAIL" in result.output
-    assert "sanity check failed:" in result.output
+    assert "sanity check failed: Sobel edges (control)" in result.output
+    assert "sanity check inconclusive:" in result.output
     assert (out / "report.md").exists()
     bad = CliRunner().invoke(app, ["evaluate", "--methods", "nope", "--out", str(out), "--model", "tiny_user_models:factory"])
     assert bad.exit_code == 2 and "unknown method" in bad.output
+    # --device: resolved before any work; a device torch cannot use is an error naming it
+    if not torch.cuda.is_available():
+        bad = CliRunner().invoke(app, ["evaluate", "--device", "cuda:3", "--out", str(out), "--model",
+                                       "tiny_user_models:factory"])  # fmt: skip
+        assert bad.exit_code == 2 and "cuda:3" in bad.output
+    bad = CliRunner().invoke(app, ["evaluate", "--randomization", "shuffle", "--out", str(out)])
+    assert bad.exit_code == 2 and "randomization" in bad.output
 
 
-def test_table_numbers_are_the_rows_and_arrows_come_from_the_metrics(report):
+def _parse(cell: str) -> list[float]:
+    """``"0.213 [0.150, 0.281]"`` -> ``[0.213, 0.150, 0.281]``."""
+    return [float(v) for v in cell.replace("[", " ").replace("]", " ").replace(",", " ").split()]
+
+
+def test_table_numbers_are_the_rows_with_intervals_and_arrows_come_from_the_metrics(report):
     out, _, rep = report
     md = (out / "report.md").read_text()
-    header = next(line for line in md.splitlines() if line.startswith("| method | sanity"))
+    header = next(line for line in md.splitlines() if line.startswith("| method | final"))
     cells = [c.strip() for c in header.strip("|").split("|")]
     # every arrow is the metric's own direction
     assert f"del AUC {METRICS['deletion_auc'].arrow}".strip() in cells
@@ -241,15 +301,26 @@ def test_table_numbers_are_the_rows_and_arrows_come_from_the_metrics(report):
     assert METRICS["deletion_auc"].arrow == "↓" and METRICS["insertion_auc"].arrow == "↑"
     assert arrow(("insertion_auc", "deletion_auc")) == "↑"  # ins − del: both terms agree on ↑
     assert arrow(("insertion_auc", "insertion_auc")) == ""
-    # each line of the table holds the row's numbers, formatted
+    main = [line for line in md.splitlines() if line.startswith("| ")]
     for r in rep.rows:
-        line = next(line for line in md.splitlines() if line.startswith(f"| {r['label']} |"))
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        assert cells[1] == r["sanity"]
-        for col, cell in zip(COLUMNS_MD[1:], cells[2:]):
-            value = r.get(col.key)
-            if isinstance(value, float) and math.isfinite(value):
-                assert float(cell) == pytest.approx(value, abs=0.5 * 10 ** -col.digits), (r["row"], col.key)
+        # the main table: each cell is the row's estimate and its 95 % interval, formatted
+        line = next(line for line in main if line.startswith(f"| {r['label']} |") and "%" not in line
+                    and line.count("[") >= len(COLUMNS_MD) - 1)  # fmt: skip
+        cells = [c.strip() for c in line.strip("|").split("|")][1:]
+        for col, cell in zip(COLUMNS_MD, cells):
+            value, ci = r.get(col.key), r.get(f"{col.key}_ci")
+            if isinstance(value, float) and math.isfinite(value) and ci and None not in ci:
+                tol = 0.5 * 10 ** -col.digits
+                assert _parse(cell) == pytest.approx([value, *ci], abs=tol), (r["row"], col.key)
+                # and the interval is the seeded bootstrap of the stored per-image values
+                iv = bootstrap_interval(r["_per_image"][col.key], seed=0)
+                assert ci == pytest.approx([iv.low, iv.high]), (r["row"], col.key)
+    # the sanity table states each verdict as the row holds it
+    sanity_lines = [line for line in main if "by construction" in line or "inconclusive" in line or "scaled" in line]
+    for r in rep.rows:
+        line = next(line for line in sanity_lines if line.startswith(f"| {r['label']} | scaled"))
+        cells = [c.strip() for c in line.strip("|").split("|")][1:]
+        assert cells[[c.key for c in SANITY_MD].index("sanity")] == r["sanity"]
 
 
 def test_completeness_delta_is_asked_of_the_method(tmp_path, data):

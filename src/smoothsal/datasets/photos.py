@@ -114,3 +114,58 @@ def cat_and_coffee(size: int = 224) -> Photo:
     canvas[..., top : top + half, :half] = left
     canvas[..., top : top + half, size - half :] = right
     return Photo("cat_and_coffee", canvas, display_copy(canvas))
+
+
+#: Natural photos that ship offline with scikit-image and scikit-learn, beyond :data:`BUNDLED`
+#: (``name: (source, loader key, what it shows)``). Grey photos are repeated over R, G, B.
+NATURAL = {
+    "china": ("sklearn", "china.jpg", "a Chinese temple (sklearn sample image)"),
+    "flower": ("sklearn", "flower.jpg", "a flower (sklearn sample image)"),
+    "motorcycle_left": ("skimage", "stereo_motorcycle:0", "a motorcycle, left stereo view"),
+    "motorcycle_right": ("skimage", "stereo_motorcycle:1", "a motorcycle, right stereo view"),
+    "hubble_deep_field": ("skimage", "hubble_deep_field", "galaxies, Hubble deep field"),
+    "immunohistochemistry": ("skimage", "immunohistochemistry", "stained tissue under a microscope"),
+    "retina": ("skimage", "retina", "a human retina"),
+    "camera": ("skimage", "camera", "a cameraman (grey)"),
+    "coins": ("skimage", "coins", "old coins (grey)"),
+    "clock": ("skimage", "clock", "a wall clock (grey)"),
+    "moon": ("skimage", "moon", "the moon's surface (grey)"),
+    "brick": ("skimage", "brick", "a brick wall (grey)"),
+    "grass": ("skimage", "grass", "grass (grey)"),
+    "gravel": ("skimage", "gravel", "gravel (grey)"),
+}
+
+
+def _natural_array(name: str) -> np.ndarray:
+    source, key, _ = NATURAL[name]
+    if source == "sklearn":
+        datasets = require("sklearn.datasets", "the sklearn sample photos")
+        sample = datasets.load_sample_images()
+        names = [Path(f).name for f in sample.filenames]
+        return sample.images[names.index(key)]
+    skimage_data = require("skimage.data", "the scikit-image photos")
+    loader, _, part = key.partition(":")
+    arr = getattr(skimage_data, loader)()
+    return arr[int(part)] if part else arr
+
+
+def natural_photos(names: list[str] | None = None, size: int = 224) -> list[Photo]:
+    """The :data:`BUNDLED` photos followed by every :data:`NATURAL` one (18 offline photos), or the
+    named ones: the image set over which the report card takes its intervals.
+
+    Example:
+        >>> len(natural_photos(size=32)) >= 16  # doctest: +SKIP
+        True
+    """
+    chosen = names or list(BUNDLED) + list(NATURAL)
+    unknown = [n for n in chosen if n not in BUNDLED and n not in NATURAL]
+    if unknown:
+        raise ValueError(f"`names` must be from {sorted(BUNDLED) + sorted(NATURAL)}, got {unknown}")
+    out = []
+    for n in chosen:
+        if n in BUNDLED:
+            out.append(load_photo(n, size))
+        else:
+            t = to_tensor(_natural_array(n), size)
+            out.append(Photo(n, t, display_copy(t)))
+    return out

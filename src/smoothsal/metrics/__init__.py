@@ -28,7 +28,8 @@ kind               signature
 
 Modules: ``similarity`` (L2, cosine, Spearman, SSIM, top-k IoU), ``tradeoff`` (stability and
 fidelity error, noise-level recommendation), ``sanity`` (model-parameter and data
-randomization), ``faithfulness`` (deletion/insertion, faithfulness correlation, monotonicity,
+randomization, their reference and the fixed verdict rule; sMPRT, eMPRT), ``intervals`` (percentile
+bootstrap over images, verdicts, images needed), ``faithfulness`` (deletion/insertion, faithfulness correlation, monotonicity,
 infidelity, max-sensitivity), ``localization`` (pointing game, relevance mass/rank, mask IoU),
 ``complexity`` (sparseness, entropy), ``jaggedness`` (gradient along a line, roughness) and
 ``pruning`` (confidence kept by the top q % of a map). Captum's attribution tensors are plain
@@ -50,7 +51,15 @@ from smoothsal.metrics.faithfulness import (
 from smoothsal.metrics.jaggedness import JaggedLine, gradient_along_line, gradient_roughness, line_roughness
 from smoothsal.metrics.localization import mask_topk_iou, pointing_game, relevance_mass, relevance_rank
 from smoothsal.metrics.pruning import attribution_pruning, smallest_q
-from smoothsal.metrics.sanity import data_randomization, model_parameter_randomization, sanity_verdict
+from smoothsal.metrics.intervals import Interval, bootstrap_interval, images_needed
+from smoothsal.metrics.sanity import (
+    data_randomization,
+    efficient_model_parameter_randomization,
+    emprt_verdict,
+    model_parameter_randomization,
+    sanity_verdict,
+    smooth_model_parameter_randomization,
+)
 from smoothsal.metrics.similarity import cosine_similarity, l2_distance, spearman, ssim_maps, topk_iou
 from smoothsal.metrics.tradeoff import (
     fidelity_error,
@@ -62,20 +71,25 @@ from smoothsal.metrics.tradeoff import (
 
 __all__ = [
     "METRICS",
+    "Interval",
     "JaggedLine",
     "MetricInfo",
     "attribution_maps",
     "attribution_pruning",
+    "bootstrap_interval",
     "cosine_similarity",
     "data_randomization",
     "deletion_auc",
     "deletion_curve",
+    "efficient_model_parameter_randomization",
+    "emprt_verdict",
     "entropy",
     "faithfulness_correlation",
     "fidelity_error",
     "fidelity_from_maps",
     "gradient_along_line",
     "gradient_roughness",
+    "images_needed",
     "infidelity",
     "insertion_auc",
     "insertion_curve",
@@ -91,6 +105,7 @@ __all__ = [
     "relevance_rank",
     "sanity_verdict",
     "smallest_q",
+    "smooth_model_parameter_randomization",
     "sparseness",
     "spearman",
     "ssim_maps",

@@ -25,7 +25,7 @@ def register_cli(app: Any) -> None:
     """Add ``smoothsal evaluate`` to a :class:`typer.Typer` app."""
     import typer
 
-    from smoothsal.studies._options import BATCH_SIZE, FRESH, MAX_MEMORY
+    from smoothsal.studies._options import BATCH_SIZE, DEVICE, FRESH, MAX_MEMORY
     from PIL import UnidentifiedImageError
 
     from smoothsal.studies.evaluate.config import DEFAULT_METHODS
@@ -45,6 +45,18 @@ def register_cli(app: Any) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of noise, randomized weights and the random control."),
         baseline: str = typer.Option("blur", "--baseline", help="Removed pixels become: blur | black | a number."),
         ig_steps: Optional[int] = typer.Option(None, "--ig-steps", help="Integrated Gradients path points (default: the registry's)."),
+        randomization: str = typer.Option(
+            "scaled", "--randomization",
+            help="Re-initialisation of the randomization tests: scaled (each layer's own scale) | default | permute.",
+        ),
+        data_rand: Optional[bool] = typer.Option(
+            None, "--data-randomization/--no-data-randomization",
+            help="Digits CNN trained on true vs shuffled labels (default: on for bundled models).",
+        ),
+        device: str = DEVICE,
+        sections: Optional[str] = typer.Option(
+            None, "--sections", help="Comma-separated sections to compute (default: all); records are shared."
+        ),
         batch_size: Optional[int] = BATCH_SIZE,
         max_memory: Optional[str] = MAX_MEMORY,
         fresh: bool = FRESH,
@@ -58,7 +70,8 @@ def register_cli(app: Any) -> None:
                 "quick" if quick else "full", out_dir=out, methods=methods, noise_level=noise_level, n_samples=samples,
                 model=model, images=images or None, localization=localization, seed=seed,
                 baseline=_parse_baseline(baseline), ig_steps=ig_steps, batch_size=batch_size, progress=not no_progress,
-                fresh=fresh,
+                fresh=fresh, randomization=randomization, data_randomization=data_rand, device=device,
+                sections=sections,
             )  # fmt: skip
             from smoothsal.batching import set_max_memory
 
@@ -70,7 +83,9 @@ def register_cli(app: Any) -> None:
         typer.echo(report.table)
         passed = [r["label"] for r in report.rows if r.get("sanity") == "PASS"]
         failed = [r["label"] for r in report.rows if r.get("sanity") == "FAIL"]
+        unsure = [r["label"] for r in report.rows if str(r.get("sanity", "")).startswith("inconclusive")]
         typer.echo(f"\nsanity check passed: {', '.join(passed) or 'none'}")
         typer.echo(f"sanity check failed: {', '.join(failed) or 'none'}")
+        typer.echo(f"sanity check inconclusive: {', '.join(unsure) or 'none'}")
         typer.echo(f"wrote {', '.join(sorted(report.paths))} to {out}/ in {report.seconds:.1f} s "
                    f"({report.computed} results computed)")  # fmt: skip

@@ -2,15 +2,22 @@ r"""Compute step of the report card: one store record per (section, row), maps a
 
 Rows: each method raw and smoothed (:class:`~smoothsal.smoothing.Smooth`), built by the registry
 (:func:`~smoothsal.registry.method_factory`), plus the two registered controls that ignore the
-model (``sobel``, ``random``), so a reader sees that the checks can fail. Sections (means over
-the images):
+model (``sobel``, ``random``), so a reader sees that the checks can fail. A row whose map is
+sampled (the smoothed rows, the random control) also has a *second, independent estimate* (the
+same method with another seed, :meth:`~.config.EvaluateConfig.second_seed`): the sanity checks'
+reference. Every section records **per-image values** (``_per_image``); the report step turns
+each into an estimate with its bootstrap 95 % interval over images
+(:mod:`smoothsal.metrics.intervals`). Sections:
 
-* **sanity** -- cascading model parameter randomization (Adebayo et al. 2018, arXiv:1810.03292):
-  :math:`|\rho_{\text{Spearman}}|` of ``|map|``, SSIM and top-k IoU between the original map and
-  the map after randomizing every layer from the top down to the lowest checkpoint (checkpoints
-  evenly spaced over the depth, :func:`~smoothsal.metrics.sanity.spaced_layers`), and the verdict
-  PASS (:math:`|\bar\rho| <` :data:`~.config.SANITY_THRESHOLD`, the mean over the cascade) or FAIL
-  (:func:`~smoothsal.metrics.sanity.sanity_verdict`);
+* **sanity** -- cascading model parameter randomization (Adebayo et al. 2018, arXiv:1810.03292)
+  with the re-initialisation ``config.randomization`` (scale-preserving by default): per image,
+  :math:`s_i` the Spearman of ``|map|`` between the original map and the randomized model's,
+  averaged over checkpoints evenly spaced over the depth
+  (:func:`~smoothsal.metrics.sanity.spaced_layers`), its reference :math:`r_i` (two estimates of
+  the original map; 1 by construction for deterministic rows), the fully randomized end's
+  Spearman and SSIM, and eMPRT's complexity ratio (Hedström et al. 2023). The verdict's rule is
+  fixed in :mod:`smoothsal.metrics.sanity` (retained similarity :math:`R = \sum s_i / \sum r_i`);
+  sMPRT of a method is the MPRT of its smoothed row (the same average over noisy inputs);
 * **faithfulness** -- deletion and insertion AUC (most relevant first, probability of the target,
   patches of 16 px at 224², the *same* baseline for both -- blurred by default -- so a random map
   gives :math:`\text{AUC}_{ins} \approx \text{AUC}_{del}` and ``ins − del`` measures faithfulness
@@ -24,6 +31,10 @@ the images):
 * **localization** -- pointing game, relevance mass and top-k IoU against ground-truth object
   masks (synthetic scenes and a small CNN trained on them, or the user's masked data); it has
   its own store under ``out_dir/localization``, keyed by its own data;
+* **data_randomization** -- a CNN trained on the digits with true labels beside the same CNN
+  trained on shuffled labels (``smoothsal.studies.train``, cached), compared on held-out digits
+  with the same reference and rule as the sanity section; its own store under
+  ``out_dir/data_randomization``;
 * **jaggedness** -- the SmoothGrad paper's Fig. 2 lines on the first image (Smilkov et al. 2017,
   arXiv:1706.03825): gradient vs SmoothGrad along :math:`x + t\varepsilon`.
 """
@@ -43,13 +54,13 @@ from torch import Tensor, nn
 
 from smoothsal.studies.evaluate.config import (
     PRUNE_SHARE,
-    SANITY_THRESHOLD,
     EvaluateConfig,
     tensor_digest,
 )
 from smoothsal.studies.store import ResultsStore
 
-__all__ = ["Context", "ReportRow", "build_rows", "compute_sections", "jaggedness_lines", "load_data"]
+__all__ = ["Context", "DRData", "ReportRow", "build_rows", "compute_sections", "data_randomization_data",
+           "jaggedness_lines", "load_data"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,8 @@ class ReportRow:
     kind: str  # "method" | "control"
     smoothed: bool
     factory: Callable[[nn.Module], Any] = field(compare=False)
+    #: an independent second estimate (another seed) for sampled rows; None = deterministic
+    second: Callable[[nn.Module], Any] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -74,6 +87,19 @@ class Context:
     config: EvaluateConfig
     store: ResultsStore
     loc: tuple[nn.Module, Tensor, Tensor, Tensor] | None = None  # model, images, masks, labels
+    dr: DRData | None = None  # the data randomization test's models and inputs
+
+
+@dataclass
+class DRData:
+    """The data randomization section's models (true and shuffled labels), inputs and rows."""
+
+    model: nn.Module
+    random_label_model: nn.Module
+    inputs: Tensor
+    targets: Tensor
+    rows: dict[str, ReportRow]
+    info: dict[str, Any]
 
 
 def build_rows(config: EvaluateConfig, image_size: int) -> list[ReportRow]:
@@ -87,35 +113,41 @@ def build_rows(config: EvaluateConfig, image_size: int) -> list[ReportRow]:
         rows.append(ReportRow(name, name, spec.label_for(False), spec.kind, False,
                               method_factory(name, image_size=image_size, **over)))  # fmt: skip
         rows.append(ReportRow(f"{name}_smooth", name, spec.label_for(True), spec.kind, True,
-                              method_factory(name, config.smooth_settings(), image_size=image_size, **over)))  # fmt: skip
+                              method_factory(name, config.smooth_settings(), image_size=image_size, **over),
+                              method_factory(name, config.smooth_settings(1), image_size=image_size, **over)))  # fmt: skip
     for name, spec in METHODS.items():
         if spec.kind == "control":  # a control that draws random numbers takes the study's seed
             takes_seed = "seed" in inspect.signature(spec.factory).parameters
             over = {"seed": config.seed} if takes_seed else {}
-            rows.append(ReportRow(name, name, spec.label, spec.kind, False, method_factory(name, **over)))
+            second = method_factory(name, seed=config.second_seed()) if takes_seed else None
+            rows.append(ReportRow(name, name, spec.label, spec.kind, False, method_factory(name, **over), second))
     return rows
 
 
 # ---- data ---------------------------------------------------------------------------------------
 def _load_model(config: EvaluateConfig) -> tuple[nn.Module, int | None, list[str] | None]:
+    from smoothsal._model import resolve_device
+
+    device = resolve_device(config.device)
     if isinstance(config.model, nn.Module):
-        return config.model, None, None
+        return config.model.to(device), None, None
     from smoothsal.zoo import load_model
 
     loaded = load_model(config.model)
-    return loaded.model, loaded.image_size, loaded.class_names
+    return loaded.model.to(device), loaded.image_size, loaded.class_names
 
 
 def _load_images(config: EvaluateConfig, size: int) -> tuple[Tensor, list[str]]:
-    from smoothsal.datasets.photos import BUNDLED, bundled_photos, load_image
+    from smoothsal.datasets.photos import BUNDLED, NATURAL, load_image, natural_photos
 
     if isinstance(config.images, Tensor):
         return config.images.detach().float(), [f"image{i}" for i in range(config.images.shape[0])]
     if config.images is None:
-        photos = bundled_photos(list(config.photos) if config.photos else None, size=size)
+        names = list(config.photos) if config.photos else (list(BUNDLED) if config.image_set == "bundled" else None)
+        photos = natural_photos(names, size=size)
     else:
         photos = [
-            bundled_photos([p], size=size)[0] if p in BUNDLED and not Path(p).exists()
+            natural_photos([p], size=size)[0] if (p in BUNDLED or p in NATURAL) and not Path(p).exists()
             else load_image(p, size)
             for p in config.images
         ]  # fmt: skip
@@ -146,7 +178,42 @@ def localization_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor
         trained = train_model(TrainConfig(dataset="synthetic", arch="cnn", **kw), progress=config.progress)
         _, test = load_split("synthetic")
         model, data = trained.model, test.subset(list(range(min(config.loc_images, len(test)))))
-    return model, data.images.float(), data.masks, data.labels
+    from smoothsal._model import resolve_device
+
+    return model.to(resolve_device(config.device)), data.images.float(), data.masks, data.labels
+
+
+#: the digits' side in pixels for the data randomization test (the training code's default)
+DR_IMAGE_SIZE = 32
+
+
+def data_randomization_data(config: EvaluateConfig) -> DRData:
+    """Train (or load from the cache) the digits CNN on true and on shuffled labels, and draw the
+    held-out digits to explain (``config.dr_images``, seeded)."""
+    from smoothsal._model import predict, resolve_device
+    from smoothsal.studies.train import TrainConfig, held_out_inputs, train_model
+
+    device = resolve_device(config.device)
+    if isinstance(config.data_randomization, tuple):
+        model, rand, x = config.data_randomization
+        model, rand, x = model.to(device), rand.to(device), x.detach().float()
+        targets = predict(model, x, batch_size=config.batch_size).argmax(dim=1)
+        info = {"dataset": "user", "arch": type(model).__name__, "epochs": None, "n_images": int(x.shape[0]),
+                "true_label_test_accuracy": None, "shuffled_label_test_accuracy": None}  # fmt: skip
+        return DRData(model, rand, x, targets, {r.key: r for r in build_rows(config, int(x.shape[-1]))}, info)
+    kw = {} if config.dr_epochs is None else {"epochs": config.dr_epochs}
+    true = train_model(TrainConfig(dataset="digits", arch="cnn", **kw), progress=config.progress)
+    shuffled = train_model(TrainConfig(dataset="digits", arch="cnn", shuffle_labels=True, **kw),
+                           progress=config.progress)  # fmt: skip
+    data = held_out_inputs("digits", DR_IMAGE_SIZE, config.dr_images, config.seed)
+    x = data.images.float()
+    model, rand = true.model.to(device), shuffled.model.to(device)
+    targets = predict(model, x, batch_size=config.batch_size).argmax(dim=1)
+    info = {"dataset": "digits", "arch": "cnn", "epochs": true.config.epochs, "n_images": int(x.shape[0]),
+            "true_label_test_accuracy": true.test_accuracy,
+            "shuffled_label_test_accuracy": shuffled.test_accuracy}  # fmt: skip
+    rows = {r.key: r for r in build_rows(config, DR_IMAGE_SIZE)}
+    return DRData(model, rand, x, targets, rows, info)
 
 
 def data_digest(x: Tensor, targets: Tensor) -> str:
@@ -157,6 +224,14 @@ def data_digest(x: Tensor, targets: Tensor) -> str:
 # ---- sections -----------------------------------------------------------------------------------
 def _mean(t: Tensor) -> float:
     return float(t.float().nanmean())
+
+
+def _values(t: Tensor) -> list[float | None]:
+    """Per-image values as JSON-ready floats (non-finite -> None, dropped by the intervals)."""
+    out: list[float | None] = []
+    for v in t.detach().double().cpu().flatten().tolist():
+        out.append(v if math.isfinite(v) else None)
+    return out
 
 
 def _scaled_patch(patch_224: int, x: Tensor) -> int:
@@ -177,35 +252,35 @@ def row_maps(ctx: Context, row: ReportRow) -> Tensor:
         method = row.factory(ctx.model)
         if getattr(method, "has_convergence_delta", False):
             maps, delta = method.attribute_with_delta(ctx.inputs, ctx.targets)
-            return maps.detach().float(), {"convergence_delta": _mean(delta.relative)}
-        return method.attribute(ctx.inputs, ctx.targets).detach().float(), {}
+            return maps.detach().float().cpu(), {"convergence_delta": _mean(delta.relative)}
+        return method.attribute(ctx.inputs, ctx.targets).detach().float().cpu(), {}
 
     arr, _ = ctx.store.array({"maps": row.key}, compute)
     return torch.from_numpy(arr)
 
 
 def _section_sanity(ctx: Context, row: ReportRow) -> dict[str, Any]:
-    from smoothsal.metrics.sanity import (
-        model_parameter_randomization,
-        sanity_verdict,
-        spaced_layers,
-    )
+    from smoothsal.metrics.sanity import model_parameter_randomization, spaced_layers
 
     layers = spaced_layers(ctx.model, ctx.config.mprt_checkpoints)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="a map is constant")
         res = model_parameter_randomization(
-            row.factory, ctx.model, ctx.inputs, ctx.targets, order="cascading", layers=layers, seed=ctx.config.seed
-        )
-    verdict = sanity_verdict(res, threshold=SANITY_THRESHOLD)
+            row.factory, ctx.model, ctx.inputs, ctx.targets, order="cascading", layers=layers, seed=ctx.config.seed,
+            init=ctx.config.randomization, second_estimate=row.second,
+        )  # fmt: skip
     means = res.summary()
     return {
-        "sanity": "PASS" if verdict.passed else "FAIL",
-        "sanity_score": verdict.score,
-        "sanity_reason": verdict.reason,
-        "mprt_spearman_abs": abs(means["spearman_abs"][-1]),
-        "mprt_ssim": means["ssim"][-1],
-        "mprt_topk_iou": means["topk_iou"][-1],
+        "mprt_init": res.init,
+        "mprt_by_construction": res.reference_by_construction,
+        "_per_image": {
+            "mprt_s": _values(res.per_image("spearman_abs")),  # s_i: cascade mean
+            "mprt_r": _values(res.reference),  # r_i: two estimates of the original map
+            "mprt_spearman_abs": _values(res.spearman_abs[-1]),  # fully randomized end
+            "mprt_ssim": _values(res.ssim[-1]),
+            "mprt_topk_iou": _values(res.topk_iou[-1]),
+            "emprt": _values(res.emprt),
+        },
         "_mprt": {"layers": res.layers, **means},
     }
 
@@ -231,12 +306,14 @@ def _section_faithfulness(ctx: Context, row: ReportRow) -> dict[str, Any]:
     d_auc, i_auc = auc(dele), auc(ins)
     meta = ctx.store.get({"maps": row.key}) or {}
     return {
-        "deletion_auc": _mean(d_auc),
-        "insertion_auc": _mean(i_auc),
-        "ins_minus_del": _mean(i_auc - d_auc),
-        "faithfulness_corr": _mean(fc),
-        "monotonicity": _mean(mono),
         "convergence_delta": meta.get("convergence_delta"),
+        "_per_image": {
+            "deletion_auc": _values(d_auc),
+            "insertion_auc": _values(i_auc),
+            "ins_minus_del": _values(i_auc - d_auc),
+            "faithfulness_corr": _values(fc),
+            "monotonicity": _values(mono),
+        },
         "_curves": {
             "fractions": dele.fractions.tolist(),
             "deletion": dele.scores.mean(dim=0).tolist(),
@@ -249,10 +326,8 @@ def _section_complexity(ctx: Context, row: ReportRow) -> dict[str, Any]:
     from smoothsal.metrics.complexity import entropy, sparseness
 
     maps = row_maps(ctx, row)
-    return {
-        "sparseness": _mean(sparseness(maps, reduce_channels=True)),
-        "entropy": _mean(entropy(maps, reduce_channels=True)),
-    }
+    return {"_per_image": {"sparseness": _values(sparseness(maps, reduce_channels=True)),
+                           "entropy": _values(entropy(maps, reduce_channels=True))}}  # fmt: skip
 
 
 def _section_roughness(ctx: Context, row: ReportRow) -> dict[str, Any]:
@@ -262,7 +337,7 @@ def _section_roughness(ctx: Context, row: ReportRow) -> dict[str, Any]:
         row.factory(ctx.model), ctx.inputs, ctx.targets, radius=0.01, n_pairs=ctx.config.roughness_pairs,
         seed=ctx.config.seed, reference=row_maps(ctx, row),
     )  # fmt: skip
-    return {"roughness": _mean(r[torch.isfinite(r)]) if torch.isfinite(r).any() else math.inf}
+    return {"_per_image": {"roughness": _values(r)}}
 
 
 def _section_pruning(ctx: Context, row: ReportRow) -> dict[str, Any]:
@@ -274,8 +349,8 @@ def _section_pruning(ctx: Context, row: ReportRow) -> dict[str, Any]:
     )  # fmt: skip
     q10 = int((res.q == 10).nonzero()[0]) if bool((res.q == 10).any()) else 0
     return {
-        "prune_q90": _mean(smallest_q(res, PRUNE_SHARE)),
-        "prune_conf_q10": _mean(res.confidence_kept[q10]),
+        "_per_image": {"prune_q90": _values(smallest_q(res, PRUNE_SHARE)),
+                       "prune_conf_q10": _values(res.confidence_kept[q10])},  # fmt: skip
         "_pruning": {"q": res.q.tolist(), "confidence_kept": res.confidence_kept.mean(dim=1).tolist()},
     }
 
@@ -290,11 +365,26 @@ def _section_localization(ctx: Context, row: ReportRow) -> dict[str, Any]:
     if ctx.loc is None:
         return {}
     model, images, masks, labels = ctx.loc
-    maps = row.factory(model).attribute(images, labels).detach()
+    maps = row.factory(model).attribute(images, labels).detach().cpu()
+    return {"_per_image": {"loc_pointing": _values(pointing_game(maps, masks)),
+                           "loc_mass": _values(relevance_mass(maps, masks, relevance="abs")),
+                           "loc_topk_iou": _values(mask_topk_iou(maps, masks))}}  # fmt: skip
+
+
+def _section_data_randomization(ctx: Context, row: ReportRow) -> dict[str, Any]:
+    from smoothsal.metrics.sanity import data_randomization
+
+    if ctx.dr is None:
+        return {}
+    d = ctx.dr
+    digit_row = d.rows[row.key]  # the same method, built for the digits' size
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="a map is constant")
+        res = data_randomization(digit_row.factory, d.model, d.random_label_model, d.inputs, d.targets,
+                                 second_estimate=digit_row.second)  # fmt: skip
     return {
-        "loc_pointing": _mean(pointing_game(maps, masks)),
-        "loc_mass": _mean(relevance_mass(maps, masks, relevance="abs")),
-        "loc_topk_iou": _mean(mask_topk_iou(maps, masks)),
+        "dr_by_construction": res.reference_by_construction,
+        "_per_image": {"dr_s": _values(res.per_image("spearman_abs")), "dr_r": _values(res.reference)},
     }
 
 
@@ -305,6 +395,7 @@ SECTION_FUNCTIONS: dict[str, Callable[[Context, ReportRow], dict[str, Any]]] = {
     "roughness": _section_roughness,
     "pruning": _section_pruning,
     "localization": _section_localization,
+    "data_randomization": _section_data_randomization,
 }
 
 
@@ -340,18 +431,26 @@ def compute_sections(
     ctx: Context,
     rows: list[ReportRow],
     sections: list[str],
-    loc_store: ResultsStore | None,
-    loc_loader: Callable[[], tuple[nn.Module, Tensor, Tensor, Tensor]] | None,
+    stores: dict[str, ResultsStore] | None = None,
+    loaders: dict[str, Callable[[], Any]] | None = None,
 ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, Any], int]:
-    """Compute what the stores lack; returns ``({(section, row key): values}, jaggedness lines, computed)``."""
+    """Compute what the stores lack; returns ``({(section, row key): values}, jaggedness lines, computed)``.
+
+    ``stores``: a section's own store (localization, data randomization; default ``ctx.store``);
+    ``loaders``: ``{section: () -> data}`` run once when that section has work left, the result
+    set on the context (``ctx.loc``, ``ctx.dr``).
+    """
     from tqdm.auto import tqdm
 
+    stores, loaders = stores or {}, loaders or {}
+
     def store_of(section: str) -> ResultsStore:
-        return loc_store if section == "localization" and loc_store is not None else ctx.store
+        return stores.get(section, ctx.store)
 
     pending = [(s, r) for s in sections for r in rows if {"section": s, "row": r.key} not in store_of(s)]
-    if any(s == "localization" for s, _ in pending) and loc_loader is not None:
-        ctx.loc = loc_loader()
+    for section, attr in (("localization", "loc"), ("data_randomization", "dr")):
+        if any(s == section for s, _ in pending) and section in loaders and getattr(ctx, attr) is None:
+            setattr(ctx, attr, loaders[section]())
     computed = 0
     with tqdm(total=len(pending), desc="evaluate", unit="result", disable=not ctx.config.progress) as bar:
         for section, row in pending:

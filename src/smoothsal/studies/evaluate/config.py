@@ -20,32 +20,49 @@ from pathlib import Path
 from typing import Any
 
 from smoothsal._validation import check_nonnegative, check_positive_int
+from smoothsal.metrics.sanity import INITS, MPRT_THRESHOLD
 
 __all__ = [
     "BASELINES",
+    "CARD_VERSION",
     "DEFAULT_METHODS",
+    "IMAGE_SETS",
     "FULL",
     "PRESETS",
     "PRUNE_SHARE",
     "QUICK",
+    "RANDOMIZATIONS",
     "SANITY_THRESHOLD",
     "SECTIONS",
     "EvaluateConfig",
 ]  # fmt: skip
 
 DEFAULT_METHODS: tuple[str, ...] = ("grad", "ig", "guided", "gradcam", "gradcam++")
-SECTIONS: tuple[str, ...] = ("sanity", "faithfulness", "complexity", "roughness", "pruning", "localization")
-#: sanity verdict: PASS when the mean |Spearman| over the cascade is below this (Adebayo et al. 2018)
-SANITY_THRESHOLD = 0.5
+SECTIONS: tuple[str, ...] = ("sanity", "faithfulness", "complexity", "roughness", "pruning", "localization",
+                             "data_randomization")  # fmt: skip
+#: sanity verdict: the rule and its threshold are fixed once, in :mod:`smoothsal.metrics.sanity`
+#: (retained similarity R, pass when its 95 % interval over images lies below this)
+SANITY_THRESHOLD = MPRT_THRESHOLD
+#: bump when what a record holds changes, so that an old results store is never mixed in
+CARD_VERSION = 2
+#: ``"bundled"``: the 4 bundled photos; ``"natural"``: those and 14 more offline natural photos
+#: (:func:`smoothsal.datasets.photos.natural_photos`, 18 in all)
+IMAGE_SETS: tuple[str, ...] = ("bundled", "natural")
+#: re-initialisations of the randomization tests (:data:`smoothsal.metrics.sanity.INITS`)
+RANDOMIZATIONS: tuple[str, ...] = INITS
 #: pruning column: the smallest kept share of pixels that keeps this share of the target probability
 PRUNE_SHARE = 0.9
 BASELINES: tuple[str, ...] = ("blur", "black")
 BUNDLED_MODELS: tuple[str, ...] = ("lite0", "lite1", "lite2")
 
-#: Full settings. ``patch`` sizes are for 224 px images and scale with the image size. Takes about
-#: an hour on a 2-core CPU with the default methods (smoothed IG dominates).
+#: Full settings: 18 natural photos, so that every entry gets a meaningful 95 % interval over
+#: images. ``patch`` sizes are for 224 px images and scale with the image size. Several hours on a
+#: 2-core CPU with the default methods (smoothed IG and the randomization cascades dominate).
 FULL: dict[str, Any] = {
     "photos": None,
+    "image_set": "natural",
+    "dr_images": 64,
+    "dr_epochs": None,
     "n_samples": 50,
     "steps": 20,
     "patch": 16,
@@ -57,16 +74,19 @@ FULL: dict[str, Any] = {
     "loc_images": 128,
     "loc_epochs": None,
 }
-#: Quick settings: one photo, so its correlations are single-image numbers (a random map's
-#: faithfulness correlation then has a spread of about ±1/sqrt(fc_runs - 1) around 0).
+#: Quick settings: the 4 bundled photos (intervals over 4 images are wide: most verdicts come out
+#: inconclusive, as they should), small samples; a few minutes on 2 CPU cores.
 QUICK: dict[str, Any] = {
-    "photos": ("chelsea",),
+    "photos": None,
+    "image_set": "bundled",
+    "dr_images": 16,
+    "dr_epochs": 4,
     "n_samples": 8,
     "steps": 10,
     "patch": 16,
     "monotonicity_patch": 32,
     "fc_runs": 16,
-    "mprt_checkpoints": 4,
+    "mprt_checkpoints": 3,
     "roughness_pairs": 2,
     "line_steps": 21,
     "loc_images": 32,
@@ -109,6 +129,23 @@ class EvaluateConfig:
         baseline: what removed pixels become (deletion, insertion, pruning): ``"blur"``,
             ``"black"`` or a number.
         ig_steps: Integrated Gradients path points, raw and smoothed (``None``: the registry's).
+        randomization: re-initialisation of the model-parameter randomization tests:
+            ``"scaled"`` (default: weights redrawn with each layer's own mean and std, norm layers
+            permuted, running statistics kept), ``"default"`` (PyTorch's initialisation) or
+            ``"permute"``; see :mod:`smoothsal.metrics.sanity`.
+        data_randomization: the data randomization test on digits (a CNN trained on the true
+            labels beside one trained on shuffled labels, cached); ``None`` = on for the bundled
+            models, off for user models; ``True``/``False``; or ``(model, random_label_model,
+            images [N, C, H, W])`` of your own (the second trained on shuffled labels).
+        device: where the models run: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``
+            (:func:`smoothsal._model.resolve_device`).
+        image_set: ``"bundled"`` or ``"natural"`` (:data:`IMAGE_SETS`) when neither ``images`` nor
+            ``photos`` is given.
+        dr_images, dr_epochs: held-out digits explained by the data randomization test, and the
+            training epochs of its two models (``None``: the training default).
+        sections: the sections to compute (default all of :data:`SECTIONS`; a list or a
+            comma-separated string). Not part of the store's key: a run with fewer sections reuses
+            (and adds to) the same records.
         photos, n_samples, steps, patch, monotonicity_patch, fc_runs, mprt_checkpoints,
             roughness_pairs, line_steps, loc_images, loc_epochs: see :data:`FULL`.
         batch_size: inputs per model call; ``None`` = automatic (:mod:`smoothsal.batching`).
@@ -124,7 +161,14 @@ class EvaluateConfig:
     seed: int = 0
     baseline: str | float = "blur"
     ig_steps: int | None = None
+    randomization: str = "scaled"
+    data_randomization: Any = field(default=None, compare=False)
+    device: str = field(default="auto", compare=False)
+    sections: tuple[str, ...] = SECTIONS
     photos: tuple[str, ...] | None = FULL["photos"]
+    image_set: str = FULL["image_set"]
+    dr_images: int = FULL["dr_images"]
+    dr_epochs: int | None = FULL["dr_epochs"]
     n_samples: int = FULL["n_samples"]
     steps: int = FULL["steps"]
     patch: int = FULL["patch"]
@@ -155,7 +199,10 @@ class EvaluateConfig:
         import torch
         from torch import nn
 
-        from smoothsal.datasets.photos import BUNDLED
+        from smoothsal.datasets.photos import BUNDLED as _BUNDLED
+        from smoothsal.datasets.photos import NATURAL
+
+        BUNDLED = {**_BUNDLED, **NATURAL}  # every photo name the card can load
         from smoothsal.registry import parse_methods
 
         set_ = lambda name, value: object.__setattr__(self, name, value)
@@ -173,6 +220,30 @@ class EvaluateConfig:
             raise ValueError(f"`baseline` must be one of {list(BASELINES)} or a finite number, got {self.baseline!r}")
         if self.ig_steps is not None:
             check_positive_int(self.ig_steps, "ig_steps", minimum=2)
+        sections = self.sections.split(",") if isinstance(self.sections, str) else list(self.sections)
+        sections = [x.strip() for x in sections if x.strip()]
+        unknown = [x for x in sections if x not in SECTIONS]
+        if unknown or not sections:
+            raise ValueError(f"`sections` must name some of {list(SECTIONS)}, got {sections}")
+        set_("sections", tuple(x for x in SECTIONS if x in sections))
+        if self.randomization not in RANDOMIZATIONS:
+            raise ValueError(f"`randomization` must be one of {list(RANDOMIZATIONS)}, got {self.randomization!r}")
+        if self.image_set not in IMAGE_SETS:
+            raise ValueError(f"`image_set` must be one of {list(IMAGE_SETS)}, got {self.image_set!r}")
+        dr = self.data_randomization
+        if isinstance(dr, tuple):
+            if len(dr) != 3 or not all(isinstance(m, nn.Module) for m in dr[:2]) or not isinstance(dr[2], torch.Tensor):
+                raise TypeError("`data_randomization` must be None, a bool, or (model, random_label_model, images tensor)")
+            if dr[2].dim() != 4 or dr[2].shape[0] < 2:
+                raise ValueError(f"`data_randomization` images must be [N >= 2, C, H, W], got {tuple(dr[2].shape)}")
+        elif dr is not None and not isinstance(dr, bool):
+            raise TypeError("`data_randomization` must be None, a bool, or (model, random_label_model, images tensor)")
+        check_positive_int(self.dr_images, "dr_images", minimum=2)
+        if self.dr_epochs is not None:
+            check_positive_int(self.dr_epochs, "dr_epochs")
+        from smoothsal._model import resolve_device
+
+        resolve_device(self.device)  # ValueError naming the device when it cannot be used
         for name in ("n_samples", "steps", "patch", "monotonicity_patch", "roughness_pairs", "loc_images"):
             check_positive_int(getattr(self, name), name)
         check_positive_int(self.fc_runs, "fc_runs", minimum=2)
@@ -232,6 +303,10 @@ class EvaluateConfig:
         return isinstance(self.model, str) and self.model in BUNDLED_MODELS
 
     @property
+    def wants_data_randomization(self) -> bool:
+        return self.bundled_model if self.data_randomization is None else self.data_randomization is not False
+
+    @property
     def wants_localization(self) -> bool:
         return self.bundled_model if self.localization is None else self.localization is not False
 
@@ -242,10 +317,18 @@ class EvaluateConfig:
         """Constructor settings the user set for method ``name`` (only ``ig_steps`` today)."""
         return {"steps": self.ig_steps} if name == "ig" and self.ig_steps is not None else {}
 
-    def smooth_settings(self) -> dict[str, Any]:
-        """Keyword arguments of :class:`~smoothsal.smoothing.Smooth` for the smoothed rows."""
-        return {"noise_level": self.noise_level, "n_samples": self.n_samples, "seed": self.seed,
+    def smooth_settings(self, estimate: int = 0) -> dict[str, Any]:
+        """Keyword arguments of :class:`~smoothsal.smoothing.Smooth` for the smoothed rows.
+
+        ``estimate=1`` gives the seed of the *independent* second estimate (the sanity checks'
+        reference): ``seed + 1_000_003``, never a seed of the first estimate for small seeds.
+        """
+        return {"noise_level": self.noise_level, "n_samples": self.n_samples, "seed": self.second_seed(estimate),
                 "batch_size": self.batch_size}  # fmt: skip
+
+    def second_seed(self, estimate: int = 1) -> int:
+        """The seed of estimate ``estimate`` (0: ``seed``; 1: the independent second estimate)."""
+        return self.seed + 1_000_003 * estimate
 
     def to_hash(self) -> dict[str, Any]:
         """The settings that change results (the store's configuration, with the data's digests).
@@ -255,10 +338,23 @@ class EvaluateConfig:
         (the localization section has its own store, keyed by its own data).
         """
         skip = {"out_dir", "methods", "model", "images", "localization", "photos", "loc_images", "loc_epochs",
-                "batch_size", "progress", "fresh"}  # fmt: skip
+                "batch_size", "progress", "fresh", "device", "image_set", "data_randomization", "dr_images",
+                "dr_epochs", "sections"}  # fmt: skip
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         out["model"] = self.model_id()
+        out["card_version"] = CARD_VERSION
         return out
+
+    def data_randomization_hash(self) -> dict[str, Any]:
+        """The settings of the data randomization section's own store."""
+        dr = self.data_randomization
+        if isinstance(dr, tuple):
+            return {"source": f"{module_digest(dr[0])}-{module_digest(dr[1])}-{tensor_digest(dr[2])}",
+                    "noise_level": self.noise_level, "n_samples": self.n_samples, "seed": self.seed,
+                    "ig_steps": self.ig_steps, "card_version": CARD_VERSION}  # fmt: skip
+        return {"dataset": "digits", "dr_images": self.dr_images, "dr_epochs": self.dr_epochs,
+                "noise_level": self.noise_level, "n_samples": self.n_samples, "seed": self.seed,
+                "ig_steps": self.ig_steps, "card_version": CARD_VERSION}  # fmt: skip
 
     def localization_hash(self) -> dict[str, Any]:
         """The settings of the localization section's own store."""
@@ -268,12 +364,14 @@ class EvaluateConfig:
         else:
             source = f"synthetic-{self.loc_epochs}-{self.loc_images}"
         return {"source": source, "noise_level": self.noise_level, "n_samples": self.n_samples, "seed": self.seed,
-                "ig_steps": self.ig_steps}  # fmt: skip
+                "ig_steps": self.ig_steps, "card_version": CARD_VERSION}  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready values (for ``report.json``)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in ("model", "images", "localization")}  # fmt: skip
+               if f.name not in ("model", "images", "localization", "data_randomization")}  # fmt: skip
+        out["data_randomization"] = ("user models" if isinstance(self.data_randomization, tuple)
+                                     else self.wants_data_randomization)  # fmt: skip
         out["out_dir"] = str(self.out_dir)
         out["model"] = self.model_id()
         return out

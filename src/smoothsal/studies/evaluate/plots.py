@@ -51,7 +51,9 @@ def plot_perturbation_curves(path: Path, rows: Sequence[dict[str, Any]]) -> Path
 
 
 def plot_randomization(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """|Spearman| and SSIM between the original and the randomized model's maps vs cascade depth."""
+    """|Spearman| and SSIM between the original and the randomized model's maps vs cascade depth; for
+    sampled rows (smoothed, random) a dotted line of the row's colour marks its reference: the
+    Spearman between two independent estimates of the original map."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 4.2))
@@ -66,6 +68,10 @@ def plot_randomization(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
         for ax, metric in zip(axes, ("spearman_abs", "ssim")):
             vals = [float("nan") if v is None else (abs(v) if metric == "spearman_abs" else v) for v in m[metric]]
             ax.plot(depth, vals, marker="o", ms=3, label=r["label"], **_style(r, i))
+        ref = r.get("mprt_r")
+        if not r.get("mprt_by_construction", True) and isinstance(ref, float):
+            # the sampled row's reference: two estimates of the original map (what "unchanged" looks like)
+            axes[0].axhline(ref, color=_style(r, i)["color"], ls=(0, (1, 3)), lw=1.0)
     for ax, title in zip(axes, ("|Spearman| of |map| vs original", "SSIM vs original")):
         ax.set_title(f"cascading randomization: {title}", fontsize=10)
         ax.set_xticks(range(1, len(layers) + 1))

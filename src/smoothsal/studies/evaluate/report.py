@@ -1,6 +1,10 @@
 """Report step of the report card: Markdown tables, ``report.csv``, ``report.json``, ``report.md``.
 
-Reads the rows only. Each column names the metric function its number comes from
+Reads the rows only. :func:`summarize_rows` turns every per-image list a section recorded into an
+estimate with its percentile bootstrap 95 % interval over images
+(:func:`smoothsal.metrics.intervals.bootstrap_interval`, seeded by the study's seed) and states
+the sanity verdicts by the rule fixed in :mod:`smoothsal.metrics.sanity` -- pass / fail only where
+the interval excludes the threshold, else "inconclusive" with the images it would need. Each column names the metric function its number comes from
 (:data:`COLUMNS_MD`), and its ↑/↓ arrow is that metric's ``higher_is_better``
 (:data:`smoothsal.metrics.METRICS`), never a hand-written arrow. A difference column
 (``ins − del``) gets the arrow both of its terms agree on.
@@ -16,15 +20,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COLUMNS", "COLUMNS_MD", "LOCALIZATION_MD", "Column", "arrow", "markdown_tables", "write_reports"]
+__all__ = ["COLUMNS", "COLUMNS_MD", "LOCALIZATION_MD", "SANITY_MD", "Column", "arrow", "markdown_tables",
+           "summarize_rows", "write_reports"]  # fmt: skip
 
 #: CSV columns, in order (JSON rows carry the same keys plus the curves).
-COLUMNS: tuple[str, ...] = (
-    "row", "method", "label", "kind", "smoothed",
-    "sanity", "sanity_score", "mprt_spearman_abs", "mprt_ssim", "mprt_topk_iou",
-    "deletion_auc", "insertion_auc", "ins_minus_del", "faithfulness_corr", "monotonicity", "convergence_delta",
+#: per-image values a section records, each summarized as an estimate with a 95 % interval
+PER_IMAGE: tuple[str, ...] = (
+    "mprt_s", "mprt_r", "mprt_spearman_abs", "mprt_ssim", "mprt_topk_iou", "emprt",
+    "deletion_auc", "insertion_auc", "ins_minus_del", "faithfulness_corr", "monotonicity",
     "sparseness", "entropy", "roughness", "prune_q90", "prune_conf_q10",
-    "loc_pointing", "loc_mass", "loc_topk_iou", "sanity_reason",
+    "loc_pointing", "loc_mass", "loc_topk_iou", "dr_s", "dr_r",
+)  # fmt: skip
+#: verdict statistics (retained similarity R of MPRT, sMPRT and data randomization), with intervals
+VERDICT_STATS: tuple[str, ...] = ("sanity_R", "smprt_R", "dr_R", "emprt")
+COLUMNS: tuple[str, ...] = (
+    "row", "method", "label", "kind", "smoothed", "mprt_init", "mprt_by_construction",
+    "sanity", "sanity_score", "sanity_R", "sanity_R_low", "sanity_R_high", "sanity_needed",
+    "smprt", "smprt_R", "smprt_R_low", "smprt_R_high",
+    "emprt_verdict", "dr_verdict", "dr_R", "dr_R_low", "dr_R_high", "dr_needed",
+    *[f"{k}{suffix}" for k in PER_IMAGE if k not in ("emprt",) for suffix in ("", "_low", "_high")],
+    "emprt", "emprt_low", "emprt_high", "convergence_delta", "sanity_reason", "emprt_reason", "dr_reason",
 )  # fmt: skip
 
 
@@ -46,11 +61,19 @@ def arrow(metrics: Sequence[str]) -> str:
 
     For a difference ``a − b``: ``a``'s arrow when ``b`` points the other way, else ``""``.
     """
-    from smoothsal.metrics import METRICS
+    import smoothsal.metrics as metrics_module
+    from smoothsal.metrics import METRICS, MetricInfo
 
     if not metrics:
         return ""
-    infos = [METRICS[name] for name in metrics]
+
+    def info(name: str) -> MetricInfo:  # registered, or a metric function that states its direction
+        if name in METRICS:
+            return METRICS[name]
+        fn = getattr(metrics_module, name)
+        return MetricInfo(name, fn.kind, fn.higher_is_better, fn)
+
+    infos = [info(name) for name in metrics]
     if len(infos) == 1:
         return infos[0].arrow
     a, b = infos
@@ -59,13 +82,24 @@ def arrow(metrics: Sequence[str]) -> str:
     return a.arrow
 
 
-#: the main table. Sanity columns come from model_parameter_randomization (similarity of the
-#: randomized model's map to the original), q90 from smallest_q (of attribution_pruning's result).
+#: the sanity table: per image s_i (randomized vs original, cascade mean), r_i (two estimates of
+#: the original map), R = Σs/Σr with its verdict; sMPRT (the smoothed row's R), eMPRT, data randomization.
+SANITY_MD: tuple[Column, ...] = (
+    Column("init", "mprt_init"),
+    Column("s̄ (rand. vs orig.)", "mprt_s", ("model_parameter_randomization",), 2),
+    Column("r̄ (reference)", "mprt_r", (), 2),
+    Column("R = Σs/Σr", "sanity_R", ("model_parameter_randomization",), 2),
+    Column("MPRT", "sanity"),
+    Column("sMPRT R", "smprt_R", ("smooth_model_parameter_randomization",), 2),
+    Column("sMPRT", "smprt"),
+    Column("eMPRT", "emprt", ("efficient_model_parameter_randomization",), 2),
+    Column("eMPRT verdict", "emprt_verdict"),
+    Column("data rand. R", "dr_R", ("data_randomization",), 2),
+    Column("data rand.", "dr_verdict"),
+)
+#: the main table, every number with its 95 % interval over images; q90 from smallest_q.
 COLUMNS_MD: tuple[Column, ...] = (
-    Column("sanity", "sanity"),
-    Column("mean \\|ρ\\|", "sanity_score", ("model_parameter_randomization",)),
-    Column("final \\|ρ\\|", "mprt_spearman_abs", ("model_parameter_randomization",)),
-    Column("final SSIM", "mprt_ssim", ("model_parameter_randomization",)),
+    Column("final ρ", "mprt_spearman_abs", ("model_parameter_randomization",), 2),
     Column("del AUC", "deletion_auc", ("deletion_auc",)),
     Column("ins AUC", "insertion_auc", ("insertion_auc",)),
     Column("ins−del", "ins_minus_del", ("insertion_auc", "deletion_auc")),
@@ -97,18 +131,95 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _cell(row: dict[str, Any], col: Column) -> str:
+    """A number with its interval ``0.213 [0.150, 0.281]``, a verdict, or a plain value."""
+    value = row.get(col.key)
+    ci = row.get(f"{col.key}_ci")
+    if col.key == "mprt_r" and row.get("mprt_by_construction"):
+        return "1 (by construction)"
+    if isinstance(value, float) and ci is not None:
+        lo, hi = ci
+        if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)):
+            return _fmt(value, col.digits)
+        return f"{_fmt(value, col.digits)} [{_fmt(lo, col.digits)}, {_fmt(hi, col.digits)}]"
+    return _fmt(value, col.digits)
+
+
 def _header(columns: Sequence[Column]) -> list[str]:
     cells = ["method"] + [f"{c.header} {arrow(c.metrics)}".rstrip() for c in columns]
     return ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
 
 
 def _line(row: dict[str, Any], columns: Sequence[Column]) -> str:
-    return "| " + " | ".join([row["label"]] + [_fmt(row.get(c.key), c.digits) for c in columns]) + " |"
+    return "| " + " | ".join([row["label"]] + [_cell(row, c) for c in columns]) + " |"
+
+
+def _verdict_text(v: str, needed: int | None, reproducible: bool = True) -> str:
+    """``PASS`` / ``FAIL`` / ``inconclusive (n ≈ 40)``."""
+    if v in ("pass", "fail"):
+        return v.upper()
+    if not reproducible:
+        return "inconclusive (map not reproducible)"
+    return f"inconclusive (n ≈ {needed})" if needed is not None else "inconclusive"
+
+
+def _floats(values: Sequence[Any]) -> list[float]:
+    return [float("nan") if v is None else float(v) for v in values]
+
+
+def summarize_rows(rows: list[dict[str, Any]], seed: int = 0) -> None:
+    """In place: every ``_per_image`` list -> ``row[key]`` (estimate) and ``row[key + "_ci"]``
+    (its 95 % interval over images); the verdicts of MPRT, sMPRT (a raw row takes its smoothed
+    row's MPRT, the same average over noisy inputs), eMPRT and data randomization."""
+    from smoothsal.metrics.intervals import bootstrap_interval
+    from smoothsal.metrics.sanity import MIN_REFERENCE, emprt_verdict, retained_similarity
+
+    def put(row: dict[str, Any], key: str, iv: Any) -> None:
+        row[key] = iv.estimate
+        d = iv.to_dict()
+        row[f"{key}_ci"] = [d["low"], d["high"]]
+
+    for row in rows:
+        per = row.get("_per_image", {})
+        for key, values in per.items():
+            put(row, key, bootstrap_interval(_floats(values), seed=seed))
+        if "mprt_s" in per:
+            v = retained_similarity(_floats(per["mprt_s"]), _floats(per["mprt_r"]), seed=seed,
+                                    by_construction=bool(row.get("mprt_by_construction")),
+                                    what=f" (cascading MPRT, init {row.get('mprt_init')})")  # fmt: skip
+            put(row, "sanity_R", v.interval)
+            row["sanity_score"] = v.score  # the earlier card's name of the verdict statistic (studies.report reads it)
+            reproducible = v.by_construction or (v.reference is not None and v.reference.low > MIN_REFERENCE)
+            row.update(sanity=_verdict_text(v.verdict, v.images_needed, reproducible), sanity_needed=v.images_needed,
+                       sanity_reason=v.reason)  # fmt: skip
+            e = emprt_verdict(_floats(per["emprt"]), seed=seed)
+            row.update(emprt_verdict=_verdict_text(e.verdict, e.images_needed), emprt_reason=e.reason)
+        if "dr_s" in per:
+            v = retained_similarity(_floats(per["dr_s"]), _floats(per["dr_r"]), seed=seed,
+                                    by_construction=bool(row.get("dr_by_construction")),
+                                    what=" (digits CNN: true vs shuffled labels)")  # fmt: skip
+            put(row, "dr_R", v.interval)
+            reproducible = v.by_construction or (v.reference is not None and v.reference.low > MIN_REFERENCE)
+            row.update(dr_verdict=_verdict_text(v.verdict, v.images_needed, reproducible), dr_needed=v.images_needed,
+                       dr_reason=v.reason)  # fmt: skip
+    by_key = {r["row"]: r for r in rows}
+    for row in rows:
+        sibling = by_key.get(f"{row['row']}_smooth")
+        if sibling is not None and "sanity_R" in sibling:
+            row.update(smprt=sibling["sanity"], smprt_R=sibling["sanity_R"], smprt_R_ci=sibling["sanity_R_ci"])
+        elif row.get("smoothed"):
+            row.update(smprt="(is smoothed)")
 
 
 def markdown_tables(rows: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
-    """The report card as Markdown: the main table, then the localization table (if computed)."""
-    lines = _header(COLUMNS_MD) + [_line(r, COLUMNS_MD) for r in rows]
+    """The report card as Markdown: the sanity table, the main table, then the localization table."""
+    lines: list[str] = []
+    if any("sanity" in r for r in rows):
+        lines += ["Sanity (retained similarity R = Σs/Σr over images; PASS when its 95 % interval lies below "
+                  f"{settings.get('sanity_threshold', 0.5)}, FAIL when at or above; eMPRT PASS when above 1; "
+                  f"n ≈ images the interval would need):", ""]  # fmt: skip
+        lines += _header(SANITY_MD) + [_line(r, SANITY_MD) for r in rows] + [""]
+    lines += _header(COLUMNS_MD) + [_line(r, COLUMNS_MD) for r in rows]
     deltas = [r for r in rows if r.get("convergence_delta") is not None]
     if deltas:
         lines += ["", "Convergence delta (mean |Σ map − (F(x) − F(baseline))| / |F(x) − F(baseline)|, "
@@ -150,19 +261,41 @@ def write_reports(
         writer = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="ignore")
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
+            flat = dict(r)
+            for key in [k for k in r if k.endswith("_ci")]:
+                flat[f"{key[:-3]}_low"], flat[f"{key[:-3]}_high"] = r[key]
+            writer.writerow({k: ("" if flat.get(k) is None else flat.get(k)) for k in COLUMNS})
     paths["report.json"] = out / "report.json"
     paths["report.json"].write_text(
         json.dumps(_clean({"settings": settings, "rows": list(rows), "jaggedness": lines}), indent=2, default=str)
     )
     paths["report.md"] = out / "report.md"
     imgs = ", ".join(settings["images"])
+    dr = settings.get("data_randomization")
+    dr_text = ""
+    if dr and dr.get("dataset") == "digits":
+        dr_text = (
+            f" Data randomization: a {dr['arch']} trained {dr['epochs']} epochs on the digits with true labels (test "
+            f"accuracy {dr['true_label_test_accuracy']:.2f}) beside one trained on shuffled labels (test accuracy "
+            f"{dr['shuffled_label_test_accuracy']:.2f}), {dr['n_images']} held-out digits."
+        )  # fmt: skip
+    elif dr:
+        dr_text = f" Data randomization: the user's true-label and shuffled-label models, {dr['n_images']} images."
     paths["report.md"].write_text(
-        f"# smoothsal report card\n\nCommand: `smoothsal evaluate`. Model `{settings['model']}`, images: {imgs}; "
-        f"noise level {settings['noise_level']:.0%}, {settings['n_samples']} samples per smoothed map. Sanity: "
-        f"cascading model-parameter randomization (Adebayo et al. 2018, arXiv:1810.03292), PASS when the mean "
-        f"|Spearman| over the cascade < {settings['sanity_threshold']} (mean |ρ|; the final columns are at the "
-        f"fully randomized end). Faithfulness: {settings['baseline']} baseline for deletion and insertion (a random "
+        f"# smoothsal report card\n\nCommand: `{settings.get('command', 'smoothsal evaluate')}`. Model "
+        f"`{settings['model']}`, {len(settings['images'])} images: {imgs}; noise level {settings['noise_level']:.0%}, "
+        f"{settings['n_samples']} samples per smoothed map. Every number is a mean over images with its percentile "
+        f"bootstrap 95 % interval (smoothsal.metrics.intervals; images resampled, seed {settings['seed']}). "
+        f"Sanity: cascading model-parameter randomization (Adebayo et al. 2018, arXiv:1810.03292) down "
+        f"{settings['mprt_checkpoints']} checkpoints, re-initialisation `{settings['randomization']}` (column init); "
+        "s = Spearman of |map| between the original and the randomized model's map (cascade mean), r = the same "
+        "between two independent estimates of the original map (another seed; 1 by construction for deterministic "
+        f"methods). The rule, fixed before the data in smoothsal.metrics.sanity: R = Σs/Σr, PASS when its interval "
+        f"lies below {settings['sanity_threshold']}, FAIL when at or above, otherwise inconclusive with the images "
+        "it would need (half-width ∝ 1/√n); inconclusive also when the reference's interval is not above 0.1 (the map does not reproduce itself). sMPRT "
+        "(Hedström et al. 2023): R of the method's explanation averaged over the noisy inputs of its smoothed row. "
+        "eMPRT: discrete-entropy ratio H(fully randomized)/H(original), PASS above 1."
+        f"{dr_text} Faithfulness: {settings['baseline']} baseline for deletion and insertion (a random "
         f"map gives ins−del ≈ 0). q90: smallest kept % of pixels that keeps {settings['prune_share']:.0%} of the "
         "target probability. Arrows: the metric's own direction (smoothsal.metrics.METRICS).\n\n" + table + "\n"
     )
