@@ -16,6 +16,10 @@ Outputs in ``out_dir``: ``report.csv``, ``report.json``, ``report.md``,
 (section, row) result and every map goes to the results store
 (:class:`~smoothsal.studies.store.ResultsStore`) at once, so a rerun skips finished work.
 
+With ``maps`` (``smoothsal evaluate --maps STORE --model SPEC``) the images, their targets and the
+original model's maps come from a map store written by ``smoothsal explain-dataset``; rows the
+store cannot give with the same settings are computed (see :mod:`.compute`, :class:`.compute.MapSource`).
+
 Steps: :mod:`.config` → :mod:`.compute` → :mod:`.report`, :mod:`.plots`; the command is :mod:`.command`.
 
 Example:
@@ -87,7 +91,11 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateReport:
     from smoothsal.studies.store import ResultsStore
 
     t_start = time.perf_counter()
-    net, x, targets, image_names, class_names = comp.load_data(config)
+    source = None
+    if config.maps is not None:  # images, targets and the original model's maps from a map store
+        net, x, targets, image_names, class_names, source = comp.load_store_data(config)
+    else:
+        net, x, targets, image_names, class_names = comp.load_data(config)
     out = config.out_dir
     store = ResultsStore(out, "evaluate", {**config.to_hash(), "data": comp.data_digest(x, targets)}, fresh=config.fresh)
     wanted = {"localization": config.wants_localization, "data_randomization": config.wants_data_randomization}
@@ -104,7 +112,9 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateReport:
                                                     config.data_randomization_hash(), fresh=config.fresh)  # fmt: skip
         loaders["data_randomization"] = lambda: comp.data_randomization_data(config)
     rows = comp.build_rows(config, int(x.shape[-1]))
-    ctx = comp.Context(net, x, targets, config, store)
+    if source is not None:
+        source.plan_rows(config, rows)  # warns once about the rows it cannot read
+    ctx = comp.Context(net, x, targets, config, store, maps=source)
     results, lines, computed = comp.compute_sections(ctx, rows, sections, stores, loaders)
 
     report_rows = []
@@ -131,6 +141,8 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateReport:
             return ctx.dr.info
 
         settings["data_randomization"] = dr_store.get_or_compute({"models": "info"}, dr_info)
+    if source is not None:
+        settings["map_store"] = source.summary()
     if class_names:
         settings["target_names"] = [class_names[int(t)] for t in targets]
     if loc_store is not None:

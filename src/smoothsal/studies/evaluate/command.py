@@ -2,8 +2,8 @@
 
 The command builds an :class:`~smoothsal.studies.evaluate.config.EvaluateConfig` from the
 options (quick or full preset, then the options given) inside the error handling, so a bad
-option (an unknown method, a negative noise level, a missing image) prints ``error: ...`` and
-exits with code 2 before any work.
+option (an unknown method, a negative noise level, a missing image, a ``--maps`` folder that is
+not a map store or lacks the model) prints ``error: ...`` and exits with code 2 before any work.
 """
 
 from __future__ import annotations
@@ -61,6 +61,13 @@ def register_cli(app: Any) -> None:
         max_memory: Optional[str] = MAX_MEMORY,
         fresh: bool = FRESH,
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+        maps: Optional[Path] = typer.Option(
+            None, "--maps", metavar="STORE",
+            help="Map store of `smoothsal explain-dataset`: its images, targets and original-model maps (no IMAGES).",
+        ),
+        store_images: Optional[int] = typer.Option(
+            None, "--store-images", help="With --maps: the first N images of the store (default: all; 4 with --quick)."
+        ),
     ) -> None:
         """Report card: sanity, faithfulness, localization, complexity, roughness, pruning per method, raw and smoothed."""
         from smoothsal.studies.evaluate import EvaluateConfig, run_evaluate
@@ -71,7 +78,7 @@ def register_cli(app: Any) -> None:
                 model=model, images=images or None, localization=localization, seed=seed,
                 baseline=_parse_baseline(baseline), ig_steps=ig_steps, batch_size=batch_size, progress=not no_progress,
                 fresh=fresh, randomization=randomization, data_randomization=data_rand, device=device,
-                sections=sections,
+                sections=sections, maps=maps, store_images=store_images,
             )  # fmt: skip
             from smoothsal.batching import set_max_memory
 

@@ -37,6 +37,21 @@ each into an estimate with its bootstrap 95 % interval over images
   ``out_dir/data_randomization``;
 * **jaggedness** -- the SmoothGrad paper's Fig. 2 lines on the first image (Smilkov et al. 2017,
   arXiv:1706.03825): gradient vs SmoothGrad along :math:`x + t\varepsilon`.
+
+**Maps from a map store** (``config.maps``, :class:`MapSource`): the images are the store's images
+of the model (the first ``config.store_images`` in id order), read by
+:meth:`~smoothsal.studies.explain_dataset.store.MapStore.load_inputs`, and the targets are those
+the stored maps explain. The model is loaded from ``config.model`` and its weights must be those
+the store recorded (:func:`~smoothsal.studies.explain_dataset.compute.weights_digest`). A method
+row takes its maps (:func:`row_maps`: faithfulness, complexity, roughness's reference, pruning)
+from the store when the store holds its (method, σ) for every image with the same settings: the
+registry's method settings (no ``ig_steps``), and for a smoothed row ``n_samples``, ``seed``,
+statistic ``mean`` and no ``tol``. The store's smoothed maps draw their noise from per-image seeds
+derived from its seed (:func:`~smoothsal.studies.explain_dataset.store.image_seed`), so they are
+another draw of the same estimator, not the draw evaluate would make. Any other row is computed
+as without a store, and one warning says which and why. The sections that run the model
+(sanity, data randomization, localization, the jaggedness lines) are unchanged; a stored IG map
+has no convergence delta (the column is empty for it).
 """
 
 from __future__ import annotations
@@ -59,8 +74,8 @@ from smoothsal.studies.evaluate.config import (
 )
 from smoothsal.studies.store import ResultsStore
 
-__all__ = ["Context", "DRData", "ReportRow", "build_rows", "compute_sections", "data_randomization_data",
-           "jaggedness_lines", "load_data"]  # fmt: skip
+__all__ = ["Context", "DRData", "MapSource", "ReportRow", "build_rows", "compute_sections", "data_randomization_data",
+           "jaggedness_lines", "load_data", "load_store_data"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,88 @@ class Context:
     store: ResultsStore
     loc: tuple[nn.Module, Tensor, Tensor, Tensor] | None = None  # model, images, masks, labels
     dr: DRData | None = None  # the data randomization test's models and inputs
+    maps: MapSource | None = None  # the original model's maps read from a map store (config.maps)
+
+
+@dataclass
+class MapSource:
+    """The original model's maps of a map store, for the report's images (``config.maps``).
+
+    Attributes:
+        store: the map store (:class:`~smoothsal.studies.explain_dataset.store.MapStore`).
+        model: the model's spec in the store. images: the report's image ids, in report order.
+        plan: ``{row key: None (read from the store) or why the row is computed}`` for the
+            method rows (:meth:`plan_rows`); the controls are always computed (a store holds methods only).
+    """
+
+    store: Any
+    model: str
+    images: list[str]
+    plan: dict[str, str | None] = field(default_factory=dict)
+
+    def sigma(self, config: EvaluateConfig, row: ReportRow) -> float:
+        """The σ of ``row``'s maps in the store: the report's noise level for a smoothed row, else 0."""
+        from smoothsal.studies.explain_dataset.store import sigma_key
+
+        return sigma_key(config.noise_level) if row.smoothed else 0.0
+
+    def why_not(self, config: EvaluateConfig, row: ReportRow) -> str | None:
+        """Why ``row``'s maps cannot be read from the store (``None``: they can)."""
+        if row.kind != "method":
+            return "a control (the store holds methods only)"
+        sigma = self.sigma(config, row)
+        found = len(self.store.select(model=self.model, method=row.method, sigma=sigma, images=self.images))
+        if found < len(self.images):
+            return (f"the store holds {found} of the {len(self.images)} maps of ({row.method}, σ = {sigma:g}); "
+                    f"it has methods {self.store.methods()} and σ {self.store.sigmas()}")  # fmt: skip
+        over = config.method_overrides(row.method)
+        if over:
+            return f"method settings {over} here, the registry's in the store"
+        if not row.smoothed:
+            return None
+        sc = self.store.config
+        diffs = []
+        if sc.get("n_samples") != config.n_samples:
+            diffs.append(f"n_samples {config.n_samples} here, {sc.get('n_samples')} in the store")
+        if sc.get("tol") is not None:
+            diffs.append(f"the store stopped sampling at tol {sc.get('tol')}, evaluate always draws n_samples")
+        if sc.get("seed") != config.seed:
+            diffs.append(f"seed {config.seed} here, {sc.get('seed')} in the store")
+        if sc.get("statistic", "mean") != "mean":
+            diffs.append(f"statistic {sc.get('statistic')!r} in the store, 'mean' here")
+        return "; ".join(diffs) or None
+
+    def plan_rows(self, config: EvaluateConfig, rows: list[ReportRow]) -> dict[str, str | None]:
+        """Decide, for every method row, whether its maps come from the store; warn once about the others."""
+        self.plan = {r.key: self.why_not(config, r) for r in rows if r.kind == "method"}
+        computed = {k: why for k, why in self.plan.items() if why is not None}
+        if computed:
+            warnings.warn(
+                f"map store {self.store.path}: {len(computed)} of {len(self.plan)} method rows are computed here, not "
+                "read from the store: " + "; ".join(f"{k} ({why})" for k, why in computed.items()),
+                stacklevel=2,
+            )
+        return self.plan
+
+    def reads(self, row: ReportRow) -> bool:
+        """Whether ``row``'s maps come from the store (decided by :meth:`plan_rows`)."""
+        return row.key in self.plan and self.plan[row.key] is None
+
+    def load(self, config: EvaluateConfig, row: ReportRow) -> Tensor:
+        """``row``'s stored maps of the report's images, float32 ``[N, C, H, W]`` in report order."""
+        sel = self.store.select(model=self.model, method=row.method, sigma=self.sigma(config, row), images=self.images)
+        return sel.load()
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: the store, its model, and which rows came from it (``report.json``'s settings)."""
+        return {
+            "path": str(self.store.path),
+            "config_hash": self.store.config_hash,
+            "n_maps": len(self.store),
+            "model": self.model,
+            "rows_from_store": [k for k, why in self.plan.items() if why is None],
+            "rows_computed": {k: why for k, why in self.plan.items() if why is not None},
+        }
 
 
 @dataclass
@@ -155,8 +252,14 @@ def _load_images(config: EvaluateConfig, size: int) -> tuple[Tensor, list[str]]:
 
 
 def load_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor, list[str], list[str] | None]:
-    """``(model, images [B, C, H, W], targets [B] (the model's top-1), image names, class names)``."""
+    """``(model, images [B, C, H, W], targets [B] (the model's top-1), image names, class names)``.
+
+    With ``config.maps``: the store's images and targets (:func:`load_store_data`).
+    """
     from smoothsal._model import predict
+
+    if config.maps is not None:
+        return load_store_data(config)[:5]
 
     net, size, class_names = _load_model(config)
     if size is None:
@@ -164,6 +267,60 @@ def load_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor, list[s
     x, names = _load_images(config, size)
     targets = predict(net, x, batch_size=config.batch_size).argmax(dim=1)
     return net, x, targets, names, class_names
+
+
+def _store_model(config: EvaluateConfig, store: Any, net: nn.Module) -> str:
+    """The spec of ``net`` in the map store; ValueError when the store's maps are not this model's."""
+    from smoothsal.studies.evaluate.config import store_model_of
+    from smoothsal.studies.explain_dataset.compute import weights_digest
+
+    if isinstance(config.model, nn.Module):
+        return store_model_of(store, net)
+    spec = config.model
+    info = store.model_info.get(spec)
+    if info is None or spec not in store.models():
+        raise ValueError(f"`model` {spec!r} has no maps in the map store {store.path} (it holds maps of {store.models()})")
+    digest = weights_digest(net)
+    if info.get("weights_sha1") != digest:
+        raise ValueError(
+            f"`model` {spec!r} loads other weights (SHA-1 {digest}) than the map store {store.path} recorded for it "
+            f"({info.get('weights_sha1')}): its maps are not this model's; rerun `smoothsal explain-dataset`"
+        )
+    return spec
+
+
+def load_store_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor, list[str], list[str] | None, MapSource]:
+    """:func:`load_data` of a report card on a map store (``config.maps``), and its :class:`MapSource`.
+
+    The images are the store's images of the model in id order (the first ``config.store_images``),
+    the inputs as the explain-dataset job read them, the targets those the stored maps explain (of
+    its σ = 0 maps where there are, every stored map of an image explaining the same class).
+    """
+    net, _, class_names = _load_model(config)
+    store = config.map_store()
+    spec = _store_model(config, store, net)
+    entries = store.select(model=spec)
+    ids = sorted({e.image for e in entries})[: config.store_images]
+    wanted = set(ids)
+    targets: dict[str, int] = {}
+    for e in sorted(entries, key=lambda e: e.sigma != 0):  # σ = 0 first
+        if e.image not in wanted:
+            continue
+        if targets.setdefault(e.image, e.target) != e.target:
+            raise ValueError(
+                f"`maps`: the store's maps of image {e.image!r} explain different classes ({targets[e.image]} and "
+                f"{e.target}); the store is inconsistent"
+            )
+    try:
+        x = store.load_inputs(ids)
+    except (FileNotFoundError, OSError) as err:
+        raise FileNotFoundError(
+            f"`maps`: the store's images are read from the folder it was made from ({store.data_dir}): {err}"
+        ) from err
+    x = x.detach().float()
+    class_names = class_names or store.model_info[spec].get("class_names")
+    target = torch.tensor([targets[i] for i in ids], dtype=torch.long)
+    return net, x, target, ids, class_names, MapSource(store, spec, ids)
 
 
 def localization_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor, Tensor]:
@@ -244,18 +401,22 @@ def _n_units(x: Tensor, patch: int) -> int:
     return math.ceil(h / patch) * math.ceil(w / patch)
 
 
+def compute_row_maps(ctx: Context, row: ReportRow) -> tuple[Tensor, dict[str, Any]]:
+    """Explain the report images with ``row``'s method: ``(maps, metadata)``, the metadata holding
+    the mean relative convergence delta where the method has one."""
+    method = row.factory(ctx.model)
+    if getattr(method, "has_convergence_delta", False):
+        maps, delta = method.attribute_with_delta(ctx.inputs, ctx.targets)
+        return maps.detach().float().cpu(), {"convergence_delta": _mean(delta.relative)}
+    return method.attribute(ctx.inputs, ctx.targets).detach().float().cpu(), {}
+
+
 def row_maps(ctx: Context, row: ReportRow) -> Tensor:
-    """The row's maps of the report images (a store array), with the convergence delta where the
-    method has one (recorded in the array's metadata)."""
-
-    def compute() -> tuple[Tensor, dict[str, Any]]:
-        method = row.factory(ctx.model)
-        if getattr(method, "has_convergence_delta", False):
-            maps, delta = method.attribute_with_delta(ctx.inputs, ctx.targets)
-            return maps.detach().float().cpu(), {"convergence_delta": _mean(delta.relative)}
-        return method.attribute(ctx.inputs, ctx.targets).detach().float().cpu(), {}
-
-    arr, _ = ctx.store.array({"maps": row.key}, compute)
+    """The row's maps of the report images: read from the map store where ``ctx.maps`` says so
+    (:class:`MapSource`), else a results-store array (:func:`compute_row_maps`, computed once)."""
+    if ctx.maps is not None and ctx.maps.reads(row):
+        return ctx.maps.load(ctx.config, row)
+    arr, _ = ctx.store.array({"maps": row.key}, lambda: compute_row_maps(ctx, row))
     return torch.from_numpy(arr)
 
 

@@ -8,6 +8,11 @@ localization dataset without masks, ...) before a model is loaded.
 
 Method settings (IG path points, occlusion window) come from the registry
 (:func:`smoothsal.registry.build_method`); ``ig_steps`` overrides IG's ``steps`` only when given.
+
+With ``maps`` (``--maps STORE``) the images, their targets and the original model's maps come
+from a map store written by ``smoothsal explain-dataset``
+(:mod:`smoothsal.studies.explain_dataset.store`): ``__post_init__`` checks that the folder is a
+map store and that the model is one of its models; see :mod:`.compute` (:class:`~.compute.MapSource`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ __all__ = [
     "SANITY_THRESHOLD",
     "SECTIONS",
     "EvaluateConfig",
+    "store_model_of",
 ]  # fmt: skip
 
 DEFAULT_METHODS: tuple[str, ...] = ("grad", "ig", "guided", "gradcam", "gradcam++")
@@ -73,6 +79,7 @@ FULL: dict[str, Any] = {
     "line_steps": 101,
     "loc_images": 128,
     "loc_epochs": None,
+    "store_images": None,
 }
 #: Quick settings: the 4 bundled photos (intervals over 4 images are wide: most verdicts come out
 #: inconclusive, as they should), small samples; a few minutes on 2 CPU cores.
@@ -91,6 +98,7 @@ QUICK: dict[str, Any] = {
     "line_steps": 21,
     "loc_images": 32,
     "loc_epochs": 4,
+    "store_images": 4,
 }
 PRESETS: dict[str, dict[str, Any]] = {"quick": QUICK, "full": FULL}
 
@@ -150,6 +158,15 @@ class EvaluateConfig:
             roughness_pairs, line_steps, loc_images, loc_epochs: see :data:`FULL`.
         batch_size: inputs per model call; ``None`` = automatic (:mod:`smoothsal.batching`).
         progress: show a progress bar. fresh: delete the results store first.
+        maps: a map store written by ``smoothsal explain-dataset``. The report's images are the
+            store's images of the model (``images``/``photos`` must not be given), read as the job
+            read them, with the targets the store's maps explain; the model is still loaded from
+            ``model`` (the randomization and perturbation metrics run it) and must be a model of
+            the store with the same weights. A row whose (method, σ) the store holds with the same
+            settings (``n_samples``, ``seed``, no ``tol``, registry method settings) takes its
+            original-model maps from the store; any other row is computed as without ``maps``.
+        store_images: with ``maps``, the first ``store_images`` images of the store in id order
+            (``None``: all; the quick preset takes 4, as many as its bundled photos).
     """
 
     out_dir: Path = Path("out/evaluate")
@@ -182,6 +199,8 @@ class EvaluateConfig:
     batch_size: int | None = None
     progress: bool = True
     fresh: bool = False
+    maps: Path | None = None
+    store_images: int | None = FULL["store_images"]
 
     @classmethod
     def preset(cls, name: str = "full", **settings: Any) -> EvaluateConfig:
@@ -296,6 +315,37 @@ class EvaluateConfig:
                 raise ValueError("`localization` dataset has no masks; localization needs ground-truth object masks")
         elif loc is not None and not isinstance(loc, bool):
             raise TypeError("`localization` must be None, a bool, or a (model, ImageDataset with masks) pair")
+        if self.store_images is not None:
+            check_positive_int(self.store_images, "store_images")
+        if self.maps is not None:
+            self._check_maps()
+
+    def _check_maps(self) -> None:
+        """``__post_init__`` with ``maps``: the folder is a map store holding maps of the model."""
+        from torch import nn
+
+        from smoothsal.studies.explain_dataset.store import open_store
+
+        object.__setattr__(self, "maps", Path(self.maps))
+        if self.images is not None or self.photos is not None:
+            raise ValueError("`maps` and `images`/`photos` exclude each other: with a map store the images are the store's")
+        try:
+            store = open_store(self.maps)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"`maps`: no map store folder at {str(self.maps)!r}") from err
+        except ValueError as err:  # MapStoreError: not a store, or a corrupted one
+            raise ValueError(
+                f"`maps`: {err} (a map store is the --out folder of `smoothsal explain-dataset`)"
+            ) from err
+        if not len(store):
+            raise ValueError(f"`maps`: the map store {self.maps} holds no maps yet")
+        if isinstance(self.model, nn.Module):
+            store_model_of(store, self.model)  # ValueError: no model of the store has these weights
+        elif self.model not in store.models():
+            raise ValueError(
+                f"`model` {self.model!r} has no maps in the map store {self.maps} (it holds maps of {store.models()}); "
+                "pass one of these, or run `smoothsal explain-dataset` with this --model into the store"
+            )
 
     # ---- derived -----------------------------------------------------------------------------
     @property
@@ -309,6 +359,14 @@ class EvaluateConfig:
     @property
     def wants_localization(self) -> bool:
         return self.bundled_model if self.localization is None else self.localization is not False
+
+    def map_store(self) -> Any:
+        """The map store of ``maps``, opened for reading (:class:`~smoothsal.studies.explain_dataset.store.MapStore`)."""
+        from smoothsal.studies.explain_dataset.store import open_store
+
+        if self.maps is None:
+            raise ValueError("`maps` is not set: this report card reads no map store")
+        return open_store(self.maps)
 
     def model_id(self) -> str:
         return self.model if isinstance(self.model, str) else f"module:{module_digest(self.model)}"
@@ -335,14 +393,19 @@ class EvaluateConfig:
 
         Methods are not in it (each row is its own unit, so adding a method reuses the others),
         nor are the output folder, progress, batch size and the localization data's settings
-        (the localization section has its own store, keyed by its own data).
+        (the localization section has its own store, keyed by its own data). With ``maps``: the map
+        store's configuration hash, its number of maps (a store that grew or was rewritten gives new
+        records) and ``store_images``; without, neither key is there (older results stores stay valid).
         """
         skip = {"out_dir", "methods", "model", "images", "localization", "photos", "loc_images", "loc_epochs",
                 "batch_size", "progress", "fresh", "device", "image_set", "data_randomization", "dr_images",
-                "dr_epochs", "sections"}  # fmt: skip
+                "dr_epochs", "sections", "maps", "store_images"}  # fmt: skip
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         out["model"] = self.model_id()
         out["card_version"] = CARD_VERSION
+        if self.maps is not None:
+            store = self.map_store()
+            out["maps"] = {"store_config": store.config_hash, "n_maps": len(store), "store_images": self.store_images}
         return out
 
     def data_randomization_hash(self) -> dict[str, Any]:
@@ -373,6 +436,22 @@ class EvaluateConfig:
         out["data_randomization"] = ("user models" if isinstance(self.data_randomization, tuple)
                                      else self.wants_data_randomization)  # fmt: skip
         out["out_dir"] = str(self.out_dir)
+        out["maps"] = None if self.maps is None else str(self.maps)
         out["model"] = self.model_id()
         return out
+
+
+def store_model_of(store: Any, model: Any) -> str:
+    """The spec of the map store's model whose recorded weights are ``model``'s
+    (:func:`~smoothsal.studies.explain_dataset.compute.weights_digest`); ValueError when none is."""
+    from smoothsal.studies.explain_dataset.compute import weights_digest
+
+    digest = weights_digest(model)
+    for spec in store.models():
+        if store.model_info.get(spec, {}).get("weights_sha1") == digest:
+            return spec
+    raise ValueError(
+        f"`model`: no model of the map store {store.path} has these weights (SHA-1 {digest}; the store holds "
+        f"{ {s: store.model_info.get(s, {}).get('weights_sha1') for s in store.models()} })"
+    )
 

@@ -281,6 +281,14 @@ def write_reports(
         )  # fmt: skip
     elif dr:
         dr_text = f" Data randomization: the user's true-label and shuffled-label models, {dr['n_images']} images."
+    ms = settings.get("map_store")
+    if ms:
+        computed = ", ".join(f"{k} ({why})" for k, why in ms["rows_computed"].items()) or "none"
+        dr_text += (
+            f" Images, targets and original-model maps from the map store `{ms['path']}` (configuration "
+            f"{ms['config_hash']}, {ms['n_maps']} maps, model `{ms['model']}`); rows read from it: "
+            f"{', '.join(ms['rows_from_store']) or 'none'}; method rows computed here: {computed}."
+        )  # fmt: skip
     paths["report.md"].write_text(
         f"# smoothsal report card\n\nCommand: `{settings.get('command', 'smoothsal evaluate')}`. Model "
         f"`{settings['model']}`, {len(settings['images'])} images: {imgs}; noise level {settings['noise_level']:.0%}, "
