@@ -89,6 +89,8 @@ def test_library_and_every_metric_run_without_extras():
         call("stability_error", ss.VanillaGradient, [model, other], x, t, k=10)
         call("fidelity_error", ss.VanillaGradient, model, x, t, noise_level=0.1, n_samples=2)
         call("model_parameter_randomization", ss.VanillaGradient, model, x, t)
+        call("smooth_model_parameter_randomization", ss.VanillaGradient, model, x, t, n_samples=2)
+        call("efficient_model_parameter_randomization", ss.VanillaGradient, model, x, t)
         call("data_randomization", ss.VanillaGradient, model, other, x, t)
         missing = sorted(set(M.METRICS) - set(called))
         assert not missing, missing
@@ -98,7 +100,7 @@ def test_library_and_every_metric_run_without_extras():
         """
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split() == ["ok", "30"]
+    assert proc.stdout.split() == ["ok", "32"]
 
 
 @pytest.mark.parametrize(

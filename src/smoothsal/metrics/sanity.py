@@ -541,22 +541,6 @@ def model_parameter_randomization(
     )  # fmt: skip
 
 
-def _unregistered_metric(kind: str, higher_is_better: bool) -> Callable[[Any], Any]:
-    """Set ``kind`` and ``higher_is_better`` on a metric without adding it to ``METRICS`` yet.
-
-    sMPRT and eMPRT join :data:`~smoothsal.metrics.METRICS` once ``tests/test_minimal_install.py``
-    (which calls every registered metric without the extras) calls them too; until then the
-    report reads their direction from these attributes.
-    """
-
-    def wrap(fn: Any) -> Any:
-        fn.higher_is_better = higher_is_better
-        fn.kind = kind
-        return fn
-
-    return wrap
-
-
 def _smoothed_factories(
     method: MethodFactory, noise_level: float, n_samples: int, seed: int, batch_size: int | None
 ) -> tuple[MethodFactory, MethodFactory]:
@@ -568,7 +552,7 @@ def _smoothed_factories(
     return make(seed), make(_layer_seed(seed, 10**6) % 2**31)
 
 
-@_unregistered_metric("comparison", higher_is_better=False)
+@metric("comparison", higher_is_better=False)
 def smooth_model_parameter_randomization(
     method: MethodFactory,
     model: nn.Module,
@@ -601,7 +585,7 @@ def smooth_model_parameter_randomization(
                                          second_estimate=b)  # fmt: skip
 
 
-@_unregistered_metric("comparison", higher_is_better=True)
+@metric("comparison", higher_is_better=True)
 def efficient_model_parameter_randomization(
     method: MethodFactory,
     model: nn.Module,
