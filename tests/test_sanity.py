@@ -165,6 +165,28 @@ def test_mprt_independent_and_layer_subset(images):
     assert len(subset.to_rows()) == 2 and set(subset.summary()) >= {"spearman_abs", "ssim"}
 
 
+def test_given_original_maps_are_used_not_recomputed(images):
+    """The report card passes the maps it already has: the result is the same as computing them,
+    the method is never run on the original model, and wrong shapes name the argument."""
+    model = bn_cnn()
+    x = images[:6]
+    t = model(x).argmax(1)
+    maps = VanillaGradient(model).attribute(x, t)
+    full = model_parameter_randomization(VanillaGradient, model, x, t, layers=["9", "0"])
+    models_seen = []
+
+    def factory(m):
+        models_seen.append(m)
+        return VanillaGradient(m)
+
+    given = model_parameter_randomization(factory, model, x, t, layers=["9", "0"], original=maps)
+    assert model not in models_seen and len(models_seen) == 2  # only the two randomized models
+    torch.testing.assert_close(given.spearman_abs, full.spearman_abs)
+    torch.testing.assert_close(given.ssim, full.ssim)
+    with pytest.raises(ValueError, match="original"):
+        model_parameter_randomization(VanillaGradient, model, x, t, layers=["9"], original=maps[:2])
+
+
 def test_targets_default_to_original_predictions(images):
     model = small_cnn()
     result = model_parameter_randomization(VanillaGradient, model, images[:4], layers=["6"])

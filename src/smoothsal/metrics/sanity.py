@@ -370,6 +370,17 @@ def _attribute(method: MethodFactory, model: nn.Module, inputs: Tensor, targets:
     return explainer.attribute(inputs, targets).detach()
 
 
+def _original_maps(
+    method: MethodFactory, model: nn.Module, x: Tensor, t: Tensor, original: Tensor | None
+) -> Tensor:
+    """Estimate (a) of the original model's maps: ``original`` when the caller has them, else computed."""
+    if original is None:
+        return _attribute(method, model, x, t)
+    if original.shape[0] != x.shape[0]:
+        raise ValueError(f"`original` must hold one map per input ({x.shape[0]}), got shape {tuple(original.shape)}")
+    return original.detach().to(x.device)
+
+
 def _reference(
     method: MethodFactory, second: MethodFactory | None, model: nn.Module, x: Tensor, t: Tensor, first: Tensor
 ) -> tuple[Tensor, Tensor, bool]:
@@ -491,6 +502,7 @@ def model_parameter_randomization(
     seed: Seed = 0,
     init: str = "default",
     second_estimate: MethodFactory | None = None,
+    original: Tensor | None = None,
 ) -> MPRTResult:
     r"""Model parameter randomization test (Adebayo et al. 2018, arXiv:1810.03292), with its reference.
 
@@ -511,6 +523,9 @@ def model_parameter_randomization(
             :math:`(b)` of the same map (the same method with another seed); it explains the
             randomized models and gives the reference :math:`r`. ``None`` = the method is
             deterministic: :math:`r = 1` by construction.
+        original: the maps :math:`(a)` of ``method`` on the original ``model``, shaped like the
+            method's output, when the caller already has them (the report card computes them once
+            for all its sections); ``None`` = computed here.
     Returns:
         :class:`MPRTResult` with ``[L, B]`` similarities, one row per randomized model (the
         original model is not a row), the reference ``[B]`` and the complexities of eMPRT.
@@ -520,7 +535,7 @@ def model_parameter_randomization(
     check_choice(init, "init", INITS)
     x = inputs.detach()
     t = resolve_model_targets(model, x, targets)
-    first = _attribute(method, model, x, t)
+    first = _original_maps(method, model, x, t, original)
     _, r, by_construction = _reference(method, second_estimate, model, x, t, first)
     explain = second_estimate if second_estimate is not None else method
     rows: dict[str, list[Tensor]] = {m: [] for m in SIMILARITY_METRICS}
@@ -541,6 +556,16 @@ def model_parameter_randomization(
     )  # fmt: skip
 
 
+#: The second, independent estimate of a sampled map uses ``seed + SECOND_ESTIMATE_OFFSET``: far
+#: from any seed a user would give the first estimate (the report card and sMPRT use the same rule).
+SECOND_ESTIMATE_OFFSET = 1_000_003
+
+
+def second_estimate_seed(seed: int, estimate: int = 1) -> int:
+    """The seed of estimate ``estimate`` of a sampled map (0: ``seed`` itself; 1: the independent second)."""
+    return int(seed) + SECOND_ESTIMATE_OFFSET * estimate
+
+
 def _smoothed_factories(
     method: MethodFactory, noise_level: float, n_samples: int, seed: int, batch_size: int | None
 ) -> tuple[MethodFactory, MethodFactory]:
@@ -549,7 +574,7 @@ def _smoothed_factories(
     def make(s: int) -> MethodFactory:
         return lambda m: Smooth(method(m), noise_level=noise_level, n_samples=n_samples, seed=s, batch_size=batch_size)
 
-    return make(seed), make(_layer_seed(seed, 10**6) % 2**31)
+    return make(seed), make(second_estimate_seed(seed))
 
 
 @metric("comparison", higher_is_better=False)
@@ -615,6 +640,7 @@ def data_randomization(
     targets: TargetSpec = None,
     *,
     second_estimate: MethodFactory | None = None,
+    original: Tensor | None = None,
 ) -> DataRandomizationResult:
     r"""Data randomization test (Adebayo et al. 2018, arXiv:1810.03292), with its reference.
 
@@ -630,7 +656,8 @@ def data_randomization(
         random_label_model: trained on shuffled labels, same input space and classes.
         inputs: ``[B, ...]``.
         targets: ``None`` = the true-label model's predictions, explained in both models.
-        second_estimate: see :func:`model_parameter_randomization`.
+        second_estimate, original: see :func:`model_parameter_randomization` (``original``: the
+            maps of ``method`` on ``model``).
     Returns:
         :class:`DataRandomizationResult` with ``[B]`` similarities and the reference.
     """
@@ -640,7 +667,7 @@ def data_randomization(
         raise TypeError(f"`random_label_model` must be a torch.nn.Module, got {type(random_label_model).__name__}")
     x = inputs.detach()
     t = resolve_model_targets(model, x, targets)
-    first = _attribute(method, model, x, t)
+    first = _original_maps(method, model, x, t, original)
     _, r, by_construction = _reference(method, second_estimate, model, x, t, first)
     explain = second_estimate if second_estimate is not None else method
     sims = _similarities(first, _attribute(explain, random_label_model, x, t))
@@ -648,6 +675,12 @@ def data_randomization(
 
 
 # ---- verdicts -------------------------------------------------------------------------------------
+def _reproducible(reference: Interval | None, by_construction: bool) -> bool:
+    """The rule's precondition: a deterministic map, no reference (eMPRT), or the reference's
+    interval above :data:`MIN_REFERENCE`."""
+    return by_construction or reference is None or reference.low > MIN_REFERENCE
+
+
 @dataclass
 class SanityVerdict:
     """Outcome of a sanity check.
@@ -670,6 +703,13 @@ class SanityVerdict:
     reference: Interval | None = None
     by_construction: bool = False
     images_needed: int | None = None
+
+    @property
+    def reproducible(self) -> bool:
+        """Whether the map is reproducible enough for the rule to apply: deterministic, or the
+        reference's interval above :data:`MIN_REFERENCE` (``True`` for eMPRT, which has no reference)."""
+        return _reproducible(self.reference, self.by_construction)
+
 
     @property
     def passed(self) -> bool | None:
@@ -701,7 +741,7 @@ def retained_similarity(
     if iv.n < 2:
         v, need = "inconclusive", None
         why = f"{head}; one image gives no interval: inconclusive"
-    elif not by_construction and not ref.low > MIN_REFERENCE:
+    elif not _reproducible(ref, by_construction):
         v, need = "inconclusive", None
         why = (f"{head}; two estimates of the same model's map barely agree (reference interval not above "
                f"{MIN_REFERENCE}): nothing measurable to destroy, inconclusive -- more samples per map needed, "

@@ -428,7 +428,7 @@ def _section_sanity(ctx: Context, row: ReportRow) -> dict[str, Any]:
         warnings.filterwarnings("ignore", message="a map is constant")
         res = model_parameter_randomization(
             row.factory, ctx.model, ctx.inputs, ctx.targets, order="cascading", layers=layers, seed=ctx.config.seed,
-            init=ctx.config.randomization, second_estimate=row.second,
+            init=ctx.config.randomization, second_estimate=row.second, original=row_maps(ctx, row),
         )  # fmt: skip
     means = res.summary()
     return {
@@ -506,7 +506,7 @@ def _section_pruning(ctx: Context, row: ReportRow) -> dict[str, Any]:
 
     res = attribution_pruning(
         ctx.model, ctx.inputs, row_maps(ctx, row), ctx.targets, baseline=ctx.config.baseline,
-        batch_size=ctx.config.batch_size,
+        batch_size=ctx.config.batch_size, share=PRUNE_SHARE,
     )  # fmt: skip
     q10 = int((res.q == 10).nonzero()[0]) if bool((res.q == 10).any()) else 0
     return {

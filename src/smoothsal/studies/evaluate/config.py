@@ -385,8 +385,11 @@ class EvaluateConfig:
                 "batch_size": self.batch_size}  # fmt: skip
 
     def second_seed(self, estimate: int = 1) -> int:
-        """The seed of estimate ``estimate`` (0: ``seed``; 1: the independent second estimate)."""
-        return self.seed + 1_000_003 * estimate
+        """The seed of estimate ``estimate`` (0: ``seed``; 1: the independent second estimate):
+        :func:`smoothsal.metrics.sanity.second_estimate_seed`, the rule sMPRT uses too."""
+        from smoothsal.metrics.sanity import second_estimate_seed
+
+        return second_estimate_seed(self.seed, estimate)
 
     def to_hash(self) -> dict[str, Any]:
         """The settings that change results (the store's configuration, with the data's digests).

@@ -172,7 +172,7 @@ def summarize_rows(rows: list[dict[str, Any]], seed: int = 0) -> None:
     (its 95 % interval over images); the verdicts of MPRT, sMPRT (a raw row takes its smoothed
     row's MPRT, the same average over noisy inputs), eMPRT and data randomization."""
     from smoothsal.metrics.intervals import bootstrap_interval
-    from smoothsal.metrics.sanity import MIN_REFERENCE, emprt_verdict, retained_similarity
+    from smoothsal.metrics.sanity import emprt_verdict, retained_similarity
 
     def put(row: dict[str, Any], key: str, iv: Any) -> None:
         row[key] = iv.estimate
@@ -189,8 +189,7 @@ def summarize_rows(rows: list[dict[str, Any]], seed: int = 0) -> None:
                                     what=f" (cascading MPRT, init {row.get('mprt_init')})")  # fmt: skip
             put(row, "sanity_R", v.interval)
             row["sanity_score"] = v.score  # the earlier card's name of the verdict statistic (studies.report reads it)
-            reproducible = v.by_construction or (v.reference is not None and v.reference.low > MIN_REFERENCE)
-            row.update(sanity=_verdict_text(v.verdict, v.images_needed, reproducible), sanity_needed=v.images_needed,
+            row.update(sanity=_verdict_text(v.verdict, v.images_needed, v.reproducible), sanity_needed=v.images_needed,
                        sanity_reason=v.reason)  # fmt: skip
             e = emprt_verdict(_floats(per["emprt"]), seed=seed)
             row.update(emprt_verdict=_verdict_text(e.verdict, e.images_needed), emprt_reason=e.reason)
@@ -199,8 +198,7 @@ def summarize_rows(rows: list[dict[str, Any]], seed: int = 0) -> None:
                                     by_construction=bool(row.get("dr_by_construction")),
                                     what=" (digits CNN: true vs shuffled labels)")  # fmt: skip
             put(row, "dr_R", v.interval)
-            reproducible = v.by_construction or (v.reference is not None and v.reference.low > MIN_REFERENCE)
-            row.update(dr_verdict=_verdict_text(v.verdict, v.images_needed, reproducible), dr_needed=v.images_needed,
+            row.update(dr_verdict=_verdict_text(v.verdict, v.images_needed, v.reproducible), dr_needed=v.images_needed,
                        dr_reason=v.reason)  # fmt: skip
     by_key = {r["row"]: r for r in rows}
     for row in rows:
