@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from smoothsal.metrics._base import attribution_maps
 from smoothsal.studies.explain_dataset.config import ExplainDatasetConfig
 from smoothsal.studies.explain_dataset.store import (
     ManifestTail,
@@ -349,14 +350,16 @@ def compute_dataset(
 
         start = time.perf_counter()
         counts = {"images": 0, "maps": 0, "units": 0}
+        n_classes: int | None = None  # with `target` 'label': the model's classes, learnt on the first chunk
         for c in mine:
             cids = chunk_ids(c)
             x = _load_chunk(config, cids, size).to(device)  # [K, 3, S, S]
             if config.target == "label":
                 targets = torch.tensor([labels[i] for i in range(c * config.chunk_size, c * config.chunk_size + len(cids))])
-                logits = predict(model, x[:1], batch_size=rows)
-                if int(targets.max()) >= logits.shape[1]:
-                    raise ValueError(f"`target` 'label': class index {int(targets.max())} but the model has {logits.shape[1]} classes")
+                if n_classes is None:
+                    n_classes = int(predict(model, x[:1], batch_size=rows).shape[1])
+                if int(targets.max()) >= n_classes:
+                    raise ValueError(f"`target` 'label': class index {int(targets.max())} but the model has {n_classes} classes")
             else:
                 targets = predict(model, x, batch_size=rows).argmax(dim=1).cpu()
             seeds = [image_seed(config.seed, i) for i in cids]
@@ -370,10 +373,7 @@ def compute_dataset(
                 extra = {"batch_size": rows} if _takes_batch_size(method) else {}
                 if sigma == 0:
                     explainer = build_method(method, model, image_size=size, **extra)
-                    maps = []
-                    for a in range(0, len(cids), rows):
-                        maps.append(explainer.attribute(x[a : a + rows], target=targets[a : a + rows].to(device)).detach())
-                    arr = torch.cat(maps).float().cpu().numpy()
+                    arr = attribution_maps(explainer, x, targets.to(device), batch_size=rows).float().cpu().numpy()
                     entries = [{**b, "n_samples": 0, "rse": None} for b in base]
                 else:
                     parts, entries = [], []

@@ -52,6 +52,8 @@ from typing import Any
 
 import numpy as np
 
+from smoothsal.studies.store import stable_hash, write_json
+
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
@@ -122,9 +124,10 @@ def _file_sha1(path: Path) -> str:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    tmp.replace(path)
+    """:func:`~smoothsal.studies.store.write_json` through a per-process name, then renamed: writers
+    without a process group (each rank its own process) may write the same header at once, and
+    ``write_json``'s fixed temporary name would let one rename the other's half-written file."""
+    write_json(path.with_name(f"{path.name}.tmp-{os.getpid()}"), payload).replace(path)
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -174,7 +177,7 @@ def prepare_store(
     """
     folder = Path(folder)
     config = json.loads(json.dumps(dict(config), sort_keys=True))
-    config_hash = _sha1(json.dumps(config, sort_keys=True))[:16]
+    config_hash = stable_hash(config)  # = SHA-1 of the sorted JSON, 16 hex digits (the format's hash)
     header_path = folder / STORE_JSON
     if folder.exists() and not folder.is_dir():
         raise MapStoreError(f"`out`: {folder} exists and is not a folder")
@@ -555,7 +558,8 @@ class MapStore:
         entries = list(entries)
         if not entries:
             raise ValueError("`entries` is empty: nothing to load")
-        rows = [np.array(self._chunk(e.file)[e.row]) for e in entries]
+        chunks = {file: self._chunk(file) for file in dict.fromkeys(e.file for e in entries)}  # each file once
+        rows = [np.array(chunks[e.file][e.row]) for e in entries]
         shapes = {r.shape for r in rows}
         if len(shapes) > 1:
             raise ValueError(f"the selected maps have different shapes {sorted(shapes)}; select one method at a time")

@@ -299,9 +299,7 @@ def rows_from_store(
     every σ of the grid (σ = 0 included), in id order; each row is :func:`_row` of those maps,
     under setting ``"store"``. Rows already in ``store`` (the results store) are read back.
     """
-    from smoothsal.studies.explain_dataset.store import open_store
-
-    maps = open_store(config.maps)
+    maps = config.map_store  # opened once, by the config's checks
     models = maps.models()
     info = [{"name": m, "weights_sha1": maps.model_info.get(m, {}).get("weights_sha1")} for m in models]
     setting = "store"

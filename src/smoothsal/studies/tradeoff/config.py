@@ -19,6 +19,7 @@ a store written by ``smoothsal explain-dataset``
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,14 +230,25 @@ class TradeoffConfig:
         for setting in settings:  # checks n_models against the setting (DA has 4 architectures)
             setting_configs(setting, self.dataset, self.n_models, base)
 
+    @functools.cached_property
+    def map_store(self) -> Any:
+        """The map store ``maps``, opened once (its manifests read once) for the checks, the hash and
+        the rows; ``None`` without ``maps``. Cached in the instance's ``__dict__``, outside the
+        dataclass fields, so the config stays frozen and its hash and equality are unchanged."""
+        if self.maps is None:
+            return None
+        from smoothsal.studies.explain_dataset.store import open_store
+
+        return open_store(self.maps)
+
     def _check_maps(self) -> None:
         """``__post_init__`` of a config reading a map store: settings from the store, checked against it."""
         from smoothsal.registry import parse_methods
-        from smoothsal.studies.explain_dataset.store import open_store, sigma_key
+        from smoothsal.studies.explain_dataset.store import sigma_key
 
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         set_("maps", Path(self.maps))
-        store = open_store(self.maps)
+        store = self.map_store
         models = store.models()
         if len(models) < 2:
             raise ValueError(
@@ -284,9 +296,7 @@ class TradeoffConfig:
         configuration, models and number of maps (a store that grew gives new rows).
         """
         if self.maps is not None:
-            from smoothsal.studies.explain_dataset.store import open_store
-
-            store = open_store(self.maps)
+            store = self.map_store
             return {
                 "maps": str(self.maps.resolve()),
                 "store_config": store.config_hash,
