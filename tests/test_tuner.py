@@ -189,3 +189,35 @@ def test_smoothed_ig_is_batched_by_one_tuner_in_model_rows():
         for g in [torch.Generator().manual_seed(3)] for _ in range(6)
     ]).mean(0, keepdim=True)
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-7)
+
+
+class _FailsAboveRows(nn.Module):
+    """Wraps a model; fails with the CPU allocator's error on calls of more than ``limit`` rows."""
+
+    def __init__(self, model, limit):
+        super().__init__()
+        self.inner, self.limit, self.calls = model, limit, []
+
+    def forward(self, x):
+        self.calls.append(x.shape[0])
+        if x.shape[0] > self.limit:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
+        return self.inner(x)
+
+
+def test_smooth_of_ig_learns_from_out_of_memory_once():
+    """Smooth's tuner, not a throwaway one inside IG, sees the error: it halves once for good."""
+    from smoothsal.methods.integrated_gradients import IntegratedGradients
+
+    model = _FailsAboveRows(small_cnn(), limit=8)
+    x = torch.rand(2, 3, 8, 8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = Smooth(IntegratedGradients(model, steps=4), noise_level=0.2, n_samples=6, seed=4,
+                     batch_size=16).attribute(x, 0)
+    messages = [str(w.message) for w in caught if w.category is RuntimeWarning]
+    assert messages == ["out of memory at 16 rows per call; retrying with 8"]  # 4 noisy inputs x 4 path points
+    assert model.calls.count(16) == 1  # the one failing call; every later one runs 2 inputs (8 rows)
+    want = Smooth(IntegratedGradients(small_cnn(), steps=4), noise_level=0.2, n_samples=6, seed=4,
+                  batch_size=8).attribute(x, 0)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)

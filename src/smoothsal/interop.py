@@ -228,6 +228,23 @@ class CaptumMethod:
             with preserve_model(self.model) if self.model is not None else contextlib.nullcontext():
                 yield
 
+    def _call(self, inputs: Tensor, target: TargetSpec, with_delta: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Captum's ``attribute`` on a detached copy of ``inputs`` moved to the model's device,
+        under :meth:`_guard`: its attributions as one detached tensor and, with ``with_delta``,
+        its detached convergence delta (else ``None``), both still on the model's device."""
+        check_inputs(inputs)
+        x = to_model_device(self.model, inputs.detach()).clone()
+        kw = self._kwargs()
+        if with_delta:
+            kw["return_convergence_delta"] = True
+        with self._guard():
+            out = self.captum.attribute(x, target=self._targets(x, target), **kw)
+        out, delta = out if with_delta else (out, None)
+        attr = as_attributions(out, "the Captum result")
+        if not isinstance(attr, Tensor):
+            raise TypeError(f"the Captum method returned {type(attr).__name__}, expected a tensor")
+        return attr.detach(), None if delta is None else delta.detach()
+
     def attribute(self, inputs: Tensor, target: TargetSpec = None) -> Tensor:
         """Captum's attributions for ``inputs`` ``[B, ...]`` and class ``target``, as one tensor.
 
@@ -238,14 +255,7 @@ class CaptumMethod:
             Captum's result: shaped like ``inputs`` for primary attributions, like the layer's
             output for layer attributions.
         """
-        check_inputs(inputs)
-        x = to_model_device(self.model, inputs.detach()).clone()
-        with self._guard():
-            out = self.captum.attribute(x, target=self._targets(x, target), **self._kwargs())
-        out = as_attributions(out, "the Captum result")
-        if not isinstance(out, Tensor):
-            raise TypeError(f"the Captum method returned {type(out).__name__}, expected a tensor")
-        return out.detach().to(inputs.device)
+        return self._call(inputs, target)[0].to(inputs.device)
 
     __call__ = attribute
 
@@ -257,14 +267,8 @@ class CaptumMethod:
         """
         if not self.has_convergence_delta:
             raise TypeError(f"{type(self.captum).__name__} has no convergence delta (has_convergence_delta() is False)")
-        check_inputs(inputs)
-        x = to_model_device(self.model, inputs.detach()).clone()
-        with self._guard():
-            out, delta = self.captum.attribute(
-                x, target=self._targets(x, target), return_convergence_delta=True, **self._kwargs()
-            )
-        attr = as_attributions(out, "the Captum result").detach()
-        delta = delta.detach().reshape(-1).to(attr.dtype)
+        attr, delta = self._call(inputs, target, with_delta=True)
+        delta = delta.reshape(-1).to(attr.dtype)
         if delta.shape[0] != attr.shape[0]:
             raise ValueError(f"Captum returned {delta.shape[0]} deltas for {attr.shape[0]} inputs")
         expected = attr.flatten(1).sum(dim=1) - delta

@@ -37,7 +37,7 @@ How it runs:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -51,7 +51,7 @@ from smoothsal._validation import (
     check_nonnegative,
     check_positive_int,
 )
-from smoothsal.methods.base import model_of
+from smoothsal.methods.base import ConvergenceDelta, model_of
 from smoothsal._tuner import RowTuner, work_key
 from smoothsal.batching import memory_budget
 from smoothsal.noise import (
@@ -128,11 +128,8 @@ class SmoothedDelta:
 
     def summary(self) -> dict[str, list]:
         """Plain lists (JSON-ready), one value per image."""
-        out = {k: getattr(self, k).tolist() for k in ("relative_mean", "relative_max", "absolute_mean",
-                                                       "absolute_max", "relative_of_mean", "n_samples")}
-        if self.steps_mean is not None:
-            out["steps_mean"] = self.steps_mean.tolist()
-        return out
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v.tolist() for k, v in values.items() if v is not None}
 
 
 class _DeltaSums:
@@ -164,9 +161,7 @@ class _DeltaSums:
 
     def finish(self) -> SmoothedDelta:
         n = self.n.clamp_min(1)
-        den = self.expected.abs()
-        of_mean = torch.where(den > 0, self.delta.abs() / den.clamp_min(torch.finfo(den.dtype).tiny),
-                              torch.where(self.delta == 0, torch.zeros_like(den), torch.full_like(den, float("inf"))))
+        of_mean = ConvergenceDelta(self.delta, self.expected).relative  # the gap of the summed runs
         return SmoothedDelta(
             relative_mean=self.rel / n, relative_max=self.rel_max, absolute_mean=self.abs / n,
             absolute_max=self.abs_max, relative_of_mean=of_mean, n_samples=self.n.to(torch.long),
@@ -373,10 +368,11 @@ class Smooth:
         delta = None
         if with_delta:
             parts = [r.delta for r in results]
-            fields = {k: torch.cat([getattr(d, k) for d in parts]).to(device) for k in
-                      ("relative_mean", "relative_max", "absolute_mean", "absolute_max", "relative_of_mean", "n_samples")}
-            steps = None if any(d.steps_mean is None for d in parts) else torch.cat([d.steps_mean for d in parts]).to(device)
-            delta = SmoothedDelta(**fields, steps_mean=steps)
+            joined = {}
+            for f in fields(SmoothedDelta):  # each field's per-image values, chunk after chunk
+                values = [getattr(d, f.name) for d in parts]
+                joined[f.name] = None if any(v is None for v in values) else torch.cat(values).to(device)
+            delta = SmoothedDelta(**joined)
         return SmoothEstimate(
             attributions=torch.cat([r.attributions for r in results]).to(device),
             stderr=torch.cat([r.stderr for r in results]).to(device),

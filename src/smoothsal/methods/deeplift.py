@@ -54,12 +54,13 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from smoothsal._validation import TargetSpec, check_nonnegative, resolve_targets
+from smoothsal._validation import TargetSpec, check_choice, check_nonnegative, resolve_targets
 from smoothsal.methods.base import Attribution, ConvergenceDelta
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
 from smoothsal.methods.guided_backprop import (
     ON_UNCOVERED,
     attention_scopes,
+    inside,
     report_uncovered,
     uncovered_nonlinearities,
 )
@@ -183,9 +184,10 @@ class _MaxRule(torch.autograd.Function):
 
 
 def _check_supported(model: nn.Module) -> None:
+    """Raise naming the first module of ``model`` DeepLift cannot run (outside attention blocks)."""
     scopes = attention_scopes(model)  # a softmax inside attention is part of the (uncovered) attention
     for name, module in model.named_modules():
-        if any(name.startswith(s + ".") for s in scopes):
+        if inside(name, scopes):
             continue
         label = f"`{name or type(module).__name__}` ({type(module).__name__})"
         if isinstance(module, UNSUPPORTED_MODULES):
@@ -266,8 +268,8 @@ class DeepLift(Attribution):
         on_uncovered: str = "warn",
     ) -> None:
         super().__init__(model)
-        if on_uncovered not in ON_UNCOVERED:
-            raise ValueError(f"`on_uncovered` must be one of {ON_UNCOVERED}, got {on_uncovered!r}")
+        check_choice(on_uncovered, "on_uncovered", ON_UNCOVERED)
+        _check_supported(model)  # once: the model's modules do not change between calls
         found = uncovered_nonlinearities(model, RESCALE_MODULES + MAXPOOL_MODULES + UNSUPPORTED_MODULES)
         report_uncovered(
             "DeepLift", "max pooling and the elementwise activation modules in RESCALE_MODULES", found, on_uncovered,
@@ -281,7 +283,6 @@ class DeepLift(Attribution):
         return self._attribute_and_delta(inputs, target)[0]
 
     def _attribute_and_delta(self, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, ConvergenceDelta]:
-        _check_supported(self.model)
         b = inputs.shape[0]
         baseline = make_baseline(self.baseline, inputs, seed=self.seed)
         x = inputs.detach().requires_grad_(True)

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from smoothsal._validation import TargetSpec, check_inputs, check_logits, resolve_targets
+from smoothsal._validation import TargetSpec, check_inputs, check_logits, check_positive_int, resolve_targets
 from smoothsal.methods.base import Attribution, preserve_model
 
 LayerSpec = nn.Module | str | None
@@ -303,8 +303,8 @@ class LayerMethod(Attribution):
         self.layer_name, self._layer = resolve_layer(model, layer)
         if not callable(layout) and layout not in LAYOUTS:
             raise ValueError(f"`layout` must be one of {LAYOUTS} or a callable, got {layout!r}")
-        if prefix_tokens is not None and (isinstance(prefix_tokens, bool) or not isinstance(prefix_tokens, int) or prefix_tokens < 0):
-            raise ValueError(f"`prefix_tokens` must be None or an int >= 0, got {prefix_tokens!r}")
+        if prefix_tokens is not None:
+            check_positive_int(prefix_tokens, "prefix_tokens", minimum=0)
         if prefix_tokens is None:
             found = [m.num_prefix_tokens for m in model.modules() if isinstance(getattr(m, "num_prefix_tokens", None), int)]
             prefix_tokens = found[0] if found else None

@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from smoothsal._validation import TargetSpec
+from smoothsal._validation import TargetSpec, check_choice
 from smoothsal.methods.base import Attribution
 
 #: ``rule(grad_out, local_grad) -> grad_in`` applied at every rectifier in the backward pass.
@@ -94,9 +94,15 @@ def attention_scopes(model: nn.Module) -> list[str]:
     """Dotted names of the outermost attention modules of ``model``."""
     scopes: list[str] = []
     for name, module in model.named_modules():
-        if name and is_attention(module) and not any(name.startswith(s + ".") for s in scopes):
+        if name and is_attention(module) and not inside(name, scopes):
             scopes.append(name)
     return scopes
+
+
+def inside(name: str, scopes: list[str]) -> bool:
+    """Whether the module ``name`` lies strictly inside one of the modules ``scopes`` (dotted names,
+    e.g. :func:`attention_scopes`): such a module counts as part of its attention block."""
+    return any(name.startswith(s + ".") for s in scopes)
 
 
 def _is_nonlinear(module: nn.Module) -> bool:
@@ -118,7 +124,7 @@ def uncovered_nonlinearities(model: nn.Module, covered: tuple[type[nn.Module], .
     for name, module in model.named_modules():
         if not name or isinstance(module, covered) or not _is_nonlinear(module):
             continue
-        if any(name.startswith(s + ".") for s in scopes):
+        if inside(name, scopes):
             continue
         found.setdefault(type(module).__name__, []).append(name)
     return found
@@ -233,9 +239,7 @@ class ModifiedBackprop(Attribution):
 
     def __init__(self, model: nn.Module, *, on_uncovered: str = "warn") -> None:
         super().__init__(model)
-        if on_uncovered not in ON_UNCOVERED:
-            raise ValueError(f"`on_uncovered` must be one of {ON_UNCOVERED}, got {on_uncovered!r}")
-        self.on_uncovered = on_uncovered
+        self.on_uncovered = check_choice(on_uncovered, "on_uncovered", ON_UNCOVERED)
         covered = (nn.ReLU, nn.ReLU6, nn.LeakyReLU)
         found = uncovered_nonlinearities(model, covered)
         has_rectifier = any(_rectifier_spec(m) is not None for m in model.modules())

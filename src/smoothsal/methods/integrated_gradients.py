@@ -335,13 +335,20 @@ class IntegratedGradients(Attribution):
                 (grad,) = torch.autograd.grad(score, path)  # [R, ...]
             return grad * weights[point].view(bcast)
 
-        fixed = self.outer_rows if self.outer_rows is not None else self.batch_size
-        tuner = RowTuner(work_key(self.model, inputs[0], ("ig", self.rule)), device=inputs.device, fixed=fixed)
+        outer = self.outer_rows
+        # Under a caller's tuner (`outer_rows` set, e.g. Smooth) the rows run directly, so an
+        # out-of-memory error reaches that tuner, which halves its calls for good; a tuner of
+        # our own would catch it here and the caller would hit it again on every call.
+        tuner = None if outer is not None else RowTuner(
+            work_key(self.model, inputs[0], ("ig", self.rule)), device=inputs.device, fixed=self.batch_size)
         start = 0
         while start < n_rows:
-            chunk = tuner.next_size(n_rows - start)
+            chunk = max(1, min(outer, n_rows - start)) if tuner is None else tuner.next_size(n_rows - start)
             rows = torch.arange(start, start + chunk, device=inputs.device)
-            weighted = tuner.run_split(chunk, chunk, lambda lo, hi, rows=rows: path_gradient(rows[lo:hi]))
+            if tuner is None:
+                weighted = path_gradient(rows)
+            else:
+                weighted = tuner.run_split(chunk, chunk, lambda lo, hi, rows=rows: path_gradient(rows[lo:hi]))
             total.index_add_(0, rows % b, weighted)
             start += chunk
             del weighted  # release this chunk before the next one is built
