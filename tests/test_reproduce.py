@@ -17,7 +17,7 @@ from smoothsal.studies.reproduce import SmoothGradReproConfig, StabilityReproCon
 from smoothsal.studies.reproduce.plots import grid_pixels  # noqa: E402
 from smoothsal.studies.reproduce.report import convergence, correct_side_share, side_by_side  # noqa: E402
 from smoothsal.studies.reproduce.smoothgrad import discriminativity_classes  # noqa: E402
-from smoothsal.studies.reproduce.stability import bootstrap_power_law, fit_power_law, load_natural_photos  # noqa: E402
+from smoothsal.studies.reproduce.stability import bootstrap_power_law, fit_power_law  # noqa: E402
 
 
 def tiny_a() -> torch.nn.Module:
@@ -163,7 +163,10 @@ def test_side_by_side_reports_disagreement():
 
 
 def test_natural_photos_load_offline():
-    names, x = load_natural_photos(18, size=16)
+    from smoothsal.datasets.photos import natural_photos
+
+    photos = natural_photos(list(StabilityReproConfig(photo_inputs=18).photo_names()), size=16)
+    names, x = [p.name for p in photos], torch.cat([p.tensor for p in photos])
     assert len(set(names)) == 18 and x.shape == (18, 3, 16, 16)
     assert len({tuple(v.flatten()[:32].tolist()) for v in x}) == 18  # 18 different images
 

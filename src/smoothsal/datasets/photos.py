@@ -135,6 +135,10 @@ NATURAL = {
     "gravel": ("skimage", "gravel", "gravel (grey)"),
 }
 
+#: The names :func:`natural_photos` loads when given none, in its order (:data:`BUNDLED`, then
+#: :data:`NATURAL`): 18 offline photos. Studies that take "the first ``n`` photos" slice this.
+NATURAL_PHOTO_NAMES: tuple[str, ...] = (*BUNDLED, *NATURAL)
+
 
 def _natural_array(name: str) -> np.ndarray:
     source, key, _ = NATURAL[name]

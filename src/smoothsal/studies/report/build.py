@@ -40,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 
 from smoothsal.studies.report import html as H
 from smoothsal.studies.report.known import KNOWN, KnownFile, identify
+from smoothsal.studies.store import write_json
 
 __all__ = ["Item", "ReportResult", "Study", "broken_links", "build_report", "find_study_folders", "load_study"]
 
@@ -597,7 +598,7 @@ def _prepare_out(out: Path, folders: list[Path]) -> None:
             shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     # marked as a report at once, so that a build that fails half-way can still be replaced by the next one
-    (out / MARKER).write_text(json.dumps({"generator": GENERATOR, "complete": False}), encoding="utf-8")
+    write_json(out / MARKER, {"generator": GENERATOR, "complete": False})
 
 
 def build_report(
@@ -665,7 +666,7 @@ def build_report(
         "broken_links": broken,
         "complete": True,
     }  # fmt: skip
-    (out / MARKER).write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_json(out / MARKER, summary)
     return ReportResult(index, studies, broken, round(time.perf_counter() - t0, 3))
 
 

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from smoothsal._validation import check_nonnegative, check_positive_int
+from smoothsal.datasets.photos import NATURAL_PHOTO_NAMES
+from smoothsal.studies.tradeoff.config import _names
 
 __all__ = [
-    "NATURAL_PHOTOS",
     "SG_NOISE_LEVELS",
     "SG_QUICK",
     "SG_SAMPLE_SIZES",
@@ -35,15 +36,6 @@ __all__ = [
 SG_NOISE_LEVELS: tuple[float, ...] = (0.0, 0.025, 0.05, 0.10, 0.15, 0.20, 0.30, 0.50)
 #: SmoothGrad Fig. 4's sample sizes (the n the standard error asks for is added at run time).
 SG_SAMPLE_SIZES: tuple[int, ...] = (1, 5, 10, 20, 50, 100)
-#: Natural photos available offline: ``skimage.data`` names, ``skimage:stereo_left`` /
-#: ``skimage:stereo_right`` (the two views of ``stereo_motorcycle``), and ``sklearn:china`` /
-#: ``sklearn:flower`` (``sklearn.datasets.load_sample_images``). 18 photos, none downloaded.
-NATURAL_PHOTOS: tuple[str, ...] = (
-    "chelsea", "coffee", "astronaut", "rocket", "camera", "coins", "moon", "clock", "brick", "grass",
-    "gravel", "hubble_deep_field", "immunohistochemistry", "retina", "skimage:stereo_left",
-    "skimage:stereo_right", "sklearn:china", "sklearn:flower",
-)  # fmt: skip
-
 #: ``--quick`` of ``reproduce smoothgrad``: 10 noisy samples instead of 50, a shorter line, Fig. 4 on one
 #: image up to n = 50 with the standard-error column capped at 100 samples, 2-epoch digit models
 #: (said in the outputs).
@@ -65,16 +57,6 @@ def _floats(values: Any, name: str) -> tuple[float, ...]:
     out = tuple(sorted({check_nonnegative(float(v), name) for v in items}))
     if not out:
         raise ValueError(f"`{name}` must hold at least one value, got {values!r}")
-    return out
-
-
-def _names(values: Any, name: str) -> tuple[str, ...]:
-    items = values.split(",") if isinstance(values, str) else list(values)
-    out = tuple(str(v).strip() for v in items if str(v).strip())
-    if not out:
-        raise ValueError(f"`{name}` must name at least one entry, got {values!r}")
-    if len(set(out)) != len(out):
-        raise ValueError(f"`{name}` must not repeat entries, got {list(out)}")
     return out
 
 
@@ -235,7 +217,8 @@ class StabilityReproConfig:
         epochs: training epochs of every digit model. image_size: digit input side.
         photo_models: the pretrained models of the ImageNet-scale DA setting (model specs of
             :func:`smoothsal.zoo.load_model`; every model sees the photos at ``photo_size``).
-        photo_inputs: natural photos explained (the first of :data:`NATURAL_PHOTOS`; >= 16 in full).
+        photo_inputs: natural photos explained (the first of
+            :data:`smoothsal.datasets.photos.NATURAL_PHOTO_NAMES`; >= 16 in full).
         photo_methods, photo_noise_levels, photo_samples: methods, σ grid and samples of that setting.
         photo_max_samples: a smoothed ImageNet map whose relative standard error is still above
             ``max_rse`` after ``photo_samples`` samples draws more, ``photo_samples`` at a time, up to
@@ -304,8 +287,8 @@ class StabilityReproConfig:
             raise ValueError(f"`photo_models` must name 0 or >= 2 models, got {list(models)}")
         s("photo_models", models)
         check_positive_int(self.photo_inputs, "photo_inputs", minimum=2)
-        if self.photo_inputs > len(NATURAL_PHOTOS):
-            raise ValueError(f"`photo_inputs` must be <= {len(NATURAL_PHOTOS)} (the natural photos), got {self.photo_inputs}")
+        if self.photo_inputs > len(NATURAL_PHOTO_NAMES):
+            raise ValueError(f"`photo_inputs` must be <= {len(NATURAL_PHOTO_NAMES)} (the natural photos), got {self.photo_inputs}")
         s("photo_methods", tuple(parse_methods(list(_names(self.photo_methods, "photo_methods")), kinds=("method",))))
         check_positive_int(self.photo_samples, "photo_samples")
         check_positive_int(self.photo_size, "photo_size", minimum=8)
@@ -352,9 +335,14 @@ class StabilityReproConfig:
         return {"n_samples": self.n_samples, "n_inputs": self.n_inputs, "n_models": self.n_models,
                 "train": asdict(self.train_base())}  # fmt: skip
 
+    def photo_names(self) -> tuple[str, ...]:
+        """The natural photos of the ImageNet setting: the first ``photo_inputs`` of
+        :data:`~smoothsal.datasets.photos.NATURAL_PHOTO_NAMES`."""
+        return NATURAL_PHOTO_NAMES[: self.photo_inputs]
+
     def photo_params(self) -> dict[str, Any]:
-        """Settings that change an ImageNet row."""
-        out = {"photo_inputs": self.photo_inputs, "photo_samples": self.photo_samples,
+        """Settings that change an ImageNet row (the photos by name: a change of list never reuses rows)."""
+        out = {"photo_inputs": self.photo_inputs, "photos": list(self.photo_names()), "photo_samples": self.photo_samples,
                "photo_models": list(self.photo_models), "photo_size": self.photo_size}  # fmt: skip
         if self.photo_max_samples > self.photo_samples:  # only then can they change a number
             out["photo_max_samples"] = self.photo_max_samples

@@ -16,6 +16,7 @@ import numpy as np
 
 from smoothsal import render
 from smoothsal.registry import method_label, method_spec
+from smoothsal.studies.tradeoff.plots import _series
 
 __all__ = [
     "grid_pixels",
@@ -197,11 +198,6 @@ def save_digits(inputs: np.ndarray, cells: dict[tuple[str, str], np.ndarray], or
 
 
 # ---- stability paper -------------------------------------------------------------------------------
-def _series(rows: Sequence[dict[str, Any]], setting: str, method: str, column: str) -> tuple[list[float], list[float]]:
-    pts = sorted((r["noise_level"], r[column]) for r in rows if r["setting"] == setting and r["method"] == method)
-    return [p[0] for p in pts], [p[1] for p in pts]
-
-
 def _color(rows: Sequence[dict[str, Any]], method: str) -> str:
     """One colour per method across every panel (tab10 by first appearance in ``rows``)."""
     order = list(dict.fromkeys(r["method"] for r in rows))

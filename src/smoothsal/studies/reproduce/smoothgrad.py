@@ -145,8 +145,30 @@ def compute_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any]
         res.line_ends = ends
         bar.update(1)
 
-    # Fig. 3: noise levels × images
+    # Figs. 5 and 7: each method raw and smoothed
+    for name in config.methods:
+        for smoothed in (False, True):
+            def one(name: str = name, smoothed: bool = smoothed) -> tuple[Tensor, dict]:
+                t = time.perf_counter()
+                method = build_method(name, net, config.smooth_kwargs() if smoothed else None, image_size=size,
+                                      **config.overrides(name, smoothed))  # fmt: skip
+                return method.attribute(inputs, targets), {"seconds": round(time.perf_counter() - t, 3)}
+
+            res.maps[f"{name}_smooth" if smoothed else name], _ = store.array(
+                {"kind": "map", "method": name, "smoothed": smoothed}, one
+            )
+            bar.update(1)
+
+    # Fig. 3: noise levels × images. Its σ = 0 column is Fig. 5's plain gradient and its
+    # σ = config.noise_level column is Fig. 5's SmoothGrad (same inputs, targets, seed and n): those
+    # two are reused from Fig. 5's maps (computed above), not computed a second time.
+    reuse = {0.0: "grad", config.noise_level: "grad_smooth"} if "grad" in config.methods else {}
     for level in config.noise_levels:
+        if level in reuse:
+            res.fig3[level] = res.maps[reuse[level]]
+            bar.update(1)
+            continue
+
         def at_level(level: float = level) -> tuple[Tensor, dict]:
             smooth = None if level == 0 else config.smooth_kwargs(noise_level=level)
             return build_method("grad", net, smooth).attribute(inputs, targets), {}
@@ -178,20 +200,6 @@ def compute_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any]
                                           "cap": config.se_max_samples}, se_n)  # fmt: skip
     res.fig4_se = {key: v for key, v in meta.items() if key != "array"}
     bar.update(1)
-
-    # Figs. 5 and 7: each method raw and smoothed
-    for name in config.methods:
-        for smoothed in (False, True):
-            def one(name: str = name, smoothed: bool = smoothed) -> tuple[Tensor, dict]:
-                t = time.perf_counter()
-                method = build_method(name, net, config.smooth_kwargs() if smoothed else None, image_size=size,
-                                      **config.overrides(name, smoothed))  # fmt: skip
-                return method.attribute(inputs, targets), {"seconds": round(time.perf_counter() - t, 3)}
-
-            res.maps[f"{name}_smooth" if smoothed else name], _ = store.array(
-                {"kind": "map", "method": name, "smoothed": smoothed}, one
-            )
-            bar.update(1)
 
     # Fig. 6: discriminativity on the two-object image
     both = cat_and_coffee(size)

@@ -11,7 +11,8 @@ primary numbers and the norm-scaled ones beside them:
 
 Settings: DT / DR / DA on real 8×8 digits (small CNNs trained by :mod:`smoothsal.studies.train`,
 true labels as targets) and ``DA-ImageNet``: the pretrained EfficientNet-Lite0/1/2 on natural
-photos (:data:`~smoothsal.studies.reproduce.config.NATURAL_PHOTOS`, all at 224², Lite0's top-1
+photos (the first ``photo_inputs`` of :data:`~smoothsal.datasets.photos.NATURAL_PHOTO_NAMES`, loaded by
+:func:`~smoothsal.datasets.photos.natural_photos`, all at 224², Lite0's top-1
 class as the target of every model). Every model gets the same noise draws (one seed).
 
 Theory (§5 of the paper): Theorem 6 bounds the smoothed stability error by a term falling as a
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from smoothsal.studies.reproduce.config import NATURAL_PHOTOS, StabilityReproConfig
+from smoothsal.studies.reproduce.config import StabilityReproConfig
 from smoothsal.studies.store import ResultsStore
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "bootstrap_power_law",
     "compute_stability",
     "fit_power_law",
-    "load_natural_photos",
     "row_values",
 ]
 
@@ -99,34 +99,6 @@ def bootstrap_power_law(
     return {"exponent": p, "low": float(low), "high": float(high), "coef": c, "n_inputs": n}
 
 
-# ---- inputs ----------------------------------------------------------------------------------------
-def load_natural_photos(n: int, size: int = 224) -> tuple[list[str], Tensor]:
-    """The first ``n`` of :data:`NATURAL_PHOTOS` as ``[n, 3, size, size]`` in [0, 1] (nothing downloaded)."""
-    from smoothsal._extras import require
-    from smoothsal.datasets.photos import to_tensor
-
-    if not 1 <= n <= len(NATURAL_PHOTOS):
-        raise ValueError(f"`n` must lie in [1, {len(NATURAL_PHOTOS)}], got {n}")
-    data = require("skimage.data", "the natural photos")
-    names, tensors = [], []
-    for name in NATURAL_PHOTOS[:n]:
-        if name.startswith("sklearn:"):
-            datasets = require("sklearn.datasets", "the natural photos")
-            images = datasets.load_sample_images()
-            files = [str(f).rsplit("/", 1)[-1].split(".")[0] for f in images.filenames]
-            image = images.images[files.index(name.split(":", 1)[1])]
-        elif name.startswith("skimage:stereo_"):
-            image = data.stereo_motorcycle()[0 if name.endswith("left") else 1]
-        else:
-            image = getattr(data, name)()
-        image = np.asarray(image)
-        if image.ndim == 3 and image.shape[2] == 4:
-            image = image[..., :3]
-        names.append(name.split(":", 1)[-1])
-        tensors.append(to_tensor(image, size))
-    return names, torch.cat(tensors)
-
-
 # ---- rows ------------------------------------------------------------------------------------------
 def row_values(raw: list[Tensor], smoothed: list[Tensor], rse: list[float], n_samples: int) -> dict[str, Any]:
     """One row from the models' unsmoothed and smoothed maps (each ``[N, C, H, W]``, same inputs)."""
@@ -155,17 +127,17 @@ def row_values(raw: list[Tensor], smoothed: list[Tensor], rse: list[float], n_sa
 
 def _maps(method: Any, inputs: Tensor, targets: Tensor, batch_size: int | None) -> tuple[Tensor, tuple[list[float], list[int]]]:
     """Maps ``[N, ...]`` (CPU) and, for a smoothed method, each map's relative standard error and samples used."""
+    from smoothsal.metrics._base import attribution_maps
+
+    if not hasattr(method, "estimate"):
+        return attribution_maps(method, inputs, targets, batch_size=batch_size).cpu(), ([], [])
     chunk = batch_size or inputs.shape[0]
     out, rse, used = [], [], []
     for start in range(0, inputs.shape[0], chunk):
-        x, t = inputs[start : start + chunk], targets[start : start + chunk]
-        if hasattr(method, "estimate"):
-            est = method.estimate(x, t)
-            out.append(est.attributions.detach().cpu())
-            rse += [float(v) for v in est.relative_stderr()]
-            used += [int(v) for v in est.n_samples]
-        else:
-            out.append(method.attribute(x, t).detach().cpu())
+        est = method.estimate(inputs[start : start + chunk], targets[start : start + chunk])
+        out.append(est.attributions.detach().cpu())
+        rse += [float(v) for v in est.relative_stderr()]
+        used += [int(v) for v in est.n_samples]
     return torch.cat(out), (rse, used)
 
 
@@ -210,7 +182,10 @@ def compute_stability(
             if setting == IMAGENET_SETTING:
                 from smoothsal.zoo import load_model
 
-                names, x = load_natural_photos(config.photo_inputs, config.photo_size)
+                from smoothsal.datasets.photos import natural_photos
+
+                photos = natural_photos(list(config.photo_names()), config.photo_size)
+                names, x = [p.name for p in photos], torch.cat([p.tensor for p in photos])
                 models = [load_model(m).model.to(device).eval() for m in config.photo_models]
                 y = predict(models[0], x, batch_size=config.batch_size).argmax(dim=1).cpu()
                 info = [{"name": m, "test_accuracy": None, "config": "ImageNet-pretrained"} for m in config.photo_models]
