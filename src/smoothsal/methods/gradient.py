@@ -29,6 +29,8 @@ class VanillaGradient(Attribution):
         tensor([[1., 2., 3.]])
     """
 
+    folds_batchnorm = True
+
     def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:
         grad, _, _ = self._score_and_grad(inputs, target)
         return grad
@@ -36,6 +38,8 @@ class VanillaGradient(Attribution):
 
 class GradientXInput(Attribution):
     """Gradient times input, :math:`x \\odot \\partial S_c / \\partial x`."""
+
+    folds_batchnorm = True
 
     def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:
         grad, _, _ = self._score_and_grad(inputs, target)
