@@ -137,8 +137,8 @@ def test_batch_size_bounds_rows_per_forward():
     ig.attribute(_smooth_inputs()[:4])  # target=None: one forward of the B inputs predicts the class
     assert sizes[0] == 4 and max(sizes[1:]) <= 3 and sum(sizes[1:]) == 5 * 4
     sizes.clear()
-    ig.attribute_with_delta(_smooth_inputs()[:4], target=0)  # the gap needs F(x) and F(x'): 2B endpoints
-    assert sizes[0] == 8 and max(sizes[1:]) <= 3 and sum(sizes[1:]) == 5 * 4
+    ig.attribute_with_delta(_smooth_inputs()[:4], target=0)  # the gap needs F(x) and F(x'): B + 1 endpoints
+    assert sizes[0] == 4 + 1 and max(sizes[1:]) <= 3 and sum(sizes[1:]) == 5 * 4
 
 
 def test_target_none_is_the_class_predicted_for_the_inputs_not_the_path():
@@ -165,6 +165,10 @@ def test_baselines_on_a_linear_image_model(spec):
         expected_base = make_baseline(spec, x, seed=11)
     attr = IntegratedGradients(model, steps=3, baseline=spec, seed=11).attribute(x, target=2)
     torch.testing.assert_close(attr, w[2].view(1, 2, 8, 8) * (x - expected_base))
+    # F(x) - F(x') per image, whether the baseline is one row for all (0.3, the tensor: run once) or one per image
+    _, delta = IntegratedGradients(model, steps=3, baseline=spec, seed=11).attribute_with_delta(x, target=2)
+    torch.testing.assert_close(delta.expected, (x - expected_base).flatten(1) @ w[2])
+    assert float(delta.absolute.max()) < 1e-4
 
 
 def test_uniform_baseline_is_seeded():
@@ -283,8 +287,9 @@ def test_auto_steps_on_a_quadratic_stop_where_the_closed_form_says_per_image_reu
     n = torch.tensor(expected_steps, dtype=torch.float64)[:, None]
     torch.testing.assert_close(attr, x * (b + q * x * (n - 1) / (2 * n)), atol=1e-12, rtol=0)
     assert (delta.relative <= tol).all()
-    # nested rule: an image that stops at n points cost n path points (plus F(x), F(x') of each image)
-    assert sum(rows) == 2 * 3 + sum(expected_steps)
+    # nested rule: an image that stops at n points cost n path points (plus F(x) of each image and F(x')
+    # once: the black baseline is the same for every image)
+    assert sum(rows) == 3 + 1 + sum(expected_steps)
     # the same map as a fixed-steps run at the chosen count
     for i, s in enumerate(expected_steps):
         torch.testing.assert_close(

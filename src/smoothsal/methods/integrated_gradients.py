@@ -157,6 +157,7 @@ class IntegratedGradients(Attribution):
     """
 
     has_convergence_delta = True
+    folds_batchnorm = True
 
     @property
     def rows_per_input(self) -> int:  # type: ignore[override]
@@ -236,10 +237,9 @@ class IntegratedGradients(Attribution):
     def _attribute_and_delta(self, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, ConvergenceDelta]:
         b = inputs.shape[0]
         baseline = make_baseline(self.baseline, inputs, seed=self.seed)
-        with torch.no_grad():
-            ends = self._logits(torch.cat([inputs, baseline]))  # [2B, classes]: F(x) then F(x')
-        targets = resolve_targets(target, ends[:b])
-        delta_f = (ends[:b] - ends[b:]).gather(1, targets[:, None]).squeeze(1)  # [B]
+        f_x, f_base = self._end_logits(inputs, baseline)
+        targets = resolve_targets(target, f_x)
+        delta_f = (f_x - f_base).gather(1, targets[:, None]).squeeze(1)  # [B]
         if self.steps == "auto":
             attr, steps, converged = self._auto(inputs, baseline, targets, delta_f)
             self.last_steps = steps
@@ -250,6 +250,18 @@ class IntegratedGradients(Attribution):
         steps = torch.full((b,), self.steps, dtype=torch.long, device=inputs.device)
         self.last_steps = steps
         return attr, ConvergenceDelta.of(attr, delta_f, steps=steps)
+
+    def _end_logits(self, inputs: Tensor, baseline: Tensor) -> tuple[Tensor, Tensor]:
+        """``(F(x), F(x'))``, ``[B, classes]`` each, in one forward pass. A baseline that is the same for
+        every row (black, a constant; what ``Smooth`` passes with every noisy copy of an image)
+        is run once, not ``B`` times."""
+        b = inputs.shape[0]
+        with torch.no_grad():
+            if b > 1 and bool((baseline == baseline[:1]).all()):
+                ends = self._logits(torch.cat([inputs, baseline[:1]]))  # [B + 1, classes]
+                return ends[:b], ends[b:].expand(b, -1)
+            ends = self._logits(torch.cat([inputs, baseline]))  # [2B, classes]: F(x) then F(x')
+        return ends[:b], ends[b:]
 
     def _auto(self, inputs: Tensor, baseline: Tensor, targets: Tensor, delta_f: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``steps="auto"``: refine each image's path by doubling until the stopping rule holds.
