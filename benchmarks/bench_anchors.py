@@ -12,7 +12,10 @@ Rows (per model):
   at the best of 4, 8 and 16 rows per call (reported);
 * ``ours``: ``SmoothGrad(model, noise_level=0.15, n_samples=50).attribute(x)`` at the API defaults
   (rows per call learned within the process: the first call, with nothing learned, is reported
-  apart from the steady-state median);
+  apart from the steady-state median). The defaults run the model's BatchNorm-folded copy
+  (:mod:`smoothsal.fusion`), so a second row, ``ours ... folding off``, times the same call inside
+  ``smoothsal.fusion.folding(False)``: the runner alone against the floor (which, like every
+  anchor, runs the model as given);
 * Captum ``NoiseTunnel(Saliency)`` smoothgrad, nt_samples=50, at its default (all samples in one
   batch) and at its best ``nt_samples_batch_size``; ``abs=False`` so that its map is the signed
   SmoothGrad that ours computes (Captum's default ``abs=True`` averages |grad|, same cost);
@@ -217,6 +220,16 @@ def zennit_sg(zennit, model, x, targets, n: int, classes: int) -> Callable[[], A
         with zennit.SmoothGrad(model, noise_level=NOISE, n_iter=n) as attributor:
             _, attr = attributor(x, onehot)
         return attr
+
+    return run
+
+
+def unfolded(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` run with BatchNorm folding off (the model as given)."""
+
+    def run() -> Any:
+        with smoothsal.fusion.folding(False):
+            return fn()
 
     return run
 
@@ -451,6 +464,7 @@ def main() -> None:
             for rr in sweep:
                 configs[f"floor@{rr}"] = floor_fn(model, x, t, N, rr)
             configs["ours"] = lambda: ours.attribute(x)
+            configs["ours_nofold"] = unfolded(lambda: ours.attribute(x))
             big_default = k * N * (82e6 if mname == "lite0" else 0) > 9e9
             if not big_default:
                 configs["captum"] = captum_sg(captum, model, x, t, sig_c, N, None)
@@ -477,6 +491,8 @@ def main() -> None:
             lr, note = tuner_note("r = ours seed 0 vs seed 1 (Monte-Carlo floor of r)")
             add(mname, work, k, "ours SmoothGrad (defaults)", secs["ours"], floor=fl, ours=o, first=first,
                 rows_per_call=lr, r=r_floor, note=note)
+            add(mname, work, k, "ours SmoothGrad (defaults), folding off", secs["ours_nofold"], floor=fl, ours=o,
+                rows_per_call=lr, note="smoothsal.fusion.folding(False): the model as given")
             if "captum" in configs:
                 m = last["captum"]
                 add(mname, work, k, "Captum NoiseTunnel(Saliency) default", secs["captum"], floor=fl, ours=o,
@@ -509,7 +525,7 @@ def main() -> None:
         m_ours = ig_ours.attribute(x)
         first = time.perf_counter() - t0
         cig = captum.IntegratedGradients(model)
-        configs = {"ours": lambda: ig_ours.attribute(x),
+        configs = {"ours": lambda: ig_ours.attribute(x), "ours_nofold": unfolded(lambda: ig_ours.attribute(x)),
                    "captum": lambda: cig.attribute(x, target=t, n_steps=32)}
         for b in FLOOR_ROWS:
             configs[f"captum@{b}"] = (lambda b=b: cig.attribute(x, target=t, n_steps=32, internal_batch_size=b))
@@ -519,6 +535,8 @@ def main() -> None:
         lr, note = tuner_note()
         add(mname, "IG steps=32", 1, "ours IntegratedGradients(steps=32)", secs["ours"], ours=o, first=first,
             rows_per_call=lr, note=note)
+        add(mname, "IG steps=32", 1, "ours IntegratedGradients(steps=32), folding off", secs["ours_nofold"], ours=o,
+            rows_per_call=lr, note="smoothsal.fusion.folding(False)")
         add(mname, "IG steps=32", 1, "Captum IntegratedGradients default", secs["captum"], ours=o, rows_per_call=32,
             r=pearson(last["captum"], m_ours), note="internal_batch_size=None")
         caps = {n: statistics.median(v) for n, v in secs.items() if n.startswith("captum@")}
@@ -537,6 +555,7 @@ def main() -> None:
         ntig = captum.NoiseTunnel(captum.IntegratedGradients(model))
         configs = {
             "ours": lambda: sig_ours.attribute(x),
+            "ours_nofold": unfolded(lambda: sig_ours.attribute(x)),
             "captum": lambda: ntig.attribute(x, nt_type="smoothgrad", nt_samples=ns, stdevs=sig_c, target=t, n_steps=st),
             "captum@16": lambda: ntig.attribute(x, nt_type="smoothgrad", nt_samples=ns, stdevs=sig_c, target=t,
                                                 n_steps=st, nt_samples_batch_size=4),
@@ -550,6 +569,8 @@ def main() -> None:
         lr, note = tuner_note("r = ours seed 0 vs seed 1")
         add(mname, work, 1, f"ours Smooth(IntegratedGradients(steps={st}), n_samples={ns})", secs["ours"], ours=o,
             first=first, rows_per_call=lr, r=pearson(m_ours, m_seed1), note=note)
+        add(mname, work, 1, f"ours Smooth(IntegratedGradients(steps={st}), n_samples={ns}), folding off",
+            secs["ours_nofold"], ours=o, rows_per_call=lr, note="smoothsal.fusion.folding(False)")
         add(mname, work, 1, "Captum NoiseTunnel(IntegratedGradients) default", secs["captum"], ours=o,
             rows_per_call=ns * st, r=pearson(last["captum"], m_ours))
         add(mname, work, 1, "Captum NoiseTunnel(IG) nt_samples_batch_size=4", secs["captum@16"], ours=o,
