@@ -75,7 +75,7 @@ FULL: dict[str, Any] = {
     "monotonicity_patch": 16,
     "fc_runs": 50,
     "mprt_checkpoints": 6,
-    "roughness_pairs": 4,
+    "roughness_pairs": 2,  # 2 pairs × 18 images; the column costs 2 × pairs maps per image and row
     "line_steps": 101,
     "loc_images": 128,
     "loc_epochs": None,
