@@ -10,7 +10,7 @@ command line need extras (``pip install "smoothsal[cli]"``), and say so in one l
 >>> ss.SmoothGrad(model, noise_level=0.15, n_samples=50).attribute(x)   # doctest: +SKIP
 """
 
-from smoothsal import datasets, fusion, interop, maps, metrics, noise, precision, registry, render, zoo
+from smoothsal import allocator, datasets, fusion, interop, maps, metrics, noise, precision, registry, render, zoo
 from smoothsal.methods import (
     Attribution,
     ConvergenceDelta,
@@ -55,6 +55,7 @@ __all__ = [
     "method_factory",
     "register",
     "preserve_model",
+    "allocator",
     "datasets",
     "fusion",
     "interop",

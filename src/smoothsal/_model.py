@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from smoothsal.allocator import prepare as prepare_allocator
 from smoothsal._validation import TargetSpec, check_logits, resolve_targets
 
 __all__ = ["model_device", "predict", "resolve_device", "resolve_model_targets", "row_chunks", "rows_per_call", "to_model_device"]
@@ -66,9 +67,16 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
 
 
 def to_model_device(model: nn.Module | None, inputs: Tensor) -> Tensor:
-    """``inputs`` on the model's device: inputs follow the model (results go back to the inputs' device)."""
+    """``inputs`` on the model's device: inputs follow the model (results go back to the inputs' device).
+
+    Every method, ``Smooth`` and forward-only metric passes its inputs through here before it runs
+    the model, so this is also where CPU work gets the allocator setting that keeps freed memory
+    for reuse (:func:`smoothsal.allocator.prepare`, once per process).
+    """
     device = model_device(model)
-    return inputs if device is None or inputs.device == device else inputs.to(device)
+    out = inputs if device is None or inputs.device == device else inputs.to(device)
+    prepare_allocator(out.device)
+    return out
 
 
 def row_chunks(n_rows: int, batch_size: int | None) -> list[tuple[int, int]]:

@@ -327,7 +327,8 @@ def available_memory(device: DeviceSpec = None) -> int:
     """Bytes free for new tensors on ``device`` now.
 
     CPU: ``MemAvailable`` of ``/proc/meminfo`` (Linux), ``GlobalMemoryStatusEx`` (Windows) or
-    ``sysconf`` (other POSIX), bounded by the cgroup memory limit when there is one. CUDA:
+    ``sysconf`` (other POSIX), bounded by the cgroup memory limit when there is one, plus what
+    this process's heap holds free for reuse (:func:`smoothsal.allocator.free_heap_bytes`). CUDA:
     ``torch.cuda.mem_get_info`` free bytes plus the blocks PyTorch's caching allocator holds
     but does not use. MPS: the recommended working set minus what the driver holds.
     """
@@ -343,7 +344,9 @@ def available_memory(device: DeviceSpec = None) -> int:
             return int(mps.recommended_max_memory() - mps.driver_allocated_memory())  # type: ignore[union-attr]
         except (AttributeError, RuntimeError):
             return _cpu_available()  # unified memory
-    return _cpu_available()
+    from smoothsal.allocator import free_heap_bytes
+
+    return _cpu_available() + free_heap_bytes()
 
 
 def memory_budget(device: DeviceSpec = None, max_memory: MemorySpec = None) -> int:
