@@ -94,12 +94,14 @@ class FoldReport:
         max_difference: ``max |f_folded(x) − f(x)|`` on the probe (0 when nothing was folded).
         scale: ``max(1, max |f(x)|)``, what the difference is compared with.
         used: whether the folded copy passed the check (else the original model is the result).
+        paddings: the convolutions whose ``static_padding`` moved into their own ``padding``.
     """
 
     folded: tuple[tuple[str, str], ...]
     max_difference: float
     scale: float
     used: bool
+    paddings: tuple[str, ...] = ()
 
 
 def _has_hooks(model: nn.Module) -> bool:
@@ -185,16 +187,39 @@ def fold_batchnorm(model: nn.Module, probe: Tensor) -> tuple[nn.Module, FoldRepo
             if not pairs or (report.folded and tuple(pairs) == report.folded):
                 break
             twin = _fold_pairs(model, pairs)
+            paddings = _fold_paddings(twin) if conv_subclasses else ()
             with torch.no_grad():
                 want, got = model(probe), twin(probe)
             diff = float((got - want).abs().max())
             scale = max(1.0, float(want.abs().max()))
-            report = FoldReport(tuple(pairs), diff, scale, diff <= FOLD_TOLERANCE * scale)
+            report = FoldReport(tuple(pairs), diff, scale, diff <= FOLD_TOLERANCE * scale, paddings)
             if report.used:
                 return twin, report
         return model, report
     finally:
         model.train(was_training)
+
+
+def _fold_paddings(twin: nn.Module) -> tuple[str, ...]:
+    """Move each symmetric ``static_padding`` (``nn.ZeroPad2d``) of a convolution into the convolution's own ``padding``.
+
+    EfficientNet-PyTorch's ``Conv2dStaticSamePadding`` (EfficientNet-Lite's convolutions) pads
+    with a ``ZeroPad2d`` module and then convolves with ``padding=self.padding`` (0). For a
+    symmetric pad the convolution's own zero padding gives the same output without the padded
+    copy of the activation and its backward (22 % of a Lite0 forward+backward on a CPU). A
+    stride-2 layer's TensorFlow "same" pad is asymmetric (one more at the end) and stays.
+    """
+    moved = []
+    for name, m in twin.named_modules():
+        pad = getattr(m, "static_padding", None)
+        if not (isinstance(m, nn.Conv2d) and type(pad) is nn.ZeroPad2d and m.padding_mode == "zeros"):
+            continue
+        left, right, top, bottom = pad.padding
+        if left == right and top == bottom and tuple(m.padding) == (0, 0):
+            m.padding = (top, left)
+            m.static_padding = nn.Identity()
+            moved.append(name)
+    return tuple(moved)
 
 
 def _fold_pairs(model: nn.Module, pairs: list[tuple[str, str]]) -> nn.Module:
