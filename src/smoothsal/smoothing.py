@@ -185,32 +185,42 @@ class _RunningMoments:
         self.s1 = self.s2 = self.s3 = self.s4 = None
 
     def add(self, batch: Tensor, rows: Tensor) -> None:
-        """``batch`` ``[s, A, ...]``: s new samples for the A images ``rows``."""
-        b = batch.to(torch.float64)
+        """``batch`` ``[s, A, ...]``: s new samples for the A images ``rows``.
+
+        The differences from the shift are taken in the batch's dtype (exact to its rounding:
+        the shift cancels the bulk) and summed straight into float64, so no float64 copy of the
+        batch is made; when ``rows`` are all the images in order (every image still sampling),
+        the sums are updated in place instead of gathered and scattered.
+        """
         if self.shift is None:
-            shape = (self.n_images, *b.shape[2:])
-            self.shift = torch.zeros(shape, dtype=torch.float64, device=b.device)
-            self.s1, self.s2 = torch.zeros_like(self.shift), torch.zeros_like(self.shift)
+            shape = (self.n_images, *batch.shape[2:])
+            self.shift = torch.zeros(shape, dtype=batch.dtype, device=batch.device)
+            self.s1 = torch.zeros(shape, dtype=torch.float64, device=batch.device)
+            self.s2 = torch.zeros_like(self.s1)
             if self.need_fourth:
-                self.s3, self.s4 = torch.zeros_like(self.shift), torch.zeros_like(self.shift)
-            self.n = torch.zeros(self.n_images, dtype=torch.float64, device=b.device)
+                self.s3, self.s4 = torch.zeros_like(self.s1), torch.zeros_like(self.s1)
+            self.n = torch.zeros(self.n_images, dtype=torch.float64, device=batch.device)
         first = self.n[rows] == 0  # images seen for the first time: their first sample is the shift
         if bool(first.any()):
-            self.shift[rows[first]] = b[0, first]
-        d = b - self.shift[rows]
+            self.shift[rows[first]] = batch[0, first].to(self.shift.dtype)
+        every = rows.numel() == self.n_images and bool((rows == torch.arange(self.n_images, device=rows.device)).all())
+        d = batch - (self.shift if every else self.shift[rows])
         d2 = d * d
-        self.s1[rows] += d.sum(0)
-        self.s2[rows] += d2.sum(0)
+        sums = [d.sum(0, dtype=torch.float64), d2.sum(0, dtype=torch.float64)]
         if self.need_fourth:
-            self.s3[rows] += (d2 * d).sum(0)
-            self.s4[rows] += (d2 * d2).sum(0)
-        self.n[rows] += b.shape[0]
+            sums += [(d2 * d).sum(0, dtype=torch.float64), (d2 * d2).sum(0, dtype=torch.float64)]
+        for acc, add in zip((self.s1, self.s2, self.s3, self.s4), sums):
+            if every:
+                acc += add
+            else:
+                acc.index_add_(0, rows, add)
+        self.n[rows] += batch.shape[0]
 
     def _count(self) -> Tensor:
         return self.n.view(-1, *([1] * (self.s1.dim() - 1)))  # [B, 1, ...]
 
     def mean(self) -> Tensor:
-        return self.shift + self.s1 / self._count()
+        return self.shift.to(torch.float64) + self.s1 / self._count()
 
     def central2(self) -> Tensor:
         """Population variance :math:`\\frac1n\\sum (a - \\bar a)^2` per element."""
