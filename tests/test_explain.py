@@ -259,6 +259,21 @@ def test_sample_size_series_is_the_running_mean_of_one_draw_sequence():
         torch.testing.assert_close(m, direct, rtol=1e-5, atol=1e-6)
 
 
+def test_the_sample_size_figure_is_kept_from_the_grids_smoothgrad(tmp_path):
+    """Fig. 4's maps are snapshots of the grid's SmoothGrad of the first image (no second draw):
+    equal to the separately drawn series, and its last panel is the grid's map."""
+    from smoothsal.studies.explain.compute import compute_explain
+
+    res = compute_explain(_tiny_config(tmp_path / "o", methods=("grad",), n_samples=6, sample_sizes=(1, 3)))
+    rec = [json.loads(line) for line in _records(tmp_path / "o")]
+    unit = next(r for r in rec if r["unit"].get("kind") == "sample_sizes")
+    assert unit["values"]["source"] == "snapshots of the grid's SmoothGrad"
+    net = small_cnn()
+    drawn = sample_size_series(net, res.inputs[:1], res.targets[:1], [1, 3, 6], res.config.smooth_kwargs())
+    torch.testing.assert_close(torch.as_tensor(res.sample_size_maps), drawn, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.as_tensor(res.sample_size_maps[-1]), torch.as_tensor(res.maps["grad_smooth"][0]))
+
+
 # ---- CLI --------------------------------------------------------------------------------------------
 def test_cli_explain_runs_and_prints_predictions(tmp_path, scripted_model, cli_app):
     result = CliRunner().invoke(cli_app, ["explain", "chelsea", "--model", scripted_model, "--methods", "grad",

@@ -208,3 +208,30 @@ def test_inputs_follow_the_models_device():
     meta = small_cnn().to("meta")
     assert to_model_device(meta, x).device.type == "meta"
     assert model_device(torch.nn.ReLU()) is None and to_model_device(torch.nn.ReLU(), x) is x
+
+
+def test_snapshots_are_the_estimates_of_fewer_samples_of_the_same_draws():
+    """estimate(snapshots=...): the map at n equals Smooth(n_samples=n) with the same seed; the final
+    map is unchanged; an image that tol stopped before n has NaN there."""
+    model = small_cnn()
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    est = Smooth(VanillaGradient(model), noise_level=0.2, n_samples=24, seed=7, batch_size=5).estimate(
+        x, target=1, snapshots=(1, 10, 24))
+    for n in (1, 10, 24):
+        alone = Smooth(VanillaGradient(model), noise_level=0.2, n_samples=n, seed=7).attribute(x, target=1)
+        torch.testing.assert_close(est.snapshots[n], alone, rtol=1e-5, atol=1e-7)
+    plain = Smooth(VanillaGradient(model), noise_level=0.2, n_samples=24, seed=7, batch_size=5).attribute(x, target=1)
+    torch.testing.assert_close(est.attributions, plain, rtol=1e-5, atol=1e-7)
+    # with tol: the first (narrow-range) image stops early, the second keeps sampling
+    qmodel, _, _ = _quadratic_case()
+    xq = torch.tensor([[0.40, 0.45, 0.50], [-1.0, 0.0, 1.0]])
+    smooth = Smooth(VanillaGradient(qmodel), noise_level=0.3, n_samples=3000, tol=0.1)
+    n0, n1 = smooth.estimate(xq, target=0).n_samples.tolist()
+    assert 16 <= n0 < n1
+    est = smooth.estimate(xq, target=0, snapshots=(16, n1))
+    assert est.n_samples.tolist() == [n0, n1]
+    assert torch.isnan(est.snapshots[n1][0]).all()  # stopped at n0 < n1
+    torch.testing.assert_close(est.snapshots[n1][1], est.attributions[1])
+    assert not torch.isnan(est.snapshots[16]).any()
+    with pytest.raises(ValueError, match="snapshots"):
+        Smooth(VanillaGradient(model), n_samples=8).estimate(x, 1, snapshots=(9,))

@@ -37,6 +37,7 @@ How it runs:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -83,6 +84,9 @@ class SmoothEstimate:
     n_samples: Tensor
     #: completeness of the inner runs (``estimate(..., with_delta=True)`` of IG, DeepLIFT), else ``None``.
     delta: SmoothedDelta | None = None
+    #: ``estimate(..., snapshots=(n, ...))``: ``{n: [B, ...]}`` the estimate after the first n draws
+    #: of the same sequence (NaN for an image that ``tol`` stopped before n), else ``None``.
+    snapshots: dict[int, Tensor] | None = None
 
     def relative_stderr(self) -> Tensor:
         """:math:`\\lVert SE\\rVert_2 / \\lVert \\hat M\\rVert_2` per image, ``[B]``."""
@@ -357,22 +361,31 @@ class Smooth:
         """Noise standard deviation per sample, ``[B]`` (:func:`smoothsal.noise.noise_sigma`)."""
         return noise_sigma(inputs, self.noise_level, self.value_range)
 
-    def estimate(self, inputs: Tensor, target: TargetSpec = None, *, with_delta: bool = False) -> SmoothEstimate:
+    def estimate(
+        self, inputs: Tensor, target: TargetSpec = None, *, with_delta: bool = False, snapshots: Sequence[int] = ()
+    ) -> SmoothEstimate:
         """The smoothed map with its per-element standard error and the samples used.
 
         ``target=None`` is resolved ONCE on the clean inputs (the class predicted for ``x``, not
         for each noisy copy), so every sample explains the same class. ``with_delta`` (a method
         with :attr:`has_convergence_delta`): also the inner runs' gaps, :attr:`SmoothEstimate.delta`.
+        ``snapshots``: sample counts (each at most ``n_samples``) at which the running estimate is
+        also kept, :attr:`SmoothEstimate.snapshots`: the estimate at n is what ``n_samples=n``
+        with the same seed gives (the draws are the same sequence), so a convergence figure over
+        n costs no extra samples. No call crosses a snapshot, so the map itself is unchanged.
         """
         if with_delta and not self.has_convergence_delta:
             raise TypeError(f"{type(self.method).__name__} has no convergence delta (has_convergence_delta is False)")
+        snaps = tuple(sorted({check_positive_int(n, "snapshots") for n in snapshots}))
+        if snaps and snaps[-1] > self.n_samples:
+            raise ValueError(f"`snapshots` must be at most n_samples={self.n_samples}, got {snaps[-1]}")
         check_inputs(inputs)
         device = inputs.device
         inputs = to_model_device(self.model, inputs.detach())  # inputs (and noise) follow the model
         targets = self._resolve_targets(inputs, target)
         per_chunk = self._images_per_chunk(inputs)
         results = [
-            self._estimate_chunk(inputs[i : i + per_chunk], targets[i : i + per_chunk], with_delta)
+            self._estimate_chunk(inputs[i : i + per_chunk], targets[i : i + per_chunk], with_delta, snaps)
             for i in range(0, inputs.shape[0], per_chunk)
         ]
         delta = None
@@ -388,6 +401,7 @@ class Smooth:
             stderr=torch.cat([r.stderr for r in results]).to(device),
             n_samples=torch.cat([r.n_samples for r in results]).to(device),
             delta=delta,
+            snapshots={n: torch.cat([r.snapshots[n] for r in results]).to(device) for n in snaps} if snaps else None,
         )
 
     # ---- internals ---------------------------------------------------------------------------
@@ -410,7 +424,9 @@ class Smooth:
         what = ("smooth", type(self.method).__name__, rows_per_input)
         return RowTuner(work_key(self.model, x[0], what), device=x.device, fixed=self.batch_size)
 
-    def _estimate_chunk(self, x: Tensor, targets: Tensor, with_delta: bool = False) -> SmoothEstimate:
+    def _estimate_chunk(
+        self, x: Tensor, targets: Tensor, with_delta: bool = False, snapshots: tuple[int, ...] = ()
+    ) -> SmoothEstimate:
         """Smooth a chunk of images.
 
         Draw ``j`` is one standard-noise tensor shared by the images still sampling. Each call
@@ -428,12 +444,14 @@ class Smooth:
         moments = _RunningMoments(need_fourth=self.statistic == "var", n_images=b)
         gaps = _DeltaSums(b, x.device) if with_delta else None  # the inner runs' completeness gaps
         active = torch.arange(b, device=x.device)  # images still sampling
+        snapped: dict[int, Tensor] = {}
         done = 0
         while done < self.n_samples and active.numel() > 0:
             a = active.numel()
             stop = self.n_samples
             if self.tol is not None:  # no call crosses a check
                 stop = min(stop, (done // self.min_samples + 1) * self.min_samples)
+            stop = min([stop, *(n for n in snapshots if n > done)])  # nor a snapshot
             k = tuner.next_size((stop - done) * a * r)  # model rows asked for
             m = max(1, k // r)  # noisy inputs this call
             s = min(max(1, m // a), stop - done)  # draws this call
@@ -448,11 +466,17 @@ class Smooth:
                     gaps.add(_cat_deltas(deltas), group, s)
                 moments.add(attr * attr if self.statistic == "square" else attr, group)
             done += s
+            if done in snapshots:  # the images that stopped earlier have no estimate at this n
+                value = self._finish(moments, attr.dtype).attributions
+                reached = (moments.n == done).view(-1, *([1] * (value.dim() - 1)))
+                snapped[done] = torch.where(reached, value, torch.full_like(value, float("nan")))
             if self.tol is not None and done % self.min_samples == 0 and done < self.n_samples:
                 converged = self._finish(moments, attr.dtype).relative_stderr()[active] <= self.tol
                 active = active[~converged]
         out = self._finish(moments, attr.dtype)
         out.delta = gaps.finish() if gaps is not None else None
+        nan = torch.full_like(out.attributions, float("nan"))
+        out.snapshots = {n: snapped.get(n, nan) for n in snapshots}  # n never reached: every image stopped
         return out
 
     def _attribute_rows(

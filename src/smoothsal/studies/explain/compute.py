@@ -11,7 +11,11 @@ Units of work (each one record of :class:`~smoothsal.studies.store.ResultsStore`
 * ``{"kind": "noise_level", "noise_level"}``: SmoothGrad of the first image at one noise level
   (σ = 0: the vanilla gradient) — SmoothGrad Fig. 3 (Smilkov et al. 2017, arXiv:1706.03825);
 * ``{"kind": "sample_sizes", "sizes"}``: SmoothGrad of the first image at each sample size, one
-  continued draw sequence (Fig. 4);
+  continued draw sequence (Fig. 4). These are the grid's SmoothGrad of that image at fewer
+  samples (:meth:`~smoothsal.smoothing.Smooth.estimate` ``snapshots``), kept while the grid's
+  map is computed, so the figure costs no draws of its own and its last panel *is* the grid's
+  map; drawn separately (:func:`sample_size_series`, the same draws) only when ``tol`` stopped
+  the first image before the largest size, or on a resume that has the grid but not the series;
 * ``{"kind": "discriminativity", "image_size"}``: gradient and SmoothGrad of the cat-beside-the-
   coffee image for both classes (Fig. 6), for models with ImageNet class names.
 
@@ -154,16 +158,19 @@ def _compute_map(
     inputs: Tensor,
     targets: Tensor,
     size: int,
-) -> tuple[Tensor, dict[str, Any]]:
-    """One method's maps of all images, and what to record beside them."""
+    snapshots: Sequence[int] = (),
+) -> tuple[Tensor, dict[str, Any], dict[int, Tensor] | None]:
+    """One method's maps of all images, what to record beside them, and (smoothed, ``snapshots``
+    given) the running estimates after each of those sample counts (:meth:`Smooth.estimate`)."""
     t0 = time.perf_counter()
     overrides = config.overrides(name, smoothed)
     meta: dict[str, Any] = {}
+    snapped = None
     if smoothed:
         method = build_method(name, model, smooth=config.smooth_kwargs(), image_size=size, **overrides)
         with_delta = bool(getattr(method, "has_convergence_delta", False))
-        estimate = method.estimate(inputs, targets, with_delta=with_delta)
-        attr = estimate.attributions
+        estimate = method.estimate(inputs, targets, with_delta=with_delta, snapshots=snapshots)
+        attr, snapped = estimate.attributions, estimate.snapshots
         meta["relative_stderr"] = [round(float(v), 4) for v in estimate.relative_stderr()]
         meta["n_samples"] = [int(n) for n in estimate.n_samples]
         if estimate.delta is not None:  # the inner runs' gaps: mean and max over the noisy samples
@@ -178,7 +185,7 @@ def _compute_map(
         else:
             attr = method.attribute(inputs, targets)
     meta["seconds"] = round(time.perf_counter() - t0, 3)
-    return attr.detach(), meta
+    return attr.detach(), meta, snapped
 
 
 def compute_explain(config: ExplainConfig, echo: Callable[[str], Any] | None = None) -> ExplainResults:
@@ -230,26 +237,43 @@ def compute_explain(config: ExplainConfig, echo: Callable[[str], Any] | None = N
     )
     jobs = [(name, smoothed) for name in config.methods for smoothed in (False, True)]
     bar = tqdm(jobs, desc="explain", disable=not config.progress, unit="map")
+    # SmoothGrad Fig. 4 (sample sizes, first image) is the grid's SmoothGrad of that image at fewer
+    # samples of the same draws: kept on the way (snapshots) instead of drawn again
+    sizes = config.figure_sample_sizes() if config.extras else []
+    series: dict[str, Tensor] = {}
+
+    def compute(name: str, smoothed: bool) -> tuple[Tensor, dict[str, Any]]:
+        snaps = sizes if (smoothed and name == "grad") else ()
+        attr, meta, snapped = _compute_map(net, config, name, smoothed, inputs, targets, size, snaps)
+        if snapped:
+            series["maps"] = torch.stack([snapped[n][0] for n in sizes])  # [len(sizes), C, H, W]
+        return attr, meta
+
     for name, smoothed in bar:
         bar.set_postfix_str(method_label(name, smoothed))
         arr, meta = store.array(
-            _map_unit(config, name, smoothed, size),
-            lambda name=name, smoothed=smoothed: _compute_map(net, config, name, smoothed, inputs, targets, size),
+            _map_unit(config, name, smoothed, size), lambda name=name, smoothed=smoothed: compute(name, smoothed)
         )
         results.maps[f"{name}_smooth" if smoothed else name] = arr
         meta = {k: v for k, v in meta.items() if k != "array"}
         results.meta.setdefault(name, {})["smooth" if smoothed else "raw"] = meta
 
     if config.extras:
-        _compute_extras(net, results, store)
+        _compute_extras(net, results, store, series.get("maps"))
         if loaded.class_names is not None:
             results.discriminativity = _compute_discriminativity(net, size, config, store)
     results.seconds = round(time.perf_counter() - t_start, 2)
     return results
 
 
-def _compute_extras(net: torch.nn.Module, results: ExplainResults, store: ResultsStore) -> None:
-    """SmoothGrad Figs. 3 and 4 on the first image (noise levels, sample sizes)."""
+def _compute_extras(
+    net: torch.nn.Module, results: ExplainResults, store: ResultsStore, series: Tensor | None = None
+) -> None:
+    """SmoothGrad Figs. 3 and 4 on the first image (noise levels, sample sizes).
+
+    ``series``: the sample-size maps kept while the grid's SmoothGrad ran (NaN where ``tol``
+    stopped the first image before the largest size; then the series is drawn on its own).
+    """
     from tqdm.auto import tqdm
 
     config = results.config
@@ -268,10 +292,13 @@ def _compute_extras(net: torch.nn.Module, results: ExplainResults, store: Result
     results.noise_level_maps = levels
 
     sizes = config.figure_sample_sizes()
-    arr, _ = store.array(
-        {"kind": "sample_sizes", "sizes": sizes},
-        lambda: (sample_size_series(net, x, t, sizes, smooth, progress=config.progress), {}),
-    )
+
+    def compute_series() -> tuple[Tensor, dict[str, Any]]:
+        if series is not None and bool(torch.isfinite(series).all()):
+            return series, {"source": "snapshots of the grid's SmoothGrad"}
+        return sample_size_series(net, x, t, sizes, smooth, progress=config.progress), {}
+
+    arr, _ = store.array({"kind": "sample_sizes", "sizes": sizes}, compute_series)
     results.sample_sizes, results.sample_size_maps = sizes, arr
 
 
