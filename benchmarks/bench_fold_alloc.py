@@ -6,7 +6,13 @@ as it comes:
 
 * ``folding``: :mod:`smoothsal.fusion` on (the default) or off (``fusion.set_folding(False)``);
 * ``allocator``: :mod:`smoothsal.allocator` keeping freed memory (the default) or not
-  (``SMOOTHSAL_KEEP_FREED_MEMORY=0``).
+  (``SMOOTHSAL_KEEP_FREED_MEMORY=0``);
+* ``Captum``: Captum's ``NoiseTunnel(Saliency)`` (smoothgrad, ``abs=False``, the same 32 samples
+  per image and the same 16 rows per call: ``nt_samples_batch_size=4`` of the 4 images) in a
+  process of its own, as a Captum user runs it (glibc's allocator as it comes, the model as
+  given). In one process the allocator setting would apply to every library (it is the
+  process's), which is why ``bench_anchors.py``, which times all of them in one process, does
+  not see it.
 
 Each subprocess makes one warm-up call and then ``--calls`` timed calls, and reports the median
 ms per model row, its user and system CPU seconds and minor page faults over the timed calls.
@@ -36,18 +42,29 @@ CONFIGS = {  # name: (folding, keep freed memory)
     "folding": (True, False),
     "allocator": (False, True),
     "both (defaults)": (True, True),
+    "Captum (own process)": (None, False),
 }
 
 _CHILD = r"""
 import json, resource, statistics, sys, time, torch
 import smoothsal as ss
 from smoothsal.zoo import efficientnet_lite0
-fold, threads, calls = sys.argv[1] == "1", int(sys.argv[2]), int(sys.argv[3])
+fold, threads, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(threads)
-ss.fusion.set_folding(fold)
 model = efficientnet_lite0()
 x = torch.cat([ss.datasets.load_photo(p).tensor for p in ("chelsea", "coffee", "astronaut", "rocket")])
-sg = ss.SmoothGrad(model, n_samples=32, seed=0, batch_size=16, tol=None)
+if fold == "captum":
+    import captum.attr
+    with torch.no_grad():
+        t = model(x).argmax(1)
+    sigma = float((0.15 * (x.flatten(1).amax(1) - x.flatten(1).amin(1))).mean())
+    nt = captum.attr.NoiseTunnel(captum.attr.Saliency(model))
+    class sg:
+        attribute = staticmethod(lambda x: nt.attribute(x, nt_type="smoothgrad", nt_samples=32, stdevs=sigma,
+                                                         nt_samples_batch_size=4, target=t, abs=False))
+else:
+    ss.fusion.set_folding(fold == "1")
+    sg = ss.SmoothGrad(model, n_samples=32, seed=0, batch_size=16, tol=None)
 first = sg.attribute(x)
 r0 = resource.getrusage(resource.RUSAGE_SELF)
 times = []
@@ -102,7 +119,8 @@ def main() -> None:
         for name in names[r % len(names):] + names[: r % len(names)]:
             fold, keep = CONFIGS[name]
             env = {"SMOOTHSAL_KEEP_FREED_MEMORY": "1" if keep else "0", "OMP_NUM_THREADS": str(args.threads)}
-            runs[name].append(run_child(_CHILD, ["1" if fold else "0", str(args.threads), str(args.calls)], env))
+            mode = "captum" if fold is None else ("1" if fold else "0")
+            runs[name].append(run_child(_CHILD, [mode, str(args.threads), str(args.calls)], env))
             print(f"round {r + 1} {name:<16} {runs[name][-1]['ms_per_row']:.1f} ms/row", flush=True)
     table = {}
     for name in names:
