@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[dev,bench]" "$(TORCH_PIN)" "$(TORCHVISION_PIN)"
 	$(PY) -m pip install -q --no-deps zennit grad-cam
 	$(PY) benchmarks/bench_smooth.py
+	$(PY) benchmarks/bench_fold_alloc.py
 	$(PY) benchmarks/bench_batch.py
 	$(PY) benchmarks/bench_anchors.py
 	$(PY) benchmarks/bench_memory.py --quick

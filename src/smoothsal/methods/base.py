@@ -185,7 +185,7 @@ class Attribution:
     #: one tuner, not two nested ones, learns the batch size. ``None``: the method chooses.
     outer_rows: int | None = None
     #: whether the method uses the model only as a function of its input, so that it may run the
-    #: model's BatchNorm-folded copy (:func:`smoothsal.fusion.folded`: same function, ≈ 1.5× faster on
+    #: model's BatchNorm-folded copy (:func:`smoothsal.fusion.folded`: same function, 1.38× faster on
     #: Lite0). ``False`` for methods that read or hook the model's modules (CAMs, Guided Backprop, DeepLIFT).
     folds_batchnorm: bool = False
 
