@@ -89,14 +89,18 @@ def predict(model: nn.Module, inputs: Tensor, *, batch_size: int | None = None) 
     """Logits ``[B, classes]`` of ``model`` on ``inputs`` in eval mode, without gradient, in chunks of
     ``batch_size`` rows (``None``: :func:`rows_per_call`'s automatic rule).
 
-    The model's train/eval state is restored afterwards (see ``preserve_model``).
+    The model's train/eval state is restored afterwards (see ``preserve_model``). The forward
+    passes run the model's BatchNorm-folded copy where there is one (:func:`smoothsal.fusion.folded`:
+    the same function; this is how deletion/insertion, faithfulness correlation and pruning call it).
     """
+    from smoothsal.fusion import folded
     from smoothsal.methods.base import preserve_model
 
     x = to_model_device(model, inputs)
     size = rows_per_call(x[0], x.shape[0], batch_size)
     with preserve_model(model, warn_training=False), torch.no_grad():
-        parts = [check_logits(model(x[a:b]), b - a) for a, b in row_chunks(x.shape[0], size)]
+        run = folded(model, x)
+        parts = [check_logits(run(x[a:b]), b - a) for a, b in row_chunks(x.shape[0], size)]
     return torch.cat(parts).to(inputs.device)
 
 
