@@ -8,8 +8,8 @@ as it comes:
 * ``allocator``: :mod:`smoothsal.allocator` keeping freed memory (the default) or not
   (``SMOOTHSAL_KEEP_FREED_MEMORY=0``);
 * ``Captum``: Captum's ``NoiseTunnel(Saliency)`` (smoothgrad, ``abs=False``, the same 32 samples
-  per image and the same 16 rows per call: ``nt_samples_batch_size=4`` of the 4 images) in a
-  process of its own, as a Captum user runs it (glibc's allocator as it comes, the model as
+  per image and the same 16 rows per call: ``nt_samples_batch_size=4`` of the 4 images; and at
+  its default, all 128 rows in one call, ~10 GB) in a process of its own, as a Captum user runs it (glibc's allocator as it comes, the model as
   given). In one process the allocator setting would apply to every library (it is the
   process's), which is why ``bench_anchors.py``, which times all of them in one process, does
   not see it.
@@ -43,6 +43,7 @@ CONFIGS = {  # name: (folding, keep freed memory)
     "allocator": (False, True),
     "both (defaults)": (True, True),
     "Captum (own process)": (None, False),
+    "Captum default (own process)": ("default", False),
 }
 
 _CHILD = r"""
@@ -53,7 +54,7 @@ fold, threads, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(threads)
 model = efficientnet_lite0()
 x = torch.cat([ss.datasets.load_photo(p).tensor for p in ("chelsea", "coffee", "astronaut", "rocket")])
-if fold == "captum":
+if fold.startswith("captum"):
     import captum.attr
     with torch.no_grad():
         t = model(x).argmax(1)
@@ -61,7 +62,8 @@ if fold == "captum":
     nt = captum.attr.NoiseTunnel(captum.attr.Saliency(model))
     class sg:
         attribute = staticmethod(lambda x: nt.attribute(x, nt_type="smoothgrad", nt_samples=32, stdevs=sigma,
-                                                         nt_samples_batch_size=4, target=t, abs=False))
+                                                         nt_samples_batch_size=None if fold == "captum_default" else 4,
+                                                         target=t, abs=False))
 else:
     ss.fusion.set_folding(fold == "1")
     sg = ss.SmoothGrad(model, n_samples=32, seed=0, batch_size=16, tol=None)
@@ -111,15 +113,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--only", default=None, help="comma-separated configurations to run (default: all)")
     args = parser.parse_args()
     load_before = os.getloadavg()
-    names = list(CONFIGS)
+    names = [n for n in CONFIGS if args.only is None or n in args.only.split(",")]
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:
             fold, keep = CONFIGS[name]
             env = {"SMOOTHSAL_KEEP_FREED_MEMORY": "1" if keep else "0", "OMP_NUM_THREADS": str(args.threads)}
-            mode = "captum" if fold is None else ("1" if fold else "0")
+            mode = {None: "captum", "default": "captum_default"}.get(fold, "1" if fold else "0")
             runs[name].append(run_child(_CHILD, [mode, str(args.threads), str(args.calls)], env))
             print(f"round {r + 1} {name:<16} {runs[name][-1]['ms_per_row']:.1f} ms/row", flush=True)
     table = {}
