@@ -174,7 +174,7 @@ def fold_batchnorm(model: nn.Module, probe: Tensor) -> tuple[nn.Module, FoldRepo
         ``(module, report)``: the folded copy when something was folded and it passed the check
         (module docstring), else ``model`` itself.
     """
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # restored module by module (modes may be mixed)
     model.eval()
     try:
         report = FoldReport((), 0.0, 1.0, False)
@@ -197,7 +197,8 @@ def fold_batchnorm(model: nn.Module, probe: Tensor) -> tuple[nn.Module, FoldRepo
                 return twin, report
         return model, report
     finally:
-        model.train(was_training)
+        for m, mode in modes:
+            m.training = mode
 
 
 def _fold_paddings(twin: nn.Module) -> tuple[str, ...]:
