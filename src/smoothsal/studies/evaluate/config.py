@@ -64,7 +64,7 @@ BUNDLED_MODELS: tuple[str, ...] = ("lite0", "lite1", "lite2")
 #: Full settings: 18 natural photos, so that every entry gets a meaningful 95 % interval over
 #: images. ``patch`` sizes are for 224 px images and scale with the image size. About 70 min of
 #: CPU time on 2 cores with the default methods (the randomization cascades, smoothed IG's above
-#: all, take a third; the card is kept in ``benchmarks/results/evaluate_full/``).
+#: all, dominate; the card is kept in ``benchmarks/results/evaluate_full/``).
 FULL: dict[str, Any] = {
     "photos": None,
     "image_set": "natural",
