@@ -98,6 +98,15 @@ def _csv_rows(folder: Path, name: str, notes: list[str]) -> list[dict[str, str]]
         return None
 
 
+def _json_and_rows(folder: Path, stem: str, notes: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A study's ``{stem}.json`` (``{}`` when absent) and its rows: the JSON's ``rows``, else those of ``{stem}.csv``."""
+    data = _json(folder, f"{stem}.json", notes) or {}
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        rows = _csv_rows(folder, f"{stem}.csv", notes) or []
+    return (data if isinstance(data, dict) else {}), rows
+
+
 def _rows_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     cols = [c for c in columns if any(c in r for r in rows)]
     return H.table(cols, [[r.get(c, "") for c in cols] for r in rows])
@@ -210,10 +219,7 @@ def _explain(folder: Path) -> KnownStudy:
 # ---- tradeoff -------------------------------------------------------------------------------------
 def _tradeoff(folder: Path) -> KnownStudy:
     notes: list[str] = []
-    results = _json(folder, "results.json", notes) or {}
-    rows = results.get("rows")
-    if not isinstance(rows, list):
-        rows = _csv_rows(folder, "results.csv", notes) or []
+    results, rows = _json_and_rows(folder, "results", notes)
     rec = _json(folder, "recommendation.json", notes) or results.get("recommendation") or {}
     config = results.get("config") or {}
     known = KnownStudy(
@@ -283,10 +289,7 @@ def _tradeoff(folder: Path) -> KnownStudy:
 # ---- train-noise ----------------------------------------------------------------------------------
 def _train_noise(folder: Path) -> KnownStudy:
     notes: list[str] = []
-    results = _json(folder, "results.json", notes) or {}
-    rows = results.get("rows")
-    if not isinstance(rows, list):
-        rows = _csv_rows(folder, "results.csv", notes) or []
+    results, rows = _json_and_rows(folder, "results", notes)
     config = results.get("config") or {}
     known = KnownStudy(
         title="Training with noise × explaining with noise",
@@ -322,10 +325,7 @@ def _train_noise(folder: Path) -> KnownStudy:
 # ---- evaluate -------------------------------------------------------------------------------------
 def _evaluate(folder: Path) -> KnownStudy:
     notes: list[str] = []
-    report = _json(folder, "report.json", notes) or {}
-    rows = report.get("rows")
-    if not isinstance(rows, list):
-        rows = _csv_rows(folder, "report.csv", notes) or []
+    report, rows = _json_and_rows(folder, "report", notes)
     settings = report.get("settings") or {}
     known = KnownStudy(
         title="Report card: sanity, faithfulness, complexity",
