@@ -66,8 +66,40 @@ def _check_bools(obj: Any, names: tuple[str, ...]) -> None:
             raise TypeError(f"`{name}` must be a bool, got {getattr(obj, name)!r}")
 
 
+class _ReproRun:
+    """What both reproduce configurations share: the run options' checks (``out_dir``,
+    ``cache_dir``, ``batch_size``, the flags), the quick/full preset rule and ``replace``."""
+
+    #: the quick preset's settings (the subclass's :data:`SG_QUICK` / :data:`ST_QUICK`)
+    QUICK: dict[str, Any] = {}
+
+    def _check_run_options(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_("out_dir", Path(self.out_dir))  # type: ignore[attr-defined]
+        if self.cache_dir is not None:  # type: ignore[attr-defined]
+            set_("cache_dir", Path(self.cache_dir))  # type: ignore[attr-defined]
+        if self.batch_size is not None:  # type: ignore[attr-defined]
+            check_positive_int(self.batch_size, "batch_size")  # type: ignore[attr-defined]
+        _check_bools(self, ("quick", "progress", "fresh"))
+
+    @classmethod
+    def preset(cls, quick: bool = False, **changes: Any) -> Any:
+        """The full (defaults) or quick (:attr:`QUICK`) settings, with ``changes`` (not ``None``) on top."""
+        values = {**(cls.QUICK if quick else {}), "quick": quick}
+        values.update({k: v for k, v in changes.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with ``changes`` (validated again)."""
+        return replace(self, **changes)  # type: ignore[type-var]
+
+    def _json_settings(self) -> dict[str, Any]:
+        """Every setting, JSON-ready (paths as strings)."""
+        return {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(self) for v in [getattr(self, f.name)]}  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class SmoothGradReproConfig:
+class SmoothGradReproConfig(_ReproRun):
     """Every setting of ``smoothsal reproduce smoothgrad`` (defaults: the full run).
 
     Attributes:
@@ -95,6 +127,8 @@ class SmoothGradReproConfig:
         quick: recorded in the outputs (a ``--quick`` run says so).
         out_dir, device, batch_size, cache_dir, progress, fresh: do not change results.
     """
+
+    QUICK = SG_QUICK  # the quick preset (not a field: no annotation)
 
     model: str = "lite0"
     image_size: int | None = None
@@ -166,23 +200,7 @@ class SmoothGradReproConfig:
         check_positive_int(self.digit_inputs, "digit_inputs")
         check_positive_int(self.digit_show, "digit_show")
         check_positive_int(self.seed, "seed", minimum=0)
-        s("out_dir", Path(self.out_dir))
-        if self.cache_dir is not None:
-            s("cache_dir", Path(self.cache_dir))
-        if self.batch_size is not None:
-            check_positive_int(self.batch_size, "batch_size")
-        _check_bools(self, ("quick", "progress", "fresh"))
-
-    @classmethod
-    def preset(cls, quick: bool = False, **changes: Any) -> SmoothGradReproConfig:
-        """The full (defaults) or quick (:data:`SG_QUICK`) settings, with ``changes`` (not ``None``) on top."""
-        values = {**(SG_QUICK if quick else {}), "quick": quick}
-        values.update({k: v for k, v in changes.items() if v is not None})
-        return cls(**values)
-
-    def replace(self, **changes: Any) -> SmoothGradReproConfig:
-        """A copy with ``changes`` (validated again)."""
-        return replace(self, **changes)
+        self._check_run_options()
 
     def smooth_kwargs(self, **changes: Any) -> dict[str, Any]:
         """Keyword arguments of :class:`~smoothsal.smoothing.Smooth` (fixed n, seeded)."""
@@ -201,11 +219,11 @@ class SmoothGradReproConfig:
 
     def settings(self) -> dict[str, Any]:
         """Every setting, JSON-ready."""
-        return {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(self) for v in [getattr(self, f.name)]}
+        return self._json_settings()
 
 
 @dataclass(frozen=True)
-class StabilityReproConfig:
+class StabilityReproConfig(_ReproRun):
     """Every setting of ``smoothsal reproduce stability`` (defaults: the full run, the one to cite).
 
     Attributes:
@@ -230,6 +248,8 @@ class StabilityReproConfig:
         quick: recorded in the outputs.
         out_dir, device, batch_size, cache_dir, progress, fresh: do not change results.
     """
+
+    QUICK = ST_QUICK  # the quick preset (not a field: no annotation)
 
     settings: tuple[str, ...] = ("DT", "DR", "DA")
     methods: tuple[str, ...] = ("grad", "ig", "gradcam", "gradcam++")
@@ -298,25 +318,9 @@ class StabilityReproConfig:
         check_positive_int(self.n_boot, "n_boot", minimum=10)
         check_positive_int(self.seed, "seed", minimum=0)
         check_nonnegative(self.max_rse, "max_rse")
-        s("out_dir", Path(self.out_dir))
-        if self.cache_dir is not None:
-            s("cache_dir", Path(self.cache_dir))
-        if self.batch_size is not None:
-            check_positive_int(self.batch_size, "batch_size")
         if not settings and not models:
             raise ValueError("nothing to run: `settings` and `photo_models` are both empty")
-        _check_bools(self, ("quick", "progress", "fresh"))
-
-    @classmethod
-    def preset(cls, quick: bool = False, **changes: Any) -> StabilityReproConfig:
-        """The full (defaults) or quick (:data:`ST_QUICK`) settings, with ``changes`` (not ``None``) on top."""
-        values = {**(ST_QUICK if quick else {}), "quick": quick}
-        values.update({k: v for k, v in changes.items() if v is not None})
-        return cls(**values)
-
-    def replace(self, **changes: Any) -> StabilityReproConfig:
-        """A copy with ``changes`` (validated again)."""
-        return replace(self, **changes)
+        self._check_run_options()
 
     def train_base(self) -> Any:
         """The :class:`~smoothsal.studies.train.TrainConfig` each digits setting varies."""
@@ -350,5 +354,5 @@ class StabilityReproConfig:
         return out
 
     def settings_dict(self) -> dict[str, Any]:
-        """Every setting, JSON-ready."""
-        return {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(self) for v in [getattr(self, f.name)]}
+        """Every setting, JSON-ready (``settings`` is a field of this configuration)."""
+        return self._json_settings()
