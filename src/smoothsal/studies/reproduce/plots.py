@@ -212,25 +212,37 @@ def _methods_of(rows: Sequence[dict[str, Any]], setting: str) -> list[str]:
     return seen
 
 
-def save_stability_curves(rows: Sequence[dict[str, Any]], settings_order: Sequence[str], kind: str, path: Path,
-                          settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
-    """Error vs σ per method; top: the paper's raw error (eq. 12 or 13; log axis), bottom: norm-scaled."""
+def _curves_by_setting(rows: Sequence[dict[str, Any]], settings_order: Sequence[str], panels: Sequence[tuple[str, str]],
+                       height: float, *, log_top: bool = False) -> Any:  # fmt: skip
+    """A figure of len(panels) rows × one column per setting: each panel one row column vs σ per method.
+
+    ``panels``: ``(column of rows, y label)`` from top to bottom; ``log_top``: log y axis on the top row.
+    """
     n = len(settings_order)
-    fig = _figure(4.0 * n, 6.6)
-    axes = fig.subplots(2, n, squeeze=False)
+    fig = _figure(4.0 * n, height)
+    axes = fig.subplots(len(panels), n, squeeze=False)
     for j, setting in enumerate(settings_order):
-        for i, (suffix, label) in enumerate((("", "raw"), ("_norm", "norm-scaled"))):
+        for i, (col, ylabel) in enumerate(panels):
             ax = axes[i][j]
             for method in _methods_of(rows, setting):
-                x, y = _series(rows, setting, method, f"{kind}{suffix}_mean")
+                x, y = _series(rows, setting, method, col)
                 ax.plot(x, y, marker="o", ms=3, label=method_label(method), color=_color(rows, method))
             if i == 0:
-                ax.set_yscale("log", nonpositive="mask")
+                if log_top:
+                    ax.set_yscale("log", nonpositive="mask")
                 ax.legend(fontsize=6)
                 ax.set_title(setting, fontsize=9)
             ax.set_xlabel("σ / (x_max − x_min)", fontsize=8)
-            ax.set_ylabel(f"{kind} error ({label})", fontsize=8)
+            ax.set_ylabel(ylabel, fontsize=7)
             ax.grid(alpha=0.3)
+    return fig
+
+
+def save_stability_curves(rows: Sequence[dict[str, Any]], settings_order: Sequence[str], kind: str, path: Path,
+                          settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
+    """Error vs σ per method; top: the paper's raw error (eq. 12 or 13; log axis), bottom: norm-scaled."""
+    panels = [(f"{kind}_mean", f"{kind} error (raw)"), (f"{kind}_norm_mean", f"{kind} error (norm-scaled)")]
+    fig = _curves_by_setting(rows, settings_order, panels, 6.6, log_top=True)
     eq = "eq. 12" if kind == "stability" else "eq. 13"
     fig.suptitle(f"{kind.capitalize()} error vs σ ({eq}; raw = the paper's number, norm-scaled = maps of unit L2 norm)",
                  fontsize=10)  # fmt: skip
@@ -241,21 +253,9 @@ def save_stability_curves(rows: Sequence[dict[str, Any]], settings_order: Sequen
 def save_similarity_curves(rows: Sequence[dict[str, Any]], settings_order: Sequence[str], path: Path,
                            settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
     """SSIM and top-k IoU between two models' maps vs σ (Table 1's measures along the whole σ grid)."""
-    n = len(settings_order)
-    fig = _figure(4.0 * n, 6.2)
-    axes = fig.subplots(2, n, squeeze=False)
-    for j, setting in enumerate(settings_order):
-        for i, (col, label) in enumerate((("ssim_mean", "SSIM"), ("topk_iou_mean", "top-k IoU"))):
-            ax = axes[i][j]
-            for method in _methods_of(rows, setting):
-                x, y = _series(rows, setting, method, col)
-                ax.plot(x, y, marker="o", ms=3, label=method_label(method), color=_color(rows, method))
-            ax.set_title(setting if i == 0 else "", fontsize=9)
-            if i == 0:
-                ax.legend(fontsize=6)
-            ax.set_xlabel("σ / (x_max − x_min)", fontsize=8)
-            ax.set_ylabel(f"{label} between models (higher = more stable)", fontsize=7)
-            ax.grid(alpha=0.3)
+    panels = [("ssim_mean", "SSIM between models (higher = more stable)"),
+              ("topk_iou_mean", "top-k IoU between models (higher = more stable)")]  # fmt: skip
+    fig = _curves_by_setting(rows, settings_order, panels, 6.2)
     fig.suptitle("SSIM and top-k IoU of two models' maps vs σ", fontsize=10)
     fig.tight_layout()
     return _save(fig, path), settings

@@ -134,16 +134,17 @@ def write_manifest(out: Path, study: str, title: str, figures: Sequence[dict[str
 
 
 # ---- stability tables ------------------------------------------------------------------------------
+def _curves(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The (setting, method) pairs of ``rows``, in first-seen order."""
+    return list(dict.fromkeys((r["setting"], r["method"]) for r in rows))
+
+
 def table1_rows(rows: Sequence[dict[str, Any]], sigma: float) -> list[dict[str, Any]]:
     """Table 1: per (setting, method), raw (σ = 0) vs smoothed (σ = ``sigma`` or the nearest σ > 0)."""
     from smoothsal.studies.tradeoff.report import table_noise_level
 
     out = []
-    keys: list[tuple[str, str]] = []
-    for r in rows:
-        if (r["setting"], r["method"]) not in keys:
-            keys.append((r["setting"], r["method"]))
-    for setting, method in keys:
+    for setting, method in _curves(rows):
         curve = {r["noise_level"]: r for r in rows if r["setting"] == setting and r["method"] == method}
         used = table_noise_level(sorted(curve), sigma)
         if 0.0 not in curve or used not in curve:
@@ -193,11 +194,7 @@ def fit_table(rows: Sequence[dict[str, Any]], n_boot: int, seed: int) -> list[di
     from smoothsal.studies.reproduce.stability import bootstrap_power_law
 
     out = []
-    keys: list[tuple[str, str]] = []
-    for r in rows:
-        if (r["setting"], r["method"]) not in keys:
-            keys.append((r["setting"], r["method"]))
-    for setting, method in keys:
+    for setting, method in _curves(rows):
         curve = sorted((r for r in rows if r["setting"] == setting and r["method"] == method and r["noise_level"] > 0),
                        key=lambda r: r["noise_level"])  # fmt: skip
         if len(curve) < 2:
