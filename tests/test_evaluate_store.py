@@ -60,14 +60,6 @@ TINY = dict(model=MODEL, methods="grad,gradcam", noise_level=SIGMA, n_samples=N_
 METHOD_ROWS = ["grad", "grad_smooth", "gradcam", "gradcam_smooth"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """A map store of ``tiny_cnn``: 6 images × (grad, gradcam) × σ (0, 0.2)."""

@@ -18,8 +18,6 @@ from smoothsal.metrics.tradeoff import (
     stability_from_maps,
 )
 
-torch.set_num_threads(1)
-
 
 class Scaled(nn.Module):
     """``factor * model(x)``: the same decision function, gradients scaled by ``factor``."""
