@@ -253,7 +253,7 @@ def test_run_explain_resumes_and_never_mixes_configurations(tmp_path):
 def test_sample_size_series_is_the_running_mean_of_one_draw_sequence():
     net, x, t = small_cnn(), torch.rand(1, 3, 16, 16), torch.tensor([1])
     kw = {"noise_level": 0.2, "n_samples": 10, "batch_size": 4, "seed": 3, "tol": None}
-    series = sample_size_series(net, x, t, [1, 4, 10], kw)
+    series = sample_size_series(net, x, t, [1, 4, 10], kw)[0]
     for n, m in zip([1, 4, 10], series):
         direct = build_method("grad", net, smooth={**kw, "n_samples": n}).attribute(x, t)[0]
         torch.testing.assert_close(m, direct, rtol=1e-5, atol=1e-6)
@@ -269,7 +269,7 @@ def test_the_sample_size_figure_is_kept_from_the_grids_smoothgrad(tmp_path):
     unit = next(r for r in rec if r["unit"].get("kind") == "sample_sizes")
     assert unit["values"]["source"] == "snapshots of the grid's SmoothGrad"
     net = small_cnn()
-    drawn = sample_size_series(net, res.inputs[:1], res.targets[:1], [1, 3, 6], res.config.smooth_kwargs())
+    drawn = sample_size_series(net, res.inputs[:1], res.targets[:1], [1, 3, 6], res.config.smooth_kwargs())[0]
     torch.testing.assert_close(torch.as_tensor(res.sample_size_maps), drawn, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(torch.as_tensor(res.sample_size_maps[-1]), torch.as_tensor(res.maps["grad_smooth"][0]))
 

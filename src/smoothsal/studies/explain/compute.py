@@ -36,7 +36,6 @@ from torch import Tensor
 
 from smoothsal._model import predict
 from smoothsal.datasets.photos import Photo, bundled_photos, cat_and_coffee, load_image
-from smoothsal.noise import make_generator
 from smoothsal.registry import build_method, method_label
 from smoothsal.studies.explain.config import ExplainConfig
 from smoothsal.studies.store import ResultsStore
@@ -117,28 +116,21 @@ def top_k(logits: Tensor, class_names: list[str] | None, k: int = 5) -> list[lis
 def sample_size_series(
     model: torch.nn.Module,
     inputs: Tensor,
-    target: Tensor,
+    targets: Tensor,
     sizes: Sequence[int],
     smooth: dict[str, Any],
-    progress: bool = False,
 ) -> Tensor:
-    """SmoothGrad of one input ``[1, ...]`` at each n of ``sizes`` for the cost of ``max(sizes)`` samples.
+    """SmoothGrad of each input at every n of ``sizes`` for the cost of ``max(sizes)`` samples.
 
-    One generator is continued from segment to segment, so the map at n is the running mean of
-    the first n draws: what ``Smooth(n_samples=n, seed=seed)`` gives on its own. Always takes the
-    full n (no ``tol``: the figure is about n). Returns ``[len(sizes), ...]``.
+    The estimate at n is kept on the way (:meth:`~smoothsal.smoothing.Smooth.estimate`
+    ``snapshots``): the mean of the first n draws of one sequence, what ``Smooth(n_samples=n,
+    seed=seed)`` gives on its own. Always takes the full n (no ``tol``: the figure is about n).
+    Returns ``[B, len(sizes), ...]`` for ``inputs`` ``[B, ...]``.
     """
-    from tqdm.auto import tqdm
-
     sizes = sorted(set(sizes))
-    gen = make_generator(smooth["seed"])
-    total, done, maps = torch.zeros_like(inputs[0]), 0, []
-    for n in tqdm(sizes, desc="sample sizes", disable=not progress, unit="map"):
-        sg = build_method("grad", model, smooth={**smooth, "n_samples": n - done, "tol": None, "seed": gen})
-        total += sg.attribute(inputs, target)[0] * (n - done)
-        done = n
-        maps.append(total / done)
-    return torch.stack(maps)
+    sg = build_method("grad", model, smooth={**smooth, "n_samples": sizes[-1], "tol": None})
+    snaps = sg.estimate(inputs, targets, snapshots=sizes).snapshots
+    return torch.stack([snaps[n] for n in sizes], dim=1)
 
 
 def _map_unit(config: ExplainConfig, name: str, smoothed: bool, size: int) -> dict[str, Any]:
@@ -296,7 +288,7 @@ def _compute_extras(
     def compute_series() -> tuple[Tensor, dict[str, Any]]:
         if series is not None and bool(torch.isfinite(series).all()):
             return series, {"source": "snapshots of the grid's SmoothGrad"}
-        return sample_size_series(net, x, t, sizes, smooth, progress=config.progress), {}
+        return sample_size_series(net, x, t, sizes, smooth)[0], {}
 
     arr, _ = store.array({"kind": "sample_sizes", "sizes": sizes}, compute_series)
     results.sample_sizes, results.sample_size_maps = sizes, arr

@@ -7,7 +7,7 @@ array), written as soon as it is finished, so an interrupted run resumes:
   :math:`\varepsilon \sim N(0, (0.01\,(x_{max}-x_{min}))^2)` (the gradient, and SmoothGrad for
   contrast), :func:`smoothsal.metrics.jaggedness.gradient_along_line`;
 * ``fig3``: SmoothGrad of every image at one noise level (σ = 0 is the vanilla gradient);
-* ``fig4``: SmoothGrad at each sample size, one continued draw sequence per image
+* ``fig4``: SmoothGrad at each sample size, one draw sequence per image
   (:func:`smoothsal.studies.explain.compute.sample_size_series`), and ``fig4_se``: the n at which
   the relative standard error ‖SE‖/‖map‖ reaches ``tol``;
 * ``map``: Figs. 5 and 7, each base method raw and smoothed on every image;
@@ -181,9 +181,7 @@ def compute_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any]
     sizes = list(config.sample_sizes)
 
     def series() -> tuple[Tensor, dict]:
-        maps = [sample_size_series(net, inputs[i : i + 1], targets[i : i + 1], sizes, config.smooth_kwargs())
-                for i in range(k)]  # fmt: skip
-        return torch.stack(maps), {}
+        return sample_size_series(net, inputs[:k], targets[:k], sizes, config.smooth_kwargs()), {}
 
     res.fig4, _ = store.array({"kind": "fig4", "sizes": sizes, "images": k}, series)
     res.fig4_sizes = sizes
