@@ -13,6 +13,19 @@ from torch import Tensor, nn
 from smoothsal.allocator import prepare as prepare_allocator
 from smoothsal._validation import TargetSpec, check_logits, resolve_targets
 
+#: the ``nn.Module`` attributes that hold hooks (what ``preserve_model`` restores and what makes
+#: :func:`smoothsal.fusion.folded` leave a model unfolded)
+MODULE_HOOK_DICTS: tuple[str, ...] = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+)
+
 __all__ = ["model_device", "predict", "resolve_device", "resolve_model_targets", "row_chunks", "rows_per_call", "to_model_device"]
 
 #: Without a measured choice, one call holds at most this many input elements (16 MiB of float32:

@@ -52,13 +52,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from smoothsal._model import MODULE_HOOK_DICTS
+
 __all__ = ["FOLD_TOLERANCE", "FoldReport", "fold_batchnorm", "folded", "folding", "folding_enabled", "set_folding"]
 
 #: the folded copy is used only when ``max |f_folded(x) - f(x)| <= FOLD_TOLERANCE * max(1, max |f(x)|)``
 #: on the probe input (float32 rounding gives ~1e-6; a wrong fold gives O(1))
 FOLD_TOLERANCE = 1e-3
 
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 _state = threading.local()
 
 
@@ -105,7 +106,7 @@ class FoldReport:
 
 
 def _has_hooks(model: nn.Module) -> bool:
-    return any(len(getattr(m, name, ())) for m in model.modules() for name in _HOOK_DICTS)
+    return any(len(getattr(m, name, ())) for m in model.modules() for name in MODULE_HOOK_DICTS)
 
 
 def _foldable_pairs(model: nn.Module, probe: Tensor, *, conv_subclasses: bool) -> list[tuple[str, str]]:

@@ -28,20 +28,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from smoothsal._model import resolve_model_targets, to_model_device
+from smoothsal._model import MODULE_HOOK_DICTS, resolve_model_targets, to_model_device
 from smoothsal._validation import TargetSpec, check_inputs, check_logits, resolve_targets
 from smoothsal.fusion import folded
 
-_HOOK_DICTS = (
-    "_forward_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-    "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-    "_state_dict_hooks",
-)
 
 
 @contextlib.contextmanager
@@ -60,7 +50,7 @@ def preserve_model(model: nn.Module, *, warn_training: bool = True) -> Iterator[
     training = [m.training for m in modules]
     inplace = [getattr(m, "inplace", None) for m in modules]
     forwards = [m.__dict__.get("forward") for m in modules]
-    hooks = [{name: dict(getattr(m, name)) for name in _HOOK_DICTS if hasattr(m, name)} for m in modules]
+    hooks = [{name: dict(getattr(m, name)) for name in MODULE_HOOK_DICTS if hasattr(m, name)} for m in modules]
     if warn_training and model.training:
         warnings.warn(
             "the model is in training mode; smoothsal explains it in eval mode (dropout and batch-norm "
