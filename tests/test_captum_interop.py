@@ -230,7 +230,7 @@ def test_library_runs_without_captum_and_says_what_to_install():
         sys.meta_path.insert(0, _Blocker())
         import torch
         import smoothsal as ss
-        from smoothsal._extras import MissingExtraError
+        from smoothsal._core.extras import MissingExtraError
 
         model = torch.nn.Linear(4, 3).eval()
         x = torch.rand(2, 4)

@@ -214,7 +214,7 @@ def test_missing_hub_packages_say_which_extra_to_install():
                 if name.split(".")[0] in {"torchvision", "timm", "transformers"}:
                     raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         sys.meta_path.insert(0, _Blocker())
-        from smoothsal._extras import MissingExtraError
+        from smoothsal._core.extras import MissingExtraError
         from smoothsal.zoo import load_model
         for spec, extra in [("torchvision:resnet18", "torchvision"), ("timm:vit_small_patch16_224", "timm"),
                             ("hf:google/vit-base-patch16-224", "hf")]:

@@ -118,7 +118,7 @@ def test_missing_extra_is_one_clear_line(call, extra, package):
         f"""
         import numpy as np
         import smoothsal as ss
-        from smoothsal._extras import MissingExtraError
+        from smoothsal._core.extras import MissingExtraError
         try:
             {call}
         except MissingExtraError as err:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal.allocator import prepare as prepare_allocator
-from smoothsal._validation import TargetSpec, check_logits, resolve_targets
+from smoothsal._core.validation import TargetSpec, check_logits, resolve_targets
 
 #: the ``nn.Module`` attributes that hold hooks (what ``preserve_model`` restores and what makes
 #: :func:`smoothsal.fusion.folded` leave a model unfolded)

@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Any
 
-from smoothsal._extras import PACKAGES, MissingExtraError, install_hint
+from smoothsal._core.extras import PACKAGES, MissingExtraError, install_hint
 from smoothsal.studies import STUDIES  # each study's command module defines register_cli(app)
 
 

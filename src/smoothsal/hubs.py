@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from smoothsal._extras import require
+from smoothsal._core.extras import require
 
 __all__ = ["HUBS", "import_torchvision", "load_hub_model", "offline", "parse_hub_spec"]
 
@@ -83,7 +83,7 @@ def parse_hub_spec(spec: str) -> tuple[str, str] | None:
 def import_torchvision() -> ModuleType:
     """Import torchvision, also when its C++ operators cannot load (CUDA wheel beside CPU torch).
 
-    See the module docstring. Raises :class:`smoothsal._extras.MissingExtraError` when torchvision
+    See the module docstring. Raises :class:`smoothsal._core.extras.MissingExtraError` when torchvision
     is not installed.
     """
     if "torchvision" in sys.modules and hasattr(sys.modules["torchvision"], "models"):
@@ -306,7 +306,7 @@ def _timm(name: str, weights: str | Path | None, random_weights: bool, **kwargs:
 
 def import_torchvision_quietly() -> None:
     """Make torchvision importable for timm/transformers if it is installed; ignore it if not."""
-    from smoothsal._extras import MissingExtraError
+    from smoothsal._core.extras import MissingExtraError
 
     with contextlib.suppress(MissingExtraError):
         import_torchvision()

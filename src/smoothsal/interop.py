@@ -61,7 +61,7 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._model import resolve_model_targets, to_model_device
-from smoothsal._validation import TargetSpec, check_inputs
+from smoothsal._core.validation import TargetSpec, check_inputs
 from smoothsal.methods.base import ConvergenceDelta, preserve_model
 
 __all__ = [
@@ -292,7 +292,7 @@ def from_captum(method: Any, /, **attribute_kwargs: Any) -> CaptumMethod:
         merged = {**method.attribute_kwargs, **attribute_kwargs}
         return CaptumMethod(method.captum, **merged)
     if not is_captum_method(method):
-        from smoothsal._extras import require
+        from smoothsal._core.extras import require
 
         require("captum.attr", "smoothsal.interop.from_captum")  # a one-line error if Captum is missing
     return CaptumMethod(method, **attribute_kwargs)

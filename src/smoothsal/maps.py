@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from smoothsal._validation import check_choice
+from smoothsal._core.validation import check_choice
 
 __all__ = ["REDUCE_MODES", "cap", "check_percentile", "percentile", "prepare_map", "reduce_channels"]
 

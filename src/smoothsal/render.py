@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from smoothsal import maps as _maps
-from smoothsal._extras import require
-from smoothsal._validation import check_positive_int
+from smoothsal._core.extras import require
+from smoothsal._core.validation import check_positive_int
 
 __all__ = [
     "NEGATIVE_RGB",

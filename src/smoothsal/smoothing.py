@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._model import resolve_model_targets, to_model_device
-from smoothsal._validation import (
+from smoothsal._core.validation import (
     TargetSpec,
     check_choice,
     check_inputs,

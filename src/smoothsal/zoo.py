@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from smoothsal._extras import require
+from smoothsal._core.extras import require
 
 #: Input resolution of each EfficientNet-Lite variant.
 IMAGE_SIZES = {"lite0": 224, "lite1": 240, "lite2": 260}

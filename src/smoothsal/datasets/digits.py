@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from smoothsal._extras import require
-from smoothsal._validation import check_positive_int
+from smoothsal._core.extras import require
+from smoothsal._core.validation import check_positive_int
 from smoothsal.datasets.base import ImageDataset
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from smoothsal._extras import require
+from smoothsal._core.extras import require
 
 #: Bundled photos (all in ``skimage.data``, no download) with what they show.
 BUNDLED = {

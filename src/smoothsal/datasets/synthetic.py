@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from smoothsal._validation import check_nonnegative, check_positive_int
+from smoothsal._core.validation import check_nonnegative, check_positive_int
 from smoothsal.noise import make_generator
 from smoothsal.datasets.base import ImageDataset
 

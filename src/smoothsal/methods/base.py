@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._model import MODULE_HOOK_DICTS, resolve_model_targets, to_model_device
-from smoothsal._validation import TargetSpec, check_inputs, check_logits, resolve_targets
+from smoothsal._core.validation import TargetSpec, check_inputs, check_logits, resolve_targets
 from smoothsal.fusion import folded
 
 

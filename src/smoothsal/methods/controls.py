@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from smoothsal._validation import TargetSpec, check_logits, resolve_targets
+from smoothsal._core.validation import TargetSpec, check_logits, resolve_targets
 from smoothsal.methods.base import Attribution
 
 _MASK32 = 0xFFFFFFFF

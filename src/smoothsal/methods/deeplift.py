@@ -54,7 +54,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from smoothsal._validation import TargetSpec, check_choice, check_nonnegative, resolve_targets
+from smoothsal._core.validation import TargetSpec, check_choice, check_nonnegative, resolve_targets
 from smoothsal.methods.base import Attribution, ConvergenceDelta
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
 from smoothsal.methods.guided_backprop import (

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from smoothsal._validation import TargetSpec, check_inputs, check_logits, check_positive_int, resolve_targets
+from smoothsal._core.validation import TargetSpec, check_inputs, check_logits, check_positive_int, resolve_targets
 from smoothsal.methods.base import Attribution, preserve_model
 
 LayerSpec = nn.Module | str | None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from smoothsal._validation import TargetSpec
+from smoothsal._core.validation import TargetSpec
 from smoothsal.methods.base import Attribution
 
 

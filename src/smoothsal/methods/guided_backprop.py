@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from smoothsal._validation import TargetSpec, check_choice
+from smoothsal._core.validation import TargetSpec, check_choice
 from smoothsal.methods.base import Attribution
 
 #: ``rule(grad_out, local_grad) -> grad_in`` applied at every rectifier in the backward pass.

@@ -61,7 +61,7 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._tuner import RowTuner, work_key
-from smoothsal._validation import TargetSpec, check_choice, check_nonnegative, check_positive_int, resolve_targets
+from smoothsal._core.validation import TargetSpec, check_choice, check_nonnegative, check_positive_int, resolve_targets
 from smoothsal.methods.base import Attribution, ConvergenceDelta
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
 

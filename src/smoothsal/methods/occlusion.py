@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._model import rows_per_call
-from smoothsal._validation import TargetSpec, check_positive_int, resolve_targets
+from smoothsal._core.validation import TargetSpec, check_positive_int, resolve_targets
 from smoothsal.methods.base import Attribution
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
 

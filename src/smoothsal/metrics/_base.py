@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from smoothsal._model import row_chunks
-from smoothsal._validation import TargetSpec, check_positive_int
+from smoothsal._core.validation import TargetSpec, check_positive_int
 from smoothsal.interop import accept_captum, as_attributions, as_method, as_method_factory, is_captum_method
 
 __all__ = ["KINDS", "METRICS", "MetricInfo", "attribution_maps", "check_method_factory", "metric"]

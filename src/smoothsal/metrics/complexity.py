@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-from smoothsal._validation import check_inputs
+from smoothsal._core.validation import check_inputs
 from smoothsal.maps import reduce_channels as _reduce_channels
 from smoothsal.metrics._base import metric
 

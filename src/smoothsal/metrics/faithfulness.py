@@ -42,7 +42,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from smoothsal._validation import (
+from smoothsal._core.validation import (
     TargetSpec,
     check_choice,
     check_inputs,

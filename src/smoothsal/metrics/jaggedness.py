@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from smoothsal._model import predict, resolve_model_targets, rows_per_call
-from smoothsal._validation import TargetSpec, check_inputs, check_nonnegative, check_positive_int
+from smoothsal._core.validation import TargetSpec, check_inputs, check_nonnegative, check_positive_int
 from smoothsal.methods.base import model_of
 from smoothsal.methods.gradient import VanillaGradient
 from smoothsal.metrics._base import metric

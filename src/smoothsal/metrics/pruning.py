@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from smoothsal._validation import TargetSpec, check_inputs, check_logits, check_positive_int, resolve_targets
+from smoothsal._core.validation import TargetSpec, check_inputs, check_logits, check_positive_int, resolve_targets
 from smoothsal.methods.base import preserve_model
 from smoothsal.methods.baselines import BaselineSpec, make_baseline
 from smoothsal._model import predict, rows_per_call

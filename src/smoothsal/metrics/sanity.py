@@ -106,7 +106,7 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._model import resolve_model_targets
-from smoothsal._validation import (
+from smoothsal._core.validation import (
     TargetSpec,
     check_choice,
     check_inputs,

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from smoothsal._validation import check_inputs, check_positive_int
+from smoothsal._core.validation import check_inputs, check_positive_int
 from smoothsal.maps import reduce_channels
 from smoothsal.maps import prepare_map as _prepare_map
 from smoothsal.metrics._base import metric

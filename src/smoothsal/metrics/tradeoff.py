@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._model import resolve_model_targets
-from smoothsal._validation import TargetSpec, check_inputs, check_nonnegative, check_positive_int
+from smoothsal._core.validation import TargetSpec, check_inputs, check_nonnegative, check_positive_int
 from smoothsal.metrics._base import attribution_maps, check_method_factory, metric
 
 __all__ = [

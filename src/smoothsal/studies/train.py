@@ -21,7 +21,7 @@ Training options beyond plain Adam/SGD:
   (the noisy weights are never stored in the model);
 * random shifts of up to ±2 pixels, and label shuffling for the data-randomization sanity check.
 
-Weights are cached under ``cache_dir`` (default ``smoothsal._paths.cache_dir("models")``) as
+Weights are cached under ``cache_dir`` (default ``smoothsal._core.paths.cache_dir("models")``) as
 ``<sha1 of the config JSON>.pt`` with a JSON sidecar (config, test accuracy, training time), so a
 second call with the same :class:`TrainConfig` loads instead of training.
 """
@@ -44,10 +44,10 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from smoothsal._paths import cache_dir as default_cache_dir
+from smoothsal._core.paths import cache_dir as default_cache_dir
 from smoothsal._model import predict
 from smoothsal.noise import make_generator
-from smoothsal._validation import check_choice, check_nonnegative, check_positive_int
+from smoothsal._core.validation import check_choice, check_nonnegative, check_positive_int
 from smoothsal.datasets.base import ImageDataset
 
 DATASETS: tuple[str, ...] = ("digits", "synthetic")
@@ -444,7 +444,7 @@ def train_model(config: TrainConfig, cache_dir: str | Path | None = None, progre
 
     Args:
         config: the :class:`TrainConfig`.
-        cache_dir: folder of cached weights (default ``smoothsal._paths.cache_dir("models")``).
+        cache_dir: folder of cached weights (default ``smoothsal._core.paths.cache_dir("models")``).
         progress: show a ``tqdm`` bar over epochs (loss per epoch; test accuracy at the end).
     Returns:
         :class:`TrainedModel` with the eval-mode model, its test accuracy on :func:`load_split`'s

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from smoothsal._validation import check_nonnegative, check_positive_int
+from smoothsal._core.validation import check_nonnegative, check_positive_int
 from smoothsal.registry import PRECISION, method_spec, parse_methods
 
 __all__ = [

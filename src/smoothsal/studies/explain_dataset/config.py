@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from smoothsal._validation import check_nonnegative, check_positive_int
+from smoothsal._core.validation import check_nonnegative, check_positive_int
 
 __all__ = ["IMAGE_EXTENSIONS", "QUICK", "TARGETS", "DatasetIndex", "ExplainDatasetConfig", "scan_images"]
 

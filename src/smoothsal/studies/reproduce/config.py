@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from smoothsal._validation import check_nonnegative, check_positive_int
+from smoothsal._core.validation import check_nonnegative, check_positive_int
 from smoothsal.datasets.photos import NATURAL_PHOTO_NAMES
 from smoothsal.studies.tradeoff.config import _names
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smoothsal._validation import check_nonnegative, check_positive_int
+from smoothsal._core.validation import check_nonnegative, check_positive_int
 
 __all__ = ["DATASETS", "FULL", "PHOTO_MODELS", "PRESETS", "QUICK", "SETTINGS", "SETTING_LABELS", "TradeoffConfig"]
 

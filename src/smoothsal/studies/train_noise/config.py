@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from smoothsal._validation import check_nonnegative, check_positive_int
+from smoothsal._core.validation import check_nonnegative, check_positive_int
 
 if TYPE_CHECKING:
     from smoothsal.studies.train import TrainConfig
