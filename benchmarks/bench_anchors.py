@@ -13,8 +13,8 @@ Rows (per model):
 * ``ours``: ``SmoothGrad(model, noise_level=0.15, n_samples=50).attribute(x)`` at the API defaults
   (rows per call learned within the process: the first call, with nothing learned, is reported
   apart from the steady-state median). The defaults run the model's BatchNorm-folded copy
-  (:mod:`smoothsal.fusion`), so a second row, ``ours ... folding off``, times the same call inside
-  ``smoothsal.fusion.folding(False)``: the runner alone against the floor (which, like every
+  (:mod:`smoothsal.execution.folding`), so a second row, ``ours ... folding off``, times the same call inside
+  ``smoothsal.execution.folding.folding(False)``: the runner alone against the floor (which, like every
   anchor, runs the model as given);
 * Captum ``NoiseTunnel(Saliency)`` smoothgrad, nt_samples=50, at its default (all samples in one
   batch) and at its best ``nt_samples_batch_size``; ``abs=False`` so that its map is the signed
@@ -69,10 +69,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import smoothsal
-from smoothsal import _tuner
+from smoothsal.execution import tuner
 from smoothsal.datasets import load_photo
 from smoothsal.methods.grad_cam import resolve_layer
-from smoothsal.zoo import efficientnet_lite0
+from smoothsal.models.zoo import efficientnet_lite0
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 NOISE = 0.15
@@ -228,7 +228,7 @@ def unfolded(fn: Callable[[], Any]) -> Callable[[], Any]:
     """``fn`` run with BatchNorm folding off (the model as given)."""
 
     def run() -> Any:
-        with smoothsal.fusion.folding(False):
+        with smoothsal.execution.folding.folding(False):
             return fn()
 
     return run
@@ -269,7 +269,7 @@ def interleaved(configs: dict[str, Callable[[], Any]], rounds: int, min_seconds:
 def learned_rows() -> dict[str, int]:
     """Rows per call the tuner settled on, per work (what it runs: smooth-of-method, or ig)."""
     out = {}
-    for key, state in _tuner._learned.items():
+    for key, state in tuner._learned.items():
         what = key[-1]
         name = "/".join(str(w) for w in what if w is not None) if isinstance(what, tuple) else str(what)
         out[name] = state.best()
@@ -454,7 +454,7 @@ def main() -> None:
             info[f"{mname}_sigma_abs_{k}img"] = [round(float(s), 5) for s in sig]
             sig_c = float(sig.mean())  # Captum: one σ for the tensor
             ours = smoothsal.SmoothGrad(model, noise_level=NOISE, n_samples=N)
-            _tuner.clear_learned()
+            tuner.clear_learned()
             t0 = time.perf_counter()
             m_ours = ours.attribute(x)
             first = time.perf_counter() - t0
@@ -492,7 +492,7 @@ def main() -> None:
             add(mname, work, k, "ours SmoothGrad (defaults)", secs["ours"], floor=fl, ours=o, first=first,
                 rows_per_call=lr, r=r_floor, note=note)
             add(mname, work, k, "ours SmoothGrad (defaults), folding off", secs["ours_nofold"], floor=fl, ours=o,
-                rows_per_call=lr, note="smoothsal.fusion.folding(False): the model as given")
+                rows_per_call=lr, note="smoothsal.execution.folding.folding(False): the model as given")
             if "captum" in configs:
                 m = last["captum"]
                 add(mname, work, k, "Captum NoiseTunnel(Saliency) default", secs["captum"], floor=fl, ours=o,
@@ -520,7 +520,7 @@ def main() -> None:
             t = model(x).argmax(1)
         sig_c = float(sigma_abs(x)[0])
         ig_ours = smoothsal.IntegratedGradients(model, steps=32)
-        _tuner.clear_learned()
+        tuner.clear_learned()
         t0 = time.perf_counter()
         m_ours = ig_ours.attribute(x)
         first = time.perf_counter() - t0
@@ -536,7 +536,7 @@ def main() -> None:
         add(mname, "IG steps=32", 1, "ours IntegratedGradients(steps=32)", secs["ours"], ours=o, first=first,
             rows_per_call=lr, note=note)
         add(mname, "IG steps=32", 1, "ours IntegratedGradients(steps=32), folding off", secs["ours_nofold"], ours=o,
-            rows_per_call=lr, note="smoothsal.fusion.folding(False)")
+            rows_per_call=lr, note="smoothsal.execution.folding.folding(False)")
         add(mname, "IG steps=32", 1, "Captum IntegratedGradients default", secs["captum"], ours=o, rows_per_call=32,
             r=pearson(last["captum"], m_ours), note="internal_batch_size=None")
         caps = {n: statistics.median(v) for n, v in secs.items() if n.startswith("captum@")}
@@ -548,7 +548,7 @@ def main() -> None:
         # ---- SmoothGrad of IG, same total work: 16 samples x 4 steps = 64 rows
         ns, st = 16, 4
         sig_ours = smoothsal.Smooth(smoothsal.IntegratedGradients(model, steps=st), noise_level=NOISE, n_samples=ns)
-        _tuner.clear_learned()
+        tuner.clear_learned()
         t0 = time.perf_counter()
         m_ours = sig_ours.attribute(x)
         first = time.perf_counter() - t0
@@ -570,7 +570,7 @@ def main() -> None:
         add(mname, work, 1, f"ours Smooth(IntegratedGradients(steps={st}), n_samples={ns})", secs["ours"], ours=o,
             first=first, rows_per_call=lr, r=pearson(m_ours, m_seed1), note=note)
         add(mname, work, 1, f"ours Smooth(IntegratedGradients(steps={st}), n_samples={ns}), folding off",
-            secs["ours_nofold"], ours=o, rows_per_call=lr, note="smoothsal.fusion.folding(False)")
+            secs["ours_nofold"], ours=o, rows_per_call=lr, note="smoothsal.execution.folding.folding(False)")
         add(mname, work, 1, "Captum NoiseTunnel(IntegratedGradients) default", secs["captum"], ours=o,
             rows_per_call=ns * st, r=pearson(last["captum"], m_ours))
         add(mname, work, 1, "Captum NoiseTunnel(IG) nt_samples_batch_size=4", secs["captum@16"], ours=o,

@@ -2,10 +2,10 @@
 
 The work: 2 bundled photos (224×224) × 50 noisy samples = 100 rows, each a forward pass and the
 backward pass of the target logit (what :class:`smoothsal.Smooth` around a vanilla gradient does),
-run in batches of 4, 8, 16, 32, 64 rows and of the size :func:`smoothsal.batching.choose_batch_size`
+run in batches of 4, 8, 16, 32, 64 rows and of the size :func:`smoothsal.execution.probe.choose_batch_size`
 picks. The sizes are run interleaved, 3 rounds; the table gives the median time and its ratio to
 the fastest fixed size, all from this one run. Also printed: the row memory counted by
-:func:`smoothsal.batching.row_memory` (saved tensors) against the CPU allocator's real peak from
+:func:`smoothsal.execution.measure.row_memory` (saved tensors) against the CPU allocator's real peak from
 the PyTorch profiler's memory trace, the cost of the choice (row memory + probe), and the largest
 difference between the maps of different batch sizes (must be float rounding only).
 
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from smoothsal import batching
+from smoothsal.execution import measure, memory, probe
 from smoothsal.datasets import load_photo
-from smoothsal.zoo import efficientnet_lite0
+from smoothsal.models.zoo import efficientnet_lite0
 
 FIXED = (4, 8, 16, 32, 64)
 
@@ -92,7 +92,7 @@ def main() -> None:
     # ---- memory of one row: saved-tensor count vs the allocator's real peak --------------------
     example, example_targets = rows_of(0, 4)
     t0 = time.perf_counter()
-    row_bytes = batching.row_memory(
+    row_bytes = measure.row_memory(
         lambda rows: grad_rows(rows, example_targets[: rows.shape[0]]), example
     )
     t_row_memory = time.perf_counter() - t0
@@ -108,9 +108,9 @@ def main() -> None:
         str(x.device),
         "smooth:grad",
     )
-    budget = batching.memory_budget(x.device)
+    budget = memory.memory_budget(x.device)
     t0 = time.perf_counter()
-    auto = batching.choose_batch_size(
+    auto = probe.choose_batch_size(
         lambda k: grad_rows(*rows_of(0, k)),
         row_bytes=row_bytes,
         max_rows=n_rows,
@@ -118,7 +118,7 @@ def main() -> None:
         key=key,
     )
     t_choose = time.perf_counter() - t0
-    probe_rates = next(r for k, r in batching._probes.items() if k[0] == key)
+    probe_rates = next(r for k, r in probe._probes.items() if k[0] == key)
 
     # ---- interleaved timing -------------------------------------------------------------------
     sizes = list(FIXED) + ([auto] if auto not in FIXED else [])
@@ -140,11 +140,11 @@ def main() -> None:
         f"EfficientNet-Lite0 224x224, {torch.get_num_threads()} threads, torch {torch.__version__}"
     )
     print(
-        f"row memory: {batching.format_bytes(row_bytes)}/row counted (saved tensors), "
-        f"{batching.format_bytes(profiler_row)}/row allocator peak (profiler); measured in {t_row_memory:.1f} s"
+        f"row memory: {memory.format_bytes(row_bytes)}/row counted (saved tensors), "
+        f"{memory.format_bytes(profiler_row)}/row allocator peak (profiler); measured in {t_row_memory:.1f} s"
     )
     print(
-        f"budget {batching.format_bytes(budget)} -> cap {budget // row_bytes} rows; probe rows/s "
+        f"budget {memory.format_bytes(budget)} -> cap {budget // row_bytes} rows; probe rows/s "
         + ", ".join(f"{k}: {r:.1f}" for k, r in sorted(probe_rates.items()))
         + f"; chose {auto} in {t_choose:.1f} s"
     )

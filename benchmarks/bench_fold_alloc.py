@@ -4,8 +4,8 @@ SmoothGrad of EfficientNet-Lite0 (224², the 4 bundled photos, n = 32 per image,
 ``tol=None``) in a fresh subprocess per configuration, so that each starts with glibc's allocator
 as it comes:
 
-* ``folding``: :mod:`smoothsal.fusion` on (the default) or off (``fusion.set_folding(False)``);
-* ``allocator``: :mod:`smoothsal.allocator` keeping freed memory (the default) or not
+* ``folding``: :mod:`smoothsal.execution.folding` on (the default) or off (``folding.set_folding(False)``);
+* ``allocator``: :mod:`smoothsal.execution.allocator` keeping freed memory (the default) or not
   (``SMOOTHSAL_KEEP_FREED_MEMORY=0``);
 * ``Captum``: Captum's ``NoiseTunnel(Saliency)`` (smoothgrad, ``abs=False``, the same 32 samples
   per image and the same 16 rows per call: ``nt_samples_batch_size=4`` of the 4 images; and at
@@ -49,7 +49,7 @@ CONFIGS = {  # name: (folding, keep freed memory)
 _CHILD = r"""
 import json, resource, statistics, sys, time, torch
 import smoothsal as ss
-from smoothsal.zoo import efficientnet_lite0
+from smoothsal.models.zoo import efficientnet_lite0
 fold, threads, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(threads)
 model = efficientnet_lite0()
@@ -65,7 +65,7 @@ if fold.startswith("captum"):
                                                          nt_samples_batch_size=None if fold == "captum_default" else 4,
                                                          target=t, abs=False))
 else:
-    ss.fusion.set_folding(fold == "1")
+    ss.execution.folding.set_folding(fold == "1")
     sg = ss.SmoothGrad(model, n_samples=32, seed=0, batch_size=16, tol=None)
 first = sg.attribute(x)
 r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -78,20 +78,20 @@ r1 = resource.getrusage(resource.RUSAGE_SELF)
 rows = 4 * 32
 print(json.dumps({"ms_per_row": 1000 * statistics.median(times) / rows, "user_s": r1.ru_utime - r0.ru_utime,
                   "sys_s": r1.ru_stime - r0.ru_stime, "minor_faults": r1.ru_minflt - r0.ru_minflt,
-                  "kept": ss.allocator.kept()}))
+                  "kept": ss.execution.allocator.kept()}))
 """
 
 _DIFF = r"""
 import json, torch
 import smoothsal as ss
-from smoothsal.zoo import efficientnet_lite0
+from smoothsal.models.zoo import efficientnet_lite0
 torch.set_num_threads(2)
 model = efficientnet_lite0()
 x = torch.cat([ss.datasets.load_photo(p).tensor for p in ("chelsea", "coffee", "astronaut", "rocket")])
 def rel(a, b):
     return float((a - b).flatten(1).norm(dim=1).div(b.flatten(1).norm(dim=1)).mean())
 on = ss.SmoothGrad(model, n_samples=32, seed=0, tol=None).attribute(x)
-with ss.fusion.folding(False):
+with ss.execution.folding.folding(False):
     off = ss.SmoothGrad(model, n_samples=32, seed=0, tol=None).attribute(x)
     g = ss.VanillaGradient(model).attribute(x)
     g_moved = ss.VanillaGradient(model).attribute(x + 1e-6 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0)))

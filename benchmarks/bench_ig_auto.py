@@ -26,7 +26,7 @@ import torch
 
 from smoothsal import IntegratedGradients
 from smoothsal.datasets import load_photo
-from smoothsal.zoo import efficientnet_lite0
+from smoothsal.models.zoo import efficientnet_lite0
 
 RESULTS = Path(__file__).parent / "results" / "ig_auto.json"
 

@@ -3,7 +3,7 @@
 Each command runs in its own process; its peak resident set size is read from
 ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` of a fresh helper process that runs only that
 command (so the peak is the command's own), together with the memory budget the automatic batch
-size was allowed (``smoothsal.batching.memory_budget`` at the start) and the wall time.
+size was allowed (``smoothsal.execution.memory.memory_budget`` at the start) and the wall time.
 
 Rows (each in a fresh output folder, so nothing is resumed):
 
@@ -52,7 +52,7 @@ def measure(args: list[str]) -> dict:
 
 
 def budget_bytes() -> int:
-    from smoothsal.batching import memory_budget
+    from smoothsal.execution.memory import memory_budget
 
     return int(memory_budget("cpu"))
 

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
-from smoothsal._model import resolve_device
-from smoothsal.zoo import load_model
+from smoothsal.execution.devices import resolve_device
+from smoothsal.models.zoo import load_model
 
 RESULTS = Path(__file__).parent / "results" / "bench_modes.json"
 

@@ -10,7 +10,7 @@ photos at 224², against float32 with the same noise draws:
 * ``speedup``: float32 time / low-precision time of one forward+backward of ``--rows`` rows
   (median of ``--repeats`` interleaved runs).
 
-The verdict rule, fixed before running (see :mod:`smoothsal.precision`): a precision is
+The verdict rule, fixed before running (see :mod:`smoothsal.execution.precision`): a precision is
 *acceptable* for smoothed maps when, on every image, ``smooth_rel_err ≤ 0.5 × tol`` with
 ``tol = 0.35`` (the library's PRECISION tolerance), i.e. rounding moves the map by at most half
 of the Monte-Carlo error already accepted; it is *worth it* only if also ``speedup ≥ 1.2``.
@@ -31,12 +31,12 @@ from pathlib import Path
 import torch
 
 from smoothsal import SmoothGrad
-from smoothsal._model import resolve_device
+from smoothsal.execution.devices import resolve_device
 from smoothsal.datasets.photos import bundled_photos
 from smoothsal.methods.gradient import VanillaGradient
-from smoothsal.precision import MixedPrecision
+from smoothsal.execution.precision import MixedPrecision
 from smoothsal.registry import PRECISION
-from smoothsal.zoo import load_model
+from smoothsal.models.zoo import load_model
 
 RESULTS = Path(__file__).parent / "results" / "bench_precision.json"
 TOL = PRECISION["tol"]

@@ -327,7 +327,7 @@ def main() -> None:
     results = []
     for model_name in args.models.split(","):
         if model_name == "lite0":
-            from smoothsal.zoo import efficientnet_lite0
+            from smoothsal.models.zoo import efficientnet_lite0
 
             model = efficientnet_lite0()
         else:

@@ -21,7 +21,7 @@ import torch
 
 from smoothsal import SmoothGrad, VanillaGradient
 from smoothsal.datasets import load_photo
-from smoothsal.zoo import efficientnet_lite0
+from smoothsal.models.zoo import efficientnet_lite0
 
 
 def _floor(model, x: torch.Tensor, n: int, batch: int) -> float:

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from smoothsal.zoo import load_model
+from smoothsal.models.zoo import load_model
 
 
 def main() -> None:

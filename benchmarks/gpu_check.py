@@ -36,7 +36,7 @@ def main() -> int:
         print("no CUDA device: nothing to check")
         return 0
     import smoothsal as ss
-    from smoothsal import _tuner
+    from smoothsal.execution import tuner
 
     out: dict = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
     cpu_model = ss.zoo.efficientnet_lite0()
@@ -57,7 +57,7 @@ def main() -> int:
     se = torch.sqrt(est_gpu.stderr.cpu().flatten(1).norm(dim=1) ** 2 + est_cpu.stderr.flatten(1).norm(dim=1) ** 2)
     out["smoothgrad_diff_over_se"] = (diff / se).tolist()  # about 1 for two independent estimates
 
-    _tuner.clear_learned()
+    tuner.clear_learned()
     xg = x.cuda()
     timings = {}
     for size in (None, 8, 32, 128):
@@ -70,7 +70,7 @@ def main() -> int:
             runs.append(time.perf_counter() - t0)
         timings["auto" if size is None else str(size)] = statistics.median(runs)
     out["smoothgrad_seconds_512_rows"] = timings
-    out["learned"] = {str(k[-1]): {"best": s.best(), "cap": s.cap, "rates": s.rates} for k, s in _tuner._learned.items()}
+    out["learned"] = {str(k[-1]): {"best": s.best(), "cap": s.cap, "rates": s.rates} for k, s in tuner._learned.items()}
 
     path = HERE / "results" / "gpu.json"
     path.parent.mkdir(parents=True, exist_ok=True)

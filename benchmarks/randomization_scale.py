@@ -21,7 +21,7 @@ from smoothsal.datasets.photos import bundled_photos
 from smoothsal.metrics.sanity import randomizable_layers, randomize_layers
 from smoothsal.metrics.similarity import spearman
 from smoothsal.registry import build_method
-from smoothsal.zoo import load_model
+from smoothsal.models.zoo import load_model
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Keeping freed CPU memory (smoothsal.allocator): no page faults on reuse, opt-out by environment."""
+"""Keeping freed CPU memory (smoothsal.execution.allocator): no page faults on reuse, opt-out by environment."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from smoothsal import allocator
+from smoothsal.execution import allocator
 
 pytestmark = pytest.mark.skipif(allocator._libc() is None, reason="needs glibc's mallopt")
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(allocator._libc() is None, reason="needs glibc's
 _PROBE = """
 import json, resource, sys, torch
 import smoothsal
-from smoothsal import allocator
+from smoothsal.execution import allocator
 if sys.argv[1] == "method":  # what a user's first call does
     smoothsal.VanillaGradient(torch.nn.Linear(3, 2).eval()).attribute(torch.rand(1, 3), 0)
 elif sys.argv[1] == "off":

@@ -1,4 +1,4 @@
-"""Tests of smoothsal.batching: budget parsing, row memory, batch choice, cache, OOM retry.
+"""Tests of smoothsal.execution.memory: budget parsing, row memory, batch choice, cache, OOM retry.
 
 Fast and deterministic: no assertion depends on timing (the throughput probe only decides among
 sizes that all satisfy the asserted bounds).
@@ -12,17 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from smoothsal import batching
-from smoothsal.batching import (
-    BatchMemoryError,
-    choose_batch_size,
-    clear_cache,
-    memory_budget,
-    parse_memory,
-    row_memory,
-    run_with_oom_retry,
-    set_max_memory,
-)
+from smoothsal.execution import memory, probe
+from smoothsal.execution.measure import row_memory
+from smoothsal.execution.memory import BatchMemoryError, memory_budget, parse_memory, set_max_memory
+from smoothsal.execution.probe import choose_batch_size, clear_cache, run_with_oom_retry
 
 
 @pytest.fixture(autouse=True)
@@ -72,22 +65,22 @@ def test_parse_memory_rejects_bad_values_naming_the_option(spec):
 def test_set_max_memory_validates_before_any_work():
     with pytest.raises(ValueError, match="max_memory"):
         set_max_memory("four gigabytes")
-    assert batching.get_max_memory() is None  # a bad value leaves the setting unchanged
+    assert memory.get_max_memory() is None  # a bad value leaves the setting unchanged
 
 
 def test_memory_budget_bytes_fraction_and_default(monkeypatch):
-    monkeypatch.setattr(batching, "available_memory", lambda device=None: 8_000)
+    monkeypatch.setattr(memory, "available_memory", lambda device=None: 8_000)
     set_max_memory("3000B")
     assert memory_budget("cpu") == 3000  # bytes are taken as given
     set_max_memory("0.25")
     assert memory_budget("cpu") == 2000  # a fraction of what is available now
     set_max_memory(None)
-    assert memory_budget("cpu") == int(batching.DEFAULT_FRACTION * 8_000)
+    assert memory_budget("cpu") == int(memory.DEFAULT_FRACTION * 8_000)
     assert memory_budget("cpu", max_memory="1KB") == 1000  # per-call override
 
 
 def test_available_memory_is_positive_on_this_machine():
-    assert batching.available_memory("cpu") > 0
+    assert memory.available_memory("cpu") > 0
     assert memory_budget("cpu") > 0
 
 
@@ -286,10 +279,10 @@ def test_choose_batch_size_validates_arguments():
 
 
 def test_candidates():
-    assert batching._candidates(1) == [1]
-    assert batching._candidates(3) == [1, 2, 3]
-    assert batching._candidates(16) == [4, 8, 16]
-    assert batching._candidates(100) == [4, 8, 16, 32, 64, 100]
+    assert probe._candidates(1) == [1]
+    assert probe._candidates(3) == [1, 2, 3]
+    assert probe._candidates(16) == [4, 8, 16]
+    assert probe._candidates(100) == [4, 8, 16, 32, 64, 100]
 
 
 # ---- out-of-memory retry ---------------------------------------------------------------------
@@ -337,14 +330,14 @@ def test_oom_retry_reraises_at_one_row():
 
 
 def test_oom_retry_recognises_the_cuda_error_type_and_cpu_allocator():
-    assert batching.is_out_of_memory(torch.cuda.OutOfMemoryError("x"))
-    assert batching.is_out_of_memory(
+    assert memory.is_out_of_memory(torch.cuda.OutOfMemoryError("x"))
+    assert memory.is_out_of_memory(
         RuntimeError(
             "DefaultCPUAllocator: can't allocate memory: you tried to allocate"
         )
     )
-    assert not batching.is_out_of_memory(RuntimeError("shape mismatch"))
-    assert not batching.is_out_of_memory(BatchMemoryError("one row does not fit"))
+    assert not memory.is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not memory.is_out_of_memory(BatchMemoryError("one row does not fit"))
 
 
 def test_oom_retry_does_not_swallow_other_errors():

@@ -234,7 +234,7 @@ def test_model_is_restored_after_success_and_after_a_failure():
 
 @pytest.mark.slow
 def test_summation_to_delta_on_pretrained_efficientnet_lite0():
-    from smoothsal.zoo import efficientnet_lite0
+    from smoothsal.models.zoo import efficientnet_lite0
 
     model = efficientnet_lite0()
     try:

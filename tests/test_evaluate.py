@@ -236,7 +236,7 @@ def test_cli_runs_on_a_user_model(tmp_path, monkeypatch, data):
     module = types.ModuleType("tiny_user_models")
     def factory() -> nn.Module:
         model = tiny_cnn()
-        model.image_size = 24  # read by smoothsal.zoo.load_model: images are loaded at 24 px
+        model.image_size = 24  # read by smoothsal.models.zoo.load_model: images are loaded at 24 px
         return model
 
     module.factory = factory

@@ -14,7 +14,7 @@ from smoothsal.methods.gradient import VanillaGradient
 from smoothsal.registry import PRECISION, build_method
 from smoothsal.studies.explain import ExplainConfig, register_cli, run_explain
 from smoothsal.studies.explain.compute import sample_size_series
-from smoothsal.zoo import imagenet_classes, load_model
+from smoothsal.models.zoo import imagenet_classes, load_model
 
 TINY = "conftest:small_cnn"  # an eager model from a package.module:factory spec (CAMs need hooks)
 
@@ -345,7 +345,7 @@ def test_explain_on_bundled_model_end_to_end(tmp_path, cli_app):
 def test_zoo_model_runs_channels_last_with_the_same_predictions_and_maps():
     """The pretrained zoo model runs its network channels-last (faster on CPU); its logits and
     gradients match the plain layout to float precision."""
-    from smoothsal.zoo import efficientnet_lite0
+    from smoothsal.models.zoo import efficientnet_lite0
 
     fast = efficientnet_lite0()
     assert fast.channels_last

@@ -168,7 +168,7 @@ def test_image_seeds_depend_on_the_global_seed_and_the_image_id_only():
 def test_rows_per_call_are_fixed_for_the_job_and_capped_by_max_memory(data):
     import tinynet_ds
 
-    from smoothsal.batching import set_max_memory
+    from smoothsal.execution.memory import set_max_memory
 
     model, x = tinynet_ds.tiny_cnn(), torch.rand(3, 16, 16)
     assert job_rows(model, x, 4) == 4  # --batch-size is obeyed

@@ -1,4 +1,4 @@
-"""BatchNorm folding (smoothsal.fusion): same function, same gradient, never a wrong fold, model untouched."""
+"""BatchNorm folding (smoothsal.execution.folding): same function, same gradient, never a wrong fold, model untouched."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from smoothsal import IntegratedGradients, SmoothGrad, VanillaGradient
-from smoothsal.fusion import fold_batchnorm, folded, folding, folding_enabled, set_folding
+from smoothsal.execution.folding import fold_batchnorm, folded, folding, folding_enabled, set_folding
 
 
 def _bn(channels: int, seed: int) -> nn.BatchNorm2d:

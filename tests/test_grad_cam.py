@@ -219,7 +219,7 @@ def test_resolve_layer_returns_name_and_module():
 def test_efficientnet_guided_backprop_and_grad_cam_leave_model_untouched():
     from smoothsal.methods.gradient import VanillaGradient
     from smoothsal.methods.guided_backprop import GuidedBackprop
-    from smoothsal.zoo import efficientnet_lite0
+    from smoothsal.models.zoo import efficientnet_lite0
 
     model = efficientnet_lite0()
     relu6 = [m for m in model.modules() if isinstance(m, nn.ReLU6)]

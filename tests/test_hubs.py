@@ -8,8 +8,8 @@ import os
 import pytest
 import torch
 
-from smoothsal.hubs import load_hub_model, offline, parse_hub_spec
-from smoothsal.zoo import LoadedModel, load_model
+from smoothsal.models.hubs import load_hub_model, offline, parse_hub_spec
+from smoothsal.models.zoo import LoadedModel, load_model
 
 
 def _need(module: str) -> None:
@@ -18,7 +18,7 @@ def _need(module: str) -> None:
 
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not installed")
-    from smoothsal.hubs import import_torchvision_quietly
+    from smoothsal.models.hubs import import_torchvision_quietly
 
     import_torchvision_quietly()
 
@@ -26,7 +26,7 @@ def _need(module: str) -> None:
 
 def _tv():
     _need("torchvision")
-    from smoothsal.hubs import import_torchvision
+    from smoothsal.models.hubs import import_torchvision
 
     return import_torchvision()
 
@@ -126,7 +126,7 @@ def test_timm_preprocessing_from_pretrained_cfg_and_safetensors_weights(tmp_path
 def hf_folder(tmp_path_factory):
     _need("transformers")
     import transformers
-    from smoothsal.hubs import import_torchvision_quietly
+    from smoothsal.models.hubs import import_torchvision_quietly
 
     import_torchvision_quietly()
     folder = tmp_path_factory.mktemp("hf_vit")
@@ -215,7 +215,7 @@ def test_missing_hub_packages_say_which_extra_to_install():
                     raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         sys.meta_path.insert(0, _Blocker())
         from smoothsal._core.extras import MissingExtraError
-        from smoothsal.zoo import load_model
+        from smoothsal.models.zoo import load_model
         for spec, extra in [("torchvision:resnet18", "torchvision"), ("timm:vit_small_patch16_224", "timm"),
                             ("hf:google/vit-base-patch16-224", "hf")]:
             try:

@@ -1,4 +1,4 @@
-"""Mixed precision (smoothsal.precision) and the --device / --precision settings."""
+"""Mixed precision (smoothsal.execution.precision) and the --device / --precision settings."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from smoothsal._model import resolve_device
+from smoothsal.execution.devices import resolve_device
 from smoothsal.methods.gradient import VanillaGradient
-from smoothsal.precision import MixedPrecision, parse_precision, with_precision
+from smoothsal.execution.precision import MixedPrecision, parse_precision, with_precision
 
 
 def test_parse_precision_names_and_errors() -> None:

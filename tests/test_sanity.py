@@ -339,7 +339,7 @@ def test_scaled_randomization_keeps_lite0_looking_at_its_input():
     randomized EfficientNet-Lite0 ignores its input -- its logits are the same for every photo --
     so "the map changed" is trivially true. The scale-preserving init keeps the output input-dependent."""
     from smoothsal.datasets.photos import bundled_photos
-    from smoothsal.zoo import efficientnet_lite0
+    from smoothsal.models.zoo import efficientnet_lite0
 
     net = efficientnet_lite0()
     x = torch.cat([p.tensor for p in bundled_photos(["chelsea", "coffee", "astronaut"])])

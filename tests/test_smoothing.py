@@ -200,7 +200,7 @@ def test_each_image_stops_sampling_on_its_own():
 
 def test_inputs_follow_the_models_device():
     """A model on another device gets its inputs moved there (checked with the meta device)."""
-    from smoothsal._model import model_device, to_model_device
+    from smoothsal.execution.devices import model_device, to_model_device
 
     model = small_cnn()
     x = torch.rand(2, 3, 8, 8)

@@ -9,8 +9,9 @@ import torch
 from conftest import small_cnn
 from torch import nn
 
-from smoothsal import _tuner, batching
-from smoothsal._tuner import RowTuner, work_key
+from smoothsal.execution import memory
+from smoothsal.execution import tuner as tuner_module
+from smoothsal.execution.tuner import RowTuner, work_key
 from smoothsal.methods.gradient import VanillaGradient
 from smoothsal.smoothing import Smooth
 
@@ -31,18 +32,18 @@ def wide_conv() -> nn.Module:
     model = nn.Sequential(
         _Recorder(), nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4)
     ).eval()
-    model.image_size = 32  # what smoothsal.zoo.load_model resizes images to
+    model.image_size = 32  # what smoothsal.models.zoo.load_model resizes images to
     return model
 
 
 @pytest.fixture(autouse=True)
 def _cold_start():
-    _tuner.clear_learned()
-    batching.set_max_memory(None)
+    tuner_module.clear_learned()
+    memory.set_max_memory(None)
     CALLS.clear()
     yield
-    _tuner.clear_learned()
-    batching.set_max_memory(None)
+    tuner_module.clear_learned()
+    memory.set_max_memory(None)
 
 
 class _Clock:
@@ -68,7 +69,7 @@ def test_tuner_doubles_across_a_plateau_stops_at_a_fall_and_keeps_the_best(monke
         return k / rate[k] * (2.0 if calls[k] == 1 else 1.0)
 
     clock = _Clock(cost)
-    monkeypatch.setattr(_tuner.time, "perf_counter", clock.perf_counter)
+    monkeypatch.setattr(tuner_module.time, "perf_counter", clock.perf_counter)
     tuner = RowTuner(("job",), device="cpu")
     sizes = []
     remaining = 100
@@ -95,23 +96,23 @@ def test_tuner_respects_a_given_batch_size_and_the_remaining_rows():
 def test_memory_cap_from_the_first_call_and_clear_error_when_one_row_does_not_fit():
     x = torch.rand(2, 3, 32, 32)  # the first call of the learning takes 2 rows
     model = wide_conv()
-    batching.set_max_memory("2MB")
+    memory.set_max_memory("2MB")
     tuner = RowTuner(work_key(model, x[0], "grad"), device="cpu")
     assert tuner.next_size(100) == 2
     tuner.run(2, lambda: VanillaGradient(model).attribute(x, 0))
     cap = tuner.state.cap
     assert 1 <= cap <= (2 * 10**6) // RELU_ROW_BYTES  # the measured row is at least its ReLU output
     assert all(tuner.next_size(10**6) <= cap for _ in range(3))
-    batching.set_max_memory("10KB")
-    _tuner.clear_learned()
-    with pytest.raises(batching.BatchMemoryError, match="max_memory"):
+    memory.set_max_memory("10KB")
+    tuner_module.clear_learned()
+    with pytest.raises(memory.BatchMemoryError, match="max_memory"):
         RowTuner(work_key(model, x[0], "grad"), device="cpu").run(2, lambda: VanillaGradient(model).attribute(x, 0))
 
 
 def test_smooth_rows_per_call_respect_the_budget_and_results_match_a_fixed_batch():
     model = wide_conv()
     x = torch.rand(3, 3, 32, 32)
-    batching.set_max_memory("3MB")
+    memory.set_max_memory("3MB")
     auto = Smooth(VanillaGradient(model), noise_level=0.2, n_samples=20, seed=1).attribute(x, 2)
     assert max(CALLS[1:]) * RELU_ROW_BYTES <= 3 * 10**6  # (CALLS[0] is the clean forward for targets)
     fixed = Smooth(VanillaGradient(model), noise_level=0.2, n_samples=20, seed=1, batch_size=7).attribute(x, 2)
@@ -165,7 +166,7 @@ def test_a_study_chooses_a_batch_within_the_budget(tmp_path):
     img = tmp_path / "square.png"
     Image.fromarray((torch.rand(32, 32, 3) * 255).to(torch.uint8).numpy()).save(img)
     budget = 4 * 10**6
-    batching.set_max_memory(budget)
+    memory.set_max_memory(budget)
     run_explain(images=(str(img),), model="test_tuner:wide_conv", methods=("grad",), n_samples=40, tol=None,
                 noise_levels=(0.0, 0.2), sample_sizes=(1, 2), extras=False, out_dir=tmp_path / "out",
                 progress=False, echo=None)  # fmt: skip

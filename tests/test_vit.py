@@ -31,7 +31,7 @@ def _need(module: str) -> None:
 
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not installed")
-    from smoothsal.hubs import import_torchvision_quietly
+    from smoothsal.models.hubs import import_torchvision_quietly
 
     import_torchvision_quietly()
 
@@ -173,7 +173,7 @@ def _timm(name: str, **kw) -> nn.Module:
 
 def _tv_vit() -> nn.Module:
     _need("torchvision")
-    from smoothsal.hubs import import_torchvision
+    from smoothsal.models.hubs import import_torchvision
 
     tv = import_torchvision()
     torch.manual_seed(0)
@@ -184,7 +184,7 @@ def _tv_vit() -> nn.Module:
 
 def _tv_resnet18() -> nn.Module:
     _need("torchvision")
-    from smoothsal.hubs import import_torchvision
+    from smoothsal.models.hubs import import_torchvision
 
     torch.manual_seed(0)
     return import_torchvision().models.resnet18(num_classes=4).eval()
@@ -193,7 +193,7 @@ def _tv_resnet18() -> nn.Module:
 def _hf_vit() -> nn.Module:
     _need("transformers")
     import transformers
-    from smoothsal.hubs import HFLogits, import_torchvision_quietly
+    from smoothsal.models.hubs import HFLogits, import_torchvision_quietly
 
     import_torchvision_quietly()
     torch.manual_seed(0)

@@ -10,7 +10,12 @@ command line need extras (``pip install "smoothsal[cli]"``), and say so in one l
 >>> ss.SmoothGrad(model, noise_level=0.15, n_samples=50).attribute(x)   # doctest: +SKIP
 """
 
-from smoothsal import allocator, datasets, fusion, interop, maps, metrics, noise, precision, registry, render, zoo
+import importlib
+import sys
+from typing import Any
+
+from smoothsal import datasets, execution, interop, maps, metrics, models, noise, registry, render
+from smoothsal.models import hubs, zoo
 from smoothsal.methods import (
     Attribution,
     ConvergenceDelta,
@@ -31,6 +36,20 @@ from smoothsal.registry import METHODS, build_method, method_factory, register
 from smoothsal.smoothing import Smooth, SmoothEstimate, SmoothGrad, smooth
 
 __version__ = "0.1.0"
+
+# the documented names of the model modules, which live in smoothsal.models: the same module objects
+sys.modules[f"{__name__}.zoo"] = zoo
+sys.modules[f"{__name__}.hubs"] = hubs
+
+#: public modules that moved into smoothsal.execution: their old names are deprecated aliases
+#: (reading a name through one warns and gives the new module's object)
+_MOVED = ("allocator", "batching", "fusion", "precision")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Attribution",
@@ -55,13 +74,13 @@ __all__ = [
     "method_factory",
     "register",
     "preserve_model",
-    "allocator",
     "datasets",
-    "fusion",
+    "execution",
+    "hubs",
     "interop",
     "maps",
+    "models",
     "noise",
-    "precision",
     "registry",
     "metrics",
     "render",

@@ -60,7 +60,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from smoothsal._model import resolve_model_targets, to_model_device
+from smoothsal.execution.calls import resolve_model_targets
+from smoothsal.execution.devices import to_model_device
 from smoothsal._core.validation import TargetSpec, check_inputs
 from smoothsal.methods.base import ConvergenceDelta, preserve_model
 

@@ -18,7 +18,7 @@ How it runs:
 * noisy copies are evaluated in calls of several rows (images × draws) of the wrapped method,
   and folded into running sums: memory holds one call's copies, whatever ``n_samples`` is. The
   rows per call are chosen, not guessed (``batch_size=None``): learned from the timings of the
-  real calls under a memory budget (:mod:`smoothsal._tuner`, :mod:`smoothsal.batching`), and an
+  real calls under a memory budget (:mod:`smoothsal.execution.tuner`, :mod:`smoothsal.execution.memory`), and an
   out-of-memory error halves them and retries; a given ``batch_size`` is obeyed;
 * every sample carries noise (no noise-free sample, unlike Zennit's last sample, which biases
   fidelity measurements);
@@ -44,7 +44,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from smoothsal._model import resolve_model_targets, to_model_device
+from smoothsal.execution.calls import resolve_model_targets
+from smoothsal.execution.devices import to_model_device
 from smoothsal._core.validation import (
     TargetSpec,
     check_choice,
@@ -53,8 +54,8 @@ from smoothsal._core.validation import (
     check_positive_int,
 )
 from smoothsal.methods.base import ConvergenceDelta, model_of
-from smoothsal._tuner import RowTuner, work_key
-from smoothsal.batching import memory_budget
+from smoothsal.execution.tuner import RowTuner, work_key
+from smoothsal.execution.memory import memory_budget
 from smoothsal.noise import (
     SAMPLERS,
     Sampler,
@@ -256,7 +257,7 @@ class Smooth:
         batch_size: most model rows per call: noisy inputs, times the wrapped method's rows per
             input where it has them (IG's ``steps``); ``None`` (default):
             chosen automatically, learned from the calls' timings under the memory budget of
-            :func:`smoothsal.batching.set_max_memory`. Never changes the result.
+            :func:`smoothsal.execution.memory.set_max_memory`. Never changes the result.
         seed: an int (a fresh generator each call: the same map every call) or a
             ``torch.Generator`` (advanced by each call).
         value_range: ``(lo, hi)`` of the input space, or ``None`` for each sample's own range.

@@ -13,7 +13,7 @@ extra          packages                                           what needs it
 ``captum``     captum                                             :mod:`smoothsal.interop` (never required)
 =============  =================================================  ===========================
 
-Hub model specs (:mod:`smoothsal.hubs`) have one extra each: ``torchvision`` (torchvision==0.28.0,
+Hub model specs (:mod:`smoothsal.models.hubs`) have one extra each: ``torchvision`` (torchvision==0.28.0,
 matching torch 2.13) for ``torchvision:NAME``, ``timm`` (timm + torchvision) for ``timm:NAME``, and
 ``hf`` (transformers, safetensors + torchvision) for ``hf:REPO_OR_FOLDER``.
 """

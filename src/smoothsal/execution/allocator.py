@@ -12,7 +12,7 @@ maximum with ``mallopt(3)``, so blocks come from the heap and stay there for the
 same work then takes 0.6× the time with almost no system time and no page faults.
 
 The cost: the process keeps its peak heap (what the largest call needed) instead of returning it
-to the system between calls; :func:`smoothsal.batching.available_memory` counts the free part
+to the system between calls; :func:`smoothsal.execution.memory.available_memory` counts the free part
 of that heap as available, so the memory budget of later work is not lowered by it. It changes
 only *when* memory goes back to the system, never what a computation returns.
 

@@ -1,8 +1,9 @@
 """Calling the model, written once: predictions in batches and ``target``/``targets`` resolution.
 
 Every method, metric and study that needs the model's prediction goes through :func:`predict`
-(model guarded by :func:`~smoothsal.methods.base.preserve_model`, no gradient, output checked
-to be ``[B, classes]``) and :func:`resolve_model_targets`.
+(model guarded by :func:`~smoothsal.execution.guard.preserve_model`, no gradient, output checked
+to be ``[B, classes]``) and :func:`resolve_model_targets`; how many rows one call takes without a
+measured choice is :func:`rows_per_call`.
 """
 
 from __future__ import annotations
@@ -10,23 +11,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from smoothsal.allocator import prepare as prepare_allocator
 from smoothsal._core.validation import TargetSpec, check_logits, resolve_targets
+from smoothsal.execution.devices import to_model_device
+from smoothsal.execution.folding import folded
+from smoothsal.execution.guard import preserve_model
 
-#: the ``nn.Module`` attributes that hold hooks (what ``preserve_model`` restores and what makes
-#: :func:`smoothsal.fusion.folded` leave a model unfolded)
-MODULE_HOOK_DICTS: tuple[str, ...] = (
-    "_forward_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-    "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-    "_state_dict_hooks",
-)
-
-__all__ = ["model_device", "predict", "resolve_device", "resolve_model_targets", "row_chunks", "rows_per_call", "to_model_device"]
+__all__ = ["predict", "resolve_model_targets", "row_chunks", "rows_per_call"]
 
 #: Without a measured choice, one call holds at most this many input elements (16 MiB of float32:
 #: 27 rows of 3×224×224, 4,096 rows of 1×32×32), and at least one row.
@@ -45,53 +35,6 @@ def rows_per_call(example: Tensor, total_rows: int, batch_size: int | None = Non
     return max(1, min(total_rows, DEFAULT_MAX_ELEMENTS // per_row))
 
 
-def model_device(model: nn.Module | None) -> torch.device | None:
-    """The device of the model's first parameter (or buffer); ``None`` for a model without either."""
-    if model is None:
-        return None
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return None
-
-
-def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
-    """The device a ``--device`` value names: ``"auto"`` (or ``None``) is CUDA when present, else CPU;
-    ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` are taken as given, after checking they exist.
-    """
-    if isinstance(name, torch.device):
-        return name
-    text = "auto" if name is None else str(name).strip().lower()
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError as err:
-        raise ValueError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {name!r}") from err
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device: {name!r} asked for CUDA, but torch sees no CUDA device")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device: {name!r}, but only {torch.cuda.device_count()} CUDA device(s) exist")
-    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError(f"device: {name!r} asked for MPS, which this torch build cannot use")
-    return device
-
-
-def to_model_device(model: nn.Module | None, inputs: Tensor) -> Tensor:
-    """``inputs`` on the model's device: inputs follow the model (results go back to the inputs' device).
-
-    Every method, ``Smooth`` and forward-only metric passes its inputs through here before it runs
-    the model, so this is also where CPU work gets the allocator setting that keeps freed memory
-    for reuse (:func:`smoothsal.allocator.prepare`, once per process).
-    """
-    device = model_device(model)
-    out = inputs if device is None or inputs.device == device else inputs.to(device)
-    prepare_allocator(out.device)
-    return out
-
-
 def row_chunks(n_rows: int, batch_size: int | None) -> list[tuple[int, int]]:
     """``[(start, stop), ...]`` covering ``range(n_rows)`` in chunks of ``batch_size`` (one chunk if ``None``)."""
     size = n_rows if batch_size is None else max(1, int(batch_size))
@@ -103,12 +46,9 @@ def predict(model: nn.Module, inputs: Tensor, *, batch_size: int | None = None) 
     ``batch_size`` rows (``None``: :func:`rows_per_call`'s automatic rule).
 
     The model's train/eval state is restored afterwards (see ``preserve_model``). The forward
-    passes run the model's BatchNorm-folded copy where there is one (:func:`smoothsal.fusion.folded`:
+    passes run the model's BatchNorm-folded copy where there is one (:func:`smoothsal.execution.folding.folded`:
     the same function; this is how deletion/insertion, faithfulness correlation and pruning call it).
     """
-    from smoothsal.fusion import folded
-    from smoothsal.methods.base import preserve_model
-
     x = to_model_device(model, inputs)
     size = rows_per_call(x[0], x.shape[0], batch_size)
     with preserve_model(model, warn_training=False), torch.no_grad():

@@ -35,7 +35,7 @@ also read elsewhere, e.g. by a skip connection before the BatchNorm, fails this 
 :func:`folded` caches the copy per model and rebuilds it when any parameter or buffer changes
 (its storage or its version counter: ``.to(device)``, an optimizer step, ``load_state_dict``).
 A model with hooks of its own is never folded (the hooks may expect the original modules).
-``with smoothsal.fusion.folding(False):`` (or :func:`set_folding`) turns folding off, e.g. to
+``with smoothsal.execution.folding.folding(False):`` (or :func:`set_folding`) turns folding off, e.g. to
 compare with another library bit for bit.
 """
 
@@ -52,7 +52,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from smoothsal._model import MODULE_HOOK_DICTS
+from smoothsal.execution.guard import MODULE_HOOK_DICTS
 
 __all__ = ["FOLD_TOLERANCE", "FoldReport", "fold_batchnorm", "folded", "folding", "folding_enabled", "set_folding"]
 

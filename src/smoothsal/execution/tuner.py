@@ -15,10 +15,10 @@ which is more than a default call of ``SmoothGrad`` takes. The tuner instead *ti
 calls* of the work while it is being done:
 
 1. the first call takes **two rows**; the activation memory it keeps (bytes saved for backward on
-   CPU, the allocator's peak on CUDA: :mod:`smoothsal.batching`) sets the **memory cap**
-   ``budget // bytes_per_row`` (the budget: :func:`smoothsal.batching.memory_budget`, by default
+   CPU, the allocator's peak on CUDA: :mod:`smoothsal.execution.memory`) sets the **memory cap**
+   ``budget // bytes_per_row`` (the budget: :func:`smoothsal.execution.memory.memory_budget`, by default
    half of the memory available; a row that does not fit raises
-   :class:`~smoothsal.batching.BatchMemoryError`);
+   :class:`~smoothsal.execution.memory.BatchMemoryError`);
 2. each size is timed on **two calls**, the faster counting (the first call of a new shape also
    allocates and warms up, often 2–3x slower), and the size then **doubles** (2, 4, 8, ...) as
    long as the rows per second stay within :data:`DROP` (10 %) of the best so far, up to the
@@ -46,9 +46,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from smoothsal.batching import (
+from smoothsal.execution.measure import _measure
+from smoothsal.execution.memory import (
     BatchMemoryError,
-    _measure,
     format_bytes,
     is_out_of_memory,
     memory_budget,
@@ -107,7 +107,7 @@ class RowTuner:
         key: :func:`work_key` of the work.
         device: where it runs.
         fixed: a user's ``batch_size``: obeyed, nothing is learned.
-        max_memory: a budget for this job (any form of :func:`smoothsal.batching.parse_memory`).
+        max_memory: a budget for this job (any form of :func:`smoothsal.execution.memory.parse_memory`).
 
     Use::
 
@@ -211,7 +211,7 @@ class RowTuner:
             raise BatchMemoryError(
                 f"one row of this work needs about {format_bytes(per_row)} of activation memory on "
                 f"{self.device}, but the memory budget (max_memory) is {format_bytes(budget)}: raise it "
-                "with smoothsal.batching.set_max_memory() / --max-memory, lower the image size, or use a "
+                "with smoothsal.execution.memory.set_max_memory() / --max-memory, lower the image size, or use a "
                 "smaller model"
             )
         self.state.cap = int(cap)

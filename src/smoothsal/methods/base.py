@@ -4,10 +4,11 @@ The base owns the plumbing that all methods share, so each method only writes it
 
 * input checks (finite float tensor with a batch axis) and target resolution
   (``None`` = predicted class, an int, or one class per sample);
-* the model guard: the model is explained in eval mode, and afterwards every module's
-  train/eval flag, ``inplace`` flag, forward override and hook dictionary is put back exactly as
-  it was, also when the method raises midway. A model in training mode gets a warning
-  (dropout and batch-norm statistics would make the map random);
+* the model guard (:func:`~smoothsal.execution.guard.preserve_model`, re-exported here): the
+  model is explained in eval mode, and afterwards every module's train/eval flag, ``inplace``
+  flag, forward override and hook dictionary is put back exactly as it was, also when the method
+  raises midway. A model in training mode gets a warning (dropout and batch-norm statistics
+  would make the map random);
 * one place that calls the model and checks it returned ``[B, classes]`` logits.
 
 A subclass implements :meth:`Attribution._attribute` ``(inputs, target) -> attributions``.
@@ -19,66 +20,17 @@ never the method's name (as Captum's ``has_convergence_delta``).
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from smoothsal._model import MODULE_HOOK_DICTS, resolve_model_targets, to_model_device
 from smoothsal._core.validation import TargetSpec, check_inputs, check_logits, resolve_targets
-from smoothsal.fusion import folded
-
-
-
-@contextlib.contextmanager
-def preserve_model(model: nn.Module, *, warn_training: bool = True) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the block and restore it exactly afterwards.
-
-    Restored on exit, whether the block returns or raises: each module's ``training`` flag,
-    ``inplace`` attribute, any instance-level ``forward`` override, and the hooks registered on
-    it (hooks the block added are removed; hooks the user had stay).
-
-    The parameters keep ``requires_grad``: every method takes :func:`torch.autograd.grad` with
-    respect to the inputs (or an activation), which already skips the weight gradients; freezing
-    them was measured to change neither time nor saved memory (``benchmarks/bench_modes.py``).
-    """
-    modules = list(model.modules())
-    training = [m.training for m in modules]
-    inplace = [getattr(m, "inplace", None) for m in modules]
-    forwards = [m.__dict__.get("forward") for m in modules]
-    hooks = [{name: dict(getattr(m, name)) for name in MODULE_HOOK_DICTS if hasattr(m, name)} for m in modules]
-    if warn_training and model.training:
-        warnings.warn(
-            "the model is in training mode; smoothsal explains it in eval mode (dropout and batch-norm "
-            "statistics would make the map random) and restores training mode afterwards. "
-            "Call model.eval() to silence this warning.",
-            UserWarning,
-            stacklevel=4,
-        )
-    model.eval()
-    try:
-        yield model
-    finally:
-        # restore only what changed (TorchScript modules refuse writes to constants such as `inplace`)
-        for m, was_training, inp, fwd, hk in zip(modules, training, inplace, forwards, hooks):
-            if m.training != was_training:
-                m.train(was_training) if isinstance(m, torch.jit.ScriptModule) else setattr(m, "training", was_training)
-            if inp is not None and getattr(m, "inplace", None) != inp:
-                m.inplace = inp
-            if m.__dict__.get("forward") is not fwd:
-                if fwd is None:
-                    m.__dict__.pop("forward", None)
-                else:
-                    m.__dict__["forward"] = fwd
-            for name, saved in hk.items():
-                current = getattr(m, name)
-                if current.keys() != saved.keys():
-                    current.clear()
-                    current.update(saved)
+from smoothsal.execution.calls import resolve_model_targets
+from smoothsal.execution.devices import to_model_device
+from smoothsal.execution.folding import folded
+from smoothsal.execution.guard import preserve_model  # re-exported: smoothsal.methods.preserve_model
 
 
 @dataclass(frozen=True)
@@ -175,7 +127,7 @@ class Attribution:
     #: one tuner, not two nested ones, learns the batch size. ``None``: the method chooses.
     outer_rows: int | None = None
     #: whether the method uses the model only as a function of its input, so that it may run the
-    #: model's BatchNorm-folded copy (:func:`smoothsal.fusion.folded`: same function, 1.38× faster on
+    #: model's BatchNorm-folded copy (:func:`smoothsal.execution.folding.folded`: same function, 1.38× faster on
     #: Lite0). ``False`` for methods that read or hook the model's modules (CAMs, Guided Backprop, DeepLIFT).
     folds_batchnorm: bool = False
 

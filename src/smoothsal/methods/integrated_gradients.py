@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from smoothsal._tuner import RowTuner, work_key
+from smoothsal.execution.tuner import RowTuner, work_key
 from smoothsal._core.validation import TargetSpec, check_choice, check_nonnegative, check_positive_int, resolve_targets
 from smoothsal.methods.base import Attribution, ConvergenceDelta
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
@@ -131,7 +131,7 @@ class IntegratedGradients(Attribution):
             ``steps × B`` rows are processed in chunks, so memory holds one chunk of path inputs
             (and its graph) plus the running sum ``[B, ...]``. ``None`` = as many rows as fit
             in one call, learned from the calls' timings under the memory budget
-            (:mod:`smoothsal._tuner`); an out-of-memory error halves it and retries the same rows.
+            (:mod:`smoothsal.execution.tuner`); an out-of-memory error halves it and retries the same rows.
         seed: int or ``torch.Generator`` for the ``"uniform"`` baseline.
         tol: ``steps="auto"``: largest relative gap :math:`|\delta| / |F_c(x) - F_c(x')|` to stop at.
         map_tol: ``steps="auto"``: largest relative change :math:`\lVert A_j - A_{j-1}\rVert / \lVert A_j\rVert`

@@ -27,7 +27,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from smoothsal._model import rows_per_call
+from smoothsal.execution.calls import rows_per_call
 from smoothsal._core.validation import TargetSpec, check_positive_int, resolve_targets
 from smoothsal.methods.base import Attribution
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
@@ -100,7 +100,7 @@ class Occlusion(Attribution):
             :func:`~smoothsal.methods.baselines.gaussian_blur` with σ = max(H, W) / 10), or any
             other spec of :func:`~smoothsal.methods.baselines.make_baseline`.
         batch_size: occluded images per forward pass (``None``: the library's automatic rule,
-            :func:`smoothsal._model.rows_per_call`; forward passes only, no gradient is kept).
+            :func:`smoothsal.execution.calls.rows_per_call`; forward passes only, no gradient is kept).
     Returns (from :meth:`attribute`):
         attributions shaped like ``inputs`` (equal across channels).
 

@@ -53,7 +53,7 @@ from smoothsal._core.validation import (
 )
 from smoothsal.methods.base import model_of, preserve_model
 from smoothsal.methods.baselines import BaselineSpec, make_baseline
-from smoothsal._model import predict, rows_per_call
+from smoothsal.execution.calls import predict, rows_per_call
 from smoothsal.noise import make_generator
 from smoothsal.metrics._base import metric
 

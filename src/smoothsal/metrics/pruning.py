@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from smoothsal._core.validation import TargetSpec, check_inputs, check_logits, check_positive_int, resolve_targets
 from smoothsal.methods.base import preserve_model
 from smoothsal.methods.baselines import BaselineSpec, make_baseline
-from smoothsal._model import predict, rows_per_call
+from smoothsal.execution.calls import predict, rows_per_call
 from smoothsal.maps import reduce_channels
 from smoothsal.metrics._base import metric
 

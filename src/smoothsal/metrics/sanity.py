@@ -105,7 +105,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from smoothsal._model import resolve_model_targets
+from smoothsal.execution.calls import resolve_model_targets
 from smoothsal._core.validation import (
     TargetSpec,
     check_choice,

@@ -20,5 +20,5 @@ DEVICE = typer.Option(
 )
 PRECISION = typer.Option(
     "float32", "--precision",
-    help="Forward-pass precision: float32, or bf16/fp16 under autocast (faster on some hardware; see smoothsal.precision).",
+    help="Forward-pass precision: float32, or bf16/fp16 under autocast (faster on some hardware; see smoothsal.execution.precision).",
 )

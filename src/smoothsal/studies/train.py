@@ -45,7 +45,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from smoothsal._core.paths import cache_dir as default_cache_dir
-from smoothsal._model import predict
+from smoothsal.execution.calls import predict
 from smoothsal.noise import make_generator
 from smoothsal._core.validation import check_choice, check_nonnegative, check_positive_int
 from smoothsal.datasets.base import ImageDataset

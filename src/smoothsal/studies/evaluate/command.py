@@ -80,7 +80,7 @@ def register_cli(app: Any) -> None:
                 fresh=fresh, randomization=randomization, data_randomization=data_rand, device=device,
                 sections=sections, maps=maps, store_images=store_images,
             )  # fmt: skip
-            from smoothsal.batching import set_max_memory
+            from smoothsal.execution.memory import set_max_memory
 
             set_max_memory(max_memory)
             report = run_evaluate(config)

@@ -223,12 +223,12 @@ def build_rows(config: EvaluateConfig, image_size: int) -> list[ReportRow]:
 
 # ---- data ---------------------------------------------------------------------------------------
 def _load_model(config: EvaluateConfig) -> tuple[nn.Module, int | None, list[str] | None]:
-    from smoothsal._model import resolve_device
+    from smoothsal.execution.devices import resolve_device
 
     device = resolve_device(config.device)
     if isinstance(config.model, nn.Module):
         return config.model.to(device), None, None
-    from smoothsal.zoo import load_model
+    from smoothsal.models.zoo import load_model
 
     loaded = load_model(config.model)
     return loaded.model.to(device), loaded.image_size, loaded.class_names
@@ -256,7 +256,7 @@ def load_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor, list[s
 
     With ``config.maps``: the store's images and targets (:func:`load_store_data`).
     """
-    from smoothsal._model import predict
+    from smoothsal.execution.calls import predict
 
     if config.maps is not None:
         return load_store_data(config)[:5]
@@ -335,7 +335,7 @@ def localization_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor
         trained = train_model(TrainConfig(dataset="synthetic", arch="cnn", **kw), progress=config.progress)
         _, test = load_split("synthetic")
         model, data = trained.model, test.subset(list(range(min(config.loc_images, len(test)))))
-    from smoothsal._model import resolve_device
+    from smoothsal.execution.devices import resolve_device
 
     return model.to(resolve_device(config.device)), data.images.float(), data.masks, data.labels
 
@@ -347,7 +347,8 @@ DR_IMAGE_SIZE = 32
 def data_randomization_data(config: EvaluateConfig) -> DRData:
     """Train (or load from the cache) the digits CNN on true and on shuffled labels, and draw the
     held-out digits to explain (``config.dr_images``, seeded)."""
-    from smoothsal._model import predict, resolve_device
+    from smoothsal.execution.calls import predict
+    from smoothsal.execution.devices import resolve_device
     from smoothsal.studies.train import TrainConfig, held_out_inputs, train_model
 
     device = resolve_device(config.device)

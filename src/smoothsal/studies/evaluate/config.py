@@ -147,7 +147,7 @@ class EvaluateConfig:
             models, off for user models; ``True``/``False``; or ``(model, random_label_model,
             images [N, C, H, W])`` of your own (the second trained on shuffled labels).
         device: where the models run: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``
-            (:func:`smoothsal._model.resolve_device`).
+            (:func:`smoothsal.execution.devices.resolve_device`).
         image_set: ``"bundled"`` or ``"natural"`` (:data:`IMAGE_SETS`) when neither ``images`` nor
             ``photos`` is given.
         dr_images, dr_epochs: held-out digits explained by the data randomization test, and the
@@ -157,7 +157,7 @@ class EvaluateConfig:
             (and adds to) the same records.
         photos, n_samples, steps, patch, monotonicity_patch, fc_runs, mprt_checkpoints,
             roughness_pairs, line_steps, loc_images, loc_epochs: see :data:`FULL`.
-        batch_size: inputs per model call; ``None`` = automatic (:mod:`smoothsal.batching`).
+        batch_size: inputs per model call; ``None`` = automatic (:mod:`smoothsal.execution.memory`).
         progress: show a progress bar. fresh: delete the results store first.
         maps: a map store written by ``smoothsal explain-dataset``. The report's images are the
             store's images of the model (``images``/``photos`` must not be given), read as the job
@@ -261,7 +261,7 @@ class EvaluateConfig:
         check_positive_int(self.dr_images, "dr_images", minimum=2)
         if self.dr_epochs is not None:
             check_positive_int(self.dr_epochs, "dr_epochs")
-        from smoothsal._model import resolve_device
+        from smoothsal.execution.devices import resolve_device
 
         resolve_device(self.device)  # ValueError naming the device when it cannot be used
         for name in ("n_samples", "steps", "patch", "monotonicity_patch", "roughness_pairs", "loc_images"):

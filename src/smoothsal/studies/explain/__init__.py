@@ -45,8 +45,8 @@ def run_explain(
     elif settings:
         config = config.replace(**settings)
     if echo is not None:
-        from smoothsal._model import resolve_device
-        from smoothsal.batching import memory_budget
+        from smoothsal.execution.devices import resolve_device
+        from smoothsal.execution.memory import memory_budget
 
         echo(report.settings_line(config, memory_budget(resolve_device(config.device))))
     results = compute_explain(config, echo=echo)

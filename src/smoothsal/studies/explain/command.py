@@ -64,7 +64,7 @@ def register_cli(app: Any) -> None:
         progress: bool = typer.Option(True, help="Show progress bars."),
     ) -> None:
         """Explain images with each method, raw and smoothed; write grid.png, maps.npz, summary.json."""
-        from smoothsal.batching import set_max_memory
+        from smoothsal.execution.memory import set_max_memory
         from smoothsal.studies.explain import run_explain
 
         try:

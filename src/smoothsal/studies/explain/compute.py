@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from smoothsal._model import predict
+from smoothsal.execution.calls import predict
 from smoothsal.datasets.photos import Photo, bundled_photos, cat_and_coffee, load_image
 from smoothsal.registry import build_method, method_label
 from smoothsal.studies.explain.config import ExplainConfig
@@ -188,11 +188,11 @@ def compute_explain(config: ExplainConfig, echo: Callable[[str], Any] | None = N
     """
     from tqdm.auto import tqdm
 
-    from smoothsal.zoo import load_model
+    from smoothsal.models.zoo import load_model
 
     t_start = time.perf_counter()
-    from smoothsal._model import resolve_device
-    from smoothsal.precision import with_precision
+    from smoothsal.execution.devices import resolve_device
+    from smoothsal.execution.precision import with_precision
 
     loaded = load_model(config.model, weights=config.weights, random_weights=config.random_weights)
     net = with_precision(loaded.model.to(resolve_device(config.device)), config.precision)

@@ -86,7 +86,7 @@ class ExplainConfig:
             empty = every bundled photo. A name that is also an existing file is the file.
         model: ``"lite0" | "lite1" | "lite2"``, a hub model (``"torchvision:resnet50"``,
             ``"timm:vit_small_patch16_224"``, ``"hf:REPO_OR_FOLDER"``), ``"package.module:factory"``
-            or a TorchScript file (:func:`smoothsal.zoo.load_model`).
+            or a TorchScript file (:func:`smoothsal.models.zoo.load_model`).
         weights: for hub models, a state-dict file (``.pth``/``.safetensors``) instead of the
             hub's local cache. random_weights: for hub models, the untrained architecture.
         methods: registered method names or aliases, as a sequence or ``"grad,ig"``
@@ -103,12 +103,12 @@ class ExplainConfig:
         noise_levels, sample_sizes: the axes of ``noise_levels.png`` and ``sample_sizes.png``.
         out_dir: output folder; the results store lives there, so a rerun resumes.
         batch_size: most noisy inputs per method call; ``None`` = automatic
-            (:mod:`smoothsal.batching`).
+            (:mod:`smoothsal.execution.memory`).
         device: where the model runs: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:N"``, ...
-            (:func:`smoothsal._model.resolve_device`). Not part of the results' hash: maps on
+            (:func:`smoothsal.execution.devices.resolve_device`). Not part of the results' hash: maps on
             another device agree to float32 rounding.
         precision: ``"float32"`` or a mixed precision for the forward pass (``"bf16"``, ``"fp16"``;
-            :mod:`smoothsal.precision`); part of the hash (it changes the maps).
+            :mod:`smoothsal.execution.precision`); part of the hash (it changes the maps).
         progress: progress bars. fresh: discard the stored results in ``out_dir`` first.
     """
 
@@ -141,10 +141,10 @@ class ExplainConfig:
         self._set("images", tuple(check_image_source(str(p), BUNDLED) for p in images))
         if not isinstance(self.model, str) or not self.model.strip():
             raise ValueError(f"`model` must be a non-empty model spec string, got {self.model!r}")
-        from smoothsal.zoo import IMAGE_SIZES
+        from smoothsal.models.zoo import IMAGE_SIZES
 
         if self.model not in IMAGE_SIZES and ":" not in self.model and not Path(self.model).is_file():
-            raise ValueError(  # the forms smoothsal.zoo.load_model accepts; checked without loading
+            raise ValueError(  # the forms smoothsal.models.zoo.load_model accepts; checked without loading
                 f"`model` must be one of {sorted(IMAGE_SIZES)}, 'torchvision:NAME', 'timm:NAME', 'hf:REPO_OR_FOLDER', "
                 "'package.module:factory' or a TorchScript file; "
                 f"got {self.model!r}"
@@ -176,15 +176,15 @@ class ExplainConfig:
         self._set("out_dir", Path(self.out_dir))
         if self.batch_size is not None:
             check_positive_int(self.batch_size, "batch_size")
-        from smoothsal._model import resolve_device
-        from smoothsal.precision import parse_precision
+        from smoothsal.execution.devices import resolve_device
+        from smoothsal.execution.precision import parse_precision
 
         resolve_device(self.device)  # names the argument if the device does not exist
         dtype = parse_precision(self.precision)
         self._set("precision", "float32" if dtype is None else str(dtype).removeprefix("torch."))
 
     def _check_weights(self) -> None:
-        from smoothsal.hubs import parse_hub_spec
+        from smoothsal.models.hubs import parse_hub_spec
 
         if not isinstance(self.random_weights, bool):
             raise TypeError(f"`random_weights` must be a bool, got {self.random_weights!r}")

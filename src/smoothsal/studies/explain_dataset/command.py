@@ -42,7 +42,7 @@ def register_cli(app: Any) -> None:
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
     ) -> None:
         """Explain every image of a folder into a resumable map store; shards over torchrun ranks."""
-        from smoothsal.batching import set_max_memory
+        from smoothsal.execution.memory import set_max_memory
         from smoothsal.studies.explain_dataset import ExplainDatasetConfig, run_explain_dataset
 
         try:

@@ -14,7 +14,7 @@ maps and the predicted targets of a chunk are computed in one batch: the chunks 
 image id): a smoothed map is :class:`~smoothsal.smoothing.Smooth` on that one image, batched
 over its noisy samples, seeded with its image seed. The rows per model call are fixed for the
 job (:func:`job_rows`, chosen on rank 0 and sent to all): ``batch_size``, or the element budget of
-:func:`smoothsal._model.rows_per_call`, capped by ``--max-memory`` over the measured memory of a
+:func:`smoothsal.execution.calls.rows_per_call`, capped by ``--max-memory`` over the measured memory of a
 row; never the timing-learned automatic choice, which may change the last bits of a CPU convolution.
 
 **Cost.** Every image costs, per model, :math:`\sum_{m}\left(c_m + |\Sigma_{>0}|\, n\, r_m\right)`
@@ -162,7 +162,7 @@ def weights_digest(model: nn.Module) -> str:
 
 def rows_for(example: Tensor, batch_size: int | None) -> int:
     """Model rows per call: ``batch_size``, or the fixed element budget of ``rows_per_call``."""
-    from smoothsal._model import rows_per_call
+    from smoothsal.execution.calls import rows_per_call
 
     return batch_size if batch_size is not None else rows_per_call(example, 1 << 30, None)
 
@@ -172,21 +172,21 @@ def job_rows(model: nn.Module, example: Tensor, batch_size: int | None) -> int:
 
     ``batch_size`` if given; else :func:`rows_for`'s element budget, capped, when ``--max-memory``
     was given, at the budget over the measured activation memory of one row of a forward+backward
-    pass (:func:`smoothsal.batching.row_memory`). Fixed for the job, so the maps do not depend on
+    pass (:func:`smoothsal.execution.measure.row_memory`). Fixed for the job, so the maps do not depend on
     timings or on which rank computed them.
     """
-    from smoothsal import batching
+    from smoothsal.execution import measure, memory
 
     rows = rows_for(example, batch_size)
-    if batch_size is not None or batching.get_max_memory() is None:
+    if batch_size is not None or memory.get_max_memory() is None:
         return rows
 
     def forward_backward(x: Tensor) -> Tensor:
         x = x.detach().requires_grad_(True)
         return torch.autograd.grad(model(x)[:, 0].sum(), x)[0]
 
-    per_row = batching.row_memory(forward_backward, example.unsqueeze(0).repeat(2, *([1] * example.dim())))
-    return max(1, min(rows, batching.memory_budget(example.device) // per_row))
+    per_row = measure.row_memory(forward_backward, example.unsqueeze(0).repeat(2, *([1] * example.dim())))
+    return max(1, min(rows, memory.memory_budget(example.device) // per_row))
 
 
 def _takes_batch_size(name: str) -> bool:
@@ -279,9 +279,10 @@ def compute_dataset(
         :class:`JobResult` (the same on every rank).
     """
     import smoothsal
-    from smoothsal._model import predict, resolve_device
+    from smoothsal.execution.calls import predict
+    from smoothsal.execution.devices import resolve_device
     from smoothsal.registry import build_method
-    from smoothsal.zoo import load_model
+    from smoothsal.models.zoo import load_model
 
     device = resolve_device(config.device)
     own_group = ctx is None

@@ -115,7 +115,7 @@ class ExplainDatasetConfig:
         data_dir: a folder of images, or an ImageFolder layout (class subfolders).
         out_dir: the map store (:mod:`smoothsal.studies.explain_dataset.store`).
         model: ``lite0|lite1|lite2``, ``package.module:factory`` or a TorchScript file
-            (:func:`smoothsal.zoo.load_model`). A store holds the maps of any number of models.
+            (:func:`smoothsal.models.zoo.load_model`). A store holds the maps of any number of models.
         methods: registered method names (aliases allowed).
         noise_levels: σ / (x_max − x_min) of the smoothed maps; 0 = the raw method.
         n_samples: noisy samples per smoothed map (the most, with ``tol``).
@@ -152,7 +152,7 @@ class ExplainDatasetConfig:
 
     def __post_init__(self) -> None:
         from smoothsal.registry import parse_methods
-        from smoothsal.zoo import IMAGE_SIZES
+        from smoothsal.models.zoo import IMAGE_SIZES
 
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         set_("data_dir", Path(self.data_dir))

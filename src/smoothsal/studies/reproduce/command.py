@@ -23,7 +23,7 @@ def register_cli(app: Any) -> None:
     def _run(build: Any, run: Any, max_memory: Optional[str]) -> None:
         from PIL import UnidentifiedImageError
 
-        from smoothsal.batching import set_max_memory
+        from smoothsal.execution.memory import set_max_memory
 
         try:
             set_max_memory(max_memory)

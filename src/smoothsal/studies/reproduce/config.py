@@ -234,7 +234,7 @@ class StabilityReproConfig(_ReproRun):
         n_inputs: digit test inputs (true labels as targets). n_models: models per setting.
         epochs: training epochs of every digit model. image_size: digit input side.
         photo_models: the pretrained models of the ImageNet-scale DA setting (model specs of
-            :func:`smoothsal.zoo.load_model`; every model sees the photos at ``photo_size``).
+            :func:`smoothsal.models.zoo.load_model`; every model sees the photos at ``photo_size``).
         photo_inputs: natural photos explained (the first of
             :data:`smoothsal.datasets.photos.NATURAL_PHOTO_NAMES`; >= 16 in full).
         photo_methods, photo_noise_levels, photo_samples: methods, σ grid and samples of that setting.

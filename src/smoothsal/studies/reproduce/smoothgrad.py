@@ -110,10 +110,11 @@ def _progress(config: SmoothGradReproConfig, total: int) -> Any:
 
 def compute_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any] | None = None) -> SmoothGradResults:
     """Load the model and photos, then compute (or read back) every unit of ``config``."""
-    from smoothsal._model import predict, resolve_device
+    from smoothsal.execution.calls import predict
+    from smoothsal.execution.devices import resolve_device
     from smoothsal.datasets.photos import bundled_photos, cat_and_coffee
     from smoothsal.studies.explain.compute import DISCRIMINATIVITY_PHOTOS, load_images, sample_size_series
-    from smoothsal.zoo import load_model
+    from smoothsal.models.zoo import load_model
 
     t0 = time.perf_counter()
     device = resolve_device(config.device)

@@ -157,7 +157,8 @@ def compute_stability(
     """
     from tqdm.auto import tqdm
 
-    from smoothsal._model import predict, resolve_device
+    from smoothsal.execution.calls import predict
+    from smoothsal.execution.devices import resolve_device
     from smoothsal.registry import build_method
 
     device = resolve_device(config.device)
@@ -180,7 +181,7 @@ def compute_stability(
             if loaded:
                 return loaded
             if setting == IMAGENET_SETTING:
-                from smoothsal.zoo import load_model
+                from smoothsal.models.zoo import load_model
 
                 from smoothsal.datasets.photos import natural_photos
 

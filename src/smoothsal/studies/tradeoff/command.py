@@ -73,7 +73,7 @@ def register_cli(app: Any) -> None:
                 stability_target=stability_target, fidelity_bound=fidelity_bound, batch_size=batch_size,
                 progress=not no_progress, fresh=fresh, maps=maps, device=device,
             )  # fmt: skip
-            from smoothsal.batching import set_max_memory
+            from smoothsal.execution.memory import set_max_memory
 
             set_max_memory(max_memory)
             note = zero_note(config)

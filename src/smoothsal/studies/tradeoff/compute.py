@@ -77,9 +77,9 @@ def fixed_inputs(config: TradeoffConfig) -> tuple[Tensor, Tensor]:
     first ``n_inputs`` bundled photos at 224² and EfficientNet-Lite0's top-1 classes.
     """
     if config.dataset == "photos":
-        from smoothsal._model import predict
+        from smoothsal.execution.calls import predict
         from smoothsal.datasets.photos import BUNDLED, bundled_photos
-        from smoothsal.zoo import efficientnet_lite0
+        from smoothsal.models.zoo import efficientnet_lite0
 
         x = torch.cat([p.tensor for p in bundled_photos(list(BUNDLED)[: config.n_inputs])])
         return x, predict(efficientnet_lite0(), x, batch_size=config.batch_size).argmax(dim=1)
@@ -104,11 +104,11 @@ def _model_name(trained: Any, index: int) -> str:
 
 def _models(config: TradeoffConfig, setting: str) -> list[Any]:
     """The setting's models, moved to ``config.device`` (``--device``)."""
-    from smoothsal._model import resolve_device
+    from smoothsal.execution.devices import resolve_device
 
     device = resolve_device(config.device)
     if config.dataset == "photos":
-        from smoothsal.zoo import efficientnet_lite
+        from smoothsal.models.zoo import efficientnet_lite
 
         trained = [_Pretrained(name, efficientnet_lite(name)) for name in PHOTO_MODELS]
     else:

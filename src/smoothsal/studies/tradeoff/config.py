@@ -99,7 +99,7 @@ class TradeoffConfig:
         table_noise_level: σ of ``table1.md``'s smoothed columns (Table 1's 0.15).
         stability_target, fidelity_bound: recommendation rules on the norm-scaled errors.
         batch_size: inputs (noisy inputs under smoothing) per method call; ``None`` = automatic
-            (:mod:`smoothsal.batching`). Does not change results.
+            (:mod:`smoothsal.execution.memory`). Does not change results.
         cache_dir: where trained models are cached (default: ``$SMOOTHSAL_CACHE``).
         progress: show progress bars. fresh: delete the results store first.
         maps: a map store of ``smoothsal explain-dataset`` to read the maps from instead of

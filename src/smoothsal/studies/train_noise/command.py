@@ -46,7 +46,7 @@ def register_cli(app: Any) -> None:
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     ) -> None:
         """Train with/without input noise x explain with/without SmoothGrad (SmoothGrad paper Figs. 8-9)."""
-        from smoothsal.batching import set_max_memory
+        from smoothsal.execution.memory import set_max_memory
         from smoothsal.studies.train_noise import TrainNoiseConfig, run_train_noise
         from smoothsal.studies.train_noise.report import format_table
 

@@ -92,7 +92,7 @@ def _cell(
     from smoothsal.metrics.localization import relevance_mass
     from smoothsal.metrics.tradeoff import attribution_maps, stability_from_maps
 
-    from smoothsal._model import resolve_device
+    from smoothsal.execution.devices import resolve_device
 
     make = _explainer(config, explain)
     device = resolve_device(config.device)  # the small models train on the CPU; they are explained here

@@ -53,7 +53,7 @@ class TrainNoiseConfig:
         n_show: test inputs shown in ``train_noise_grid.png``.
         out_dir: output folder; the results store lives there, so a rerun resumes.
         cache_dir: trained-model cache (``None`` = ``$SMOOTHSAL_CACHE/models``).
-        batch_size: inputs per method call; ``None`` = automatic (:mod:`smoothsal.batching`).
+        batch_size: inputs per method call; ``None`` = automatic (:mod:`smoothsal.execution.memory`).
         progress: progress bars. fresh: discard the stored results in ``out_dir`` first.
     """
 
@@ -92,7 +92,7 @@ class TrainNoiseConfig:
             self._set("cache_dir", Path(self.cache_dir))
         if self.batch_size is not None:
             check_positive_int(self.batch_size, "batch_size")
-        from smoothsal._model import resolve_device
+        from smoothsal.execution.devices import resolve_device
 
         resolve_device(self.device)  # names the argument if the device does not exist
         for name in ("progress", "fresh"):

