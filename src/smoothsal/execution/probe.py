@@ -47,7 +47,7 @@ from smoothsal.execution.memory import (
     memory_budget,
     parse_memory,
     release_memory,
-    set_max_memory,
+    set_max_memory,  # the example above
 )
 
 __all__ = ["PROBE_SECONDS", "choose_batch_size", "clear_cache", "run_with_oom_retry"]

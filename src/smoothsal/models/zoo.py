@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from smoothsal._core.extras import require
 from smoothsal.models.hubs import load_hub_model, parse_hub_spec

@@ -70,7 +70,8 @@ def register_cli(app: Any) -> None:
         ),
     ) -> None:
         """Report card: sanity, faithfulness, localization, complexity, roughness, pruning per method, raw and smoothed."""
-        from smoothsal.studies.evaluate import EvaluateConfig, run_evaluate
+        from smoothsal.studies.evaluate.config import EvaluateConfig
+        from smoothsal.studies.evaluate.run import run_evaluate
 
         try:
             config = EvaluateConfig.preset(

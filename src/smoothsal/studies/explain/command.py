@@ -65,7 +65,7 @@ def register_cli(app: Any) -> None:
     ) -> None:
         """Explain images with each method, raw and smoothed; write grid.png, maps.npz, summary.json."""
         from smoothsal.execution.memory import set_max_memory
-        from smoothsal.studies.explain import run_explain
+        from smoothsal.studies.explain.run import run_explain
 
         try:
             set_max_memory(max_memory)

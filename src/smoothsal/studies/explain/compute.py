@@ -45,6 +45,7 @@ __all__ = [
     "ExplainResults",
     "compute_explain",
     "load_images",
+    "prediction_line",
     "sample_size_series",
     "top_k",
 ]
@@ -111,6 +112,11 @@ def top_k(logits: Tensor, class_names: list[str] | None, k: int = 5) -> list[lis
         ]
         for vs, ix in zip(values, indices)
     ]
+
+
+def prediction_line(name: str, top: list[dict[str, Any]]) -> str:
+    """``chelsea: tabby 0.412, tiger cat 0.213, ...`` (first synonym of each class name)."""
+    return f"{name}: " + ", ".join(f"{t['name'].split(',')[0]} {t['prob']:.3f}" for t in top)
 
 
 def sample_size_series(
@@ -211,8 +217,6 @@ def compute_explain(config: ExplainConfig, echo: Callable[[str], Any] | None = N
     else:
         targets = torch.full((len(photos),), config.target, dtype=torch.long)
     if echo is not None:
-        from smoothsal.studies.explain.report import prediction_line
-
         for photo, top in zip(photos, tops):
             echo(prediction_line(photo.name, top))
 

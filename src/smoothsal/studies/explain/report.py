@@ -17,15 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from smoothsal.studies.explain.compute import ExplainResults
+from smoothsal.studies.explain.compute import ExplainResults, prediction_line  # prediction_line: one line per image, printed while computing
 from smoothsal.studies.store import write_json
 
 __all__ = ["build_summary", "completeness_lines", "prediction_line", "write_maps", "write_summary"]
-
-
-def prediction_line(name: str, top: list[dict[str, Any]]) -> str:
-    """``chelsea: tabby 0.412, tiger cat 0.213, ...`` (first synonym of each class name)."""
-    return f"{name}: " + ", ".join(f"{t['name'].split(',')[0]} {t['prob']:.3f}" for t in top)
 
 
 def settings_line(config: Any, budget_bytes: int | None = None) -> str:

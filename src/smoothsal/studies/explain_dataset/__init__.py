@@ -16,12 +16,9 @@ Example:
     >>> open_store("maps/").select(method="grad", sigma=0.15).load().shape  # doctest: +SKIP
 """
 
-from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
-
+from smoothsal.studies.explain_dataset.command import register_cli
 from smoothsal.studies.explain_dataset.config import ExplainDatasetConfig, scan_images
+from smoothsal.studies.explain_dataset.run import run_explain_dataset
 from smoothsal.studies.explain_dataset.store import MapEntry, MapSelection, MapStore, MapStoreError, image_seed, open_store
 
 __all__ = [
@@ -36,19 +33,3 @@ __all__ = [
     "run_explain_dataset",
     "scan_images",
 ]
-
-
-def run_explain_dataset(config: ExplainDatasetConfig, *, echo: Callable[[str], Any] | None = print, ctx: Any = None) -> Any:
-    """Run (or resume) the job of ``config``; returns :class:`~.compute.JobResult` (see :func:`.compute.compute_dataset`)."""
-    if not isinstance(config, ExplainDatasetConfig):
-        raise TypeError(f"`config` must be an ExplainDatasetConfig, got {type(config).__name__}")
-    from smoothsal.studies.explain_dataset.compute import compute_dataset
-
-    return compute_dataset(config, ctx=ctx, echo=echo)
-
-
-def register_cli(app: Any) -> None:
-    """Add ``smoothsal explain-dataset`` to a :class:`typer.Typer` app."""
-    from smoothsal.studies.explain_dataset.command import register_cli as _register
-
-    _register(app)

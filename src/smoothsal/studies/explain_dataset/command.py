@@ -43,7 +43,8 @@ def register_cli(app: Any) -> None:
     ) -> None:
         """Explain every image of a folder into a resumable map store; shards over torchrun ranks."""
         from smoothsal.execution.memory import set_max_memory
-        from smoothsal.studies.explain_dataset import ExplainDatasetConfig, run_explain_dataset
+        from smoothsal.studies.explain_dataset.config import ExplainDatasetConfig
+        from smoothsal.studies.explain_dataset.run import run_explain_dataset
 
         try:
             set_max_memory(max_memory)

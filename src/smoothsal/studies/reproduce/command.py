@@ -49,7 +49,8 @@ def register_cli(app: Any) -> None:
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     ) -> None:
         """SmoothGrad (Smilkov et al. 2017): Figs. 2-9 and the visualization lessons."""
-        from smoothsal.studies.reproduce import SmoothGradReproConfig, run_smoothgrad
+        from smoothsal.studies.reproduce.config import SmoothGradReproConfig
+        from smoothsal.studies.reproduce.run import run_smoothgrad
 
         _run(lambda: SmoothGradReproConfig.preset(
             quick, out_dir=out, model=model, images=images, n_samples=samples, noise_level=noise_level, seed=seed,
@@ -74,7 +75,8 @@ def register_cli(app: Any) -> None:
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     ) -> None:
         """Stability-fidelity trade-off (Ye & Farnia 2025): curves, Pareto, Table 1 beside the paper, theory fits."""
-        from smoothsal.studies.reproduce import StabilityReproConfig, run_stability
+        from smoothsal.studies.reproduce.config import StabilityReproConfig
+        from smoothsal.studies.reproduce.run import run_stability
 
         _run(lambda: StabilityReproConfig.preset(
             quick, out_dir=out, settings=settings, methods=methods, n_samples=samples, photo_samples=photo_samples,

@@ -63,7 +63,8 @@ def register_cli(app: Any) -> None:
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     ) -> None:
         """Stability vs fidelity of smoothed maps (Ye & Farnia 2025, Table 1, Figs. 2-5) and a recommended σ."""
-        from smoothsal.studies.tradeoff import TradeoffConfig, run_tradeoff, zero_note
+        from smoothsal.studies.tradeoff.config import TradeoffConfig
+        from smoothsal.studies.tradeoff.run import run_tradeoff, zero_note
 
         try:
             config = TradeoffConfig.preset(

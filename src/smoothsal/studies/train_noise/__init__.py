@@ -25,37 +25,9 @@ Example:
     >>> rows = run_train_noise(TrainNoiseConfig.quick(out_dir="out/train_noise"))  # doctest: +SKIP
 """
 
-from __future__ import annotations
-
-from typing import Any
-
 from smoothsal.studies.train_noise.command import register_cli
 from smoothsal.studies.train_noise.compute import TrainNoiseResults, compute_train_noise
 from smoothsal.studies.train_noise.config import QUICK, TrainNoiseConfig
+from smoothsal.studies.train_noise.run import run_train_noise
 
 __all__ = ["QUICK", "TrainNoiseConfig", "TrainNoiseResults", "compute_train_noise", "register_cli", "run_train_noise"]
-
-
-def run_train_noise(config: TrainNoiseConfig | None = None, **settings: Any) -> list[dict[str, Any]]:
-    """Run the 2 × 2: compute (or resume), write ``results.csv``, ``results.json`` and the grid.
-
-    Args:
-        config: the settings; ``None`` = :class:`TrainNoiseConfig` defaults (the full run; use
-            ``TrainNoiseConfig.quick()`` for the quick preset).
-        settings: fields replacing those of ``config`` (keyword form: ``run_train_noise(n_models=2)``).
-    Returns:
-        the four rows (dicts with the ``results.csv`` columns): plain/gradient, plain/smoothgrad,
-        noisy/gradient, noisy/smoothgrad.
-    """
-    from smoothsal.studies.train_noise import plots, report
-
-    if config is None:
-        config = TrainNoiseConfig(**settings)
-    elif settings:
-        config = config.replace(**settings)
-    results = compute_train_noise(config)
-    out = config.out_dir
-    report.write_csv(results, out / "results.csv")
-    report.write_results_json(results, out / "results.json")
-    plots.save_train_noise_grid(results, out / "train_noise_grid.png")
-    return results.rows

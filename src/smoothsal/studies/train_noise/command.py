@@ -47,7 +47,8 @@ def register_cli(app: Any) -> None:
     ) -> None:
         """Train with/without input noise x explain with/without SmoothGrad (SmoothGrad paper Figs. 8-9)."""
         from smoothsal.execution.memory import set_max_memory
-        from smoothsal.studies.train_noise import TrainNoiseConfig, run_train_noise
+        from smoothsal.studies.train_noise.config import TrainNoiseConfig
+        from smoothsal.studies.train_noise.run import run_train_noise
         from smoothsal.studies.train_noise.report import format_table
 
         given = {

@@ -1,0 +1,261 @@
+"""``run_smoothgrad, run_stability``: the study end to end (compute or resume, then figures and reports), for its command and for Python.
+
+The study is described in :mod:`smoothsal.studies.reproduce`, which exports these names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from smoothsal.studies.reproduce.config import SmoothGradReproConfig, StabilityReproConfig
+
+__all__ = ["QUICK_NOTE", "run_smoothgrad", "run_stability"]
+
+QUICK_NOTE = "--quick run: fewer noise samples (and smaller grids) than the paper; cite the full run"
+
+
+def _quote(numbers: dict[str, Any], command: str) -> dict[str, Any]:
+    return {"command": command, "numbers": numbers}
+
+
+def run_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any] | None = print) -> dict[str, Any]:
+    """Compute (or resume) ``reproduce smoothgrad`` and write its figures, tables and manifest."""
+    import numpy as np
+
+    from smoothsal.studies.reproduce import plots
+    from smoothsal.studies.reproduce import report as rp
+    from smoothsal.studies.reproduce.smoothgrad import DIGIT_REGIMES, compute_smoothgrad
+    from smoothsal.studies.store import write_json
+
+    t0 = time.perf_counter()
+    res = compute_smoothgrad(config, echo=echo)
+    out = config.out_dir
+    c = config
+    base = {"model": c.model, "image_size": res.image_size, "noise_level": c.noise_level, "n_samples": c.n_samples,
+            "seed": c.seed, "quick": c.quick}  # fmt: skip
+    figures: list[dict[str, Any]] = []
+
+    def add(result: tuple[Any, dict], caption: str) -> None:
+        path, settings = result
+        figures.append({"file": path.name, "caption": caption, "settings": settings})
+
+    line = res.lines
+    add(plots.save_line(line, res.line_ends, out / "fig2_jagged_line.png",
+                        {**base, "line_steps": c.line_steps, "line_eps": c.line_eps, "line_samples": c.line_samples,
+                         "image": res.names[0], "pixel": line["gradient"]["pixel"]}),
+        f"Fig. 2: one pixel's partial derivative along x + tε jumps sharply (roughness "
+        f"{line['gradient']['roughness']:.3f}); under SmoothGrad it is calm ({line['smoothgrad']['roughness']:.3f})")  # fmt: skip
+    levels = sorted(res.fig3)
+    noisy = {lv: float(np.mean([rp.noisiness(m) for m in res.fig3[lv]])) for lv in levels}
+    add(plots.save_noise_levels(res.fig3, res.displays, res.names, out / "fig3_noise_levels.png",
+                                {**base, "noise_levels": levels, "images": res.names}),
+        "Fig. 3: SmoothGrad of each image (rows) at noise levels 0–50 % (columns); σ = 0 is the vanilla gradient")
+    k = res.fig4.shape[0]
+    conv = np.mean([rp.convergence(res.fig4[i]) for i in range(k)], axis=0)
+    se_n = res.fig4_se["n_samples"]
+    add(plots.save_sample_sizes(res.fig4, res.fig4_sizes, res.fig4_se_maps, se_n, res.displays[:k], res.names[:k],
+                                out / "fig4_sample_sizes.png",
+                                {**base, "sample_sizes": res.fig4_sizes, "tol": c.tol, "n_se": se_n}),
+        f"Fig. 4: SmoothGrad at n = {', '.join(map(str, res.fig4_sizes))} and at n_SE, where the relative standard "
+        f"error reaches {c.tol} or the cap of {c.se_max_samples} stops it (n_SE = {', '.join(map(str, se_n))}; relative "
+        f"SE {', '.join(f'{v:.2f}' for v in res.fig4_se['relative_stderr'])})")  # fmt: skip
+    add(plots.save_method_grid(res.maps, c.methods, res.displays, res.names, out / "fig5_methods.png",
+                               {**base, "methods": list(c.methods)}),
+        "Fig. 5: gradient, Integrated Gradients and Guided Backprop, each raw and smoothed, without and with × input")
+    class_names = [res.class_names[i].split(",")[0] if res.class_names else f"class {i}" for i in res.disc_classes]
+    add(plots.save_discriminativity(res.disc, c.methods, res.disc_display, class_names, out / "fig6_discriminativity.png",
+                                    {**base, "classes": res.disc_classes, "class_names": class_names}),
+        f"Fig. 6: which pixels favour {class_names[0]} (red) over {class_names[1]} (blue), per method raw and smoothed")
+    add(plots.save_smoothgrad_combined(res.maps, c.methods, res.displays, res.names, out / "fig7_combined.png",
+                                       {**base, "methods": list(c.methods)}),
+        "Fig. 7: SmoothGrad on top of Integrated Gradients and Guided Backprop")
+    order = list(DIGIT_REGIMES)
+    add(plots.save_digits(res.digit_inputs, res.digit_maps, order, out / "fig8_9_train_noise.png",
+                          {**base, "digit_noise": c.digit_noise, "digit_epochs": c.digit_epochs,
+                           "digit_models": c.digit_models, "digit_inputs": c.digit_inputs}),
+        "Figs. 8–9: digits, trained without / with input noise × explained by the gradient / SmoothGrad")  # fmt: skip
+    smooth_ref = res.fig3.get(c.noise_level, res.fig3[levels[-1]])
+    add(plots.save_visualization(res.fig3[0.0][0], smooth_ref[0], res.displays[0], out / "visualization_lessons.png",
+                                 {**base, "image": res.names[0]}),
+        "Visualization lessons: absolute vs signed, with and without the 99th-percentile cap, and × input")
+
+    # ---- tables
+    tables: list[dict[str, Any]] = []
+    fig3_row = {f"{lv:g}": noisy[lv] for lv in levels}
+    cols = list(fig3_row)
+    rp.write_csv(out / "fig3_noise_levels.csv", [{"quantity": "noisiness", **fig3_row}], ["quantity", *cols])
+    rp.write_markdown(out / "fig3_noise_levels.md", "Fig. 3: noisiness of the map vs noise level",
+                      [{"quantity": "noisiness (mean over images)", **fig3_row}], ["quantity", *cols],
+                      note="Noisiness: mean |difference| of neighbouring pixels of the rendered |map| (lower = smoother). "
+                           "Columns: σ / (x_max − x_min).")  # fmt: skip
+    tables.append({"file": "fig3_noise_levels.md", "caption": "noisiness of SmoothGrad vs noise level (columns)"})
+    fig4_rows = [{"n": n, "distance_to_largest_n": float(v)} for n, v in zip(res.fig4_sizes, conv)]
+    fig4_rows += [{"n": f"n_SE ({res.names[i]})", "distance_to_largest_n": float("nan"),
+                   "relative_stderr": res.fig4_se["relative_stderr"][i], "n_se": se_n[i]} for i in range(k)]  # fmt: skip
+    rp.write_csv(out / "fig4_sample_sizes.csv", fig4_rows, ["n", "distance_to_largest_n", "relative_stderr", "n_se"])
+    rp.write_markdown(out / "fig4_sample_sizes.md", "Fig. 4: convergence with the sample size", fig4_rows,
+                      ["n", "distance_to_largest_n", "relative_stderr"],
+                      note=f"‖M_n − M_max‖/‖M_max‖ along one draw sequence (mean over {k} image(s)); n_SE: samples until "
+                           f"the relative standard error ≤ {c.tol}, at most {c.se_max_samples} (a relative_stderr above "
+                           f"{c.tol} means the cap stopped it).")  # fmt: skip
+    tables.append({"file": "fig4_sample_sizes.md", "caption": "distance of the n-sample map from the largest-n map"})
+    fig5_rows = []
+    for name in c.methods:
+        raw_n = float(np.mean([rp.noisiness(m) for m in res.maps[name]]))
+        sm_n = float(np.mean([rp.noisiness(m) for m in res.maps[f"{name}_smooth"]]))
+        raw_d = rp.correct_side_share(res.disc[name][0], res.disc[name][1])
+        sm_d = rp.correct_side_share(res.disc[f"{name}_smooth"][0], res.disc[f"{name}_smooth"][1])
+        fig5_rows.append({"method": name, "noisiness_raw": raw_n, "noisiness_smoothed": sm_n,
+                          "smoother": "yes" if sm_n < raw_n else "NO", "disc_share_raw": raw_d,
+                          "disc_share_smoothed": sm_d, "more_discriminative": "yes" if sm_d > raw_d else "NO"})  # fmt: skip
+    fcols = ["method", "noisiness_raw", "noisiness_smoothed", "smoother", "disc_share_raw", "disc_share_smoothed",
+             "more_discriminative"]  # fmt: skip
+    rp.write_csv(out / "fig5_6_methods.csv", fig5_rows, fcols)
+    rp.write_markdown(out / "fig5_6_methods.md", "Figs. 5–7: raw vs smoothed per method", fig5_rows, fcols,
+                      note="Noisiness (lower = smoother) over the photos; discriminativity: share of the map's |mass| "
+                           "on the correct object's side (0.5 = none, Fig. 6).")  # fmt: skip
+    tables.append({"file": "fig5_6_methods.md", "caption": "noisiness and discriminativity, raw vs smoothed per method"})
+    dcols = ["train", "explain", "train_noise", "explain_noise", "test_accuracy", "stability_mean",
+             "stability_norm_mean", "ssim_mean", "topk_iou_mean", "n_models", "n_inputs"]  # fmt: skip
+    for r in res.digit_rows:
+        r["noisiness"] = float(np.mean([rp.noisiness(m) for m in res.digit_maps[(r["train"], r["explain"])]]))
+    rp.write_csv(out / "fig8_9_train_noise.csv", res.digit_rows, dcols + ["noisiness"])
+    rp.write_markdown(out / "fig8_9_train_noise.md", "Figs. 8–9: training noise × SmoothGrad on digits", res.digit_rows,
+                      dcols + ["noisiness"],
+                      note="Stability error (eq. 12 of Ye & Farnia 2025) between models trained on disjoint parts of "
+                           "the digits (raw and norm-scaled), SSIM / top-k IoU of their maps, noisiness of the shown maps.")
+    tables.append({"file": "fig8_9_train_noise.md", "caption": "the 2 × 2 of training noise × SmoothGrad, numbers"})
+
+    numbers = {
+        "fig2_roughness_gradient": line["gradient"]["roughness"],
+        "fig2_roughness_smoothgrad": line["smoothgrad"]["roughness"],
+        "fig3_noisiness": {f"{lv:g}": noisy[lv] for lv in levels},
+        "fig4_distance_to_largest_n": {str(n): float(v) for n, v in zip(res.fig4_sizes, conv)},
+        "fig4_n_se": se_n,
+        "fig5_noisiness": {r["method"]: [r["noisiness_raw"], r["noisiness_smoothed"]] for r in fig5_rows},
+        "fig6_correct_side_share": {r["method"]: [r["disc_share_raw"], r["disc_share_smoothed"]] for r in fig5_rows},
+        "fig8_9": {f"{r['train']}/{r['explain']}": {"stability": r["stability_mean"], "ssim": r["ssim_mean"],
+                                                     "noisiness": r["noisiness"], "accuracy": r["test_accuracy"]}
+                   for r in res.digit_rows},
+        "quick": c.quick,
+    }  # fmt: skip
+    command = "smoothsal reproduce smoothgrad" + (" --quick" if c.quick else "")
+    write_json(out / "results_numbers.json", _quote(numbers, command))
+    summary = rp.write_manifest(
+        out, "reproduce-smoothgrad", "Reproducing SmoothGrad (Smilkov et al. 2017)", figures, tables, numbers,
+        {"settings": c.settings(), "config_hash": res.config_hash, "seconds": round(time.perf_counter() - t0, 2),
+         "notes": [QUICK_NOTE] if c.quick else [], "paper": rp.paper_claims()["smoothgrad"]},
+    )  # fmt: skip
+    if echo is not None:
+        echo(f"wrote {len(figures)} figures and {len(tables)} tables to {out}/ in {summary['seconds']:.1f} s")
+    return summary
+
+
+def run_stability(config: StabilityReproConfig, echo: Callable[[str], Any] | None = print) -> dict[str, Any]:
+    """Compute (or resume) ``reproduce stability`` and write its figures, tables and manifest."""
+    from smoothsal.studies.reproduce import plots
+    from smoothsal.studies.reproduce import report as rp
+    from smoothsal.studies.reproduce.stability import IMAGENET_SETTING, compute_stability
+    from smoothsal.studies.store import write_json
+
+    t0 = time.perf_counter()
+    c = config
+    rows, extras, store = compute_stability(c, echo=echo)
+    out = c.out_dir
+    order = [s for s in (*c.settings, IMAGENET_SETTING if c.photo_models else None) if s]
+    base = {"settings": order, "methods": list(c.methods), "photo_methods": list(c.photo_methods),
+            "noise_levels": list(c.noise_levels), "photo_noise_levels": list(c.photo_noise_levels),
+            "n_samples": c.n_samples, "photo_samples": c.photo_samples, "n_inputs": c.n_inputs,
+            "photo_inputs": c.photo_inputs, "n_models": c.n_models, "photo_models": list(c.photo_models),
+            "epochs": c.epochs, "table_noise_level": c.table_noise_level, "quick": c.quick}  # fmt: skip
+    figures: list[dict[str, Any]] = []
+
+    def add(result: tuple[Any, dict], caption: str) -> None:
+        path, settings = result
+        figures.append({"file": path.name, "caption": caption, "settings": settings})
+
+    add(plots.save_stability_curves(rows, order, "stability", out / "stability_vs_sigma.png", base),
+        "Stability error (eq. 12) between models vs σ per method and setting; raw (the paper's) and norm-scaled")
+    add(plots.save_stability_curves(rows, order, "fidelity", out / "fidelity_vs_sigma.png", base),
+        "Fidelity error (eq. 13) of the smoothed map to the model's own raw map vs σ; raw and norm-scaled")
+    add(plots.save_pareto(rows, order, out / "pareto.png", base),
+        "Stability against fidelity error (norm-scaled), one point per σ: the trade-off")
+    add(plots.save_similarity_curves(rows, order, out / "ssim_topk_vs_sigma.png", base),
+        "SSIM and top-k IoU between two models' maps vs σ (Table 1's measures along the σ grid)")
+    fits = rp.fit_table(rows, c.n_boot, c.seed)
+    add(plots.save_fits(rows, fits, order, out / "power_law_fits.png", {**base, "n_boot": c.n_boot}),
+        "Raw errors vs σ in log–log with fitted power laws and 95% bootstrap intervals (Theorem 6, Proposition 7)")
+    if extras["figure_maps"]:
+        add(plots.save_two_models(extras["figure_maps"], extras.get("first_inputs", {}), out / "two_models_maps.png", base),
+            "Two models' maps of one input, raw vs smoothed, per setting and method")
+
+    # ---- tables
+    tables: list[dict[str, Any]] = []
+    flat = [{k: r.get(k) for k in rp.ROW_FIELDS} for r in rows]
+    rp.write_csv(out / "results.csv", flat, rp.ROW_FIELDS)
+    write_json(out / "results.json", {"config": c.settings_dict(), "config_hash": store.config_hash, "rows": rows,
+                                      "models": extras["models"], "photos": extras["photos"]})  # fmt: skip
+    tables.append({"file": "results.csv", "caption": "every (setting, method, σ) row: raw and norm-scaled errors, SSIM, "
+                                                     "top-k IoU, relative standard error"})
+    table = rp.table1_rows(rows, c.table_noise_level)
+    t1cols = ["setting", "method", "sigma", "ssim_raw", "ssim_smoothed", "topk_raw", "topk_smoothed", "stability_raw",
+              "stability_smoothed", "stability_norm_raw", "stability_norm_smoothed", "fidelity_smoothed", "rse_max"]
+    rp.write_csv(out / "table1.csv", table, t1cols)
+    samples_note = (f"{c.n_samples} noise samples (digits), {c.photo_samples} (ImageNet)"
+                    + (" — fewer than the paper's 100: --quick" if c.quick else ""))
+    rp.write_markdown(out / "table1.md", f"Table 1: two models' maps, raw vs smoothed (σ = {c.table_noise_level:g})",
+                      table, t1cols,
+                      note=f"Digits: {c.n_inputs} test inputs, {c.n_models} models per setting, {c.epochs} epochs; "
+                           f"DA-ImageNet: EfficientNet-{'/'.join(c.photo_models)} on {c.photo_inputs} natural photos. "
+                           f"{samples_note}. stability_*: eq. 12 raw (the paper's number) and norm-scaled (maps of unit "
+                           "L2 norm); rse_max: largest relative standard error of a smoothed map.")  # fmt: skip
+    tables.append({"file": "table1.md", "caption": "Table 1: SSIM, top-k IoU and stability error, raw vs smoothed"})
+    claims = rp.paper_claims()["stability"]
+    sbs = rp.side_by_side(table, claims)
+    scols = ["setting", "method", "paper", "ours_ssim", "ours_topk", "ssim_agrees", "topk_agrees"]
+    rp.write_csv(out / "table1_side_by_side.csv", sbs, scols)
+    rp.write_markdown(out / "table1_side_by_side.md", "Table 1 beside the paper's", sbs, scols,
+                      note=f"Paper: {claims['paper']}. {'Numbers: ' if claims.get('table1_numbers') else ''}"
+                           f"{'' if claims.get('table1_numbers') else 'We did not have the paper’s exact Table 1 numbers; only the direction it reports (smoothed more stable than raw) is compared. '}"
+                           f"Paper setting: {claims['table1_sigma']} noise level, {claims['table1_samples']} samples. "
+                           "A disagreement is reported, not tuned away.")  # fmt: skip
+    tables.append({"file": "table1_side_by_side.md", "caption": "each Table 1 row: the paper's direction, ours, agreement"})
+    fcols = ["setting", "method", "quantity", "exponent", "low", "high", "n_inputs", "n_sigmas", "verdict"]
+    rp.write_csv(out / "power_law_fits.csv", fits, fcols)
+    rp.write_markdown(out / "power_law_fits.md", "Power-law fits of the raw errors: y = c·σ^p", fits, fcols,
+                      note=f"Least squares in log–log over σ > 0; 95% percentile bootstrap over inputs ({c.n_boot} "
+                           "resamples). Theorem 6: the smoothed stability bound falls as a negative power of σ (p < 0, "
+                           "∝ 1/σ); Proposition 7: the fidelity bound grows linearly in σ·√m (p = 1). Verdict rules fixed "
+                           "in smoothsal.studies.reproduce.report.fit_table.")  # fmt: skip
+    tables.append({"file": "power_law_fits.md", "caption": "stability ∝ σ^−a and fidelity ∝ σ^b with intervals vs the theory"})
+
+    photo_rows = [r for r in rows if r["setting"] == IMAGENET_SETTING and r["noise_level"] > 0]
+    rse_max = max((r["rse_max"] for r in photo_rows), default=float("nan"))
+    numbers = {
+        "table1": {f"{r['setting']}/{r['method']}": {k: r[k] for k in ("ssim_raw", "ssim_smoothed", "topk_raw",
+                   "topk_smoothed", "stability_raw", "stability_smoothed")} for r in table},
+        "table1_direction_agrees": {f"{r['setting']}/{r['method']}": [r["ssim_agrees"], r["topk_agrees"]] for r in sbs},
+        "exponents": {f"{f['setting']}/{f['method']}/{f['quantity']}": [f["exponent"], f["low"], f["high"]] for f in fits},
+        "imagenet_rse_max": rse_max,
+        "imagenet_rse_below": c.max_rse,
+        "imagenet_rse_ok": bool(rse_max < c.max_rse) if photo_rows else None,
+        "n_samples": c.n_samples, "photo_samples": c.photo_samples, "quick": c.quick,
+    }  # fmt: skip
+    command = "smoothsal reproduce stability" + (" --quick" if c.quick else "")
+    write_json(out / "results_numbers.json", _quote(numbers, command))
+    notes = [QUICK_NOTE] if c.quick else []
+    if photo_rows and not rse_max < c.max_rse:
+        notes.append(f"the ImageNet maps' relative standard error reaches {rse_max:.3f} (target < {c.max_rse})")
+    summary = rp.write_manifest(
+        out, "reproduce-stability", "Reproducing the stability–fidelity trade-off (Ye & Farnia 2025)", figures, tables,
+        numbers, {"settings": c.settings_dict(), "config_hash": store.config_hash,
+                  "seconds": round(time.perf_counter() - t0, 2), "notes": notes, "paper": claims,
+                  "models": extras["models"], "photos": extras["photos"]},
+    )  # fmt: skip
+    if echo is not None:
+        echo(f"wrote {len(figures)} figures and {len(tables)} tables to {out}/ in {summary['seconds']:.1f} s")
+        for note in notes:
+            echo(f"note: {note}")
+    return summary
