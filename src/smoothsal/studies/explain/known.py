@@ -1,0 +1,114 @@
+"""What ``smoothsal report`` knows of a ``smoothsal explain`` output folder: captions, settings and numbers of its files.
+
+It reads the folder's files only (see :mod:`smoothsal.studies.report.describe`); the report finds it
+in :data:`smoothsal.studies.report.known.STUDIES`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from smoothsal.studies.report import html as H
+from smoothsal.studies.report.describe import SG, KnownFile, KnownStudy, StudyKnowledge, drop, pct, read_json, rows_table
+
+__all__ = ["KNOWN"]
+
+
+def _explain(folder: Path) -> KnownStudy:
+    notes: list[str] = []
+    summary = read_json(folder, "summary.json", notes) or {}
+    s = summary.get("settings") or {}
+    known = KnownStudy(
+        title="Explain: every method, raw and smoothed",
+        command="smoothsal explain",
+        description=(
+            f"Each image explained by each method, raw and smoothed with Gaussian noise ({SG}); maps are "
+            "|map| summed over channels, capped at the 99th percentile, in gray (the paper's §3.1); "
+            "CAMs as heat maps over the photo."
+        ),
+        settings={**drop(s, "out_dir", "progress", "fresh"),
+                  **{k: summary[k] for k in ("image_size", "config_hash", "seconds") if k in summary}},
+        notes=notes,
+    )
+    nl = s.get("noise_level")
+    rule = (f"n ≤ {s.get('n_samples')}, stop at relative standard error {s['tol']}" if s.get("tol")
+            else f"n = {s.get('n_samples')}")  # fmt: skip
+    common = {k: s[k] for k in ("model", "noise_level", "n_samples", "tol", "seed") if k in s}
+    images = summary.get("images") or []
+    first = images[0]["name"] if images and isinstance(images[0], dict) else "the first image"
+
+    method_rows = []
+    for method, maps in (summary.get("methods") or {}).items():
+        for which, values in (maps or {}).items():
+            row: dict[str, Any] = {"method": method, "map": which}
+            for k, v in (values or {}).items():
+                row[k] = ", ".join(H.fmt(x) for x in v) if isinstance(v, list) else v
+            method_rows.append(row)
+    cols: list[str] = []
+    for r in method_rows:
+        cols += [k for k in r if k not in cols]
+    numbers = []
+    if method_rows:
+        numbers.append(
+            "<p>Per method and map (lists: one value per image, in row order): wall time in seconds; for a "
+            "smoothed map the samples used and the relative standard error ‖SE‖/‖map‖; for IG/DeepLIFT the "
+            "convergence delta.</p>" + rows_table(method_rows, cols)
+        )
+    if images:
+        numbers.append(
+            "<p>Images (rows), the class explained and the model's top-5:</p>"
+            + H.table(
+                ["image", "target", "top-5"],
+                [[i.get("name"), i.get("target"),
+                  "; ".join(f"{t.get('name', '').split(',')[0]} {t.get('prob', 0):.3f}" for t in i.get("top5", []))]
+                 for i in images if isinstance(i, dict)],
+            )
+        )
+    f = known.files
+    f["grid.png"] = KnownFile(
+        "figure",
+        f"Rows: the images; columns: the image, then each method raw and smoothed (noise level {pct(nl)}, "
+        f"{rule}): the layout of {SG} Fig. 5. Smoothing should keep the object and drop the speckle.",
+        settings={**common, "methods": s.get("methods"), "images": [i.get("name") for i in images]},
+        numbers=numbers,
+        data=["summary.json", "maps.npz"],
+    )
+    levels = s.get("noise_levels")
+    f["noise_levels.png"] = KnownFile(
+        "figure",
+        f"SmoothGrad of {first} at noise levels σ/(x_max − x_min) = "
+        + (", ".join(pct(v) for v in levels) if isinstance(levels, list) else "several levels")
+        + f" ({rule}); σ = 0 is the vanilla gradient. {SG} Fig. 3: 10–20 % balances sharpness against keeping the object.",
+        settings={**common, "noise_levels": levels, "image": first},
+    )
+    sizes = s.get("sample_sizes")
+    n = s.get("n_samples")
+    if isinstance(sizes, list) and isinstance(n, int):
+        sizes = [v for v in sizes if v < n] + [n]
+    f["sample_sizes.png"] = KnownFile(
+        "figure",
+        f"SmoothGrad of {first} at growing sample sizes n = "
+        + (", ".join(str(v) for v in sizes) if isinstance(sizes, list) else "…")
+        + f" (noise level {pct(nl)}), each n extending the same noise draws: {SG} Fig. 4 (the map settles as n grows).",
+        settings={**common, "sample_sizes": sizes, "image": first},
+    )
+    f["visualization.png"] = KnownFile(
+        "figure",
+        f"The visualization choices of {SG} §3 on the gradient and SmoothGrad of {first}: |map| with and without "
+        "the 99th-percentile cap, the signed map, and map × input (black pixels never show).",
+        settings=dict(common),
+    )
+    f["discriminativity.png"] = KnownFile(
+        "figure",
+        f"Discriminativity ({SG} Fig. 6): scale(M_c1) − scale(M_c2) for two classes on the two-object image, on a "
+        "blue–gray–red map: red pixels favour the first class, blue the second.",
+        settings=dict(common),
+    )
+    f["summary.json"] = KnownFile("raw", "Top-5, targets, every setting, timings, samples used, standard errors.")
+    f["maps.npz"] = KnownFile("raw", "Every map (raw and smoothed) by key, the images and the targets.")
+    return known
+
+
+#: the report's knowledge of this study's folders
+KNOWN = StudyKnowledge(signature=("summary.json", "grid.png"), store_names=("explain",), describe=_explain)
