@@ -1,0 +1,237 @@
+r"""The model parameter randomization test (MPRT, Adebayo et al. 2018, arXiv:1810.03292) and its smooth
+and efficient variants (sMPRT, eMPRT; Hedström et al. 2023, arXiv:2401.06465); see
+:mod:`smoothsal.metrics.sanity`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from smoothsal._core.validation import TargetSpec, check_choice, check_inputs, check_positive_int
+from smoothsal.execution.calls import resolve_model_targets
+from smoothsal.metrics._base import check_method_factory, metric
+from smoothsal.metrics.sanity.compare import SIMILARITY_METRICS, MethodFactory, _attribute, _original_maps, _reference, _similarities
+from smoothsal.metrics.sanity.entropy import discrete_entropy
+from smoothsal.metrics.sanity.layers import INITS, Seed, randomizable_layers, randomize_layers
+
+__all__ = [
+    "SECOND_ESTIMATE_OFFSET",
+    "MPRTResult",
+    "efficient_model_parameter_randomization",
+    "model_parameter_randomization",
+    "second_estimate_seed",
+    "smooth_model_parameter_randomization",
+]
+
+
+@dataclass
+class MPRTResult:
+    """Similarities of randomized-model maps to the original maps, with their reference.
+
+    Attributes:
+        layers: ``L`` layer names in the order randomized (top first).
+        order: ``"cascading"`` or ``"independent"``.
+        spearman_abs, spearman_signed, ssim, topk_iou: ``[L, B]`` similarities (Spearman of
+            ``|map|`` / of the signed map, SSIM of rendered maps, top-k IoU; see
+            :mod:`smoothsal.metrics.similarity`). A constant map counts as Spearman 0; SSIM is
+            NaN for maps smaller than 11 × 11 or not images, top-k IoU NaN for non-images.
+        targets: ``[B]`` classes explained (the original model's predictions by default).
+        reference: ``[B]`` Spearman of ``|map|`` between two independent estimates of the original
+            map (the noise floor's ceiling); ones when ``reference_by_construction``.
+        reference_by_construction: the method is deterministic (no ``second_estimate``), so
+            ``reference`` is 1 by construction, not measured.
+        complexity_original, complexity_randomized: ``[B]`` :func:`discrete_entropy` of the
+            original map and of the last checkpoint's map (fully randomized when the lowest layer
+            is among ``layers``), for eMPRT.
+        init: the re-initialisation used (:data:`INITS`).
+    """
+
+    layers: list[str]
+    order: str
+    spearman_abs: Tensor
+    spearman_signed: Tensor
+    ssim: Tensor
+    topk_iou: Tensor
+    targets: Tensor
+    n_layers_total: int = field(default=0)
+    reference: Tensor | None = None
+    reference_by_construction: bool = True
+    complexity_original: Tensor | None = None
+    complexity_randomized: Tensor | None = None
+    init: str = "default"
+
+    def mean_similarity(self, metric: str = "spearman_abs") -> Tensor:
+        """``[L]`` mean over inputs of one similarity (the original model is not included)."""
+        check_choice(metric, "metric", SIMILARITY_METRICS)
+        return getattr(self, metric).nanmean(dim=1)
+
+    def per_image(self, metric: str = "spearman_abs") -> Tensor:
+        """``[B]`` each image's similarity averaged over the checkpoints (:math:`s_i` of the rule)."""
+        check_choice(metric, "metric", SIMILARITY_METRICS)
+        return getattr(self, metric).nanmean(dim=0)
+
+    @property
+    def emprt(self) -> Tensor:
+        """``[B]`` eMPRT ratios :math:`H(\\text{randomized}) / H(\\text{original})` (NaN where the
+        original map's entropy is 0)."""
+        if self.complexity_original is None or self.complexity_randomized is None:
+            raise ValueError("this result holds no complexities (built before eMPRT was added)")
+        h0 = self.complexity_original.double()
+        return (self.complexity_randomized.double() / torch.where(h0 > 0, h0, torch.full_like(h0, float("nan")))).float()
+
+    def summary(self) -> dict[str, list[float]]:
+        """``{metric: [L] per-layer means}`` as plain floats (for JSON)."""
+        return {m: self.mean_similarity(m).tolist() for m in SIMILARITY_METRICS}
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One dict per layer (``layer``, ``position``, ``order`` and each metric's mean) for CSV."""
+        means = self.summary()
+        return [
+            {"layer": name, "position": i, "order": self.order, **{m: means[m][i] for m in SIMILARITY_METRICS}}
+            for i, name in enumerate(self.layers)
+        ]
+
+
+@metric("comparison", higher_is_better=False)
+def model_parameter_randomization(
+    method: MethodFactory,
+    model: nn.Module,
+    inputs: Tensor,
+    targets: TargetSpec = None,
+    *,
+    order: str = "cascading",
+    layers: Sequence[str] | None = None,
+    seed: Seed = 0,
+    init: str = "default",
+    second_estimate: MethodFactory | None = None,
+    original: Tensor | None = None,
+) -> MPRTResult:
+    r"""Model parameter randomization test (Adebayo et al. 2018, arXiv:1810.03292), with its reference.
+
+    .. math:: s_l(x) = \operatorname{sim}\big(\Phi^{(a)}(f_\theta, x),\ \Phi^{(b)}(f_{\tilde\theta_l}, x)\big),
+              \qquad r(x) = \operatorname{sim}\big(\Phi^{(a)}(f_\theta, x),\ \Phi^{(b)}(f_\theta, x)\big)
+
+    for each randomized model :math:`f_{\tilde\theta_l}` of :func:`randomize_layers`.
+
+    Args:
+        method: factory ``model -> attribution method`` (a class such as ``VanillaGradient``, or
+            ``lambda m: Smooth(VanillaGradient(m), noise_level=0.15, seed=0)``): estimate :math:`(a)`.
+        model: the trained model; left untouched.
+        inputs: ``[B, ...]`` (``[B, C, H, W]`` for SSIM / top-k IoU).
+        targets: classes to explain; ``None`` = the *original* model's predictions, used for every
+            randomized model too (the randomized model's argmax would change the question).
+        order, layers, seed, init: see :func:`randomize_layers`.
+        second_estimate: for a smoothed or sampled method, a factory of an *independent* estimate
+            :math:`(b)` of the same map (the same method with another seed); it explains the
+            randomized models and gives the reference :math:`r`. ``None`` = the method is
+            deterministic: :math:`r = 1` by construction.
+        original: the maps :math:`(a)` of ``method`` on the original ``model``, shaped like the
+            method's output, when the caller already has them (the report card computes them once
+            for all its sections); ``None`` = computed here.
+    Returns:
+        :class:`MPRTResult` with ``[L, B]`` similarities, one row per randomized model (the
+        original model is not a row), the reference ``[B]`` and the complexities of eMPRT.
+    """
+    check_method_factory(method)
+    check_inputs(inputs)
+    check_choice(init, "init", INITS)
+    x = inputs.detach()
+    t = resolve_model_targets(model, x, targets)
+    first = _original_maps(method, model, x, t, original)
+    _, r, by_construction = _reference(method, second_estimate, model, x, t, first)
+    explain = second_estimate if second_estimate is not None else method
+    rows: dict[str, list[Tensor]] = {m: [] for m in SIMILARITY_METRICS}
+    names = []
+    last = first
+    for name, randomized in randomize_layers(model, order=order, layers=layers, seed=seed, init=init):
+        last = _attribute(explain, randomized, x, t)
+        sims = _similarities(first, last)
+        for m in SIMILARITY_METRICS:
+            rows[m].append(sims[m])
+        names.append(name)
+        del randomized
+    stacked = {m: torch.stack(v) for m, v in rows.items()}  # each [L, B]
+    return MPRTResult(
+        names, order, **stacked, targets=t, n_layers_total=len(randomizable_layers(model)), reference=r,
+        reference_by_construction=by_construction, complexity_original=discrete_entropy(first),
+        complexity_randomized=discrete_entropy(last), init=init,
+    )  # fmt: skip
+
+
+#: The second, independent estimate of a sampled map uses ``seed + SECOND_ESTIMATE_OFFSET``: far
+#: from any seed a user would give the first estimate (the report card and sMPRT use the same rule).
+SECOND_ESTIMATE_OFFSET = 1_000_003
+
+
+def second_estimate_seed(seed: int, estimate: int = 1) -> int:
+    """The seed of estimate ``estimate`` of a sampled map (0: ``seed`` itself; 1: the independent second)."""
+    return int(seed) + SECOND_ESTIMATE_OFFSET * estimate
+
+
+def _smoothed_factories(
+    method: MethodFactory, noise_level: float, n_samples: int, seed: int, batch_size: int | None
+) -> tuple[MethodFactory, MethodFactory]:
+    from smoothsal.smoothing import Smooth
+
+    def make(s: int) -> MethodFactory:
+        return lambda m: Smooth(method(m), noise_level=noise_level, n_samples=n_samples, seed=s, batch_size=batch_size)
+
+    return make(seed), make(second_estimate_seed(seed))
+
+
+@metric("comparison", higher_is_better=False)
+def smooth_model_parameter_randomization(
+    method: MethodFactory,
+    model: nn.Module,
+    inputs: Tensor,
+    targets: TargetSpec = None,
+    *,
+    noise_level: float = 0.1,
+    n_samples: int = 50,
+    order: str = "cascading",
+    layers: Sequence[str] | None = None,
+    seed: int = 0,
+    init: str = "default",
+    batch_size: int | None = None,
+) -> MPRTResult:
+    r"""smooth MPRT (sMPRT; Hedström et al. 2023, arXiv:2401.06465): MPRT of the explanation averaged
+    over ``n_samples`` noisy copies of the input, for the original and every randomized model.
+
+    .. math:: \bar\Phi(f, x) = \frac1N \sum_{j=1}^{N} \Phi(f, x + \epsilon_j), \quad
+              \epsilon_j \sim \mathcal N(0, \sigma^2), \quad \sigma = \text{noise\_level}\,(x_{max} - x_{min})
+
+    Averaging removes the noise that shattered gradients add to every map, noise that a raw MPRT
+    reads as "the map changed". The smoothing is :class:`~smoothsal.smoothing.Smooth` (``seed`` for
+    estimate :math:`(a)`, a derived seed for the independent estimate :math:`(b)`, so the result
+    carries the measured reference of :func:`model_parameter_randomization`).
+    """
+    check_method_factory(method)
+    check_positive_int(seed, "seed", minimum=0)
+    a, b = _smoothed_factories(method, noise_level, n_samples, seed, batch_size)
+    return model_parameter_randomization(a, model, inputs, targets, order=order, layers=layers, seed=seed, init=init,
+                                         second_estimate=b)  # fmt: skip
+
+
+@metric("comparison", higher_is_better=True)
+def efficient_model_parameter_randomization(
+    method: MethodFactory,
+    model: nn.Module,
+    inputs: Tensor,
+    targets: TargetSpec = None,
+    *,
+    seed: Seed = 0,
+    init: str = "default",
+    second_estimate: MethodFactory | None = None,
+) -> Tensor:
+    r"""efficient MPRT (eMPRT; Hedström et al. 2023, arXiv:2401.06465): ``[B]`` ratios
+    :math:`H(\Phi(f_{\tilde\theta}, x)) / H(\Phi(f_\theta, x))` of :func:`discrete_entropy` between
+    the fully randomized model (every layer re-initialised at once) and the original. Higher is
+    better: a map of the model should turn into noise; an edge detector keeps 1."""
+    all_layers = randomizable_layers(model)
+    res = model_parameter_randomization(method, model, inputs, targets, layers=[all_layers[0]], seed=seed,
+                                        init=init, second_estimate=second_estimate)  # fmt: skip
+    return res.emprt
