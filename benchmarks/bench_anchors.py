@@ -69,8 +69,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import smoothsal
-from smoothsal.execution import tuner
 from smoothsal.datasets import load_photo
+from smoothsal.execution import tuner
 from smoothsal.methods.grad_cam import resolve_layer
 from smoothsal.models.zoo import efficientnet_lite0
 

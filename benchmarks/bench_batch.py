@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from smoothsal.execution import measure, memory, probe
 from smoothsal.datasets import load_photo
+from smoothsal.execution import measure, memory, probe
 from smoothsal.models.zoo import efficientnet_lite0
 
 FIXED = (4, 8, 16, 32, 64)

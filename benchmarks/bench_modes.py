@@ -7,7 +7,7 @@ ratio (baseline time / variant time; > 1 means the variant is faster):
   deletion/insertion and the pruning curves run);
 * ``fwd+bwd: weights require grad -> frozen``: a forward+backward for the input gradient with the
   parameters requiring gradients (the state a model comes in) against frozen parameters (what
-  :func:`smoothsal.methods.base.preserve_model` now does inside every attribution);
+  :func:`smoothsal.execution.guard.preserve_model` now does inside every attribution);
 * ``fwd+bwd: eager -> torch.compile``: frozen weights, eager against ``torch.compile(model)``
   (default mode), after one warm-up call whose compile time is reported separately.
 

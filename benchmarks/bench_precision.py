@@ -31,12 +31,12 @@ from pathlib import Path
 import torch
 
 from smoothsal import SmoothGrad
-from smoothsal.execution.devices import resolve_device
 from smoothsal.datasets.photos import bundled_photos
-from smoothsal.methods.gradient import VanillaGradient
+from smoothsal.execution.devices import resolve_device
 from smoothsal.execution.precision import MixedPrecision
-from smoothsal.registry import PRECISION
+from smoothsal.methods.gradient import VanillaGradient
 from smoothsal.models.zoo import load_model
+from smoothsal.registry import PRECISION
 
 RESULTS = Path(__file__).parent / "results" / "bench_precision.json"
 TOL = PRECISION["tol"]

@@ -28,8 +28,8 @@ import torch
 
 from smoothsal.datasets.photos import bundled_photos
 from smoothsal.metrics.sanity import discrete_entropy, randomizable_layers, randomize_layers
-from smoothsal.registry import build_method
 from smoothsal.models.zoo import load_model
+from smoothsal.registry import build_method
 
 METHODS = ("grad", "ig", "guided", "gradcam")
 

@@ -23,8 +23,8 @@ import torch
 
 from smoothsal.datasets import bundled_photos
 from smoothsal.metrics.pruning import attribution_pruning, smallest_q
-from smoothsal.registry import build_method, method_label
 from smoothsal.models.zoo import efficientnet_lite0
+from smoothsal.registry import build_method, method_label
 
 RESULTS = Path(__file__).parent / "results" / "pruning_q90.json"
 ROWS = [("grad", False), ("gradxinput", False), ("guided", False), ("deeplift", False), ("ig", False),

@@ -20,8 +20,8 @@ import torch
 from smoothsal.datasets.photos import bundled_photos
 from smoothsal.metrics.sanity import randomizable_layers, randomize_layers
 from smoothsal.metrics.similarity import spearman
-from smoothsal.registry import build_method
 from smoothsal.models.zoo import load_model
+from smoothsal.registry import build_method
 
 
 def main() -> None:

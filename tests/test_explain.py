@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from smoothsal.datasets.photos import BUNDLED, cat_and_coffee, load_image, load_photo, to_tensor
 from smoothsal.methods.gradient import VanillaGradient
+from smoothsal.models.zoo import imagenet_classes, load_model
 from smoothsal.registry import PRECISION, build_method
 from smoothsal.studies.explain import ExplainConfig, register_cli, run_explain
 from smoothsal.studies.explain.compute import sample_size_series
-from smoothsal.models.zoo import imagenet_classes, load_model
 
 TINY = "conftest:small_cnn"  # an eager model from a package.module:factory spec (CAMs need hooks)
 

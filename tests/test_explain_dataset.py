@@ -24,6 +24,7 @@ from conftest import study_cli_app
 from PIL import Image
 from typer.testing import CliRunner
 
+from smoothsal.datasets.photos import load_image
 from smoothsal.methods.gradient import VanillaGradient
 from smoothsal.smoothing import Smooth
 from smoothsal.studies.explain_dataset import (
@@ -37,7 +38,6 @@ from smoothsal.studies.explain_dataset import (
 )
 from smoothsal.studies.explain_dataset.compute import DistContext, job_rows, rows_for
 from smoothsal.studies.explain_dataset.store import CRASH_ENV, MapWriter
-from smoothsal.datasets.photos import load_image
 
 TINYNET = """
 import torch

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from conftest import Linear, Quadratic, small_cnn
-from smoothsal.methods.base import preserve_model
+from smoothsal.execution.guard import preserve_model
 from smoothsal.methods.gradient import GradientXInput, VanillaGradient, gradient_x_input, vanilla_gradient
 
 

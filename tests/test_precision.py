@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from smoothsal.execution.devices import resolve_device
-from smoothsal.methods.gradient import VanillaGradient
 from smoothsal.execution.precision import MixedPrecision, parse_precision, with_precision
+from smoothsal.methods.gradient import VanillaGradient
 
 
 def test_parse_precision_names_and_errors() -> None:

@@ -14,8 +14,8 @@ from conftest import small_cnn
 from torch import nn
 
 from smoothsal.methods.controls import RandomAttribution
-from smoothsal.metrics.intervals import images_needed
 from smoothsal.methods.gradient import VanillaGradient
+from smoothsal.metrics.intervals import images_needed
 from smoothsal.metrics.sanity import (
     DataRandomizationResult,
     MPRTResult,

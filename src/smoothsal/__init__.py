@@ -15,7 +15,6 @@ import sys
 from typing import Any
 
 from smoothsal import datasets, execution, interop, maps, metrics, models, noise, registry, render
-from smoothsal.models import hubs, zoo
 from smoothsal.methods import (
     Attribution,
     ConvergenceDelta,
@@ -32,6 +31,7 @@ from smoothsal.methods import (
     VanillaGradient,
     preserve_model,
 )
+from smoothsal.models import hubs, zoo
 from smoothsal.registry import METHODS, build_method, method_factory, register
 from smoothsal.smoothing import Smooth, SmoothEstimate, SmoothGrad, smooth
 

@@ -14,7 +14,7 @@ What works:
 * the model is found from the Captum object's ``forward_func`` (an ``nn.Module`` or a bound
   method of one), so ``target=None`` means each input's predicted class, as everywhere in
   smoothsal, and the model is explained in eval mode and left exactly as found
-  (:func:`~smoothsal.methods.base.preserve_model`);
+  (:func:`~smoothsal.execution.guard.preserve_model`);
 * :mod:`smoothsal.metrics` accept Captum's outputs: a tensor, or a 1-tuple of tensors (what
   Captum returns for a tuple of one input); metrics that take an attribution method take a Captum
   object; metrics that take a method factory (stability, fidelity, sanity checks) take a Captum
@@ -60,10 +60,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from smoothsal._core.validation import TargetSpec, check_inputs
 from smoothsal.execution.calls import resolve_model_targets
 from smoothsal.execution.devices import to_model_device
-from smoothsal._core.validation import TargetSpec, check_inputs
-from smoothsal.methods.base import ConvergenceDelta, preserve_model
+from smoothsal.execution.guard import preserve_model
+from smoothsal.methods.base import ConvergenceDelta
 
 __all__ = [
     "CaptumMethod",

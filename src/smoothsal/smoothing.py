@@ -44,8 +44,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from smoothsal.execution.calls import resolve_model_targets
-from smoothsal.execution.devices import to_model_device
 from smoothsal._core.validation import (
     TargetSpec,
     check_choice,
@@ -53,9 +51,11 @@ from smoothsal._core.validation import (
     check_nonnegative,
     check_positive_int,
 )
-from smoothsal.methods.base import ConvergenceDelta, model_of
-from smoothsal.execution.tuner import RowTuner, work_key
+from smoothsal.execution.calls import resolve_model_targets
+from smoothsal.execution.devices import to_model_device
 from smoothsal.execution.memory import memory_budget
+from smoothsal.execution.tuner import RowTuner, work_key
+from smoothsal.methods.base import ConvergenceDelta, model_of
 from smoothsal.noise import (
     SAMPLERS,
     Sampler,

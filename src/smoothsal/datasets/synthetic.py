@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from smoothsal._core.validation import check_nonnegative, check_positive_int
-from smoothsal.noise import make_generator
 from smoothsal.datasets.base import ImageDataset
+from smoothsal.noise import make_generator
 
 #: class index -> shape name
 SHAPES: tuple[str, ...] = ("square", "disk", "triangle", "cross")

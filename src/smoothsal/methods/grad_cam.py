@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from smoothsal._core.validation import TargetSpec, check_inputs, check_logits, check_positive_int, resolve_targets
-from smoothsal.methods.base import Attribution, preserve_model
+from smoothsal.execution.guard import preserve_model
+from smoothsal.methods.base import Attribution
 
 LayerSpec = nn.Module | str | None
 #: ``"auto"``, ``"nchw"``, ``"nhwc"``, ``"tokens"`` or ``acts -> [B, K, h, w]``.

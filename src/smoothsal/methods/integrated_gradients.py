@@ -60,8 +60,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from smoothsal.execution.tuner import RowTuner, work_key
 from smoothsal._core.validation import TargetSpec, check_choice, check_nonnegative, check_positive_int, resolve_targets
+from smoothsal.execution.tuner import RowTuner, work_key
 from smoothsal.methods.base import Attribution, ConvergenceDelta
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
 

@@ -27,8 +27,8 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from smoothsal.execution.calls import rows_per_call
 from smoothsal._core.validation import TargetSpec, check_positive_int, resolve_targets
+from smoothsal.execution.calls import rows_per_call
 from smoothsal.methods.base import Attribution
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
 

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from smoothsal.execution.calls import row_chunks
 from smoothsal._core.validation import TargetSpec, check_positive_int
+from smoothsal.execution.calls import row_chunks
 from smoothsal.interop import accept_captum, as_attributions, as_method, as_method_factory, is_captum_method
 
 __all__ = ["KINDS", "METRICS", "MetricInfo", "attribution_maps", "check_method_factory", "metric"]

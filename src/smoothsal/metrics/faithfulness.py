@@ -51,11 +51,12 @@ from smoothsal._core.validation import (
     check_positive_int,
     resolve_targets,
 )
-from smoothsal.methods.base import model_of, preserve_model
-from smoothsal.methods.baselines import BaselineSpec, make_baseline
 from smoothsal.execution.calls import predict, rows_per_call
-from smoothsal.noise import make_generator
+from smoothsal.execution.guard import preserve_model
+from smoothsal.methods.base import model_of
+from smoothsal.methods.baselines import BaselineSpec, make_baseline
 from smoothsal.metrics._base import metric
+from smoothsal.noise import make_generator
 
 __all__ = [
     "PerturbationCurve",

@@ -40,8 +40,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from smoothsal.execution.calls import predict, resolve_model_targets, rows_per_call
 from smoothsal._core.validation import TargetSpec, check_inputs, check_nonnegative, check_positive_int
+from smoothsal.execution.calls import predict, resolve_model_targets, rows_per_call
 from smoothsal.methods.base import model_of
 from smoothsal.methods.gradient import VanillaGradient
 from smoothsal.metrics._base import metric

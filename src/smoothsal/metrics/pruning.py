@@ -44,10 +44,10 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._core.validation import TargetSpec, check_inputs, check_logits, check_positive_int, resolve_targets
-from smoothsal.methods.base import preserve_model
-from smoothsal.methods.baselines import BaselineSpec, make_baseline
 from smoothsal.execution.calls import predict, rows_per_call
+from smoothsal.execution.guard import preserve_model
 from smoothsal.maps import reduce_channels
+from smoothsal.methods.baselines import BaselineSpec, make_baseline
 from smoothsal.metrics._base import metric
 
 DEFAULT_Q: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100)

@@ -35,8 +35,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from smoothsal.execution.calls import resolve_model_targets
 from smoothsal._core.validation import TargetSpec, check_inputs, check_nonnegative, check_positive_int
+from smoothsal.execution.calls import resolve_model_targets
 from smoothsal.metrics._base import attribution_maps, check_method_factory, metric
 
 __all__ = [

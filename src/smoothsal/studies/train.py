@@ -45,10 +45,10 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from smoothsal._core.paths import cache_dir as default_cache_dir
-from smoothsal.execution.calls import predict
-from smoothsal.noise import make_generator
 from smoothsal._core.validation import check_choice, check_nonnegative, check_positive_int
 from smoothsal.datasets.base import ImageDataset
+from smoothsal.execution.calls import predict
+from smoothsal.noise import make_generator
 
 DATASETS: tuple[str, ...] = ("digits", "synthetic")
 ARCHS: tuple[str, ...] = ("cnn", "cnn_wide", "cnn_deep", "mlp")

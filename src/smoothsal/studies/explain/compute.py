@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from smoothsal.execution.calls import predict
 from smoothsal.datasets.photos import Photo, bundled_photos, cat_and_coffee, load_image
+from smoothsal.execution.calls import predict
 from smoothsal.registry import build_method, method_label
 from smoothsal.studies.explain.config import ExplainConfig
 from smoothsal.studies.store import ResultsStore

@@ -20,9 +20,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from smoothsal.studies.report.build import ReportResult, broken_links, build_report
-
 __all__ = ["ReportResult", "broken_links", "build_report", "register_cli"]
+
+#: names of :mod:`.build`, imported when first read: each study's ``known`` module imports this
+#: package's :mod:`.describe` and :mod:`.html`, and the builder imports every study's ``known``
+_BUILD = ("ReportResult", "broken_links", "build_report")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BUILD:
+        from smoothsal.studies.report import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register_cli(app: Any) -> None:
