@@ -1,17 +1,9 @@
-"""What ``smoothsal report`` knows of a ``smoothsal evaluate`` output folder: captions, settings and numbers of its files.
-
-It reads the folder's files only (see :mod:`smoothsal.studies.report.describe`); the report finds it
-in :data:`smoothsal.studies.report.known.STUDIES`.
-"""
-
-from __future__ import annotations
+"""The report card folder of ``smoothsal evaluate`` in the report: its figures, with the rows of ``report.json``."""
 
 from pathlib import Path
 
 from smoothsal.studies.report import html as H
 from smoothsal.studies.report.describe import SG, KnownFile, KnownStudy, StudyKnowledge, drop, json_and_rows, rows_table
-
-__all__ = ["KNOWN"]
 
 
 def _evaluate(folder: Path) -> KnownStudy:

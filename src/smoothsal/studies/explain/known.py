@@ -1,18 +1,10 @@
-"""What ``smoothsal report`` knows of a ``smoothsal explain`` output folder: captions, settings and numbers of its files.
-
-It reads the folder's files only (see :mod:`smoothsal.studies.report.describe`); the report finds it
-in :data:`smoothsal.studies.report.known.STUDIES`.
-"""
-
-from __future__ import annotations
+"""What ``smoothsal report`` shows of an explain folder: each figure after the SmoothGrad paper's, from ``summary.json``."""
 
 from pathlib import Path
 from typing import Any
 
 from smoothsal.studies.report import html as H
 from smoothsal.studies.report.describe import SG, KnownFile, KnownStudy, StudyKnowledge, drop, pct, read_json, rows_table
-
-__all__ = ["KNOWN"]
 
 
 def _explain(folder: Path) -> KnownStudy:

@@ -1,17 +1,9 @@
-"""What ``smoothsal report`` knows of a ``smoothsal tradeoff`` output folder: captions, settings and numbers of its files.
-
-It reads the folder's files only (see :mod:`smoothsal.studies.report.describe`); the report finds it
-in :data:`smoothsal.studies.report.known.STUDIES`.
-"""
-
-from __future__ import annotations
+"""The report's captions and numbers for a ``smoothsal tradeoff`` folder: the curves, the Pareto plot, Table 1."""
 
 from pathlib import Path
 
 from smoothsal.studies.report import html as H
 from smoothsal.studies.report.describe import YF, KnownFile, KnownStudy, StudyKnowledge, drop, json_and_rows, read_json, rows_table
-
-__all__ = ["KNOWN"]
 
 
 def _tradeoff(folder: Path) -> KnownStudy:

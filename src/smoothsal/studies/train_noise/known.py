@@ -1,16 +1,8 @@
-"""What ``smoothsal report`` knows of a ``smoothsal train-noise`` output folder: captions, settings and numbers of its files.
-
-It reads the folder's files only (see :mod:`smoothsal.studies.report.describe`); the report finds it
-in :data:`smoothsal.studies.report.known.STUDIES`.
-"""
-
-from __future__ import annotations
+"""The 2 × 2 grid of a ``smoothsal train-noise`` folder, as the report shows it (read from its results files)."""
 
 from pathlib import Path
 
 from smoothsal.studies.report.describe import SG, KnownFile, KnownStudy, StudyKnowledge, drop, json_and_rows, rows_table
-
-__all__ = ["KNOWN"]
 
 
 def _train_noise(folder: Path) -> KnownStudy:
