@@ -14,10 +14,49 @@ Neural Network Interpretability* (AISTATS, arXiv:2411.05837; Table 1, eqs. 12–
   .. math:: \mathrm{Fid}_\sigma(S) = \mathbb{E}_x \big\lVert \mathbb{E}_{z\sim\mathcal N(0,\sigma^2 I)}
             S(x + z) - S(x) \big\rVert_2
 
+  The smoothed and the unsmoothed map are of the *same* method with the same settings (IG: the
+  same path rule and steps), so the fidelity error is 0 at σ = 0; a cheaper inner setting under
+  smoothing would add its quadrature error to eq. 13 (:func:`smoothsal.registry.build_method`'s
+  ``inner="raw"`` builds the smoothed map for eq. 13).
+
 Both are reported on raw maps and *norm-scaled* (each map divided by its L2 norm first, which
-makes them comparable across methods and models whose maps differ in scale). The paper's theory
-(Theorem 6, Proposition 7): the smoothed stability bound shrinks like :math:`1/\sigma` while the fidelity error grows like :math:`\sigma\sqrt m`.
-:func:`recommend_noise_level` picks a σ on that curve.
+makes them comparable across methods and models whose maps differ in scale).
+
+**The Monte-Carlo bias of** :math:`\mathbb E_z` (:func:`debiased_distance`). A smoothed map is a mean of
+``n`` noisy draws, :math:`\hat\mu = \mu + \varepsilon` with :math:`\mathbb E\varepsilon = 0`,
+:math:`\mathrm{Cov}\,\varepsilon = \Sigma/n` (:math:`\Sigma` the per-draw covariance of the map), so
+the plain distance is biased upward:
+
+.. math:: \mathbb E\,\lVert \hat\mu - s\rVert^2 = \lVert \mu - s\rVert^2 + \operatorname{tr}\Sigma / n .
+
+Split the draws into two independent halves with means :math:`\hat a, \hat b` (each unbiased for
+:math:`\mu`); the cross term is unbiased, because the halves' errors are independent with mean 0:
+
+.. math:: \mathbb E\,\langle \hat a - s,\ \hat b - s\rangle = \lVert \mu - s\rVert^2 \quad\text{(fidelity, } s
+          \text{ the raw map)}, \qquad
+          \mathbb E\,\langle \hat a_1 - \hat a_2,\ \hat b_1 - \hat b_2\rangle = \lVert \mu_1 - \mu_2\rVert^2
+          \quad\text{(stability)}
+
+and, for equal halves, :math:`\lVert \tfrac{\hat a + \hat b}2 - s\rVert^2 - \langle \hat a - s, \hat b - s\rangle
+= \lVert \hat a - \hat b\rVert^2/4`, an unbiased estimate of the bias :math:`\operatorname{tr}\Sigma/n`.
+Two models smoothed with the same seed see the same draws (common random numbers): then
+:math:`\hat a_1 - \hat a_2` is one mean over the first half's draws of the difference of the two
+models' maps and :math:`\hat b_1 - \hat b_2` over the second half's; the halves stay independent,
+so the cross term stays unbiased, and the shared noise only lowers its variance (and the plain
+bias :math:`\operatorname{tr}\mathrm{Cov}(S_1 - S_2)/n`). The halves must be independent:
+Gaussian or uniform draws, or antithetic pairs that do not straddle the split (an even first
+half); a Latin hypercube stratifies all ``n`` draws jointly, so no halves are taken from it.
+
+The squared cross term can be negative (when :math:`\lVert\mu - s\rVert` is small against the noise):
+the results report it *unclipped* (its mean over inputs is unbiased for
+:math:`\mathbb E_x \lVert\mu - s\rVert^2`) beside the corrected distance
+:math:`\sqrt{\max(0, \cdot)}` and the plain one. The norm-scaled errors are not corrected (the norm
+of a noisy map is itself biased).
+
+The paper's theory (Theorem 6, Proposition 7; :mod:`smoothsal.metrics.theory`): the smoothed
+stability *bound* falls as :math:`\sigma^{-1/(\beta c + 1)}`, an exponent in (−1, 0), while the
+fidelity *bound* grows as :math:`\gamma\sigma\sqrt m`. :func:`recommend_noise_level` picks a σ on the
+measured curve.
 
 The maths lives in :func:`stability_from_maps` and :func:`fidelity_from_maps` (maps in, numbers
 out); :func:`stability_error` and :func:`fidelity_error` build the maps from models first.
@@ -40,13 +79,17 @@ from smoothsal.execution.calls import resolve_model_targets
 from smoothsal.metrics._base import attribution_maps, check_method_factory, metric
 
 __all__ = [
+    "DebiasedDistance",
     "FidelityResult",
     "Recommendation",
     "StabilityResult",
     "attribution_maps",
+    "debiased_distance",
     "fidelity_error",
     "fidelity_from_maps",
     "recommend_noise_level",
+    "stability_error",
+    "smoothed_halves",
     "stability_error",
     "stability_from_maps",
 ]
@@ -59,13 +102,13 @@ MethodFactory = Callable[[nn.Module], Any]
 # ---- result objects -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StabilityResult:
-    """Stability error and map agreement between every pair of models.
+    r"""Stability error and map agreement between every pair of models.
 
     Floats average over the model pairs (``std`` is the sample std over pairs, ``0.0`` for a single
     pair); per-pair tensors hold ``P = n_models (n_models - 1) / 2`` values, in the order of ``pairs``.
 
     Attributes:
-        mean, std: raw L2 distance :math:`\\lVert S_i(x) - S_j(x)\\rVert_2`, averaged over inputs,
+        mean, std: raw L2 distance :math:`\lVert S_i(x) - S_j(x)\rVert_2`, averaged over inputs,
             then mean / std over pairs.
         mean_normalized, std_normalized: the same after dividing each map by its L2 norm.
         ssim, ssim_std: SSIM between the pair's maps (:func:`~smoothsal.metrics.similarity.ssim_maps`).
@@ -75,6 +118,14 @@ class StabilityResult:
         pair_errors, pair_errors_normalized, pair_ssim, pair_topk_iou: ``[P]`` per-pair means over inputs.
         per_input, per_input_normalized: ``[P, N]`` distances per pair and input.
         n_inputs: ``N``.
+        per_input_squared_debiased: ``[P, N]`` unbiased estimates of the squared distance between
+            the pair's *expected* maps (module docstring; may be negative), or ``None`` when the
+            maps came without independent halves (raw maps need none: their squared distance is exact).
+        per_input_debiased: ``[P, N]`` the corrected distance :math:`\sqrt{\max(0, \cdot)}` (``None`` likewise).
+        mean_debiased: mean over pairs of the per-pair mean over inputs of ``per_input_debiased``.
+        mean_squared_debiased: the same of ``per_input_squared_debiased`` (unbiased for
+            :math:`\mathbb E_x\lVert\mu_i - \mu_j\rVert^2`), beside ``mean_squared`` (plain).
+        mean_squared: mean over pairs and inputs of the plain squared distance.
     """
 
     mean: float
@@ -95,17 +146,30 @@ class StabilityResult:
     per_input: Tensor
     per_input_normalized: Tensor
     n_inputs: int
+    per_input_squared_debiased: Tensor | None = None
+    per_input_debiased: Tensor | None = None
+    mean_debiased: float | None = None
+    mean_squared_debiased: float | None = None
+    mean_squared: float | None = None
 
 
 @dataclass(frozen=True)
 class FidelityResult:
-    """Fidelity error :math:`\\lVert \\mathrm{Smooth}_\\sigma(S)(x) - S(x) \\rVert_2` over inputs.
+    r"""Fidelity error :math:`\lVert \mathrm{Smooth}_\sigma(S)(x) - S(x) \rVert_2` over inputs.
 
     Attributes:
         mean, std: raw distance, mean and sample std over inputs.
         mean_normalized, std_normalized: the same after dividing each map by its L2 norm.
         per_input, per_input_normalized: ``[N]`` distances.
         noise_level, n_samples: the smoothing that produced the maps (``None`` if unknown).
+        per_input_squared_debiased: ``[N]`` unbiased estimates of
+            :math:`\lVert \mathbb E_z S(x+z) - S(x)\rVert^2` from two independent halves of the
+            draws (module docstring; may be negative), ``None`` without halves.
+        per_input_debiased: ``[N]`` the corrected distance :math:`\sqrt{\max(0, \cdot)}`.
+        mean_debiased, std_debiased: its mean and sample std over inputs.
+        mean_squared_debiased: mean of ``per_input_squared_debiased`` (unbiased for
+            :math:`\mathbb E_x\lVert\mu - s\rVert^2`), beside ``mean_squared`` (plain).
+        mean_squared: mean over inputs of the plain squared distance.
     """
 
     mean: float
@@ -116,6 +180,33 @@ class FidelityResult:
     per_input_normalized: Tensor
     noise_level: float | None = None
     n_samples: int | None = None
+    per_input_squared_debiased: Tensor | None = None
+    per_input_debiased: Tensor | None = None
+    mean_debiased: float | None = None
+    std_debiased: float | None = None
+    mean_squared_debiased: float | None = None
+    mean_squared: float | None = None
+
+
+@dataclass(frozen=True)
+class DebiasedDistance:
+    r"""Distance between two expected maps estimated from independent halves of their Monte-Carlo draws.
+
+    Attributes:
+        squared: ``[N]`` the cross term :math:`\langle \hat a_1 - \hat a_2, \hat b_1 - \hat b_2\rangle`,
+            unbiased for :math:`\lVert \mu_1 - \mu_2\rVert^2` (may be negative).
+        corrected: ``[N]`` :math:`\sqrt{\max(0, \text{squared})}`.
+        plain_squared: ``[N]`` :math:`\lVert \hat\mu_1 - \hat\mu_2\rVert^2` of the full means.
+        plain: ``[N]`` its square root, the usual (upward-biased) distance.
+        bias: ``[N]`` ``plain_squared - squared``: the Monte-Carlo part of the plain squared
+            distance (:math:`\lVert \hat a - \hat b\rVert^2/4` for equal halves).
+    """
+
+    squared: Tensor
+    corrected: Tensor
+    plain_squared: Tensor
+    plain: Tensor
+    bias: Tensor
 
 
 @dataclass(frozen=True)
@@ -166,9 +257,135 @@ def _input_pixels(inputs: Tensor) -> int | None:
     return int(inputs.shape[-2] * inputs.shape[-1]) if inputs.dim() == 4 else None
 
 
+# ---- Monte-Carlo bias ------------------------------------------------------------------------------
+Halves = tuple[Tensor, Tensor]
+
+
+def _check_halves(halves: Any, name: str, shape: torch.Size | None = None) -> Halves:
+    if not (isinstance(halves, (tuple, list)) and len(halves) == 2 and all(isinstance(h, Tensor) for h in halves)):
+        raise TypeError(f"`{name}` must be a pair (first_half, second_half) of map tensors, got {type(halves).__name__}")
+    a, b = halves
+    check_inputs(a, name=f"{name}[0]")
+    check_inputs(b, name=f"{name}[1]")
+    if a.shape != b.shape or (shape is not None and a.shape != shape):
+        want = f" (the maps' shape {tuple(shape)})" if shape is not None else ""
+        raise ValueError(f"`{name}` halves must have one shape{want}, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return a, b
+
+
+def debiased_distance(
+    halves: Halves, other: Tensor | Halves, *, sizes: tuple[int, int] | None = None
+) -> DebiasedDistance:
+    r"""L2 distance between an expected map and a fixed map (or another expected map), Monte-Carlo bias removed.
+
+    .. math:: \widehat{D^2} = \langle \hat a - \hat a', \hat b - \hat b' \rangle, \qquad
+              \mathbb E\,\widehat{D^2} = \lVert \mu - \mu' \rVert^2
+
+    (module docstring), with :math:`\hat a, \hat b` the means of two independent halves of the
+    draws of one map and :math:`\hat a', \hat b'` those of the other (or both equal to a fixed map
+    :math:`s`, e.g. the raw map for the fidelity error).
+
+    Args:
+        halves: ``(first_half, second_half)`` ``[N, ...]`` means of two independent sets of draws
+            (:func:`smoothed_halves`).
+        other: a fixed ``[N, ...]`` map, or its own ``(first_half, second_half)`` (another model's
+            smoothed map; the same seed on both sides gives common random numbers, which keep the
+            estimate unbiased).
+        sizes: draws in each half ``(n_first, n_second)`` (default equal): the plain estimate uses
+            the full mean :math:`(n_1\hat a + n_2\hat b)/(n_1 + n_2)`.
+    Returns:
+        :class:`DebiasedDistance` (per input).
+
+    Example:
+        >>> a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])  # two halves around (0.5, 0.5)
+        >>> d = debiased_distance((a, b), torch.zeros(1, 2))
+        >>> d.squared, d.plain_squared, d.bias  # cross term 0, plain 0.5, of which 0.5 is noise
+        (tensor([0.]), tensor([0.5000]), tensor([0.5000]))
+    """
+    a, b = _check_halves(halves, "halves")
+    if isinstance(other, Tensor):
+        check_inputs(other, name="other")
+        if other.shape != a.shape:
+            raise ValueError(f"`other` must have the halves' shape {tuple(a.shape)}, got {tuple(other.shape)}")
+        a2 = b2 = other
+    else:
+        a2, b2 = _check_halves(other, "other", a.shape)
+    if sizes is None:
+        w = 0.5
+    else:
+        n1, n2 = (check_positive_int(int(v), "sizes") for v in sizes)
+        w = n1 / (n1 + n2)
+    da = (a - a2).double().flatten(1)  # [N, D]
+    db = (b - b2).double().flatten(1)
+    squared = (da * db).sum(dim=1)  # [N] the cross term
+    full = w * da + (1.0 - w) * db  # [N, D] the full mean's difference
+    plain_squared = (full * full).sum(dim=1)
+    dtype = a.dtype
+    return DebiasedDistance(
+        squared=squared.to(dtype),
+        corrected=squared.clamp_min(0.0).sqrt().to(dtype),
+        plain_squared=plain_squared.to(dtype),
+        plain=plain_squared.sqrt().to(dtype),
+        bias=(plain_squared - squared).to(dtype),
+    )
+
+
+def _halves_allowed(smooth: Any, first: int) -> bool:
+    """Independent halves from ``smooth``'s draws: a mean-type statistic, no early stop, and draws
+    that do not tie the halves (independent ones, or antithetic pairs within an even first half)."""
+    from smoothsal.noise import AntitheticStream, independent_draws
+
+    if smooth.statistic not in ("mean", "square") or smooth.tol is not None or smooth.n_samples < 2:
+        return False
+    sampler = smooth.sampler
+    antithetic = sampler == "antithetic" or sampler is AntitheticStream
+    return bool(independent_draws(sampler) or (antithetic and first % 2 == 0))
+
+
+def smoothed_halves(
+    smooth: Any, inputs: Tensor, targets: TargetSpec = None, *, batch_size: int | None = None
+) -> tuple[Tensor, Halves, tuple[int, int]] | None:
+    r"""A smoothed map and the means of the two halves of its draws, from one run.
+
+    :meth:`~smoothsal.smoothing.Smooth.estimate` keeps the running mean after the first
+    :math:`h = \lfloor n/2 \rfloor` draws (``snapshots``), so the second half's mean is
+    :math:`(n\hat\mu - h\hat a)/(n - h)`: no extra samples.
+
+    Args:
+        smooth: a :class:`~smoothsal.smoothing.Smooth` (statistic ``"mean"`` or ``"square"``, no
+            ``tol``, ``n_samples >= 2``, independent or antithetic draws).
+        inputs: ``[N, ...]``.
+        targets: as :meth:`~smoothsal.smoothing.Smooth.attribute`.
+        batch_size: inputs per call (all at once if ``None``).
+    Returns:
+        ``(full_mean, (first_half, second_half), (h, n - h))``, or ``None`` when ``smooth`` cannot
+        give independent halves (another statistic, ``tol`` set, a Latin hypercube, one sample).
+    """
+    from smoothsal._model import row_chunks
+    from smoothsal.smoothing import Smooth
+
+    if not isinstance(smooth, Smooth):
+        raise TypeError(f"`smooth` must be a Smooth, got {type(smooth).__name__}")
+    n = smooth.n_samples
+    h = n // 2
+    if not _halves_allowed(smooth, h):
+        return None
+    fulls, firsts = [], []
+    for start, stop in row_chunks(inputs.shape[0], batch_size):
+        t = targets[start:stop] if isinstance(targets, Tensor) and targets.dim() == 1 else targets
+        est = smooth.estimate(inputs[start:stop], t, snapshots=(h,))
+        fulls.append(est.attributions.detach())
+        firsts.append(est.snapshots[h].detach())
+    full, first = torch.cat(fulls), torch.cat(firsts)
+    second = (n * full - h * first) / (n - h)
+    return full, (first, second), (h, n - h)
+
+
 # ---- functional core -------------------------------------------------------------------------------
 @metric("map_pair", higher_is_better=False)
-def stability_from_maps(maps: Sequence[Tensor], *, k: int | None = None) -> StabilityResult:
+def stability_from_maps(
+    maps: Sequence[Tensor], *, k: int | None = None, halves: Sequence[Halves] | None = None
+) -> StabilityResult:
     r"""Stability error (Ye & Farnia 2025, eq. 12) and agreement of the maps of several models.
 
     .. math:: \mathrm{Stab} = \frac{1}{|P|}\sum_{(i,j)\in P}\frac1N\sum_{n=1}^N
@@ -178,6 +395,9 @@ def stability_from_maps(maps: Sequence[Tensor], *, k: int | None = None) -> Stab
         maps: one tensor per model, all the same shape ``[N, ...]`` (``[N, C, H, W]`` or CAM
             ``[N, 1, H, W]``), map ``n`` of every tensor explaining the same input and class.
         k: pixels in the top-k sets (default: 1 % of ``H * W``, ``k = 500`` at 224²).
+        halves: for smoothed maps, one ``(first_half, second_half)`` per model
+            (:func:`smoothed_halves`): the result then also holds the Monte-Carlo-debiased distance
+            (:func:`debiased_distance`; module docstring).
     Returns:
         :class:`StabilityResult`.
     """
@@ -195,6 +415,10 @@ def stability_from_maps(maps: Sequence[Tensor], *, k: int | None = None) -> Stab
     image_maps = maps[0].dim() in (3, 4)
     if image_maps:
         _check_k(k, _n_pixels(maps[0]))
+    if halves is not None:
+        halves = [_check_halves(h, f"halves[{i}]", maps[0].shape) for i, h in enumerate(halves)]
+        if len(halves) != len(maps):
+            raise ValueError(f"`halves` must hold one pair per model ({len(maps)}), got {len(halves)}")
     pairs = tuple(combinations(range(len(maps)), 2))
     raw, normed, ssim, iou, rho, cos = [], [], [], [], [], []
     for i, j in pairs:
@@ -217,6 +441,13 @@ def stability_from_maps(maps: Sequence[Tensor], *, k: int | None = None) -> Stab
     mean_n, std_n = _mean_std(per_input_normalized.mean(dim=1))
     ssim_mean, ssim_std = _mean_std(pair_ssim)
     iou_mean, iou_std = _mean_std(pair_iou)
+    debiased: dict[str, Any] = {"mean_squared": float((per_input.double() ** 2).mean())}
+    if halves is not None:
+        sq = torch.stack([debiased_distance(halves[i], halves[j]).squared for i, j in pairs])  # [P, N]
+        corrected = sq.clamp_min(0.0).sqrt()
+        debiased.update(per_input_squared_debiased=sq, per_input_debiased=corrected,
+                        mean_debiased=float(corrected.double().mean()),
+                        mean_squared_debiased=float(sq.double().mean()))  # fmt: skip
     return StabilityResult(
         mean=mean,
         std=std,
@@ -236,20 +467,33 @@ def stability_from_maps(maps: Sequence[Tensor], *, k: int | None = None) -> Stab
         per_input=per_input,
         per_input_normalized=per_input_normalized,
         n_inputs=int(per_input.shape[1]),
+        **debiased,
     )
 
 
 @metric("map_pair", higher_is_better=False)
 def fidelity_from_maps(
-    smoothed: Tensor, raw: Tensor, *, noise_level: float | None = None, n_samples: int | None = None
+    smoothed: Tensor,
+    raw: Tensor,
+    *,
+    noise_level: float | None = None,
+    n_samples: int | None = None,
+    halves: Halves | None = None,
+    sizes: tuple[int, int] | None = None,
 ) -> FidelityResult:
     r"""Fidelity error (Ye & Farnia 2025, eq. 13) from paired smoothed and unsmoothed maps.
 
     .. math:: \mathrm{Fid} = \frac1N\sum_{n=1}^N \lVert \tilde S(x_n) - S(x_n) \rVert_2
 
+    ``smoothed`` and ``raw`` must come from the same method with the same settings (IG: the same
+    path rule and steps), else the difference of the settings is counted as fidelity error.
+
     Args:
         smoothed, raw: ``[N, ...]`` maps of the same shape (row ``n`` explains the same input and class).
         noise_level, n_samples: recorded in the result.
+        halves: ``(first_half, second_half)`` of ``smoothed``'s draws (:func:`smoothed_halves`): the
+            result then also holds the Monte-Carlo-debiased distance (module docstring).
+        sizes: draws per half (default equal), as :func:`debiased_distance`.
     """
     from smoothsal.metrics.similarity import l2_distance
 
@@ -263,7 +507,13 @@ def fidelity_from_maps(
     dn = l2_distance(smoothed, raw, normalize=True)  # [N]
     mean, std = _mean_std(d)
     mean_n, std_n = _mean_std(dn)
-    return FidelityResult(mean, std, mean_n, std_n, d, dn, noise_level, n_samples)
+    debiased: dict[str, Any] = {"mean_squared": float((d.double() ** 2).mean())}
+    if halves is not None:
+        dd = debiased_distance(_check_halves(halves, "halves", smoothed.shape), raw, sizes=sizes)
+        mean_c, std_c = _mean_std(dd.corrected)
+        debiased.update(per_input_squared_debiased=dd.squared, per_input_debiased=dd.corrected, mean_debiased=mean_c,
+                        std_debiased=std_c, mean_squared_debiased=float(dd.squared.double().mean()))  # fmt: skip
+    return FidelityResult(mean, std, mean_n, std_n, d, dn, noise_level, n_samples, **debiased)
 
 
 # ---- model-level metrics -----------------------------------------------------------------------------
@@ -283,7 +533,10 @@ def stability_error(
 
     Every model explains the **same class** for an input, so the maps are comparable: ``targets``
     when given (pass the true labels, as the experiments do), otherwise the class the *first* model
-    predicts. Each model's maps are computed once and reused for all its pairs.
+    predicts. Each model's maps are computed once and reused for all its pairs. When ``method``
+    builds a :class:`~smoothsal.smoothing.Smooth` that can give independent halves of its draws
+    (:func:`smoothed_halves`), the result also holds the Monte-Carlo-debiased distance; give every
+    model's ``Smooth`` the same int seed for common random numbers (module docstring).
 
     Args:
         method: factory ``model -> attribution method`` (``VanillaGradient``,
@@ -312,9 +565,20 @@ def stability_error(
     pixels = _input_pixels(inputs)
     if pixels is not None:
         _check_k(k, pixels)
+    from smoothsal.smoothing import Smooth
+
     resolved = resolve_model_targets(models[0], inputs, targets, batch_size=batch_size)
-    maps = [attribution_maps(method(model), inputs, resolved, batch_size=batch_size) for model in models]
-    return stability_from_maps(maps, k=k)
+    maps, halves = [], []
+    for model in models:
+        built = method(model)
+        split = smoothed_halves(built, inputs, resolved, batch_size=batch_size) if isinstance(built, Smooth) else None
+        if split is None:
+            maps.append(attribution_maps(built, inputs, resolved, batch_size=batch_size))
+            halves.append(None)
+        else:
+            maps.append(split[0])
+            halves.append(split[1])
+    return stability_from_maps(maps, k=k, halves=halves if all(h is not None for h in halves) else None)
 
 
 @metric("comparison", higher_is_better=False)
@@ -337,7 +601,9 @@ def fidelity_error(
 
     The smoothed map is :class:`smoothsal.smoothing.Smooth` of the same method (every sample
     noisy), compared with the unsmoothed map for the same class: ``targets`` if given, else the
-    class the model predicts for the clean input.
+    class the model predicts for the clean input. The plain n-sample distance is biased upward by
+    the map's Monte-Carlo noise; for ``statistic="mean"``/``"square"`` and ``n_samples >= 2`` the
+    result also holds the debiased estimate from two halves of the draws (module docstring).
 
     Args:
         method: factory ``model -> attribution method``.
@@ -361,8 +627,12 @@ def fidelity_error(
     raw = attribution_maps(base, inputs, resolved, batch_size=batch_size)
     smooth = Smooth(base, noise_level=noise_level, n_samples=n_samples, statistic=statistic, seed=seed,
                     batch_size=batch_size)
-    smoothed = attribution_maps(smooth, inputs, resolved, batch_size=batch_size)
-    return fidelity_from_maps(smoothed, raw, noise_level=noise_level, n_samples=n_samples)
+    split = smoothed_halves(smooth, inputs, resolved, batch_size=batch_size)
+    if split is None:
+        smoothed = attribution_maps(smooth, inputs, resolved, batch_size=batch_size)
+        return fidelity_from_maps(smoothed, raw, noise_level=noise_level, n_samples=n_samples)
+    smoothed, halves, sizes = split
+    return fidelity_from_maps(smoothed, raw, noise_level=noise_level, n_samples=n_samples, halves=halves, sizes=sizes)
 
 
 # ---- σ recommendation ----------------------------------------------------------------------------------
