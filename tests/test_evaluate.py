@@ -207,7 +207,7 @@ def test_rerun_resumes_and_skips_finished_work(tmp_path, data):
 
 
 def test_sections_subset_shares_the_records(tmp_path, data):
-    kwargs = dict(methods="grad", model=tiny_cnn(), images=data.images[:2], localization=False)
+    kwargs = dict(methods="grad", model=tiny_cnn(), images=data.images[:4], localization=False)  # MIN_IMAGES
     only = evaluate(tmp_path, sections="sanity", **kwargs)
     assert only.computed == 4 + 1  # sanity of grad, SmoothGrad, Sobel, random + the jaggedness lines
     assert "deletion_auc" not in only.row("grad") and only.row("sobel")["sanity"] == "FAIL"
@@ -262,8 +262,10 @@ def test_cli_runs_on_a_user_model(tmp_path, monkeypatch, data):
     from PIL import Image
 
     Image.fromarray((data.images[0].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(image)
-    image2 = tmp_path / "shape2.png"  # two images: one image gives no interval, so every verdict would be inconclusive
-    Image.fromarray((data.images[1].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(image2)
+    images = [str(image)]  # four images (MIN_IMAGES): on fewer every verdict is "inconclusive (too few images)"
+    for i in (1, 2, 3):
+        images.append(str(tmp_path / f"shape{i + 1}.png"))
+        Image.fromarray((data.images[i].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(images[-1])
     app = typer.Typer()
     register_cli(app)
 
@@ -274,7 +276,7 @@ def test_cli_runs_on_a_user_model(tmp_path, monkeypatch, data):
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app,
-        ["evaluate", str(image), str(image2), "--methods", "grad", "--quick", "--samples", "4", "--out", str(out),
+        ["evaluate", *images, "--methods", "grad", "--quick", "--samples", "4", "--out", str(out),
          "--model", "tiny_user_models:factory", "--no-progress"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output

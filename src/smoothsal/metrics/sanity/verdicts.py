@@ -16,12 +16,13 @@ ignores its top layers until the lowest are scrambled too (Guided Backprop keeps
 after the classifier is re-initialised, their Fig. 2); with checkpoints spaced over the depth
 (:func:`spaced_layers`) every depth weighs alike. The threshold is :data:`MPRT_THRESHOLD` = 0.5:
 a map that keeps more than half of its reproducible structure after its model is destroyed does
-not explain that model. With the percentile bootstrap 95 % interval of :math:`R` over images
+not explain that model. With the bootstrap 95 % interval of :math:`R` over images
 (:mod:`smoothsal.metrics.intervals`, images resampled in pairs :math:`(s_i, r_i)`):
 
 * **pass** when the interval lies below 0.5; **fail** when it lies at or above 0.5;
-* **inconclusive** otherwise, with the number of images the interval would need
-  (:func:`~smoothsal.metrics.intervals.images_needed`); and always inconclusive when the
+* **inconclusive** otherwise, with the images for 80 % power
+  (:func:`~smoothsal.metrics.intervals.images_needed`), or on too few images
+  (:data:`~smoothsal.metrics.intervals.MIN_IMAGES`); and always inconclusive when the
   reference's own interval does not lie above :data:`MIN_REFERENCE` = 0.1: two estimates of the
   same model's map then share (almost) no rank structure, so there is nothing measurable for the
   randomization to destroy (a map of pure sampling noise, whose reference is 0 in expectation
@@ -43,7 +44,14 @@ from typing import Any
 import torch
 
 from smoothsal._core.validation import check_choice
-from smoothsal.metrics.intervals import Interval, bootstrap_interval, images_needed, ratio_of_means, verdict
+from smoothsal.metrics.intervals import (
+    Interval,
+    bootstrap_interval,
+    images_needed,
+    ratio_of_means,
+    too_few_images,
+    verdict,
+)
 from smoothsal.metrics.sanity.compare import SIMILARITY_METRICS
 from smoothsal.metrics.sanity.data import DataRandomizationResult
 from smoothsal.metrics.sanity.mprt import MPRTResult
@@ -129,9 +137,9 @@ def retained_similarity(
     iv = bootstrap_interval(s, r, statistic=ratio_of_means, seed=seed)
     ref_text = "1 by construction (deterministic method)" if by_construction else f"{ref.format()}"
     head = f"retained similarity R = Σs/Σr = {iv.format()} over {iv.n} image(s){what}; reference r = {ref_text}"
-    if iv.n < 2:
-        v, need = "inconclusive", None
-        why = f"{head}; one image gives no interval: inconclusive"
+    if too_few_images(iv):
+        v, need = "inconclusive", images_needed(iv, threshold)
+        why = f"{head}; too few images for an interval that covers: inconclusive (too few images)"
     elif not _reproducible(ref, by_construction):
         v, need = "inconclusive", None
         why = (f"{head}; two estimates of the same model's map barely agree (reference interval not above "
@@ -145,7 +153,7 @@ def retained_similarity(
         elif v == "fail":
             why = f"{head}; interval at or above {threshold}: fails, the maps stay similar"
         else:
-            more = f"≈ {need} images would separate it" if need is not None else "more images cannot separate it"
+            more = f"≈ {need} images for 80 % power" if need is not None else "more images cannot separate it"
             why = f"{head}; interval contains {threshold}: inconclusive ({more})"
     return SanityVerdict(v, iv.estimate, iv, why, ref, by_construction, need)
 
@@ -197,6 +205,6 @@ def emprt_verdict(ratios: Any, *, seed: int = 0) -> SanityVerdict:
     head = f"mean eMPRT ratio H(randomized)/H(original) = {iv.format()} over {iv.n} image(s)"
     tail = {"pass": "complexity rises: passes", "fail": "complexity does not rise: fails"}.get(v)
     if tail is None:
-        tail = f"interval contains 1: inconclusive ({f'≈ {need} images would separate it' if need else 'more images cannot separate it'})"
+        tail = f"interval contains 1: inconclusive ({f'≈ {need} images for 80 % power' if need else 'more images cannot separate it'})"
     return SanityVerdict(v, iv.estimate, iv, f"{head}; {tail}", None, False, need)
 

@@ -5,11 +5,11 @@ registered controls that ignore the model (Sobel edges, a seeded random map), so
 that the checks can fail. Sections: sanity (Adebayo et al. 2018, arXiv:1810.03292, with its
 noise floor, sMPRT and eMPRT of Hedström et al. 2023), data randomization (a label-shuffled
 model), faithfulness, complexity, roughness, pruning, localization, and the SmoothGrad paper's
-Fig. 2 lines (see :mod:`.compute`). Every entry is a mean over images with its percentile
+Fig. 2 lines (see :mod:`.compute`). Every entry is a mean over images with its studentized
 bootstrap 95 % interval (:mod:`smoothsal.metrics.intervals`); the full preset explains 18 natural
 photos, the quick one the 4 bundled ones. A verdict is stated only where its interval excludes
 the threshold (the rule is fixed in :mod:`smoothsal.metrics.sanity`), otherwise "inconclusive"
-with the images it would need.
+with the images for 80 % power.
 
 Outputs in ``out_dir``: ``report.csv``, ``report.json``, ``report.md``,
 ``deletion_insertion.png``, ``randomization.png`` and ``jaggedness.png``. Every finished

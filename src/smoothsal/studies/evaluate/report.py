@@ -1,10 +1,10 @@
 """Report step of the report card: Markdown tables, ``report.csv``, ``report.json``, ``report.md``.
 
 Reads the rows only. :func:`summarize_rows` turns every per-image list a section recorded into an
-estimate with its percentile bootstrap 95 % interval over images
+estimate with its studentized bootstrap 95 % interval over images
 (:func:`smoothsal.metrics.intervals.bootstrap_interval`, seeded by the study's seed) and states
 the sanity verdicts by the rule fixed in :mod:`smoothsal.metrics.sanity` -- pass / fail only where
-the interval excludes the threshold, else "inconclusive" with the images it would need. Each column names the metric function its number comes from
+the interval excludes the threshold, else "inconclusive" with the images for 80 % power. Each column names the metric function its number comes from
 (:data:`COLUMNS_MD`), and its ↑/↓ arrow is that metric's ``higher_is_better``
 (:data:`smoothsal.metrics.METRICS`), never a hand-written arrow. A difference column
 (``ins − del``) gets the arrow both of its terms agree on.
@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from smoothsal.metrics.intervals import MIN_IMAGES
 
 __all__ = ["COLUMNS", "COLUMNS_MD", "LOCALIZATION_MD", "SANITY_MD", "Column", "arrow", "markdown_tables",
            "summarize_rows", "write_reports"]  # fmt: skip
@@ -154,13 +156,15 @@ def _line(row: dict[str, Any], columns: Sequence[Column]) -> str:
     return "| " + " | ".join([row["label"]] + [_cell(row, c) for c in columns]) + " |"
 
 
-def _verdict_text(v: str, needed: int | None, reproducible: bool = True) -> str:
-    """``PASS`` / ``FAIL`` / ``inconclusive (n ≈ 40)``."""
+def _verdict_text(v: str, needed: int | None, reproducible: bool = True, n: int | None = None) -> str:
+    """``PASS`` / ``FAIL`` / ``inconclusive (≈ 40 images for 80 % power)`` / ``inconclusive (too few images)``."""
     if v in ("pass", "fail"):
         return v.upper()
     if not reproducible:
         return "inconclusive (map not reproducible)"
-    return f"inconclusive (n ≈ {needed})" if needed is not None else "inconclusive"
+    if n is not None and n < MIN_IMAGES:
+        return "inconclusive (too few images)"
+    return f"inconclusive (≈ {needed} images for 80 % power)" if needed is not None else "inconclusive"
 
 
 def _floats(values: Sequence[Any]) -> list[float]:
@@ -189,16 +193,16 @@ def summarize_rows(rows: list[dict[str, Any]], seed: int = 0) -> None:
                                     what=f" (cascading MPRT, init {row.get('mprt_init')})")  # fmt: skip
             put(row, "sanity_R", v.interval)
             row["sanity_score"] = v.score  # the earlier card's name of the verdict statistic (studies.report reads it)
-            row.update(sanity=_verdict_text(v.verdict, v.images_needed, v.reproducible), sanity_needed=v.images_needed,
+            row.update(sanity=_verdict_text(v.verdict, v.images_needed, v.reproducible, v.interval.n), sanity_needed=v.images_needed,
                        sanity_reason=v.reason)  # fmt: skip
             e = emprt_verdict(_floats(per["emprt"]), seed=seed)
-            row.update(emprt_verdict=_verdict_text(e.verdict, e.images_needed), emprt_reason=e.reason)
+            row.update(emprt_verdict=_verdict_text(e.verdict, e.images_needed, n=e.interval.n), emprt_reason=e.reason)
         if "dr_s" in per:
             v = retained_similarity(_floats(per["dr_s"]), _floats(per["dr_r"]), seed=seed,
                                     by_construction=bool(row.get("dr_by_construction")),
                                     what=" (digits CNN: true vs shuffled labels)")  # fmt: skip
             put(row, "dr_R", v.interval)
-            row.update(dr_verdict=_verdict_text(v.verdict, v.images_needed, v.reproducible), dr_needed=v.images_needed,
+            row.update(dr_verdict=_verdict_text(v.verdict, v.images_needed, v.reproducible, v.interval.n), dr_needed=v.images_needed,
                        dr_reason=v.reason)  # fmt: skip
     by_key = {r["row"]: r for r in rows}
     for row in rows:
@@ -215,7 +219,7 @@ def markdown_tables(rows: Sequence[dict[str, Any]], settings: dict[str, Any]) ->
     if any("sanity" in r for r in rows):
         lines += ["Sanity (retained similarity R = Σs/Σr over images; PASS when its 95 % interval lies below "
                   f"{settings.get('sanity_threshold', 0.5)}, FAIL when at or above; eMPRT PASS when above 1; "
-                  f"n ≈ images the interval would need):", ""]  # fmt: skip
+                  f"≈ N images for 80 % power; too few images below {MIN_IMAGES}):", ""]  # fmt: skip
         lines += _header(SANITY_MD) + [_line(r, SANITY_MD) for r in rows] + [""]
     lines += _header(COLUMNS_MD) + [_line(r, COLUMNS_MD) for r in rows]
     deltas = [r for r in rows if r.get("convergence_delta") is not None]
@@ -290,7 +294,7 @@ def write_reports(
     paths["report.md"].write_text(
         f"# smoothsal report card\n\nCommand: `{settings.get('command', 'smoothsal evaluate')}`. Model "
         f"`{settings['model']}`, {len(settings['images'])} images: {imgs}; noise level {settings['noise_level']:.0%}, "
-        f"{settings['n_samples']} samples per smoothed map. Every number is a mean over images with its percentile "
+        f"{settings['n_samples']} samples per smoothed map. Every number is a mean over images with its studentized "
         f"bootstrap 95 % interval (smoothsal.metrics.intervals; images resampled, seed {settings['seed']}). "
         f"Sanity: cascading model-parameter randomization (Adebayo et al. 2018, arXiv:1810.03292) down "
         f"{settings['mprt_checkpoints']} checkpoints, re-initialisation `{settings['randomization']}` (column init); "
@@ -298,7 +302,7 @@ def write_reports(
         "between two independent estimates of the original map (another seed; 1 by construction for deterministic "
         f"methods). The rule, fixed before the data in smoothsal.metrics.sanity: R = Σs/Σr, PASS when its interval "
         f"lies below {settings['sanity_threshold']}, FAIL when at or above, otherwise inconclusive with the images "
-        "it would need (half-width ∝ 1/√n); inconclusive also when the reference's interval is not above 0.1 (the map does not reproduce itself). sMPRT "
+        f"for 80 % power (or too few images, below {MIN_IMAGES}); inconclusive also when the reference's interval is not above 0.1 (the map does not reproduce itself). sMPRT "
         "(Hedström et al. 2023): R of the method's explanation averaged over the noisy inputs of its smoothed row. "
         "eMPRT: discrete-entropy ratio H(fully randomized)/H(original), PASS above 1."
         f"{dr_text} Faithfulness: {settings['baseline']} baseline for deletion and insertion (a random "
