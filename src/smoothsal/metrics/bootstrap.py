@@ -83,6 +83,7 @@ __all__ = [
     "normal_quantile",
     "resample_counts",
     "resample_indices",
+    "studentized_pvalue",
     "t_quantile",
     "two_level_bounds",
 ]
@@ -214,9 +215,8 @@ def _quantiles(values: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.where(frac == 0, v_lo, out)
 
 
-def _studentized(est: np.ndarray, se: np.ndarray, theta: np.ndarray, se_star: np.ndarray,
-                 level: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Bootstrap-t bounds from ``theta``/``se_star`` ``[..., B]`` around ``est``/``se`` ``[...]``."""
+def _t_star(est: np.ndarray, se: np.ndarray, theta: np.ndarray, se_star: np.ndarray) -> np.ndarray:
+    """Bootstrap t statistics ``(theta* - est) / se*`` ``[..., B]``, ±inf for resamples without spread."""
     diff = theta - est[..., None]
     # a resample of equal units has se* = 0 up to rounding: its sum of squares is ~1e-16 of the
     # sample's, so its se* ~1e-8 of se (the square root); 1e-6 separates it from any real spread
@@ -225,7 +225,13 @@ def _studentized(est: np.ndarray, se: np.ndarray, theta: np.ndarray, se_star: np
         t = diff / se_star
         t = np.where(spread, t, np.where(np.abs(diff) <= 1e-12 * np.abs(est[..., None]), 0.0,
                                          np.copysign(np.inf, diff)))
-    t = np.where(np.isnan(t), np.inf, t)  # an undefined resample (zero denominator) is extreme
+    return np.where(np.isnan(t), np.inf, t)  # an undefined resample (zero denominator) is extreme
+
+
+def _studentized(est: np.ndarray, se: np.ndarray, theta: np.ndarray, se_star: np.ndarray,
+                 level: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Bootstrap-t bounds from ``theta``/``se_star`` ``[..., B]`` around ``est``/``se`` ``[...]``."""
+    t = _t_star(est, se, theta, se_star)
     alpha = (1.0 - level) / 2.0
     t_lo = _quantiles(t, np.full(est.shape, alpha))
     t_hi = _quantiles(t, np.full(est.shape, 1.0 - alpha))
@@ -404,6 +410,23 @@ def _two_level_parts(x: np.ndarray, y: np.ndarray | None, design: str) -> tuple[
     return est, np.sqrt(_two_way_variance(u, design))
 
 
+def _two_level_resamples(x: np.ndarray, y: np.ndarray | None, design: str, n_boot: int,
+                         seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """``(estimate, se, theta* [B], se* [B])`` of ``[S, N]`` data resampled by ``design``."""
+    s, n = x.shape
+    rng = np.random.default_rng(seed)
+    i_s = rng.integers(0, s, size=(n_boot, s))  # [B, S]
+    if design == "crossed":
+        i_n = rng.integers(0, n, size=(n_boot, 1, n))  # [B, 1, N]: one image draw for all seeds
+    else:
+        i_n = rng.integers(0, n, size=(n_boot, s, n))  # [B, S, N]: images drawn within each seed
+    xs = x[i_s[:, :, None], i_n]  # [B, S, N]
+    ys = None if y is None else y[i_s[:, :, None], i_n]
+    est, se = _two_level_parts(x, y, design)
+    theta, se_star = _two_level_parts(xs, ys, design)  # [B] each
+    return np.asarray(est), np.asarray(se), np.where(np.isnan(theta), np.inf, theta), se_star
+
+
 def two_level_bounds(
     x: Any,
     y: Any = None,
@@ -446,20 +469,55 @@ def two_level_bounds(
         raise ValueError(f"`y` must have the shape of `x` {x.shape}, got {y.shape}")
     if not np.isfinite(x).all() or (y is not None and not np.isfinite(y).all()):
         raise ValueError("`x` and `y` must be finite")
-    s, n = x.shape
-    rng = np.random.default_rng(seed)
-    i_s = rng.integers(0, s, size=(n_boot, s))  # [B, S]
-    if design == "crossed":
-        i_n = rng.integers(0, n, size=(n_boot, 1, n))  # [B, 1, N]: one image draw for all seeds
-    else:
-        i_n = rng.integers(0, n, size=(n_boot, s, n))  # [B, S, N]: images drawn within each seed
-    xs = x[i_s[:, :, None], i_n]  # [B, S, N]
-    ys = None if y is None else y[i_s[:, :, None], i_n]
-    est, se = _two_level_parts(x, y, design)
-    theta, se_star = _two_level_parts(xs, ys, design)  # [B] each
-    theta = np.where(np.isnan(theta), np.inf, theta)
+    est, se, theta, se_star = _two_level_resamples(x, y, design, n_boot, seed)
     if method == "studentized":
-        low, high = _studentized(np.asarray(est), np.asarray(se), theta, se_star, level)
+        low, high = _studentized(est, se, theta, se_star, level)
     else:
         low, high = _percentile(theta, level)
-    return Bounds(np.asarray(est), np.asarray(low), np.asarray(high), np.asarray(se))
+    return Bounds(est, np.asarray(low), np.asarray(high), se)
+
+
+def studentized_pvalue(
+    x: Any, *, alternative: str = "greater", design: str | None = None, n_boot: int = 2000, seed: int = 0
+) -> np.ndarray:
+    r"""One-sided bootstrap-t p-value of "the mean is 0" against ``alternative`` (``"greater"``: > 0).
+
+    .. math:: p = \frac{1 + \#\{b: t^*_b \ge \hat t\}}{B + 1}, \qquad \hat t = \hat\theta / \widehat{se},
+              \quad t^*_b = (\theta^*_b - \hat\theta)/\widehat{se}^*_b
+
+    (``"less"``: :math:`t^*_b \le \hat t`). It rejects at level :math:`\alpha` exactly when the
+    one-sided studentized :math:`1-\alpha` interval excludes 0 (Davison & Hinkley 1997, §4.4), so a
+    test and an interval of this module never disagree.
+
+    Args:
+        x: ``[..., n]`` (one level, units on the last axis) or, with ``design``, ``[S, N]``.
+        alternative: ``"greater"`` or ``"less"``.
+        design: ``None`` (one level) or ``"crossed"`` / ``"nested"`` (:func:`two_level_bounds`).
+        n_boot, seed: as :func:`bootstrap_bounds`.
+    Returns:
+        p-values shaped like the leading axes (0-d for two levels).
+    """
+    _check_common("studentized", 0.95, n_boot)
+    if alternative not in ("greater", "less"):
+        raise ValueError(f"`alternative` must be 'greater' or 'less', got {alternative!r}")
+    x = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError("`x` must be finite")
+    if design is None:
+        if x.ndim < 1 or x.shape[-1] < 2:
+            raise ValueError(f"`x` must hold at least 2 units on its last axis, got shape {x.shape}")
+        est, se, theta, se_star = _linear_parts(x, None, resample_counts(x.shape[-1], n_boot, seed), "mean")
+    else:
+        if design not in DESIGNS:
+            raise ValueError(f"`design` must be one of {DESIGNS} or None, got {design!r}")
+        if x.ndim != 2 or min(x.shape) < 2:
+            raise ValueError(f"`x` must be [S, N] with S, N >= 2 for a two-level test, got shape {x.shape}")
+        est, se, theta, se_star = _two_level_resamples(x, None, design, n_boot, seed)
+    t = _t_star(est, se, theta, se_star)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_hat = np.where(se > 0, est / se, np.where(est == 0, 0.0, np.copysign(np.inf, est)))
+    if alternative == "greater":
+        count = (t >= t_hat[..., None]).sum(axis=-1)
+    else:
+        count = (t <= t_hat[..., None]).sum(axis=-1)
+    return (1.0 + count) / (n_boot + 1.0)

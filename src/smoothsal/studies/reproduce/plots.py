@@ -312,8 +312,8 @@ def save_fits(rows: Sequence[dict[str, Any]], fits: Sequence[dict[str, Any]], se
             ax.set_xlabel("σ", fontsize=8)
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=6)
-    fig.suptitle("Power-law fits y = c·σ^p (raw errors; 95% bootstrap interval over inputs). Theory: stability p < 0 "
-                 "(Thm 6: ∝ 1/σ), fidelity p ≤ 1 (Prop 7: ∝ σ√m)", fontsize=9)  # fmt: skip
+    fig.suptitle("Power-law fits y = c·σ^p (raw errors; 95% bootstrap interval over inputs; a description). Bounds: "
+                 "stability ∝ σ^(−1/(βc+1)) (Thm 6), fidelity ≤ γσ√m (Prop 7)", fontsize=9)  # fmt: skip
     fig.tight_layout()
     return _save(fig, path), settings
 

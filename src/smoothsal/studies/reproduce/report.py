@@ -187,9 +187,9 @@ def side_by_side(table: Sequence[dict[str, Any]], claims: dict[str, Any]) -> lis
 def fit_table(rows: Sequence[dict[str, Any]], n_boot: int, seed: int) -> list[dict[str, Any]]:
     """Power-law exponents of the raw stability and fidelity errors per (setting, method), with intervals.
 
-    Verdicts (fixed before looking at results): stability "falls as a negative power" (Theorem 6)
-    when the whole 95 % interval of p is below 0; fidelity "grows" when it is above 0, and
-    "≈ linear" (Proposition 7's σ·√m) when the interval holds 1.
+    A description only, never a verdict: Theorem 6 and Proposition 7 are upper bounds, and a bound
+    does not predict the slope of what it bounds (the tests of the theory are
+    :mod:`smoothsal.metrics.theory`: trend tests and the bounds themselves).
     """
     from smoothsal.studies.reproduce.stability import bootstrap_power_law
 
@@ -204,13 +204,7 @@ def fit_table(rows: Sequence[dict[str, Any]], n_boot: int, seed: int) -> list[di
             per_input = np.asarray([r[f"per_input_{quantity}"] for r in curve])  # [S, N]
             fit = bootstrap_power_law(sigmas, per_input, n_boot=n_boot, seed=seed)
             lo, hi = fit["low"], fit["high"]
-            if quantity == "stability":
-                verdict = ("falls (agrees with Thm 6)" if hi < 0 else "rises (disagrees with Thm 6)" if lo > 0
-                           else "inconclusive")  # fmt: skip
-            else:
-                verdict = ("grows" if lo > 0 else "falls" if hi < 0 else "inconclusive") + (
-                    ", ≈ linear (Prop 7)" if lo <= 1 <= hi else "")
             out.append({"setting": setting, "method": method, "quantity": quantity, "exponent": fit["exponent"],
-                        "low": lo, "high": hi, "coef": fit["coef"], "n_inputs": fit["n_inputs"], "n_sigmas": len(sigmas),
-                        "verdict": verdict})  # fmt: skip
+                        "low": lo, "high": hi, "coef": fit["coef"], "n_inputs": fit["n_inputs"],
+                        "n_sigmas": len(sigmas)})  # fmt: skip
     return out

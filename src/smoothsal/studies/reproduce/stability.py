@@ -15,10 +15,11 @@ photos (the first ``photo_inputs`` of :data:`~smoothsal.datasets.photos.NATURAL_
 :func:`~smoothsal.datasets.photos.natural_photos`, all at 224², Lite0's top-1
 class as the target of every model). Every model gets the same noise draws (one seed).
 
-Theory (§5 of the paper): Theorem 6 bounds the smoothed stability error by a term falling as a
-negative power of σ (∝ 1/σ); Proposition 7 bounds the fidelity error by a term growing linearly in
-σ·√m. :func:`fit_power_law` fits :math:`y = c\,\sigma^{p}` on σ > 0 by least squares in log–log;
-:func:`bootstrap_power_law` gives its interval over inputs.
+Theory (§4 of the paper): Theorem 6 bounds the smoothed stability error by a term falling as
+:math:`\sigma^{-1/(\beta c+1)}`, an exponent in (−1, 0); Proposition 7 bounds the fidelity error by
+:math:`\gamma\sigma\sqrt m` (:mod:`smoothsal.metrics.theory`). :func:`fit_power_law` fits
+:math:`y = c\,\sigma^{p}` on σ > 0 by least squares in log–log and :func:`bootstrap_power_law` gives
+its interval over inputs: a description of the measured curve, not a test of a bound.
 """
 
 from __future__ import annotations
