@@ -28,8 +28,10 @@ kind               signature
 
 Modules: ``similarity`` (L2, cosine, Spearman, SSIM, top-k IoU), ``tradeoff`` (stability and
 fidelity error, noise-level recommendation), ``sanity`` (model-parameter and data
-randomization, their reference and the fixed verdict rule; sMPRT, eMPRT), ``intervals`` (percentile
-bootstrap over images, verdicts, images needed), ``faithfulness`` (deletion/insertion, faithfulness correlation, monotonicity,
+randomization, their reference and the fixed verdict rule; sMPRT, eMPRT), ``intervals`` (studentized
+bootstrap over images and seeds, verdicts, images for 80 % power; computed by ``bootstrap``), ``theory``
+(trend tests and the bounds of Ye & Farnia 2025), ``claims`` (their Table 1 and the rule that scores
+our rows against it), ``faithfulness`` (deletion/insertion, faithfulness correlation, monotonicity,
 infidelity, max-sensitivity), ``localization`` (pointing game, relevance mass/rank, mask IoU),
 ``complexity`` (sparseness, entropy), ``jaggedness`` (gradient along a line, roughness) and
 ``pruning`` (confidence kept by the top q % of a map). Captum's attribution tensors are plain

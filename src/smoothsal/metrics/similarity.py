@@ -40,6 +40,7 @@ __all__ = [
     "rank_average",
     "spearman",
     "ssim_maps",
+    "topk_choices",
     "topk_iou",
     "topk_mask",
 ]
@@ -308,6 +309,47 @@ def _check_k(k: int, n_pixels: int) -> int:
     if k > n_pixels:
         raise ValueError(f"`k` must be <= H * W = {n_pixels} (the pixels per map), got {k}")
     return k
+
+
+def topk_choices(height: int, width: int, *, stroke_images: Tensor | None = None) -> dict[str, int]:
+    r"""Named choices of the ``k`` of top-k IoU for ``height × width`` maps.
+
+    The paper's ``k = 500`` at 224² is 1 % of the pixels; on a 28 × 28 digit that is 8 pixels, less
+    than one stroke, so a top-k overlap there measures where the few largest gradients fall, not
+    whether two maps find the same digit. Two other sizes are named:
+
+    * ``"paper_fraction"``: :math:`\max(1, \mathrm{round}(\tfrac{500}{224^2} H W))` (8 at 28²);
+    * ``"ten_percent"``: :math:`\mathrm{round}(0.1\,HW)` (78 at 28²), a fixed size between;
+    * ``"stroke_median"`` (with ``stroke_images``): the median over the images of their stroke
+      pixels -- pixels above half of the image's range, :math:`(x - x_{\min})/(x_{\max} - x_{\min}) > 0.5`
+      after averaging the channels: the size of the object a map should find.
+
+    A reproduction reports ``"paper_fraction"`` (the paper's rule) beside ``"stroke_median"``
+    (the object's size) where images are at hand.
+
+    Args:
+        height, width: the maps' size.
+        stroke_images: ``[N, C, H, W]`` or ``[N, H, W]`` images of the objects (digits), any scale.
+    Returns:
+        ``{name: k}``, each ``1 <= k <= H·W``.
+    """
+    check_positive_int(height, "height")
+    check_positive_int(width, "width")
+    n_pixels = height * width
+    out = {"paper_fraction": max(1, round(DEFAULT_TOPK_FRACTION * n_pixels)), "ten_percent": max(1, round(0.1 * n_pixels))}
+    if stroke_images is not None:
+        check_inputs(stroke_images, name="stroke_images")
+        x = stroke_images.double()
+        x = x.mean(dim=1) if x.dim() == 4 else x
+        if x.dim() != 3 or tuple(x.shape[-2:]) != (height, width):
+            raise ValueError(f"`stroke_images` must be [N, C, {height}, {width}] or [N, {height}, {width}], "
+                             f"got {tuple(stroke_images.shape)}")  # fmt: skip
+        flat = x.reshape(x.shape[0], -1)
+        lo, hi = flat.min(dim=1, keepdim=True).values, flat.max(dim=1, keepdim=True).values
+        scaled = (flat - lo) / (hi - lo).clamp_min(torch.finfo(torch.float64).tiny)
+        counts = (scaled > 0.5).sum(dim=1)
+        out["stroke_median"] = int(min(n_pixels, max(1, int(counts.median()))))
+    return out
 
 
 @metric("map_pair", higher_is_better=True)
