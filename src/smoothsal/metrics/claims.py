@@ -140,9 +140,9 @@ def table1() -> Table1:
     """Ye & Farnia 2025's Table 1 from ``smoothsal/data/paper_claims.json`` (16 rows)."""
     data = json.loads(resources.files("smoothsal").joinpath("data/paper_claims.json").read_text(encoding="utf-8"))
     t = data["stability"]["table1"]
+    fields = ("ssim_raw", "ssim_smoothed", "topk_miou_raw", "topk_miou_smoothed")
     rows = tuple(
-        Table1Row(r["setting"], r["algorithm"], r["method"], tuple(r["architectures"]), r["ssim_raw"],
-                  r["ssim_smoothed"], r["topk_miou_raw"], r["topk_miou_smoothed"])  # fmt: skip
+        Table1Row(r["setting"], r["algorithm"], r["method"], tuple(r["architectures"]), *(r[f] for f in fields))
         for r in t["rows"]
     )
     return Table1(rows, dict(t["settings"]), t["source"])

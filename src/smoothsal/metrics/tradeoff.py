@@ -88,7 +88,6 @@ __all__ = [
     "fidelity_error",
     "fidelity_from_maps",
     "recommend_noise_level",
-    "stability_error",
     "smoothed_halves",
     "stability_error",
     "stability_from_maps",
@@ -361,7 +360,7 @@ def smoothed_halves(
         ``(full_mean, (first_half, second_half), (h, n - h))``, or ``None`` when ``smooth`` cannot
         give independent halves (another statistic, ``tol`` set, a Latin hypercube, one sample).
     """
-    from smoothsal._model import row_chunks
+    from smoothsal.execution.calls import row_chunks
     from smoothsal.smoothing import Smooth
 
     if not isinstance(smooth, Smooth):
