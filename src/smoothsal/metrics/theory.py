@@ -311,7 +311,7 @@ def norm_products(norms: Sequence[float]) -> NormProducts:
     alpha0, alpha1 = [], []
     for t in range(1, len(b) + 1):
         alpha0.append(math.prod(b[:t]))
-        alpha1.append(sum(math.prod(b[j] for j in range(t) if j != i) for i in range(t)))
+        alpha1.append(float(sum(math.prod(b[j] for j in range(t) if j != i) for i in range(t))))
     return NormProducts(tuple(b), tuple(alpha0), tuple(alpha1))
 
 
