@@ -1,9 +1,13 @@
-"""Tests of ``smoothsal explain-dataset`` (sharding, the map store, resume, torchrun) and ``tradeoff --maps``.
+"""Tests of ``smoothsal explain-dataset`` (sharding, the Zarr map store, resume, torchrun, unreadable
+files) and ``tradeoff --maps``.
 
 A tiny random-weight CNN (seeded factory, written to a temporary module) explains 20 generated
 16×16-ish PNGs in an ImageFolder layout. The maps are checked against the library called by hand,
 a 2-process gloo job under torchrun against a single-process run (bit for bit), a job whose rank 1
-is killed midway against the same, once restarted (every map present exactly once).
+is SIGKILLed in the middle of writing a unit against the same, once restarted (every map present,
+nothing half-written counted), a one-process job SIGKILLed mid-unit against a clean run (the
+resumed job recomputes exactly that unit), a store at ``memory://`` against the local one, and
+the store read with plain zarr and xarray.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
-from collections import Counter
+import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +43,7 @@ from smoothsal.studies.explain_dataset import (
     scan_images,
 )
 from smoothsal.studies.explain_dataset.compute import DistContext, job_rows, rows_for
-from smoothsal.studies.explain_dataset.store import CRASH_ENV, MapWriter
+from smoothsal.studies.explain_dataset.store import PAUSE_ENV
 
 TINYNET = """
 import torch
@@ -57,6 +63,15 @@ def tiny_cnn_b():
 
 
 def tiny_cnn_copy():
+    return tiny_cnn(0)
+
+
+def tiny_cnn_logged():
+    # tiny_cnn, recording that it was built (the strict test checks that no model is loaded)
+    import os
+
+    with open(os.environ["TINYNET_LOG"], "a") as fh:
+        fh.write("built\\n")
     return tiny_cnn(0)
 """
 
@@ -117,23 +132,48 @@ def assert_same_maps(a: Path, b: Path) -> None:
         assert ea.rse == eb.rse or (np.isnan(ea.rse) and np.isnan(eb.rse))
 
 
-def manifest_units(out: Path) -> Counter:
-    """How often each unit is recorded, over every manifest line (not the reader's de-duplicated view)."""
-    counts: Counter = Counter()
-    for path in (out / "manifest").glob("*.jsonl"):
-        for line in path.read_text().splitlines():
-            if line.strip():
-                counts[json.loads(line)["unit"]] += 1
-    return counts
+def units(out: Path, what: str = "committed") -> set[tuple[str, int]]:
+    """``(group, chunk)`` of every object of ``what`` in a local store, read from the files themselves (not
+    through the reader): ``committed`` = the commit markers, ``maps`` = the chunk objects of the maps."""
+    found = set()
+    for path in out.rglob(f"{what}/c/*"):
+        if path.is_file() and path.name.isdigit():  # a marker: committed/c/<chunk>
+            found.add((path.parent.parent.parent.relative_to(out).as_posix(), int(path.name)))
+        elif path.is_dir() and path.name.isdigit():  # a maps chunk: maps/c/<chunk>/0/0/0
+            found.add((path.parent.parent.parent.relative_to(out).as_posix(), int(path.name)))
+    return found
+
+
+def _env(data, **extra):
+    full = {k: v for k, v in os.environ.items() if k != PAUSE_ENV}
+    full.update(PYTHONPATH=os.pathsep.join([str(data[1]), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
+    full.update(extra)
+    return full
+
+
+def torchrun_cmd(data, out, *extra, nproc=2):
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+            "-m", "smoothsal.cli", "explain-dataset", str(data[0]), "--out", str(out), *CLI_ARGS, *extra]  # fmt: skip
 
 
 def torchrun(data, out, *extra, env=None, nproc=2):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "smoothsal.cli", "explain-dataset", str(data[0]), "--out", str(out), *CLI_ARGS, *extra]  # fmt: skip
-    full_env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
-    full_env.update(PYTHONPATH=os.pathsep.join([str(data[1]), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
-    full_env.update(env or {})
-    return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=240)
+    return subprocess.run(torchrun_cmd(data, out, *extra, nproc=nproc), env=_env(data, **(env or {})),
+                          capture_output=True, text=True, timeout=240)  # fmt: skip
+
+
+def run_and_sigkill(cmd, env, pause_file: Path, timeout: float = 180) -> tuple[subprocess.Popen, str]:
+    """Start ``cmd``; once the rank named in ``env[PAUSE_ENV]`` writes its pid to ``pause_file`` (it stopped
+    in the middle of a unit), SIGKILL that process and wait for ``cmd`` to end. Returns it and its output."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while not pause_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"the job never paused: {proc.communicate()[0][-3000:]}")
+        time.sleep(0.05)
+    os.kill(int(pause_file.read_text()), signal.SIGKILL)
+    output, _ = proc.communicate(timeout=120)
+    return proc, output
 
 
 # ---- the folder ------------------------------------------------------------------------------------
@@ -211,9 +251,58 @@ def test_stored_maps_equal_the_library_called_by_hand(data, single):
     assert cams.shape == (N_IMAGES, 1, 16, 16) and cams.dtype == torch.float32
     seeds = {e.seed for e in store.select(method="grad", sigma=0.2)}
     assert len(seeds) == N_IMAGES  # one seed per image
-    # one chunk file per (chunk, method, σ): 7 chunks × 6; every map once
-    assert len(list((single / "maps").rglob("*.npy"))) == 7 * N_UNITS_PER_CHUNK
-    assert set(manifest_units(single).values()) == {1} and len(manifest_units(single)) == 7 * N_UNITS_PER_CHUNK
+    # one chunk object per (chunk, method, σ) of each maps array, and one marker each: 7 chunks × 6
+    assert units(single, "maps") == units(single) and len(units(single)) == 7 * N_UNITS_PER_CHUNK
+    assert {g.rsplit("/", 2)[-2:][1] for g, _ in units(single)} == {"sigma_0", "sigma_0.2"}
+
+
+def test_the_store_opens_with_zarr_and_xarray(single):
+    """The store is plain Zarr v3: the arrays, their attributes and the commit markers read without smoothsal."""
+    import zarr
+
+    store = open_store(single)
+    entry = store.select(method="ig", sigma=0.2)[0]
+    group = entry.array.rsplit("/", 1)[0]
+    root = zarr.open_group(str(single), mode="r")
+    assert root.attrs["smoothsal"]["format"] == "smoothsal-map-store" and root.metadata.zarr_format == 3
+    maps = root[f"{group}/maps"]
+    meta = maps.attrs["smoothsal"]
+    assert meta["method"] == "ig" and meta["sigma"] == 0.2 and meta["model"] == MODEL and meta["smooth"]["n_samples"] == 6
+    assert meta["chunk_size"] == 3 and maps.chunks == (3, 3, 16, 16) and maps.shape == (N_IMAGES, 3, 16, 16)
+    from smoothsal.registry import method_spec
+
+    assert meta["method_settings"] == method_spec("ig").settings(smoothed=True, image_size=16)
+    assert list(root[f"{group}/committed"][:]) == [1] * 7
+    assert [str(v) for v in root["image"][:]] == sorted(store.images())
+    sel = store.select(method="ig", sigma=0.2, images=sorted(store.images()))
+    assert np.array_equal(maps[:], sel.load().numpy())
+    assert [int(v) for v in root[f"{group}/target"][:]] == [e.target for e in sel]
+
+    xr = pytest.importorskip("xarray", reason="xarray is in the dev extra; the zarr check above ran without it")
+    ds = xr.open_zarr(str(single), group=group, consolidated=False)
+    assert ds["maps"].dims == ("image", "channel", "y", "x") and list(ds["image"].values) == sorted(store.images())
+    assert np.array_equal(ds["maps"].sel(image="dog/09.png").values, sel.load()[-1].numpy())
+    assert np.allclose(ds["rse"].values, [e.rse for e in sel]) and int(ds["committed"].sum()) == 7
+
+
+def test_a_store_at_an_fsspec_url_equals_the_local_one(data, single):
+    """``memory://`` (fsspec): the same maps as the local folder, written and read through the URL."""
+    import fsspec
+
+    url = f"memory://smoothsal-test-{uuid.uuid4().hex[:8]}/store"
+    try:
+        result = run_explain_dataset(config(data, url), echo=None)
+        assert result.total_maps == N_IMAGES * N_UNITS_PER_CHUNK
+        assert not Path(url).exists() and not Path("memory:").exists()  # nothing written locally
+        store = open_store(url)
+        assert store.path == url and store.verify() == N_IMAGES * N_UNITS_PER_CHUNK
+        assert_same_maps(single, url)
+        again = run_explain_dataset(config(data, url), echo=None)  # resumes through the URL too
+        assert again.maps == 0 and again.total_maps == N_IMAGES * N_UNITS_PER_CHUNK
+    finally:
+        fs = fsspec.filesystem("memory")
+        if fs.exists(url):
+            fs.rm(url, recursive=True)
 
 
 def test_rank_shares_run_one_after_the_other_equal_a_single_run(data, single, tmp_path):
@@ -221,30 +310,30 @@ def test_rank_shares_run_one_after_the_other_equal_a_single_run(data, single, tm
     for rank in (1, 0):  # any order; three ranks' shares fill the same store
         run_explain_dataset(config(data, out), echo=None, ctx=DistContext(rank=rank, world=3))
     run_explain_dataset(config(data, out), echo=None, ctx=DistContext(rank=2, world=3))
-    assert sorted(p.name for p in (out / "manifest").iterdir()) == [
-        f"{open_store(out).entries[0].model_key}.rank-{r:05d}.jsonl" for r in range(3)
-    ]
+    assert units(out) == units(single)
     assert_same_maps(single, out)
 
 
 # ---- torchrun ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def killed_and_resumed(data, tmp_path_factory):
-    """A 2-process gloo job under torchrun whose rank 1 dies while writing its 3rd unit (its chunk
-    file renamed into place, its manifest line not written), then the same command again.
+    """A 2-process gloo job under torchrun whose rank 1 is SIGKILLed while writing its 3rd unit (the
+    unit's maps rows written, its other rows and its commit marker not), then the same command again.
 
     Two launches instead of three (a clean run, a killed run, its restart): the restarted job is a
     2-process run too, and every map of the final store was computed by one of the two 2-process jobs.
     """
-    out = tmp_path_factory.mktemp("ddp") / "store"
-    crashed = torchrun(data, out, env={CRASH_ENV: "1:2"})
-    recorded = {json.loads(line)["file"] for p in (out / "manifest").glob("*.jsonl") for line in p.read_text().splitlines()}
+    tmp = tmp_path_factory.mktemp("ddp")
+    out, pause = tmp / "store", tmp / "rank1.pid"
+    crashed, output = run_and_sigkill(torchrun_cmd(data, out), _env(data, **{PAUSE_ENV: f"1:2:{pause}"}), pause)
+    store = open_store(out)
     state = {
         "returncode": crashed.returncode,
-        "rank1_lines": [len(p.read_text().splitlines()) for p in (out / "manifest").glob("*.rank-00001.jsonl")],
-        "orphans": {p.relative_to(out).as_posix() for p in (out / "maps").rglob("*.npy")} - recorded,
-        "maps": len(open_store(out)),
-        "units": manifest_units(out),
+        "output": output,
+        "rank1_units": len([c for _, c in units(out) if c % 2 == 1]),  # rank 1 owns the odd chunks
+        "orphans": units(out, "maps") - units(out),  # maps chunks written without their marker
+        "maps": len(store),
+        "committed": units(out),
     }
     resumed = torchrun(data, out)  # the same command
     return out, state, resumed
@@ -260,20 +349,45 @@ def test_two_process_torchrun_job_equals_a_single_process_run(single, killed_and
     assert_same_maps(single, out)  # bit for bit, the same seeds whatever rank computed a map
 
 
-def test_a_killed_rank_resumes_with_every_map_exactly_once(single, killed_and_resumed):
+def test_a_sigkilled_rank_resumes_with_nothing_half_written_counted(single, killed_and_resumed):
     out, state, resumed = killed_and_resumed
-    assert state["returncode"] != 0
-    assert state["rank1_lines"] == [2]  # rank 1 committed 2 units, not the 3rd
-    assert len(state["orphans"]) >= 1  # the 3rd unit's chunk file was there, unrecorded: not part of the store
-    assert 0 < state["maps"] < N_IMAGES * N_UNITS_PER_CHUNK and set(state["units"].values()) == {1}
+    assert state["returncode"] != 0, state["output"][-3000:]
+    assert state["rank1_units"] == 2  # rank 1 committed 2 units, not the 3rd
+    assert len(state["orphans"]) >= 1  # the 3rd unit's maps rows were there, without a marker: not counted
+    assert 0 < state["maps"] < N_IMAGES * N_UNITS_PER_CHUNK
+    assert state["maps"] == sum(min(3, N_IMAGES - 3 * c) for _, c in state["committed"])  # the reader counts markers only
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"{state['maps']} already in" in resumed.stdout
-    counts = manifest_units(out)
-    assert len(counts) == 7 * N_UNITS_PER_CHUNK and set(counts.values()) == {1}  # every unit exactly once
+    assert len(units(out)) == 7 * N_UNITS_PER_CHUNK and units(out, "maps") == units(out)
     store = open_store(out)
     assert len(store) == N_IMAGES * N_UNITS_PER_CHUNK and store.verify() == len(store)
-    recorded = {json.loads(line)["file"] for p in (out / "manifest").glob("*.jsonl") for line in p.read_text().splitlines()}
-    assert {p.relative_to(out).as_posix() for p in (out / "maps").rglob("*.npy")} == recorded  # no orphan left
+
+
+def test_a_job_sigkilled_mid_write_recomputes_exactly_that_unit(data, single, tmp_path):
+    """One process, SIGKILLed in the middle of its 14th and last unit (chunk 6 of grad at σ = 0.2: its maps rows
+    written, then torn by hand as a kill in the middle of the write would leave them; its marker not written).
+    The resumed job computes that unit and nothing else, and the store then equals a clean run."""
+    out, pause = tmp_path / "store", tmp_path / "rank0.pid"
+    args = [*CLI_ARGS[:2], "--methods", "grad", "--noise-levels", "0,0.2", "--samples", "6", "--chunk-size", "3",
+            "--batch-size", "4", "--no-progress", "--device", "cpu"]  # fmt: skip
+    cmd = [sys.executable, "-m", "smoothsal.cli", "explain-dataset", str(data[0]), "--out", str(out), *args]
+    killed, output = run_and_sigkill([*cmd], _env(data, **{PAUSE_ENV: f"0:13:{pause}"}), pause)
+    assert killed.returncode != 0 and "overall" not in output
+    orphans = units(out, "maps") - units(out)
+    assert len(orphans) == 1 and len(units(out)) == 13  # 7 chunks × 2 σ = 14 units: 13 committed, 1 half-written
+    (group, chunk), = orphans
+    torn = next((out / group / "maps" / "c" / str(chunk)).rglob("*"))  # the chunk object as a kill mid-write leaves it
+    while torn.is_dir():
+        torn = next(torn.iterdir())
+    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])
+    assert len(open_store(out)) == sum(min(3, N_IMAGES - 3 * c) for _, c in units(out))  # the 13 committed units only
+
+    resumed = run_explain_dataset(config(data, out, methods=("grad",)), echo=None)
+    assert resumed.ranks[0]["units"] == 1 and resumed.maps == len(range(chunk * 3, min(chunk * 3 + 3, N_IMAGES)))
+    clean = tmp_path / "clean"
+    run_explain_dataset(config(data, clean, methods=("grad",)), echo=None)
+    assert_same_maps(clean, out)  # bit for bit, the torn chunk overwritten
+    assert open_store(out).verify() == N_IMAGES * 2
 
 
 # ---- errors -----------------------------------------------------------------------------------------
@@ -316,46 +430,42 @@ def test_corrupted_or_foreign_stores_give_clear_errors(data, tmp_path):
     assert (foreign / "thesis.tex").read_text() == "precious"
     with pytest.raises(FileNotFoundError, match="no map store"):
         open_store(tmp_path / "missing")
-    with pytest.raises(MapStoreError, match="no store.json"):
+    with pytest.raises(MapStoreError, match="no zarr.json"):
         open_store(foreign)
 
     out = tmp_path / "store"
     run_explain_dataset(_small(data, out), echo=None)
-    good = tmp_path / "good"
-    shutil.copytree(out, good)
-    # a chunk file changed after it was recorded
-    chunk = sorted((out / "maps").rglob("*.npy"))[0]
+    assert len(open_store(out)) == 8
+    # a leftover of a killed local write beside a marker (the local store writes <key>.<uuid>.partial, then
+    # renames): not a marker
+    group, _ = sorted(units(out))[0]
+    (out / group / "committed" / "c" / "1.3f2a.partial").write_bytes(b"\x01")
+    (out / group / "committed" / "c" / "1").unlink()
+    assert len(open_store(out)) == 6 and not any(e.row in (2, 3) for e in open_store(out).select(sigma=0))
+    run_explain_dataset(_small(data, out), echo=None)  # recomputed
+    assert len(open_store(out)) == 8
+    # a chunk object changed after it was committed: its checksum fails
+    chunk = next(p for p in sorted((out / group / "maps" / "c").rglob("*")) if p.is_file())
     raw = bytearray(chunk.read_bytes())
-    raw[-1] ^= 0xFF
+    raw[len(raw) // 2] ^= 0xFF
     chunk.write_bytes(bytes(raw))
     store = open_store(out)
-    with pytest.raises(MapStoreError, match="does not match its manifest"):
+    with pytest.raises(MapStoreError, match="cannot be read"):
         store.verify()
-    chunk.unlink()
+    with pytest.raises(MapStoreError, match="cannot be read"):
+        store.select(sigma=0).load()
+    chunk.unlink()  # a committed chunk whose object is gone
     with pytest.raises(MapStoreError, match="missing"):
         open_store(out).verify()
-    # a manifest line that is not a record
-    manifest = next((out / "manifest").glob("*.jsonl"))
-    manifest.write_text("{not json\n" + manifest.read_text())
-    with pytest.raises(MapStoreError, match="line 1 is not a manifest record"):
-        open_store(out)
-    with pytest.raises(MapStoreError, match="line 1 is not a manifest record"):
-        run_explain_dataset(_small(data, out), echo=None)
-    # a header that is not ours, or not JSON
-    (out / "store.json").write_text(json.dumps({"format": "zarr"}))
+    # a root that is Zarr but not ours, or not JSON
+    (out / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))
     with pytest.raises(MapStoreError, match="not a smoothsal map store"):
         open_store(out)
-    (out / "store.json").write_text("\x00\x01")
+    with pytest.raises(MapStoreError, match="not a smoothsal map store"):
+        run_explain_dataset(_small(data, out, fresh=True), echo=None)  # never deleted
+    (out / "zarr.json").write_text("\x00\x01")
     with pytest.raises(MapStoreError, match="corrupted"):
         run_explain_dataset(_small(data, out, fresh=True), echo=None)
-
-    # a manifest line cut short by a kill: ignored by readers, cut by the next writer of that manifest
-    manifest = next((good / "manifest").glob("*.jsonl"))
-    complete = manifest.read_text()
-    manifest.write_text(complete + '{"unit": "c000009-grad')
-    assert len(open_store(good)) == 8
-    MapWriter(good, open_store(good).entries[0].model_key, 0)
-    assert manifest.read_text() == complete
 
 
 def test_cli_explains_a_folder_and_reports_bad_arguments(data, tmp_path, monkeypatch):
@@ -378,6 +488,95 @@ def test_cli_explains_a_folder_and_reports_bad_arguments(data, tmp_path, monkeyp
     ):
         result = CliRunner().invoke(app, bad)
         assert result.exit_code == 2 and "error:" in result.output and message in result.output, (bad, result.output)
+
+
+# ---- unreadable files ----------------------------------------------------------------------------------
+def test_check_image_rejects_what_pil_cannot_read(tmp_path):
+    from smoothsal.studies.explain_dataset.validate import check_image
+
+    rgb = np.random.default_rng(1).integers(0, 256, (24, 20, 3), dtype=np.uint8)
+    for fmt in ("png", "jpeg", "bmp", "gif", "webp", "tiff"):
+        good = tmp_path / f"good.{fmt}"
+        Image.fromarray(rgb).save(good, format=fmt.upper())
+        assert check_image(good) is None, fmt
+        cut = tmp_path / f"cut.{fmt}"
+        cut.write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 3])
+        reason = check_image(cut)
+        assert reason is not None and "truncated" in reason, (fmt, reason)
+        with pytest.raises(OSError), Image.open(cut) as im:  # the same verdict as a full decode
+            im.load()
+    padded = tmp_path / "padded.jpg"  # some writers pad after the end-of-image marker
+    padded.write_bytes((tmp_path / "good.jpeg").read_bytes() + b"\x00" * 16)
+    assert check_image(padded) is None
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert check_image(tmp_path / "text.png") == check_image(tmp_path / "empty.jpg") == "not an image PIL can read"
+
+
+@pytest.fixture
+def mixed_folder(data, tmp_path):
+    """A plain folder of 5 good images (4 PNG, 1 JPEG) with a truncated PNG, a text file and text named .jpg."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, src in enumerate(sorted((data[0] / "cat").iterdir())[:4]):
+        shutil.copy(src, folder / f"good{i}.png")
+    Image.open(data[0] / "dog" / "00.png").convert("RGB").save(folder / "good4.jpg", quality=95)
+    raw = (data[0] / "dog" / "01.png").read_bytes()
+    (folder / "broken.png").write_bytes(raw[: len(raw) // 2])  # a truncated download
+    (folder / "notes.txt").write_text("labels are in the file names\n")
+    (folder / "fake.jpg").write_text("<html>403 Forbidden</html>")
+    good = tmp_path / "good_only"
+    good.mkdir()
+    for p in folder.glob("good*"):
+        shutil.copy(p, good / p.name)
+    return folder, good
+
+
+def test_unreadable_files_are_skipped_listed_and_the_job_finishes(data, mixed_folder, tmp_path, monkeypatch):
+    folder, good = mixed_folder
+    monkeypatch.syspath_prepend(str(data[1]))
+    app = study_cli_app(register_cli)
+    out = tmp_path / "store"
+    args = ["explain-dataset", str(folder), "--out", str(out), "--model", MODEL, "--methods", "grad",
+            "--noise-levels", "0,0.2", "--samples", "3", "--chunk-size", "2", "--no-progress", "--device", "cpu"]  # fmt: skip
+    with pytest.warns(UserWarning, match="skipped 3 of 8 files that cannot be read as images"):
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "5 images (plain) × 1 methods × 2 σ = 10 maps" in result.output and "overall (1 rank): 5 images" in result.output
+    summary = result.output[result.output.index("overall"):]  # the run summary lists them after the throughput
+    assert "skipped 3 of 8 files" in summary and all(n in summary for n in ("broken.png", "fake.jpg", "notes.txt"))
+    store = open_store(out)
+    assert [s["image"] for s in store.skipped] == ["broken.png", "fake.jpg", "notes.txt"]
+    assert "truncated" in store.skipped[0]["reason"] and "not an image PIL can read" in store.skipped[1]["reason"]
+    assert store.header["skipped"]["count"] == 3 and store.config["dataset"]["skipped"] == ["broken.png", "fake.jpg", "notes.txt"]
+    assert store.images() == [f"good{i}.{'jpg' if i == 4 else 'png'}" for i in range(5)] and store.verify() == 10
+    assert open_store(out).runs()[-1]["skipped"] == 3
+    # the good images' maps are those of a folder without the bad files (chunks are made of readable images only)
+    clean = tmp_path / "clean"
+    result = CliRunner().invoke(app, [*args[:1], str(good), "--out", str(clean), *args[4:]])
+    assert result.exit_code == 0 and "skipped" not in result.output
+    assert_same_maps(clean, out)
+    with pytest.warns(UserWarning, match="skipped 3"):
+        again = CliRunner().invoke(app, args)  # the same folder resumes: the skipped files are part of the configuration
+    assert again.exit_code == 0 and "10 already in" in again.output
+
+
+def test_strict_makes_an_unreadable_file_an_error_before_any_compute(data, mixed_folder, tmp_path, monkeypatch):
+    folder, good = mixed_folder
+    monkeypatch.syspath_prepend(str(data[1]))
+    log = tmp_path / "built.log"
+    monkeypatch.setenv("TINYNET_LOG", str(log))
+    app = study_cli_app(register_cli)
+    out = tmp_path / "store"
+    args = ["explain-dataset", "--out", str(out), "--model", "tinynet_ds:tiny_cnn_logged", "--methods", "grad",
+            "--samples", "3", "--no-progress", "--device", "cpu", "--strict"]  # fmt: skip
+    result = CliRunner().invoke(app, [args[0], str(folder), *args[1:]])
+    assert result.exit_code == 2 and "--strict" in result.output, result.output
+    assert all(n in result.output for n in ("broken.png (damaged or truncated", "fake.jpg (not an image", "notes.txt (not an image file"))
+    assert not out.exists() and not log.exists()  # nothing written, no model built
+    result = CliRunner().invoke(app, [args[0], str(good), *args[1:]])  # a clean folder passes --strict
+    assert result.exit_code == 0, result.output
+    assert log.read_text() == "built\n" and len(open_store(out)) == 10
 
 
 # ---- tradeoff from a store ---------------------------------------------------------------------------------

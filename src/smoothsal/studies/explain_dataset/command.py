@@ -3,6 +3,7 @@
 Run it as one process, or under torchrun for several (one machine or many)::
 
     smoothsal explain-dataset images/ --model lite0 --methods grad,ig --noise-levels 0,0.15 --out maps/
+    smoothsal explain-dataset images/ --model lite0 --out s3://bucket/maps   # any fsspec URL (s3fs installed)
     torchrun --nproc_per_node 2 -m smoothsal.cli explain-dataset images/ --model lite0 ... --out maps/
 """
 
@@ -29,7 +30,10 @@ def register_cli(app: Any) -> None:
         noise_levels: str = typer.Option("0,0.15", "--noise-levels", help="Comma-separated σ grid (0 = the raw method)."),
         samples: Optional[int] = typer.Option(None, "--samples", help="Noisy samples per smoothed map (default 50; 8 with --quick)."),
         tol: Optional[float] = typer.Option(None, "--tol", help="Stop sampling a map once ‖SE‖/‖map‖ ≤ TOL (default: always --samples)."),
-        out: Path = typer.Option(Path("out/dataset"), "--out", help="The map store (resumes; several models may share it)."),
+        out: str = typer.Option(
+            "out/dataset", "--out", help="The Zarr map store: a folder or an fsspec URL, e.g. s3://bucket/maps (resumes; "
+            "several models may share it)."
+        ),
         seed: int = typer.Option(0, "--seed", help="Global seed; each image's seed derives from it and the image id."),
         target: str = typer.Option("predicted", "--target", help="predicted (top-1) | label (ImageFolder class index)."),
         image_size: Optional[int] = typer.Option(None, "--image-size", help="Model input side (default: the model's, else 224)."),
@@ -39,6 +43,9 @@ def register_cli(app: Any) -> None:
         max_memory: Optional[str] = MAX_MEMORY,
         device: str = DEVICE,
         fresh: bool = FRESH,
+        strict: bool = typer.Option(
+            False, "--strict", help="A file that cannot be read as an image is an error before any compute (default: skipped, listed)."
+        ),
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
     ) -> None:
         """Explain every image of a folder into a resumable map store; shards over torchrun ranks."""
@@ -51,7 +58,7 @@ def register_cli(app: Any) -> None:
             settings = dict(
                 data_dir=data_dir, out_dir=out, model=model, methods=methods, noise_levels=noise_levels,
                 n_samples=samples, tol=tol, seed=seed, target=target, image_size=image_size, chunk_size=chunk_size,
-                batch_size=batch_size, device=device, progress=not no_progress, fresh=fresh,
+                batch_size=batch_size, device=device, progress=not no_progress, fresh=fresh, strict=strict,
             )  # fmt: skip
             if quick:
                 config = ExplainDatasetConfig.quick(**settings)

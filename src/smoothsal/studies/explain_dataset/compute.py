@@ -1,10 +1,13 @@
 r"""Compute step of ``smoothsal explain-dataset``: shard the images over the ranks, fill the store.
 
-**Work.** The images (sorted by id) are cut into chunks of ``chunk_size``; chunk ``c`` goes to
-rank ``c mod world_size``. A *unit* is one chunk × method × σ; it is computed by one rank and
-committed to the store as one chunk file plus one manifest line
-(:class:`~smoothsal.studies.explain_dataset.store.MapWriter`). On start every rank reads the
-manifests and skips the committed units, so a job killed anywhere resumes where it stopped,
+**Work.** First every image of the folder is checked (:mod:`.validate`; each rank checks a share
+and the ranks gather the results): a file that cannot be read is left out with a warning (an
+error before any compute with ``strict``). The readable images (sorted by id) are cut into chunks
+of ``chunk_size``; chunk ``c`` goes to rank ``c mod world_size``. A *unit* is one chunk × method
+× σ; it is computed by one rank and committed to the Zarr store as the chunk's rows of its
+(model, method, σ) arrays plus, last, its commit marker
+(:class:`~smoothsal.studies.explain_dataset.store.MapWriter`). On start every rank lists the
+markers and skips the committed units, so a job killed anywhere resumes where it stopped,
 whatever the number of ranks of the new job.
 
 **Same maps whatever the number of ranks.** A map depends on its image, its chunk (the raw
@@ -25,9 +28,10 @@ and ``torchrun`` divides it by the number of ranks (up to a chunk per rank).
 
 **Distributed.** Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) the process group is started
 with gloo on CPU and NCCL on CUDA (each rank on its ``LOCAL_RANK`` GPU); without torchrun the job
-is one process and no process group is made. Rank 0 prepares the store; every rank checks that
-it loaded the same weights; rank 0 shows one progress bar for the whole job (it counts the maps
-every rank commits to the manifests) and prints images/s and maps/s per rank and overall.
+is one process and no process group is made. Rank 0 prepares the store and creates the model's
+arrays; every rank checks that it loaded the same weights; rank 0 shows one progress bar for the
+whole job (it counts the markers every rank commits) and prints images/s and maps/s per rank and
+overall.
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ import math
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,17 +53,15 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal.metrics._base import attribution_maps
-from smoothsal.studies.explain_dataset.config import ExplainDatasetConfig
+from smoothsal.studies.explain_dataset.config import DatasetIndex, ExplainDatasetConfig
 from smoothsal.studies.explain_dataset.store import (
-    ManifestTail,
     MapStoreError,
     MapWriter,
-    append_run,
     image_seed,
     model_key,
     prepare_store,
     register_model,
-    unit_key,
+    sigma_key,
 )
 
 __all__ = ["DistContext", "JobResult", "compute_dataset", "init_distributed", "rows_for", "weights_digest"]
@@ -215,6 +219,7 @@ class JobResult:
         total_maps: maps of this model in the store now (computed before or now).
         model: the model's spec; model_key: its key in the store.
         lines: the throughput lines (per rank, then overall).
+        skipped: ``{"image", "reason"}`` of each file of the folder left out (cannot be read as an image).
     """
 
     ranks: list[dict[str, Any]]
@@ -225,6 +230,7 @@ class JobResult:
     model: str
     model_key: str
     lines: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
 
 def _rate(count: int, seconds: float) -> float:
@@ -262,6 +268,47 @@ def _collective_check(ctx: DistContext, fn: Callable[[], Any]) -> Any:
 
 
 # ---- the job ---------------------------------------------------------------------------------------
+def readable_images(config: ExplainDatasetConfig, ctx: DistContext) -> tuple[DatasetIndex, list[dict[str, str]]]:
+    """The folder's images less the files that cannot be read, and ``{"image", "reason"}`` of each file left out.
+
+    Each rank checks its share (every rank's share without a process group, so that ranks run one
+    after the other agree) and the ranks gather the results. With ``config.strict`` a file left
+    out is a :class:`ValueError` instead, raised on every rank before any compute.
+    """
+    from smoothsal.studies.explain_dataset.validate import find_unreadable
+
+    ds = config.dataset
+    share = list(ds.ids[ctx.rank :: ctx.world]) if ctx.initialized else list(ds.ids)
+    bad = sorted(b for part in ctx.gather(find_unreadable(ds.root, share)) for b in part)
+    skipped = [{"image": name, "reason": f"not an image file (its ending {Path(name).suffix or '(none)'})"} for name in ds.other]
+    skipped += [{"image": image_id, "reason": reason} for image_id, reason in bad]
+    skipped.sort(key=lambda s: s["image"])
+    if skipped and config.strict:
+        raise ValueError(
+            f"`data_dir`: {len(skipped)} file(s) of {ds.root} cannot be read as images (--strict): "
+            + "; ".join(f"{s['image']} ({s['reason']})" for s in skipped[:20]) + ("; ..." if len(skipped) > 20 else "")
+        )
+    kept = ds.without(image_id for image_id, _ in bad)
+    if not kept.ids:
+        raise ValueError(f"`data_dir`: none of the {len(ds.ids)} image files of {ds.root} can be read")
+    return kept, skipped
+
+
+def _skipped_line(skipped: list[dict[str, str]], n_files: int) -> str:
+    names = ", ".join(f"{s['image']} ({s['reason']})" for s in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+    return f"skipped {len(skipped)} of {n_files} files that cannot be read as images: {names}"
+
+
+def _command_line() -> str:
+    """The command that started this job, as typed (``smoothsal explain-dataset ...``), or the API's name."""
+    import shlex
+    import sys
+
+    if sys.argv and Path(sys.argv[0]).name in ("smoothsal", "cli.py", "__main__.py"):
+        return shlex.join(["smoothsal", *sys.argv[1:]])
+    return "smoothsal.studies.explain_dataset.run_explain_dataset (Python API)"
+
+
 def compute_dataset(
     config: ExplainDatasetConfig,
     *,
@@ -281,7 +328,7 @@ def compute_dataset(
     import smoothsal
     from smoothsal.execution.calls import predict
     from smoothsal.execution.devices import resolve_device
-    from smoothsal.registry import build_method
+    from smoothsal.registry import build_method, method_spec
     from smoothsal.models.zoo import load_model
 
     device = resolve_device(config.device)
@@ -290,6 +337,11 @@ def compute_dataset(
         ctx, device = init_distributed(device)
     try:
         say = echo if (echo is not None and ctx.rank == 0) else (lambda _: None)
+        dataset, skipped = readable_images(config, ctx)  # before the model: --strict fails before any compute
+        if skipped:
+            line = _skipped_line(skipped, len(config.dataset.ids) + len(config.dataset.other))
+            if ctx.rank == 0:
+                warnings.warn(line, UserWarning, stacklevel=2)
         loaded = load_model(config.model, config.image_size)
         model = loaded.model.to(device).eval()
         size = loaded.image_size
@@ -301,53 +353,86 @@ def compute_dataset(
                 "a factory must be deterministic (seed it)"
             )
         version = smoothsal.__version__
-        store_config = config.store_config(size)
+        command = _command_line()
         out = config.out_dir
+        ids, labels = list(dataset.ids), list(dataset.labels)
         _collective_check(ctx, lambda: prepare_store(
-            out, store_config, fresh=config.fresh, code_version=version, data_dir=config.data_dir
-        ))
+            out, config.store_config(size, dataset, [s["image"] for s in skipped]), images=ids, labels=labels,
+            fresh=config.fresh, code_version=version, data_dir=config.data_dir, skipped=skipped, command=command,
+        ))  # fmt: skip
         ctx.barrier()
-        info = {"weights_sha1": digest, "image_size": size, "class_names": loaded.class_names,
-                "code_version": version}  # fmt: skip
-        key = _collective_check(ctx, lambda: register_model(out, config.model, info))
-        key = key or model_key(config.model)
-        writer = MapWriter(out, key, ctx.rank)
-        tail = ManifestTail(out, key) if ctx.rank == 0 else None
-        done = writer.committed()
-
-        ids, labels, classes = list(config.dataset.ids), list(config.dataset.labels), config.dataset.classes
-        n_chunks = math.ceil(len(ids) / config.chunk_size)
-        grid = [(m, s) for m in config.methods for s in config.noise_levels]
-        chunk_ids = lambda c: ids[c * config.chunk_size : (c + 1) * config.chunk_size]  # noqa: E731
-        pending = {
-            c: [(m, s) for m, s in grid if unit_key(key, c, m, s) not in done] for c in range(n_chunks)
-        }
-        job_total = sum(len(chunk_ids(c)) * len(units) for c, units in pending.items())
-        all_maps = len(ids) * len(grid)
-        mine = [c for c in range(ctx.rank, n_chunks, ctx.world) if pending[c]]
-        if ctx.rank == 0:
-            say(
-                f"{len(ids)} images ({config.dataset.layout}) × {len(config.methods)} methods × "
-                f"{len(config.noise_levels)} σ = {all_maps} maps for {config.model}; {all_maps - job_total} already in "
-                f"{out}, {job_total} to compute on {ctx.world} rank{'s' if ctx.world != 1 else ''} ({device})"
-            )
-        ctx.barrier()  # the progress tail is set before any rank writes
 
         rows = 1
         if ctx.rank == 0 or not ctx.initialized:
             rows = job_rows(model, _load_chunk(config, ids[:1], size).to(device)[0], config.batch_size)
         rows = ctx.broadcast(rows)
 
+        grid = [(m, sigma_key(s)) for m in config.methods for s in config.noise_levels]
+        info = {"weights_sha1": digest, "image_size": size, "class_names": loaded.class_names,
+                "code_version": version}  # fmt: skip
+        groups = {
+            (m, s): {
+                "model": config.model, "model_key": model_key(config.model), "method": m,
+                "method_label": method_spec(m).label_for(s > 0),
+                "method_settings": method_spec(m).settings(smoothed=s > 0, image_size=size), "sigma": s,
+                "smooth": None if s == 0 else {
+                    "noise_level": s, "n_samples": config.n_samples, "tol": config.tol, "statistic": "mean",
+                    "seed": config.seed, "seed_rule": "each image's seed: image_seed(seed, image id) = 63 bits of "
+                                                      "SHA-256 of '<seed>:<image id>'"},
+                "n_images": len(ids), "chunk_size": config.chunk_size, "image_size": size, "target": config.target,
+                "weights_sha1": digest, "command": command, "code_version": version, "created": time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            for m, s in grid
+        }  # fmt: skip
+
+        def create() -> str:
+            try:
+                return register_model(out, config.model, info, groups=groups)
+            except ValueError as err:
+                if "map_shapes" not in str(err):
+                    raise
+            # the arrays need each method's map shape: one raw map per method of the first image
+            x0 = _load_chunk(config, ids[:1], size).to(device)
+            t0 = predict(model, x0, batch_size=rows).argmax(dim=1)
+            shapes = {m: tuple(build_method(m, model, image_size=size).attribute(x0, target=t0).shape[1:])
+                      for m in config.methods}  # fmt: skip
+            return register_model(out, config.model, info, groups=groups, map_shapes=shapes)
+
+        key = _collective_check(ctx, create) or model_key(config.model)
+        ctx.barrier()  # every array exists before any rank writes
+        writer = MapWriter(out, key, ctx.rank)
+        done = writer.committed(grid)
+
+        classes = dataset.classes
+        n_chunks = math.ceil(len(ids) / config.chunk_size)
+        chunk_ids = lambda c: ids[c * config.chunk_size : (c + 1) * config.chunk_size]  # noqa: E731
+        pending = {c: [(m, s) for m, s in grid if (m, s, c) not in done] for c in range(n_chunks)}
+        job_total = sum(len(chunk_ids(c)) * len(units) for c, units in pending.items())
+        all_maps = len(ids) * len(grid)
+        mine = [c for c in range(ctx.rank, n_chunks, ctx.world) if pending[c]]
+        if ctx.rank == 0:
+            say(
+                f"{len(ids)} images ({dataset.layout}) × {len(config.methods)} methods × "
+                f"{len(config.noise_levels)} σ = {all_maps} maps for {config.model}; {all_maps - job_total} already in "
+                f"{out}, {job_total} to compute on {ctx.world} rank{'s' if ctx.world != 1 else ''} ({device})"
+            )
+
         bar = None
         if ctx.rank == 0 and config.progress and job_total:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=job_total, desc="maps", unit="map", dynamic_ncols=True)
+        polled = {"at": 0.0}
+        before = all_maps - job_total
 
-        def refresh() -> None:
-            if bar is not None and tail is not None:
-                bar.n = min(job_total, tail.poll())
-                bar.refresh()
+        def refresh(force: bool = False) -> None:
+            """Rank 0's bar: the markers every rank committed (one listing per (method, σ), at most once a second)."""
+            if bar is None or (not force and time.monotonic() - polled["at"] < 1.0):
+                return
+            polled["at"] = time.monotonic()
+            bar.n = max(0, min(job_total, writer.committed_maps(grid, len(ids)) - before))
+            bar.refresh()
 
         start = time.perf_counter()
         counts = {"images": 0, "maps": 0, "units": 0}
@@ -364,57 +449,53 @@ def compute_dataset(
             else:
                 targets = predict(model, x, batch_size=rows).argmax(dim=1).cpu()
             seeds = [image_seed(config.seed, i) for i in cids]
-            base = [
-                {"image": i, "label": labels[c * config.chunk_size + j],
-                 "class_name": classes[labels[c * config.chunk_size + j]] if labels[c * config.chunk_size + j] is not None else None,
-                 "target": int(targets[j]), "seed": seeds[j]}
-                for j, i in enumerate(cids)
-            ]  # fmt: skip
             for method, sigma in pending[c]:
                 extra = {"batch_size": rows} if _takes_batch_size(method) else {}
                 if sigma == 0:
                     explainer = build_method(method, model, image_size=size, **extra)
                     arr = attribution_maps(explainer, x, targets.to(device), batch_size=rows).float().cpu().numpy()
-                    entries = [{**b, "n_samples": 0, "rse": None} for b in base]
+                    n_used, rse = [0] * len(cids), [float("nan")] * len(cids)
                 else:
-                    parts, entries = [], []
+                    parts, n_used, rse = [], [], []
                     for j in range(len(cids)):
                         explainer = build_method(
                             method, model, config.smooth_kwargs(sigma, seeds[j], rows), image_size=size, **extra
                         )
                         est = explainer.estimate(x[j : j + 1], targets[j : j + 1].to(device))
                         parts.append(est.attributions.detach().float().cpu())
-                        entries.append({**base[j], "n_samples": int(est.n_samples[0]),
-                                        "rse": float(est.relative_stderr()[0])})  # fmt: skip
+                        n_used.append(int(est.n_samples[0]))
+                        rse.append(float(est.relative_stderr()[0]))
                     arr = torch.cat(parts).numpy()
-                record = {"chunk": c, "method": method, "sigma": float(sigma), "model_spec": config.model,
-                          "code_version": version, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
-                writer.write(unit_key(key, c, method, sigma), np.asarray(arr), record, entries)
+                vectors = {"target": [int(t) for t in targets], "seed": seeds, "n_samples": n_used, "rse": rse}
+                writer.write(method, sigma, c, np.asarray(arr), vectors)
                 counts["maps"] += len(cids)
                 counts["units"] += 1
                 refresh()
             counts["images"] += len(cids)
         seconds = time.perf_counter() - start
         ctx.wait_for_all(refresh if bar is not None else None)
-        refresh()
+        refresh(force=True)
         if bar is not None:
             bar.close()
         mine_stats = {"rank": ctx.rank, "host": socket.gethostname(), "device": str(device), **counts, "seconds": seconds}
         ranks = ctx.gather(mine_stats)
         lines = throughput_lines(ranks)
-        done = writer.committed()
-        total_maps = sum(len(chunk_ids(c)) for c in range(n_chunks) for m, s in grid if unit_key(key, c, m, s) in done)
+        total_maps = writer.committed_maps(grid, len(ids))
         result = JobResult(
             ranks=ranks, seconds=max(r["seconds"] for r in ranks), images=sum(r["images"] for r in ranks),
             maps=sum(r["maps"] for r in ranks), total_maps=total_maps, model=config.model, model_key=key, lines=lines,
+            skipped=skipped,
         )  # fmt: skip
         if ctx.rank == 0:
-            append_run(out, {"model": config.model, "world_size": ctx.world, "backend": ctx.backend, "rows_per_call": rows,
-                             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ranks": ranks,
-                             "seconds": result.seconds, "images": result.images, "maps": result.maps,
-                             "settings": config.as_dict()})  # fmt: skip
+            writer.add_run({"model": config.model, "world_size": ctx.world, "backend": ctx.backend, "rows_per_call": rows,
+                            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ranks": ranks,
+                            "seconds": result.seconds, "images": result.images, "maps": result.maps,
+                            "skipped": len(skipped), "command": command, "code_version": version,
+                            "settings": config.as_dict()})  # fmt: skip
             for line in lines:
                 say(line)
+            if skipped:
+                say(_skipped_line(skipped, len(config.dataset.ids) + len(config.dataset.other)))
         return result
     finally:
         if own_group:

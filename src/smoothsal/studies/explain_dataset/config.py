@@ -3,12 +3,14 @@
 :class:`ExplainDatasetConfig` holds every setting; the CLI and the API build it the same way.
 ``__post_init__`` checks every argument and scans the image folder
 (:func:`scan_images`: a plain folder of images, or an ImageFolder layout of class subfolders),
-so a typo fails before a model is loaded or a process group is started.
+so a typo fails before a model is loaded or a process group is started. Whether each image can
+be read is checked by the job itself (:mod:`.validate`, shared between the ranks).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ class DatasetIndex:
         classes: the class folder names, sorted (index = label); empty for a plain folder.
         layout: ``"imagefolder"`` or ``"plain"``.
         digest: SHA-1 of the ids, labels and file sizes (part of the store's configuration).
+        root: the folder. other: the files of the folder that are not images by their ending
+            (``notes.txt``), relative ids as ``ids``; hidden files (``.DS_Store``) are not listed.
     """
 
     ids: tuple[str, ...]
@@ -42,10 +46,30 @@ class DatasetIndex:
     classes: tuple[str, ...]
     layout: str
     digest: str
+    root: Path = Path(".")
+    other: tuple[str, ...] = ()
+
+    def without(self, drop: Iterable[str]) -> DatasetIndex:
+        """The index less the images ``drop`` (ids), its digest recomputed."""
+        gone = set(drop)
+        keep = [(i, label) for i, label in zip(self.ids, self.labels) if i not in gone]
+        return replace(self, ids=tuple(i for i, _ in keep), labels=tuple(label for _, label in keep),
+                       digest=_digest(self.root, keep))  # fmt: skip
+
+
+def _digest(root: Path, items: Iterable[tuple[str, int | None]]) -> str:
+    h = hashlib.sha1()
+    for image_id, label in items:
+        h.update(f"{image_id}\t{label}\t{(root / image_id).stat().st_size}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _is_other(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() not in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
 def scan_images(folder: str | Path, max_images: int | None = None) -> DatasetIndex:
@@ -54,7 +78,7 @@ def scan_images(folder: str | Path, max_images: int | None = None) -> DatasetInd
     ImageFolder (as torchvision's): one subfolder per class, images anywhere below it; the
     label is the index of the class folder in sorted order. A folder with image files at its top
     level is a plain folder (its subfolders, if any, are not read); ``max_images`` keeps the first
-    images in id order.
+    images in id order. Files of other endings are listed in ``other``, not read.
 
     Raises:
         FileNotFoundError: ``folder`` does not exist. ValueError: not a folder, or no images.
@@ -65,6 +89,7 @@ def scan_images(folder: str | Path, max_images: int | None = None) -> DatasetInd
     if not root.is_dir():
         raise ValueError(f"`data_dir`: {str(root)!r} is not a folder")
     top = sorted(p for p in root.iterdir() if _is_image(p))
+    other = [p.name for p in sorted(root.iterdir()) if _is_other(p)]
     items: list[tuple[str, int | None, Path]] = []
     classes: list[str] = []
     if top:
@@ -77,6 +102,8 @@ def scan_images(folder: str | Path, max_images: int | None = None) -> DatasetInd
             for p in sorted((root / name).rglob("*")):
                 if _is_image(p):
                     items.append((p.relative_to(root).as_posix(), label, p))
+                elif _is_other(p) and not any(part.startswith(".") for part in p.relative_to(root).parts):
+                    other.append(p.relative_to(root).as_posix())
     if not items:
         raise ValueError(
             f"`data_dir`: {str(root)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}) at its top level or in class subfolders"
@@ -84,15 +111,14 @@ def scan_images(folder: str | Path, max_images: int | None = None) -> DatasetInd
     items.sort(key=lambda t: t[0])
     if max_images is not None:
         items = items[:max_images]
-    h = hashlib.sha1()
-    for image_id, label, path in items:
-        h.update(f"{image_id}\t{label}\t{path.stat().st_size}\n".encode())
     return DatasetIndex(
         ids=tuple(t[0] for t in items),
         labels=tuple(t[1] for t in items),
         classes=tuple(classes),
         layout=layout,
-        digest=h.hexdigest()[:16],
+        digest=_digest(root, [(t[0], t[1]) for t in items]),
+        root=root,
+        other=tuple(sorted(other)),
     )
 
 
@@ -113,7 +139,8 @@ class ExplainDatasetConfig:
 
     Attributes:
         data_dir: a folder of images, or an ImageFolder layout (class subfolders).
-        out_dir: the map store (:mod:`smoothsal.studies.explain_dataset.store`).
+        out_dir: the map store (:mod:`smoothsal.studies.explain_dataset.store`): a folder, or an
+            fsspec URL (``s3://bucket/maps`` with s3fs installed; ``memory://`` in tests).
         model: ``lite0|lite1|lite2``, ``package.module:factory`` or a TorchScript file
             (:func:`smoothsal.models.zoo.load_model`). A store holds the maps of any number of models.
         methods: registered method names (aliases allowed).
@@ -130,10 +157,13 @@ class ExplainDatasetConfig:
             maps never depend on timings; see :mod:`.compute`).
         device: ``auto|cpu|cuda|cuda:N|mps``; under torchrun with CUDA each rank takes its local GPU.
         progress: the job's progress bar (rank 0). fresh: clear the store first.
+        strict: a file of the folder that cannot be read as an image (damaged, truncated, not an
+            image) is an error raised before any compute; default: it is left out with a
+            warning and listed in the run summary and the store (:mod:`.validate`).
     """
 
     data_dir: Path
-    out_dir: Path = Path("out/dataset")
+    out_dir: Path | str = Path("out/dataset")
     model: str = "lite0"
     methods: tuple[str, ...] = ("grad",)
     noise_levels: tuple[float, ...] = (0.0, 0.15)
@@ -148,15 +178,19 @@ class ExplainDatasetConfig:
     device: str = "auto"
     progress: bool = True
     fresh: bool = False
+    strict: bool = False
     dataset: DatasetIndex = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         from smoothsal.registry import parse_methods
         from smoothsal.models.zoo import IMAGE_SIZES
+        from smoothsal.studies.explain_dataset.store import as_location
 
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         set_("data_dir", Path(self.data_dir))
-        set_("out_dir", Path(self.out_dir))
+        if not isinstance(self.out_dir, (str, Path)) or not str(self.out_dir).strip():
+            raise ValueError(f"`out_dir` must be a folder or a URL, got {self.out_dir!r}")
+        set_("out_dir", as_location(self.out_dir))
         if not isinstance(self.model, str) or not self.model.strip():
             raise ValueError(f"`model` must be a non-empty model spec string, got {self.model!r}")
         if self.model not in IMAGE_SIZES and ":" not in self.model and not Path(self.model).is_file():
@@ -182,10 +216,10 @@ class ExplainDatasetConfig:
             check_positive_int(self.batch_size, "batch_size")
         if not isinstance(self.device, str) or not self.device.strip():
             raise ValueError(f"`device` must be a device name, got {self.device!r}")
-        for name in ("progress", "fresh"):
+        for name in ("progress", "fresh", "strict"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
-        if self.out_dir.resolve() == self.data_dir.resolve():
+        if isinstance(self.out_dir, Path) and self.out_dir.resolve() == self.data_dir.resolve():
             raise ValueError("`out_dir` must not be the image folder itself")
         index = scan_images(self.data_dir, self.max_images)
         if self.target == "label" and index.layout != "imagefolder":
@@ -207,16 +241,20 @@ class ExplainDatasetConfig:
         return {"noise_level": float(sigma), "n_samples": self.n_samples, "tol": self.tol, "seed": int(seed),
                 "batch_size": int(batch_size)}  # fmt: skip
 
-    def store_config(self, image_size: int) -> dict[str, Any]:
+    def store_config(self, image_size: int, dataset: DatasetIndex | None = None,
+                     skipped: Iterable[str] = ()) -> dict[str, Any]:  # fmt: skip
         """The settings every map of the store depends on, models aside (the store's configuration).
 
-        Left out: the model (a store holds several), the output folder, the device, the batch
-        size, the progress bar and ``fresh``. A run whose store configuration differs from the
+        ``dataset``: the images explained (default: the folder's; the job passes it less the
+        unreadable files, whose ids ``skipped`` are part of the configuration too). Left out: the
+        model (a store holds several), the output folder, the device, the batch size, the
+        progress bar, ``fresh`` and ``strict``. A run whose store configuration differs from the
         store's is refused.
         """
+        ds = self.dataset if dataset is None else dataset
         return {
-            "dataset": {"layout": self.dataset.layout, "n_images": len(self.dataset.ids), "digest": self.dataset.digest,
-                        "classes": list(self.dataset.classes)},
+            "dataset": {"layout": ds.layout, "n_images": len(ds.ids), "digest": ds.digest, "classes": list(ds.classes),
+                        "skipped": sorted(skipped)},
             "methods": list(self.methods),
             "noise_levels": list(self.noise_levels),
             "n_samples": self.n_samples,
