@@ -38,8 +38,8 @@ n = 50 and n = 1000, ours and Captum's NoiseTunnel (default and batched). Each c
 address-space limit (``--mem-limit-gb``), so a configuration that would need more fails instead
 of swapping the machine, and is reported as such.
 
-Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_anchors.py [--quick]``
-(writes ``benchmarks/results/anchors.json``). Needs the ``bench`` extra (captum) and, optionally,
+Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_anchors.py [--quick] [--out FILE] [--log FILE]``
+(writes ``benchmarks/results/anchors.json``, or ``--out``; ``--log`` keeps the console output too). Needs the ``bench`` extra (captum) and, optionally,
 zennit and grad-cam (``make bench`` installs them with ``--no-deps``: both require torchvision,
 whose PyPI wheels are CUDA builds that do not load against the CPU torch; when torchvision cannot
 be imported, this script puts an inert stub in its place, which neither anchor uses for the work
@@ -340,6 +340,22 @@ def run_child(config: str, n: int, nt_bs: int, limit_gb: float) -> dict[str, Any
 
 
 # ---- the benchmark ---------------------------------------------------------------------------
+class _Tee:
+    """``--log``: what is printed goes to the console and to the log file."""
+
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="no 8-image group, memory at n=300 instead of 1000")
@@ -351,6 +367,7 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--memory-only", action="store_true",
                         help="only the memory part; the timing rows of --out (an earlier run) are kept")
+    parser.add_argument("--log", type=Path, default=None, help="also write everything printed to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-n", type=int, default=N, help=argparse.SUPPRESS)
     parser.add_argument("--child-bs", type=int, default=8, help=argparse.SUPPRESS)
@@ -359,6 +376,9 @@ def main() -> None:
         child(args.child, args.child_n, args.child_bs)
         return
 
+    if args.log is not None:
+        args.log.parent.mkdir(parents=True, exist_ok=True)
+        sys.stdout = _Tee(sys.stdout, args.log.open("w"))
     if args.threads:
         torch.set_num_threads(args.threads)
     load_start = os.getloadavg()

@@ -36,6 +36,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _provenance import command_line, rel
+
 RESULTS = Path(__file__).parent / "results" / "bench_fold_alloc.json"
 CONFIGS = {  # name: (folding, keep freed memory)
     "both off": (False, False),
@@ -138,7 +140,8 @@ def main() -> None:
     diff = run_child(_DIFF, [], {"OMP_NUM_THREADS": "2"})
     print("\nrelative L2 differences:", json.dumps({k: round(v, 5) for k, v in diff.items()}))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"settings": vars(args) | {"out": str(args.out)}, "load_before": load_before,
+    args.out.write_text(json.dumps({"command": command_line(), "settings": vars(args) | {"out": rel(args.out)},
+                                    "load_before": load_before,
                                     "table": table, "runs": runs, "differences": diff}, indent=1))  # fmt: skip
     print(f"wrote {args.out}")
 

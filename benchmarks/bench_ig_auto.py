@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from _provenance import command_line
 
 from smoothsal import IntegratedGradients
 from smoothsal.datasets import load_photo
@@ -102,7 +103,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = efficientnet_lite0()
     grid = [int(v) for v in args.grid.split(",")]
-    out = {"command": "benchmarks/bench_ig_auto.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+    out = {"command": command_line(),
            "torch_threads": torch.get_num_threads(), "images": {}}
     for name in args.images.split(","):
         x = load_photo(name).tensor

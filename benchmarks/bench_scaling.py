@@ -9,10 +9,10 @@ threads (default 1: P processes on P cores against one process on one core). Eac
 own fresh store.
 
 Reported per P: the job's compute throughput (maps/s and images/s: maps over the slowest rank's
-compute time, from the store's ``runs.jsonl``), the wall-clock throughput of the whole command
+compute time, from the job's record in the store), the wall-clock throughput of the whole command
 (start-up and process group included), the efficiency ``throughput_P / (P × throughput_1)`` of
 both, and whether the store's maps equal those of P = 1 bit for bit. Also the store's size per
-map (chunk files and manifest lines). On a machine with several GPUs run it with
+map (the maps' chunk objects, and everything else: metadata, per-image vectors, commit markers). On a machine with several GPUs run it with
 ``--device cuda --procs 1,<GPUs>``.
 
 Run: ``.venv/bin/python benchmarks/bench_scaling.py`` (writes ``benchmarks/results/bench_scaling.json``);
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _provenance import command_line, rel
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
@@ -80,7 +81,9 @@ def run_job(args: argparse.Namespace, data: Path, store: Path, procs: int) -> di
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"explain-dataset with {procs} process(es) failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    run = json.loads((store / "runs.jsonl").read_text().splitlines()[-1])
+    from smoothsal.studies.explain_dataset import open_store
+
+    run = open_store(store).runs()[-1]
     compute = max(r["seconds"] for r in run["ranks"])
     return {
         "procs": procs,
@@ -100,10 +103,11 @@ def store_size(store: Path) -> dict:
     from smoothsal.studies.explain_dataset import open_store
 
     n = len(open_store(store))
-    chunks = sum(p.stat().st_size for p in (store / "maps").rglob("*.npy"))
-    manifests = sum(p.stat().st_size for p in (store / "manifest").glob("*.jsonl"))
-    return {"maps": n, "chunk_bytes_per_map": chunks / n, "manifest_bytes_per_map": manifests / n,
-            "total_bytes_per_map": (chunks + manifests) / n}  # fmt: skip
+    files = [p for p in store.rglob("*") if p.is_file()]
+    chunks = sum(p.stat().st_size for p in files if "maps" in p.relative_to(store).parts[:-1] and p.name != "zarr.json")
+    total = sum(p.stat().st_size for p in files)
+    return {"maps": n, "chunk_bytes_per_map": chunks / n, "other_bytes_per_map": (total - chunks) / n,
+            "total_bytes_per_map": total / n}  # fmt: skip
 
 
 def same_maps(a: Path, b: Path) -> bool:
@@ -158,12 +162,12 @@ def main() -> None:
         print(f"| {r['procs']} | {r['maps']} | {r['compute_s']:.2f} | {r['maps_per_s']:.1f} | {r['images_per_s']:.1f} | "
               f"{r['efficiency']:.2f} | {r['wall_s']:.1f} | {r['wall_maps_per_s']:.1f} | {r['wall_efficiency']:.2f} | "
               f"{r['identical_maps']} |")  # fmt: skip
-    print(f"store size per map: {size['total_bytes_per_map']:.0f} bytes ({size['chunk_bytes_per_map']:.0f} chunk file, "
-          f"{size['manifest_bytes_per_map']:.0f} manifest)")  # fmt: skip
+    print(f"store size per map: {size['total_bytes_per_map']:.0f} bytes ({size['chunk_bytes_per_map']:.0f} in the maps' "
+          f"chunks, {size['other_bytes_per_map']:.0f} metadata, vectors and markers)")  # fmt: skip
     record = {
         "benchmark": "bench_scaling",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "command": command_line(),
+        "settings": {k: (rel(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "cuda_devices": torch.cuda.device_count()},  # fmt: skip
         "note": "measured on the machine named; a loaded machine understates the efficiency",
@@ -172,7 +176,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    print(f"wrote {rel(args.out)}")
 
 
 if __name__ == "__main__":

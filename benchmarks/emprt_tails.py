@@ -17,14 +17,19 @@ entropy, which is not binned by the maximum, tells the two cases apart. Which co
 should use on such models is the question this answers; the card keeps the rule it was given
 (fixed before the data), and the note reports both.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/emprt_tails.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/emprt_tails.py [--out benchmarks/results/emprt_tails.txt]
+
+(``--out``: the printed table is also written to that file.)
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+from pathlib import Path
 
 import torch
+from _provenance import rel
 
 from smoothsal.datasets.photos import bundled_photos
 from smoothsal.metrics.sanity import discrete_entropy, randomizable_layers, randomize_layers
@@ -47,6 +52,15 @@ def tails(maps: torch.Tensor) -> dict[str, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
+    args = parser.parse_args()
+    lines: list[str] = []
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
     net = load_model("lite0").model
     x = torch.cat([p.tensor for p in bundled_photos()])
     with torch.no_grad():
@@ -56,11 +70,15 @@ def main() -> None:
     for init in ("scaled", "default"):
         _, randomized = next(iter(randomize_layers(net, layers=[bottom], seed=0, init=init)))
         models[f"randomized ({init})"] = randomized
-    print(f"{'method':<8}{'model':<24}{'H_hist':>8}{'top1%':>8}{'H_pix/log d':>13}")
+    emit(f"{'method':<8}{'model':<24}{'H_hist':>8}{'top1%':>8}{'H_pix/log d':>13}")
     for name in METHODS:
         for label, model in models.items():
             row = tails(build_method(name, model).attribute(x, targets))
-            print(f"{name:<8}{label:<24}{row['H_hist']:>8.3f}{row['top1%']:>8.3f}{row['H_pix/log d']:>13.3f}")
+            emit(f"{name:<8}{label:<24}{row['H_hist']:>8.3f}{row['top1%']:>8.3f}{row['H_pix/log d']:>13.3f}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines) + "\n")
+        print(f"wrote {rel(args.out)}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from _provenance import command_line
 
 from smoothsal.datasets import bundled_photos
 from smoothsal.metrics.pruning import attribution_pruning, smallest_q
@@ -60,7 +61,7 @@ def main() -> None:
         table.append(row)
         print(f"{row['method']:<28} grid {row['q90_grid_mean']:6.1f}  bisected {row['q90_bisected_mean']:6.2f}  "
               f"per image {[round(v, 2) for v in row['q90_bisected']]}", flush=True)
-    out = {"command": "benchmarks/pruning_q90.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+    out = {"command": command_line(),
            "images": [p.name for p in photos], "targets": targets.tolist(), "rows": table}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))

@@ -11,8 +11,8 @@ Two things, done to each docstring before Griffe parses it:
 
 Grouped entries:
 
-smoothsal's docstrings (see /work/shared/style.md, section 4) describe related arguments in one
-Google-style entry, ``n_samples, seed, statistic: passed to Smooth``. Griffe reads an entry's name
+smoothsal's docstrings describe related arguments in one Google-style entry (a habit of this
+project, kept where arguments share one meaning), ``n_samples, seed, statistic: passed to Smooth``. Griffe reads an entry's name
 as one parameter, so it would warn that ``n_samples, seed, statistic`` is not in the signature and
 render it as one name. This extension splits each such entry before the docstring is parsed: the
 first name keeps the description, each other name gets a one-line pointer to it. Every name is

@@ -179,7 +179,7 @@ def test_a_folder_that_is_not_a_store_is_a_clear_error(store, tmp_path):
     (tmp_path / "plain" / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match=r"`maps`: .*plain is not a smoothsal map store"):
         EvaluateConfig.preset("quick", out_dir=tmp_path / "out", maps=tmp_path / "plain", **TINY)
-    with pytest.raises(FileNotFoundError, match="`maps`: no map store folder"):
+    with pytest.raises(FileNotFoundError, match="`maps`: no map store at"):
         EvaluateConfig.preset("quick", out_dir=tmp_path / "out", maps=tmp_path / "missing", **TINY)
     with pytest.raises(ValueError, match="`maps` and `images`/`photos` exclude each other"):
         EvaluateConfig.preset("quick", out_dir=tmp_path / "out", maps=store, images=["astronaut"], **TINY)
@@ -199,7 +199,7 @@ def test_a_changed_store_changes_the_key_and_the_cli_reads_the_store(store, tmp_
     # the store grows (a second model's maps): another key
     grown = tmp_path / "grown"
     shutil.copytree(store, grown)
-    header = json.loads((store / "store.json").read_text())
+    header = {"data_dir": str(ms.data_dir)}
     run_explain_dataset(ExplainDatasetConfig(header["data_dir"], out_dir=grown, model="tinynet_ev:tiny_cnn_b",
                                              **STORE_SETTINGS), echo=None)  # fmt: skip
     grown_key = EvaluateConfig.preset("quick", out_dir=tmp_path, maps=grown, **TINY).to_hash()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -488,6 +489,26 @@ def test_cli_explains_a_folder_and_reports_bad_arguments(data, tmp_path, monkeyp
     ):
         result = CliRunner().invoke(app, bad)
         assert result.exit_code == 2 and "error:" in result.output and message in result.output, (bad, result.output)
+
+
+def test_the_report_summarises_a_store_without_listing_its_chunks(data, single, tmp_path):
+    from smoothsal.studies.report import build_report
+
+    parent = tmp_path / "out"
+    shutil.copytree(single, parent / "dataset")
+    result = build_report([parent], tmp_path / "report")
+    (study,) = result.studies
+    assert study.name == "explain_dataset" and not result.broken
+    assert [i.file for i in study.raw] == ["zarr.json"] and not study.figures  # no chunk object listed or copied
+    page = (tmp_path / "report" / f"{study.slug}.html").read_text()
+    store = open_store(single)
+    for method in ("grad", "ig", "gradcam"):
+        for sigma in ("0", "0.2"):
+            n = len(store.select(method=method, sigma=float(sigma)))
+            cells = [re.escape(MODEL), method, re.escape(sigma), "6" if sigma != "0" else "0", r"\d+×16×16", str(n), str(N_IMAGES)]
+            assert re.search("".join(rf"<td[^>]*>{c}</td>" for c in cells), page), (method, sigma)
+    assert "smoothsal explain-dataset" in page and "maps committed" in page
+    assert not list((tmp_path / "report").rglob("c/0"))
 
 
 # ---- unreadable files ----------------------------------------------------------------------------------

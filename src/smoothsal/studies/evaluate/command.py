@@ -61,9 +61,10 @@ def register_cli(app: Any) -> None:
         max_memory: Optional[str] = MAX_MEMORY,
         fresh: bool = FRESH,
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
-        maps: Optional[Path] = typer.Option(
+        maps: Optional[str] = typer.Option(
             None, "--maps", metavar="STORE",
-            help="Map store of `smoothsal explain-dataset`: its images, targets and original-model maps (no IMAGES).",
+            help="Map store of `smoothsal explain-dataset` (a folder or a URL): its images, targets and original-model maps "
+            "(no IMAGES).",
         ),
         store_images: Optional[int] = typer.Option(
             None, "--store-images", help="With --maps: the first N images of the store (default: all; 4 with --quick)."

@@ -200,7 +200,7 @@ class EvaluateConfig:
     batch_size: int | None = None
     progress: bool = True
     fresh: bool = False
-    maps: Path | None = None
+    maps: Path | str | None = None
     store_images: int | None = FULL["store_images"]
 
     @classmethod
@@ -325,15 +325,15 @@ class EvaluateConfig:
         """``__post_init__`` with ``maps``: the folder is a map store holding maps of the model."""
         from torch import nn
 
-        from smoothsal.studies.explain_dataset.store import open_store
+        from smoothsal.studies.explain_dataset.store import as_location, open_store
 
-        object.__setattr__(self, "maps", Path(self.maps))
+        object.__setattr__(self, "maps", as_location(self.maps))  # a folder, or an fsspec URL
         if self.images is not None or self.photos is not None:
             raise ValueError("`maps` and `images`/`photos` exclude each other: with a map store the images are the store's")
         try:
             store = open_store(self.maps)
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"`maps`: no map store folder at {str(self.maps)!r}") from err
+            raise FileNotFoundError(f"`maps`: no map store at {str(self.maps)!r}") from err
         except ValueError as err:  # MapStoreError: not a store, or a corrupted one
             raise ValueError(
                 f"`maps`: {err} (a map store is the --out folder of `smoothsal explain-dataset`)"

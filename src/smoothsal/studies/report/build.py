@@ -354,7 +354,7 @@ def load_study(folder: Path, skip: frozenset[Path] = frozenset()) -> Study:
             elif (folder / rel).is_file():
                 items[rel] = _item_from_known(rel, kf)
     listed = set(items)
-    for rel in _files(folder, skip):
+    for rel in _files(folder, skip) if known_name is None or known.list_files else []:
         if rel not in items:
             items[rel] = _generic_item(folder, rel)
     # an unlisted CSV beside a table of the same name (fig3.md + fig3.csv) is that table's raw data, not a second table

@@ -60,6 +60,8 @@ class KnownStudy:
     numbers: list[str] = field(default_factory=list)
     report_card: str = ""
     notes: list[str] = field(default_factory=list)
+    #: list the folder's other files too (off for a map store: its chunk objects are not report material)
+    list_files: bool = True
 
 
 
@@ -71,11 +73,14 @@ class StudyKnowledge:
         signature: file names that identify the study's folder when its ``config.json`` does not.
         store_names: the names the study's results store writes as ``study`` in ``config.json``.
         describe: the folder's :class:`KnownStudy` (captions, settings and numbers of its files).
+        recognise: whether a folder is the study's, when file names alone cannot tell (a map store's
+            ``zarr.json`` says so inside); checked before ``config.json`` and the signatures.
     """
 
     signature: tuple[str, ...]
     store_names: tuple[str, ...]
     describe: Callable[[Path], KnownStudy]
+    recognise: Callable[[Path], bool] | None = None
 
 
 def read_json(folder: Path, name: str, notes: list[str]) -> Any:

@@ -56,8 +56,9 @@ def register_cli(app: Any) -> None:
         batch_size: Optional[int] = BATCH_SIZE,
         max_memory: Optional[str] = MAX_MEMORY,
         fresh: bool = FRESH,
-        maps: Optional[Path] = typer.Option(
-            None, "--maps", help="Read the maps from this store of `smoothsal explain-dataset` (its models) instead of training."
+        maps: Optional[str] = typer.Option(
+            None, "--maps", help="Read the maps from this store of `smoothsal explain-dataset` (a folder or a URL; its models) "
+            "instead of training."
         ),
         device: str = DEVICE,
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),

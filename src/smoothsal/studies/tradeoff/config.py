@@ -128,7 +128,7 @@ class TradeoffConfig:
     cache_dir: Path | None = None
     progress: bool = True
     fresh: bool = False
-    maps: Path | None = None
+    maps: Path | str | None = None
     device: str = "auto"
     zero_added: bool = field(default=False, init=False)
 
@@ -232,7 +232,7 @@ class TradeoffConfig:
 
     @functools.cached_property
     def map_store(self) -> Any:
-        """The map store ``maps``, opened once (its manifests read once) for the checks, the hash and
+        """The map store ``maps``, opened once (its index read once) for the checks, the hash and
         the rows; ``None`` without ``maps``. Cached in the instance's ``__dict__``, outside the
         dataclass fields, so the config stays frozen and its hash and equality are unchanged."""
         if self.maps is None:
@@ -244,10 +244,10 @@ class TradeoffConfig:
     def _check_maps(self) -> None:
         """``__post_init__`` of a config reading a map store: settings from the store, checked against it."""
         from smoothsal.registry import parse_methods
-        from smoothsal.studies.explain_dataset.store import sigma_key
+        from smoothsal.studies.explain_dataset.store import as_location, sigma_key
 
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        set_("maps", Path(self.maps))
+        set_("maps", as_location(self.maps))  # a folder, or an fsspec URL
         store = self.map_store
         models = store.models()
         if len(models) < 2:
@@ -298,7 +298,7 @@ class TradeoffConfig:
         if self.maps is not None:
             store = self.map_store
             return {
-                "maps": str(self.maps.resolve()),
+                "maps": str(self.maps.resolve()) if isinstance(self.maps, Path) else self.maps,
                 "store_config": store.config_hash,
                 "models": {k: v.get("weights_sha1") for k, v in sorted(store.model_info.items())},
                 "n_maps": len(store),
