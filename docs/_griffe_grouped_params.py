@@ -1,13 +1,15 @@
-"""Griffe extension: read smoothsal's reStructuredText-flavoured Google docstrings as Markdown.
+r"""Griffe extension: read smoothsal's reStructuredText-flavoured Google docstrings as Markdown.
 
 Two things, done to each docstring before Griffe parses it:
 
 1. **grouped argument entries** (``steps, rule: ...``) are split per name (below);
-2. **reST markup** that Markdown would mangle is rewritten: ``.. math::`` blocks become fenced
-   ``text`` blocks (underscores and backslashes kept as written), and the roles ``:class:`~a.B```,
-   ``:func:``, ``:mod:``, ``:meth:``, ``:attr:``, ``:data:``, ``:math:`` become code spans (the
-   ``~`` form keeps the last name, as Sphinx shows it). Cross-reference links are not made: a
-   docstring may name a private module that the reference does not document.
+2. **reST markup** that Markdown would mangle is rewritten: ``.. math::`` blocks become display
+   equations ``\[ ... \]`` (a paragraph of their own) and ``:math:`x``` inline equations
+   ``\( x \)``, which ``pymdownx.arithmatex`` (generic mode) passes to MathJax untouched
+   (underscores and backslashes kept as written; ``docs/_hooks.py`` ships MathJax in the site); the
+   roles ``:class:`~a.B```, ``:func:``, ``:mod:``, ``:meth:``, ``:attr:``, ``:data:`` become code
+   spans (the ``~`` form keeps the last name, as Sphinx shows it). Cross-reference links are not
+   made: a docstring may name a private module that the reference does not document.
 
 Grouped entries:
 
@@ -72,7 +74,75 @@ def split_grouped_entries(text: str) -> str:
     return "\n".join(out)
 
 
-_ROLE = re.compile(r":(?:class|func|mod|meth|attr|data|obj|exc|math):`(~?)([^`]+)`")
+_ROLE = re.compile(r":(?:class|func|mod|meth|attr|data|obj|exc):`(~?)([^`]+)`")
+_MATH = re.compile(r":math:`([^`]+)`")  # may span lines: the line breaks are kept inside the equation
+_LIST_ITEM = re.compile(r"^(\s*)(?:[*+-]|\d+[.)])\s")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _starts_list(out: list[str], k: int, marker: int) -> bool:
+    """Whether the list item ``out[k]`` (marker at column ``marker``) belongs to a Markdown list: the
+    list's first item follows a blank line or opens the text (else Markdown reads the bullets as text)."""
+    above = [line for line in out[:k]]
+    while above:
+        prev = above.pop()
+        if not prev.strip():
+            nxt = next((line for line in reversed(above) if line.strip()), None)
+            if nxt is None or (_indent(nxt) <= marker and not _LIST_ITEM.match(nxt)):
+                return True  # a blank line, then the list: Markdown reads it as a list
+            continue  # a blank line inside the list (between items, or before an item's equation)
+        if _indent(prev) <= marker and not _LIST_ITEM.match(prev):
+            return False  # the list is glued to the paragraph above: Markdown reads the bullets as text
+    return True
+
+
+_HEADER = re.compile(r"^\s*[A-Z][\w ]*:\s*$")  # a Google section header ("Args:", "Returns:")
+
+
+def _markdown_lists(lines: list[str]) -> list[str]:
+    """reST bullet lists as Markdown reads them: a blank line before a list glued to its paragraph, and the
+    paragraphs of an item after a blank line (reST: indented by the marker's width) indented 4 spaces past
+    the marker. Lines inside a list item right after its marker line stay as they are (lazy continuation)."""
+    out: list[str] = []
+    marker: int | None = None  # the column of the current item's marker
+    after_blank = False
+    for line in lines:
+        if not line.strip():
+            out.append(line)
+            after_blank = marker is not None
+            continue
+        ind, item = _indent(line), _LIST_ITEM.match(line)
+        if item:
+            prev = next((p for p in reversed(out) if p.strip()), None)
+            if (marker is None or ind < marker) and out and out[-1].strip() and prev is not None \
+                    and not _LIST_ITEM.match(prev) and _indent(prev) <= ind and not _HEADER.match(prev):
+                out.append("")  # Markdown needs a blank line before a list
+            marker, after_blank = ind, False
+            out.append(line)
+            continue
+        if marker is not None and ind <= marker:
+            marker = None  # the list ended
+        if marker is not None and after_blank and ind >= marker + 2:
+            line = "  " + line  # a later paragraph of the item: 4 spaces past the marker
+        out.append(line)
+    return out
+
+
+def _block_indent(out: list[str], indent: str) -> str:
+    """The indentation of a display equation written at ``indent``: inside an item of a Markdown list
+    (reST continues an item with the marker's width, Markdown wants 4 spaces more than the marker),
+    4 spaces past the marker; else ``indent`` (a deeper indentation would make it a code block)."""
+    for k in range(len(out) - 1, -1, -1):
+        prev = out[k]
+        if prev.strip() and _indent(prev) < len(indent):
+            item = _LIST_ITEM.match(prev)
+            if item and _starts_list(out, k, len(item.group(1))):
+                return " " * (len(item.group(1)) + 4)
+            return indent if item is None else ""
+    return indent
 
 
 def _role(match: re.Match[str]) -> str:
@@ -83,8 +153,8 @@ def _role(match: re.Match[str]) -> str:
 
 
 def rest_to_markdown(text: str) -> str:
-    """``.. math::`` blocks as fenced ``text`` blocks and reST roles as code spans."""
-    lines = text.split("\n")
+    """``.. math::`` blocks as display equations ``\\[ ... \\]``, ``:math:`` as ``\\( ... \\)``, other roles as code spans."""
+    lines = _markdown_lists(_MATH.sub(lambda m: f"\\({m.group(1)}\\)", text).split("\n"))
     out: list[str] = []
     i = 0
     while i < len(lines):
@@ -99,7 +169,12 @@ def rest_to_markdown(text: str) -> str:
                     break
                 body.append(lines[i].strip())
                 i += 1
-            out.extend([f"{indent}```text", *(f"{indent}{b}" for b in body if b), f"{indent}```"])
+            if out and out[-1].strip():
+                out.append("")  # a display equation is a paragraph of its own
+            at = _block_indent(out, indent)
+            out.extend([f"{at}\\[", *(f"{at}{b}" for b in body if b), f"{at}\\]"])
+            if i < len(lines) and lines[i].strip():
+                out.append("")
             continue
         out.append(_ROLE.sub(_role, line))
         i += 1

@@ -1,6 +1,9 @@
-"""Shared test fixtures: small analytic models with closed-form gradients."""
+"""Shared test fixtures: small analytic models with closed-form gradients, and headless Chromium."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,3 +83,35 @@ def study_cli_app(register_cli):
         pass
 
     return app
+
+
+# ---- headless Chromium (the report's and the docs' browser tests) --------------------------------------
+# the Debian packages' paths, given to Selenium explicitly so that Selenium Manager never downloads a driver;
+# SMOOTHSAL_CHROMIUM / SMOOTHSAL_CHROMEDRIVER point elsewhere
+CHROMIUM = os.environ.get("SMOOTHSAL_CHROMIUM") or next(
+    (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None
+)
+CHROMEDRIVER = os.environ.get("SMOOTHSAL_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium driven by Selenium, with the Debian chromedriver (Selenium Manager never runs)."""
+    # .ci/run sets SMOOTHSAL_BROWSER_TEST=required once it has installed Chromium: there, absent pieces fail
+    absent = pytest.fail if os.environ.get("SMOOTHSAL_BROWSER_TEST") == "required" else pytest.skip
+    try:
+        from selenium import webdriver
+    except ImportError:
+        absent("selenium is not installed (the dev extra has it: pip install -e '.[dev]')")
+    if CHROMIUM is None or not Path(CHROMIUM).exists() or not Path(CHROMEDRIVER).exists():
+        absent(f"Chromium ({CHROMIUM}) or chromedriver ({CHROMEDRIVER}) is absent "
+               "(Debian: apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,1600", "--allow-file-access-from-files"):  # fmt: skip
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()

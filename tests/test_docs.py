@@ -1,8 +1,12 @@
-"""The API reference builds offline, without a warning, and documents the public API.
+"""The API reference builds offline, without a warning, documents the public API, and its equations render.
 
 ``mkdocs build --strict`` (MkDocs + mkdocstrings) turns every warning into a failure: a docstring
 argument that is not in the signature, a section Griffe cannot read, a broken link. The build
-goes to a temporary folder; nothing is fetched (the built-in theme, no CDN assets).
+goes to a temporary folder; nothing is fetched (the built-in theme, no CDN assets; MathJax is
+copied into the site from an installed package). The smoothing page is then opened in headless
+Chromium (the ``browser`` fixture of conftest.py; skipped where Chromium is absent, required
+where ``SMOOTHSAL_BROWSER_TEST=required``): its equations are typeset, and no raw LaTeX is left
+in the text a reader sees.
 """
 
 from __future__ import annotations
@@ -32,7 +36,11 @@ def test_grouped_entries_are_split_per_name():
 def test_rest_markup_becomes_markdown():
     text = "See :class:`~smoothsal.smoothing.Smooth` and :func:`smoothsal.smooth`.\n\n.. math:: a_i = b_i\n          + c\n\nEnd :math:`x_1`."
     assert rest_to_markdown(text) == (
-        "See `Smooth` and `smoothsal.smooth`.\n\n```text\na_i = b_i\n+ c\n```\n\nEnd `x_1`."
+        "See `Smooth` and `smoothsal.smooth`.\n\n\\[\na_i = b_i\n+ c\n\\]\n\nEnd \\(x_1\\)."
+    )
+    # a block right after text, inside an indented description: a paragraph of its own, indentation kept
+    assert rest_to_markdown("    Returns:\n        m, with\n        .. math:: \\hat m = m / q\n        for q > 0.") == (
+        "    Returns:\n        m, with\n\n        \\[\n        \\hat m = m / q\n        \\]\n\n        for q > 0."
     )
 
 
@@ -60,9 +68,14 @@ def test_docs_build_strict_without_warnings(site):
     metrics = (out / "api" / "metrics.html").read_text(encoding="utf-8")
     assert re.search(r"<b><code>seed</code></b>.{0,400}see\s*<code>n_samples</code>", metrics, re.S)
     assert r"\mathrm{Fid}_\sigma" in metrics
-    # nothing is loaded from the network when a page is opened
+    # nothing is loaded from the network when a page is opened; MathJax is in the site
     index = (out / "index.html").read_text(encoding="utf-8")
     assert not re.search(r'<(script|link)[^>]+(src|href)="(https?:)?//', index)
+    assert (out / "js" / "mathjax" / "tex-svg-full.js").stat().st_size > 1_000_000
+    assert re.search(r'<script src="(\.\./)?js/mathjax/tex-svg-full\.js"', html)
+    # the equations are marked for MathJax, as written: \( \) inline, \[ \] display
+    assert re.search(r'<div class="arithmatex">\\\[\s*\\hat M_c\(x\) = \\frac\{1\}\{n\} \\sum', html)
+    assert '<span class="arithmatex">\\(' in metrics
 
 
 def test_every_public_name_is_documented(site):
@@ -92,3 +105,44 @@ def test_every_public_name_is_documented(site):
         if f'id="{info.name}"' not in pages:
             missing.append(f"module {info.name}")
     assert not missing, f"not in the API reference (add its module to docs/api/*.md): {missing}"
+
+
+_MATH_STATE_JS = """
+const done = arguments[arguments.length - 1];
+if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) { done({error: "MathJax did not load"}); return; }
+MathJax.startup.promise.then(() => done({
+  marked: document.querySelectorAll('.arithmatex').length,
+  typeset: document.querySelectorAll('.arithmatex mjx-container svg').length,
+  errors: document.querySelectorAll('mjx-merror').length,
+  loads: Array.from(document.querySelectorAll('script[src], link[href], img[src]')).map(e => e.src || e.href),
+  text: document.body.innerText,
+})).catch(err => done({error: String(err)}));
+"""
+
+
+def test_equations_render_in_headless_chromium(site, browser, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    out, _ = site
+    page = out / "api" / "smoothing.html"
+    source = page.read_text(encoding="utf-8")
+    raw = [r"\frac", r"\sum", r"\hat"]
+    assert all(r in source for r in raw)  # the LaTeX is there before MathJax runs: the check below can fail
+    browser.set_script_timeout(30)
+    browser.get(page.resolve().as_uri())
+    state = browser.execute_async_script(_MATH_STATE_JS)
+    assert "error" not in state, state
+    assert state["marked"] >= 3 and state["typeset"] == state["marked"] and state["errors"] == 0, state
+    left = [r for r in raw if r in state["text"]]
+    assert not left, f"raw LaTeX in the rendered smoothing page: {left}"
+    assert r"\(" not in state["text"] and r"\[" not in state["text"]
+    assert any(u.endswith("js/mathjax/tex-svg-full.js") for u in state["loads"]), state["loads"]
+    assert all(u.startswith("file://") for u in state["loads"]), state["loads"]  # nothing from the network
+    # a screenshot of the first equation: decodes, and is not blank
+    browser.execute_script("document.querySelector('.arithmatex').scrollIntoView();")
+    shot = tmp_path / "smoothing.png"
+    assert browser.save_screenshot(str(shot))
+    with Image.open(shot) as im:
+        rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
+    assert rgb.std() > 10

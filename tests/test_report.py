@@ -11,7 +11,6 @@ screenshot is saved and checked not to be blank.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -292,38 +291,7 @@ def test_cli_report(out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "error: `out_dirs`: no folder" in capsys.readouterr().err
 
 
-# ---- headless Chromium ----------------------------------------------------------------------------
-# the Debian packages' paths, given to Selenium explicitly so that Selenium Manager never downloads a driver;
-# SMOOTHSAL_CHROMIUM / SMOOTHSAL_CHROMEDRIVER point elsewhere
-CHROMIUM = os.environ.get("SMOOTHSAL_CHROMIUM") or next(
-    (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None
-)
-CHROMEDRIVER = os.environ.get("SMOOTHSAL_CHROMEDRIVER", "/usr/bin/chromedriver")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium driven by Selenium, with the Debian chromedriver (Selenium Manager never runs)."""
-    # .ci/run sets SMOOTHSAL_BROWSER_TEST=required once it has installed Chromium: there, absent pieces fail
-    absent = pytest.fail if os.environ.get("SMOOTHSAL_BROWSER_TEST") == "required" else pytest.skip
-    try:
-        from selenium import webdriver
-    except ImportError:
-        absent("selenium is not installed (the dev extra has it: pip install -e '.[dev]')")
-    if CHROMIUM is None or not Path(CHROMIUM).exists() or not Path(CHROMEDRIVER).exists():
-        absent(f"Chromium ({CHROMIUM}) or chromedriver ({CHROMEDRIVER}) is absent "
-               "(Debian: apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,1600", "--allow-file-access-from-files"):  # fmt: skip
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(20)
-    yield driver
-    driver.quit()
-
-
+# ---- headless Chromium (the `browser` fixture is in conftest.py) -----------------------------------
 _STATE_JS = """
 return {
   images: Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth]),
