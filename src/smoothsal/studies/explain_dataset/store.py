@@ -68,6 +68,7 @@ from typing import Any
 
 import numpy as np
 
+from smoothsal._extras import require
 from smoothsal.studies.store import stable_hash
 
 __all__ = [
@@ -165,8 +166,7 @@ class _Place:
 
     @classmethod
     def of(cls, location: str | os.PathLike[str]) -> _Place:
-        import fsspec
-
+        fsspec = require("fsspec", "the map store")
         loc = as_location(location)
         if isinstance(loc, Path):
             return cls(loc, fsspec.filesystem("file"), loc.resolve().as_posix())
@@ -178,8 +178,8 @@ class _Place:
         return isinstance(self.location, Path)
 
     def zarr_store(self, read_only: bool) -> Any:
-        from zarr.storage import FsspecStore, LocalStore
-
+        storage = require("zarr.storage", "the map store")
+        FsspecStore, LocalStore = storage.FsspecStore, storage.LocalStore  # noqa: N806
         if self.local:
             return LocalStore(self.root, read_only=read_only)
         return FsspecStore.from_url(str(self.location), read_only=read_only)
@@ -212,7 +212,7 @@ class _Place:
 
 def _open_root(place: _Place, mode: str = "r") -> Any:
     """The root group, its smoothsal header checked (:class:`MapStoreError` when not a map store)."""
-    import zarr
+    zarr = require("zarr", "the map store")
 
     if not place.exists("zarr.json"):
         raise MapStoreError(f"{place} is not a smoothsal map store (no zarr.json)")
@@ -263,7 +263,7 @@ def prepare_store(
     inputs), ``skipped`` (``{"image", "reason"}`` of each file left out), ``command`` and
     ``code_version`` are recorded but not compared. Returns the header.
     """
-    import zarr
+    zarr = require("zarr", "the map store")
 
     place = _Place.of(location)
     config = _json_ready(dict(config))
