@@ -109,7 +109,7 @@ def test_installed_wheel_runs_explain_outside_the_source_tree(dist: Path, tmp_pa
     # the wheel's raw gradient is the gradient this checkout computes (same weights, same photo)
     from smoothsal.datasets.photos import load_photo
     from smoothsal.methods import VanillaGradient
-    from smoothsal.zoo import efficientnet_lite0
+    from smoothsal.models.zoo import efficientnet_lite0
 
     model = efficientnet_lite0()
     x = load_photo("chelsea").tensor

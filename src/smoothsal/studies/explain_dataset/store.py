@@ -68,7 +68,7 @@ from typing import Any
 
 import numpy as np
 
-from smoothsal._extras import require
+from smoothsal._core.extras import require
 from smoothsal.studies.store import stable_hash
 
 __all__ = [
