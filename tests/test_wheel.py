@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TORCH_PIN = os.environ.get("SMOOTHSAL_TORCH_PIN", "torch==2.13.0")
 
 pytestmark = pytest.mark.wheel
+#: how setuptools and distutils warn: ``WARNING ...``/``warning: ...`` lines, ``XWarning:`` categories and
+#: the ``!!`` / ``*****`` banners of a deprecation notice (a file named deprecation.py is not a warning)
+WARNING = re.compile(r"^\s*(WARNING|warning)\b|\b\w*Warning\b:|^\s*!!|^\s*\*{5,}")
 
 
 def _run(cmd: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600) -> str:
@@ -52,9 +55,19 @@ def dist(tmp_path_factory) -> Path:
     pytest.importorskip("build", reason='the dev extra has `build`: pip install -e ".[dev]"')
     out = tmp_path_factory.mktemp("dist")
     log = _run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], cwd=ROOT, env=_clean_env())
-    warnings = [line for line in log.splitlines() if re.search(r"warn|deprecat", line, re.I)]
+    warnings = [line for line in log.splitlines() if WARNING.search(line)]
     assert not warnings, "python -m build warned:\n" + "\n".join(warnings)
     return out
+
+
+def test_the_warning_detector_reads_setuptools_notices_not_file_names() -> None:
+    # what setuptools printed for the old `license = { text = "MIT" }` table, and what a clean build prints
+    notices = ["WARNING `project.license` as a TOML table is deprecated", "!!", "        " + "*" * 80,
+               "SetuptoolsDeprecationWarning: License classifiers are deprecated.",
+               "warning: build_py: byte-compiling is disabled, skipping."]  # fmt: skip
+    clean = ["copying src/smoothsal/_core/deprecation.py -> build/lib/smoothsal/_core",
+             "adding 'smoothsal/_core/deprecation.py'", "Successfully built smoothsal-0.1.0.tar.gz"]  # fmt: skip
+    assert all(WARNING.search(line) for line in notices) and not any(WARNING.search(line) for line in clean)
 
 
 def test_sdist_and_wheel_build_without_warnings_and_pass_twine(dist: Path) -> None:
