@@ -300,6 +300,8 @@ def test_a_store_at_an_fsspec_url_equals_the_local_one(data, single):
         assert_same_maps(single, url)
         again = run_explain_dataset(config(data, url), echo=None)  # resumes through the URL too
         assert again.maps == 0 and again.total_maps == N_IMAGES * N_UNITS_PER_CHUNK
+        with pytest.raises(ValueError, match="one process's memory"):  # ranks of a torchrun job cannot share it
+            run_explain_dataset(config(data, url), echo=None, ctx=DistContext(rank=0, world=2, initialized=True))
     finally:
         fs = fsspec.filesystem("memory")
         if fs.exists(url):

@@ -336,6 +336,11 @@ def compute_dataset(
     if ctx is None:
         ctx, device = init_distributed(device)
     try:
+        if ctx.initialized and ctx.world > 1 and str(config.out_dir).startswith("memory://"):
+            raise ValueError(
+                f"`out_dir`: {config.out_dir} lives in one process's memory; the {ctx.world} ranks of a torchrun job "
+                "need a store they all reach (a shared folder, or an object store URL)"
+            )
         say = echo if (echo is not None and ctx.rank == 0) else (lambda _: None)
         dataset, skipped = readable_images(config, ctx)  # before the model: --strict fails before any compute
         if skipped:
