@@ -7,12 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import smoothsal.studies.train as train_mod
+import smoothsal.studies.train.cache as cache_mod
 from smoothsal.studies.train import (
     ARCHS,
+    ShiftedSoftplus,
     TrainConfig,
     add_input_noise,
     build_model,
+    config_key,
     disjoint_splits,
     load_split,
     models_for_setting,
@@ -20,6 +22,7 @@ from smoothsal.studies.train import (
     random_shift,
     setting_configs,
     train_model,
+    training_set,
 )
 
 # a tiny, fast config: 16x16 digits, 1/8 of the training set, one epoch
@@ -62,16 +65,16 @@ def test_load_split_is_fixed_stratified_and_disjoint():
 
 
 def test_split_config_trains_on_its_part_only():
-    full = train_mod._training_set(replace(TINY, split=None))
-    parts = [train_mod._training_set(replace(TINY, split=(i, 3))) for i in range(3)]
+    full = training_set(replace(TINY, split=None))
+    parts = [training_set(replace(TINY, split=(i, 3))) for i in range(3)]
     assert sum(len(p) for p in parts) == len(full)
     # parts are disjoint: no image of part 0 is in part 1
     assert (torch.cdist(parts[0].images.flatten(1), parts[1].images.flatten(1)).amin(1) > 0).all()
 
 
 def test_shuffle_labels_permutes_the_training_labels():
-    plain = train_mod._training_set(TINY)
-    shuffled = train_mod._training_set(replace(TINY, shuffle_labels=True))
+    plain = training_set(TINY)
+    shuffled = training_set(replace(TINY, shuffle_labels=True))
     assert torch.equal(plain.images, shuffled.images)
     assert not torch.equal(plain.labels, shuffled.labels)
     assert torch.equal(plain.labels.sort().values, shuffled.labels.sort().values)
@@ -84,8 +87,11 @@ def test_shuffle_labels_permutes_the_training_labels():
 def test_build_model_shapes(arch, channels):
     model = build_model(arch, channels, 4, 20)
     assert model(torch.rand(2, channels, 20, 20)).shape == (2, 4)
-    relus = [m for m in model.modules() if isinstance(m, torch.nn.ReLU)]
-    assert len({id(r) for r in relus}) == len(relus) >= 2 and not any(r.inplace for r in relus)
+    kind = ShiftedSoftplus if arch == "smooth_mlp" else torch.nn.ReLU
+    acts = [m for m in model.modules() if isinstance(m, kind)]
+    assert len({id(r) for r in acts}) == len(acts) >= 1 and not any(getattr(r, "inplace", False) for r in acts)
+    if arch != "smooth_mlp":  # one module per nonlinearity
+        assert len(acts) >= 2
 
 
 # ---- training steps -----------------------------------------------------------------------------
@@ -154,14 +160,14 @@ def test_cache_is_reused_without_training(tiny, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("trained although the model is cached")
 
-    monkeypatch.setattr(train_mod, "_fit", no_training)
+    monkeypatch.setattr(cache_mod, "fit", no_training)
     cached = train_model(TINY, cache_dir=tiny.path.parent, progress=False)
     assert cached.from_cache and cached.path == tiny.path
     assert _same_weights(_weights(tiny), _weights(cached)) and not cached.model.training
     assert cached.test_accuracy == tiny.test_accuracy and cached.train_seconds == tiny.train_seconds
     meta = json.loads(tiny.path.with_suffix(".json").read_text())
     assert meta["config"]["split"] == [0, 8] and meta["test_accuracy"] == tiny.test_accuracy
-    assert tiny.path.stem == train_mod.config_key(TINY) and len(tiny.path.stem) == 40
+    assert tiny.path.stem == config_key(TINY) and len(tiny.path.stem) == 40
     assert not list(tiny.path.parent.glob("*.tmp-*"))
 
 
@@ -229,8 +235,20 @@ def test_models_for_setting_dt(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"arch": "resnet"}, ValueError, "`arch` must be one of"),
-        ({"dataset": "mnist"}, ValueError, "`dataset` must be one of"),
+        ({"arch": "vit"}, ValueError, "`arch` must be one of"),
+        ({"dataset": "imagenet"}, ValueError, "`dataset` must be one of"),
+        ({"dataset": "mnist", "image_size": 32}, ValueError, "`image_size` must be 28"),
+        ({"lr_schedule": "cosine"}, ValueError, "`lr_schedule` must be one of"),
+        ({"lr_schedule": "step"}, ValueError, "`lr_milestones` must be increasing epochs in"),
+        ({"lr_schedule": "step", "lr_milestones": (10,)}, ValueError, "`lr_milestones` must be increasing epochs in"),
+        ({"lr_milestones": (3,)}, ValueError, "`lr_milestones` applies to lr_schedule='step' only"),
+        ({"lr_offset": 5}, ValueError, "`lr_offset` applies to lr_schedule='inverse_t' only"),
+        ({"momentum": 1.0}, ValueError, r"`momentum` must be in \[0, 1\)"),
+        ({"label_smoothing": -0.1}, ValueError, "`label_smoothing` must be a finite number >= 0"),
+        ({"loss_scale": 0.0}, ValueError, "`loss_scale` must be > 0"),
+        ({"lr_gamma": 1.0}, ValueError, r"`lr_gamma` must be in \(0, 1\)"),
+        ({"fit_train_accuracy": 1.5}, ValueError, r"`fit_train_accuracy` must be None or in \(0, 1\]"),
+        ({"label_seed": -1}, ValueError, "`label_seed` must be >= 0"),
         ({"optimizer": "rmsprop"}, ValueError, "`optimizer` must be one of"),
         ({"split": (2, 2)}, ValueError, r"`split` part index must be in \[0, 1\]"),
         ({"split": (0, 0)}, ValueError, r"`split\[1\] \(n_parts\)` must be >= 1"),
@@ -262,4 +280,4 @@ def test_other_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="`arch` must be one of"):
         build_model("vit", 1, 10, 32)
     assert TrainConfig(split=[1, 2]).split == (1, 2)  # lists (e.g. from JSON) become tuples
-    assert train_mod.config_key(TrainConfig(lr=1)) == train_mod.config_key(TrainConfig(lr=1.0))
+    assert config_key(TrainConfig(lr=1)) == config_key(TrainConfig(lr=1.0))
