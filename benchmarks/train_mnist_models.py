@@ -55,7 +55,9 @@ def _row(group: str, pair: int | str, name: str, trained: TrainedModel) -> dict[
     return row
 
 
-def train_all(groups: tuple[str, ...], n_pairs: int, label_seeds: list[int], noise: float) -> list[dict[str, Any]]:
+def train_all(
+    groups: tuple[str, ...], n_pairs: int, theory_pairs_: int, label_seeds: list[int], noise: float
+) -> list[dict[str, Any]]:
     """The rows of every model of ``groups``, trained or loaded from the cache."""
     rows: list[dict[str, Any]] = []
     for setting in ("DT", "DR", "DA"):
@@ -63,7 +65,7 @@ def train_all(groups: tuple[str, ...], n_pairs: int, label_seeds: list[int], noi
             for p, (a, b) in enumerate(model_pairs(setting, n_pairs, min_accuracy=MIN_TEST_ACCURACY)):
                 rows += [_row(setting, p, "A", a), _row(setting, p, "B", b)]
     if "theory" in groups:
-        for p, (a, b) in enumerate(theory_pairs(1)):
+        for p, (a, b) in enumerate(theory_pairs(theory_pairs_)):
             rows += [_row("theory", p, "A", a), _row("theory", p, "B", b)]
     if "randomization" in groups:
         models = randomization_models(label_seeds)
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), help="groups to train")
     parser.add_argument("--pairs", type=int, default=3, help="independent pairs per setting (and noise pairs)")
+    parser.add_argument("--theory-pairs", type=int, default=3, help="pairs in the theory's regime")
     parser.add_argument("--label-seeds", type=int, nargs="+", default=[0, 1, 2], help="label permutations")
     parser.add_argument("--noise", type=float, default=0.2, help="input-noise level of the noisy models")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: cheapest on a shared 2-core machine)")
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     groups = tuple(args.only)
 
     start_wall, start_cpu = time.perf_counter(), time.process_time()
-    rows = train_all(groups, args.pairs, args.label_seeds, args.noise)
+    rows = train_all(groups, args.pairs, args.theory_pairs, args.label_seeds, args.noise)
     run = {"wall_seconds": time.perf_counter() - start_wall, "cpu_seconds": time.process_time() - start_cpu}
     print(table(rows))
     summary = {"all": totals(rows, groups), "stability": totals(rows, tuple(g for g in groups if g in STABILITY))}

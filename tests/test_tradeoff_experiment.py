@@ -195,7 +195,9 @@ def test_config_is_checked_before_any_work(tmp_path):
         (dict(methods=("sobel",)), "unknown method 'sobel'"),
         (dict(methods=("grad", "nope")), "unknown method 'nope'"),
         (dict(n_models=1), "`n_models` must be >= 2"),
-        (dict(dataset="mnist"), "`dataset` must be one of"),
+        (dict(dataset="imagenet"), "`dataset` must be one of"),
+        (dict(dataset="mnist", n_models=3, settings=("DR",), base=None), "`n_models` must be 2 for setting 'DR' on MNIST"),
+        (dict(dataset="mnist"), "`image_size` must be 28"),  # TINY's base is a 32-pixel digits recipe
         (dict(settings=("DT", "XX")), "unknown \\['XX'\\]"),
         (dict(epochs=0), "`epochs` must be >= 1"),
         (dict(noise_levels=(0.0,)), "σ > 0"),
@@ -212,6 +214,8 @@ def test_config_is_checked_before_any_work(tmp_path):
         TradeoffConfig.preset("quick", dataset="photos", settings=("DT",))
     with pytest.raises(ValueError, match="`preset`"):
         TradeoffConfig.preset("medium")
+    mnist = TradeoffConfig.preset("quick", dataset="mnist", out_dir=tmp_path)
+    assert mnist.n_models == 2 and mnist.base.arch == "lenet" and mnist.base.image_size == 28
 
 
 def test_presets_aliases_and_the_sigma_zero_rule(tmp_path):

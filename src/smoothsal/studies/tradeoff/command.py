@@ -36,7 +36,7 @@ def register_cli(app: Any) -> None:
         quick: bool = typer.Option(False, "--quick", help="Small run: minutes on 2 CPU cores, training included."),
         out: Path = typer.Option(Path("out/tradeoff"), "--out", help="Output folder (results resume from it)."),
         dataset: str = typer.Option(
-            "digits", "--dataset", help="digits | synthetic | photos (pretrained Lite0/1/2 on the bundled photos; setting DA)"
+            "digits", "--dataset", help="digits | synthetic | mnist | photos (pretrained Lite0/1/2 on the bundled photos; setting DA)"
         ),
         methods: Optional[str] = typer.Option(
             None, "--methods", help="Comma-separated method names (default: grad,ig,gradcam,gradcam++; with --maps: the store's)."

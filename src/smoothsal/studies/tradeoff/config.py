@@ -36,8 +36,8 @@ SETTINGS: dict[str, str] = {
 }
 #: Titles of the settings in figures: Table 1's, and ``"store"``: the models of a map store (``--maps``).
 SETTING_LABELS: dict[str, str] = {**SETTINGS, "store": "models of a map store"}
-#: ``digits`` and ``synthetic`` train small classifiers; ``photos`` compares pretrained models.
-DATASETS: tuple[str, ...] = ("digits", "synthetic", "photos")
+#: ``digits``, ``synthetic`` and ``mnist`` train classifiers; ``photos`` compares pretrained models.
+DATASETS: tuple[str, ...] = ("digits", "synthetic", "mnist", "photos")
 #: the pretrained models compared on ``dataset="photos"`` (setting DA: same data, other architectures)
 PHOTO_MODELS: tuple[str, ...] = ("lite0", "lite1", "lite2")
 
@@ -59,6 +59,8 @@ QUICK: dict[str, Any] = {
 }
 #: Defaults of ``dataset="photos"`` (three pretrained networks, a handful of photos).
 PHOTOS: dict[str, Any] = {"settings": ("DA",), "n_inputs": 4, "epochs": None}
+#: Defaults of ``dataset="mnist"``: a pair per setting (MNIST's DR and DA have two recipes / archs)
+MNIST: dict[str, Any] = {"n_models": 2}
 PRESETS: dict[str, dict[str, Any]] = {"quick": QUICK, "full": FULL}
 
 
@@ -82,9 +84,9 @@ class TradeoffConfig:
 
     Attributes:
         out_dir: folder of the results store and the output files.
-        dataset: ``"digits"``, ``"synthetic"`` (small classifiers trained by
-            :mod:`smoothsal.studies.train`) or ``"photos"`` (pretrained EfficientNet-Lite0/1/2 on the
-            bundled photos; setting DA only).
+        dataset: ``"digits"``, ``"synthetic"``, ``"mnist"`` (classifiers trained by
+            :mod:`smoothsal.studies.train`; MNIST: its recipes, two models per setting) or
+            ``"photos"`` (pretrained EfficientNet-Lite0/1/2 on the bundled photos; setting DA only).
         methods: registered method names (:data:`smoothsal.registry.METHODS`, aliases allowed).
         settings: keys of :data:`SETTINGS`.
         noise_levels: the σ grid, fractions of each input's value range; σ = 0 is added if missing.
@@ -150,6 +152,8 @@ class TradeoffConfig:
         values = dict(PRESETS[name])
         if given.get("dataset") == "photos":
             values.update(PHOTOS)
+        if given.get("dataset") == "mnist":
+            values.update(MNIST)
         if "base" in given:  # a given TrainConfig keeps its own epochs unless `epochs` is given too
             values["epochs"] = None
         values.update(given)
@@ -159,7 +163,7 @@ class TradeoffConfig:
         from smoothsal.datasets.photos import BUNDLED
         from smoothsal.metrics.tradeoff import check_noise_grid
         from smoothsal.registry import parse_methods
-        from smoothsal.studies.train import TrainConfig, setting_configs
+        from smoothsal.studies.train import MNIST_BASE, TrainConfig, setting_configs
 
         set_ = lambda name, value: object.__setattr__(self, name, value)
         set_("out_dir", Path(self.out_dir))
@@ -219,7 +223,10 @@ class TradeoffConfig:
             set_("base", None)
             set_("epochs", None)
             return
-        base = self.base if self.base is not None else TrainConfig(dataset=self.dataset)
+        if self.base is not None:
+            base = self.base
+        else:
+            base = MNIST_BASE if self.dataset == "mnist" else TrainConfig(dataset=self.dataset)
         if not isinstance(base, TrainConfig):
             raise TypeError(f"`base` must be a smoothsal.studies.train.TrainConfig or None, got {type(base).__name__}")
         changes: dict[str, Any] = {"dataset": self.dataset}

@@ -154,7 +154,7 @@ class TrainConfig:
 
     def describe(self) -> str:
         """A one-line recipe summary for tables and error messages, e.g.
-        ``"lenet adam lr=0.003 onecycle bs=128 5ep part 0/2 (split_seed 1) seed 1"``."""
+        ``"lenet adam lr=0.003 onecycle bs=128 8ep part 0/2 (split_seed 4322) seed 1"``."""
         parts = [self.arch, self.optimizer]
         if self.optimizer == "sgd":
             parts.append(f"momentum={self.momentum:g}")

@@ -8,7 +8,7 @@ parts of the training set, own draw), so intervals can cover retraining as well 
 
 On MNIST every model trains on 30,000 images, so all settings compare models of one data size:
 
-* **DT**: :data:`MNIST_BASE` (LeNet-5, Adam, one-cycle, 5 epochs) on the two disjoint halves of
+* **DT**: :data:`MNIST_BASE` (LeNet-5, Adam, one-cycle, 8 epochs) on the two disjoint halves of
   the 60,000 training images, drawn anew for each pair (``split_seed = base + pair``) so that
   pairs are independent replicates of the whole experiment (split, initialization, order); the
   two models of a pair share the seed, so they differ only in their data;
@@ -31,17 +31,20 @@ from smoothsal.studies.train.config import DATASETS, SETTINGS, TrainConfig
 
 #: every DT / DR / DA model on MNIST must reach this test accuracy (issue 19)
 MIN_TEST_ACCURACY = 0.985
-#: the MNIST base recipe (DT, and DA's LeNet): LeNet-5, Adam (peak 3e-3), one-cycle, 5 epochs
+#: the MNIST base recipe (DT, and DA's LeNet): LeNet-5, Adam (peak 3e-3), one-cycle, 8 epochs (on
+#: 30,000 images, 5 epochs gave 98.70-98.95 % test accuracy: too little margin over the 98.5 % floor)
 MNIST_BASE = TrainConfig(dataset="mnist", arch="lenet", optimizer="adam", lr=3e-3, lr_schedule="onecycle",
-                         epochs=5, batch_size=128)  # fmt: skip
+                         epochs=8, batch_size=128)  # fmt: skip
 #: DR's two recipes, changes to the base: (a) SGD, momentum 0.9, weight decay 5e-4, lr 0.05 ×0.1
-#: from epoch 3; (b) Adam + one-cycle with label smoothing 0.1 and random shifts of ±2 pixels
+#: after 60 % of the epochs (:data:`DR_STEP_AT`); (b) Adam + one-cycle with label smoothing 0.1 and
+#: random shifts of ±2 pixels
 DR_RECIPES: dict[str, dict[str, object]] = {
     "sgd_momentum_step": {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05, "weight_decay": 5e-4,
-                          "lr_schedule": "step", "lr_milestones": (3,), "batch_size": 64},
+                          "lr_schedule": "step", "batch_size": 64},
     "adam_smooth_shift": {"optimizer": "adam", "lr": 3e-3, "lr_schedule": "onecycle", "label_smoothing": 0.1,
                           "augment": True, "batch_size": 128},
 }  # fmt: skip
+DR_STEP_AT = 0.6
 #: DA's two architectures
 DA_ARCHS: tuple[str, str] = ("lenet", "resnet")
 #: the old digits / synthetic DR recipes: the other optimizer's learning rate
@@ -103,8 +106,14 @@ def _mnist_configs(setting: str, n_models: int, base: TrainConfig) -> list[Train
         raise ValueError(f"`n_models` must be 2 for setting {setting!r} on MNIST (two recipes / two archs), got {n_models}")
     if setting == "DA":
         return [replace(base, arch=arch) for arch in DA_ARCHS]
+    if base.epochs < 2:
+        raise ValueError(f"`epochs` must be >= 2 for setting 'DR' on MNIST (its SGD recipe decays the step), got {base.epochs}")
     plain = {"momentum": 0.9, "weight_decay": 0.0, "label_smoothing": 0.0, "augment": False, "lr_milestones": ()}
-    return [replace(base, **{**plain, **changes}) for changes in DR_RECIPES.values()]  # type: ignore[arg-type]
+    step = {"lr_milestones": (max(1, round(DR_STEP_AT * base.epochs)),)}
+    return [
+        replace(base, **{**plain, **changes, **(step if changes.get("lr_schedule") == "step" else {})})  # type: ignore[arg-type]
+        for changes in DR_RECIPES.values()
+    ]
 
 
 def theory_recipe(dataset: str = "mnist") -> TrainConfig:
