@@ -38,7 +38,7 @@ from smoothsal.studies.train import (
     training_set,
 )
 from smoothsal.studies.train.fit import fit
-from smoothsal.studies.train.theory import NormTracker, psi, spectral_norms
+from smoothsal.studies.train.theory import NormTracker, spectral_norms
 
 # 100 MNIST training images (part 0 of 600), one epoch
 TINY = replace(MNIST_BASE, split=(0, 600), epochs=1, batch_size=32)
@@ -203,15 +203,16 @@ def test_shifted_softplus_is_zero_at_zero_1_lipschitz_and_1_smooth():
     assert float(d2.max()) == pytest.approx(1.0, abs=1e-4) and float(d2.min()) >= 0  # β/4 at u = 0
 
 
-def test_psi_by_hand():
-    norms = (2.0, 3.0, 5.0)
-    assert psi(norms, 3, 0) == 30 and psi(norms, 3, 1) == 15 + 10 + 6
-    assert psi(norms, 1, 0) == 2 and psi(norms, 1, 1) == 1 and psi(norms, 2, 1) == 5
-    constants = TheoryConstants(3, 4, 2.0, 1.0, 0, 10, 100, 1, norms, norms, 0.0, 0.0)
-    assert constants.gamma == 30 * (2 + 6)  # ψ_{3,0} (ψ_{1,0} + ψ_{2,0})
+def test_theory_constants_by_hand():
+    norms = (2.0, 3.0, 5.0)  # α_{k,0} = 30, α_{k,1} = 15 + 10 + 6 = 31, Σ_{i<k} α_{i,0} = 2 + 6
+    constants = TheoryConstants(3, 4, 2.0, 1.0, 0, 10, 100, 1, norms, norms, 0.0, 0.0, 0.0)
+    assert constants.gamma == 30 * (2 + 6)
     assert constants.fidelity_bound(0.5) == 240 * 0.5 * 2
-    assert constants.fidelity_bound(0.5, "integrated_grad") == 240 * (3 * 2.0 + 1)
+    assert constants.fidelity_bound(0.5, "integrated_gradients") == 240 * (3 * 2.0 + 1)
     assert constants.lipschitz_bound == 31 * 2.0 and constants.smoothness_bound == 10 * 31**2 * 4
+    beta_c = constants.smoothness_bound * 1.0  # Theorem 6 = Theorem 5 × (α_{k,1} / (2σ α_{k,0} Σ α_{i,1}))^(1/(βc+1))
+    factor = (31 / (2 * 0.5 * 30 * (1 + 5))) ** (1 / (beta_c + 1))
+    assert constants.stability_bound(0.5) == pytest.approx(constants.stability_bound() * factor, rel=1e-12)
     assert TheoryConstants.from_dict(constants.to_dict()) == constants
 
 
@@ -232,16 +233,25 @@ def test_trained_theory_model_exposes_constants_that_bound_its_measured_ones(cac
     assert train_model(config, cache_dir=cache, progress=False).theory == th  # stored in the sidecar
 
 
-def test_norm_tracker_keeps_the_largest_norm_seen():
+def test_norm_tracker_keeps_the_largest_norm_seen_at_any_step():
     model = build_model("smooth_mlp", 1, 3, 8)
     tracker = NormTracker(model)
     with torch.no_grad():
         model[2].weight.mul_(3)
-    tracker(0, model)
+    tracker.step(model)
+    tracker(0, model)  # an epoch end: exact norms
+    assert tracker.maxima[0] == pytest.approx(tracker.history[1][0])
     with torch.no_grad():
-        model[2].weight.div_(6)
+        model[2].weight.mul_(2)  # a step inside an epoch: seen only by the per-step power iteration
+    tracker.step(model)
+    with torch.no_grad():
+        model[2].weight.div_(12)
+    tracker.step(model)
     tracker(1, model)
-    assert tracker.maxima[0] == pytest.approx(tracker.history[1][0]) == pytest.approx(6 * tracker.history[2][0])
+    exact_peak = 2 * tracker.history[1][0]
+    assert tracker.step_maxima[0] == pytest.approx(exact_peak, rel=1e-5)  # the top singular vector is kept
+    assert tracker.maxima[0] == pytest.approx(exact_peak, rel=1e-5) and tracker.history[2][0] < exact_peak / 5
+    assert max(tracker.gaps) < 1e-5
 
 
 # ---- data randomization ------------------------------------------------------------------------

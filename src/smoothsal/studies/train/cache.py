@@ -151,8 +151,9 @@ def train_model(config: TrainConfig, cache_dir: str | Path | None = None, progre
                 tracker(epoch, net)
             bar.update(1)
 
+        on_step = (lambda: tracker.step(model)) if tracker is not None else None
         wall, cpu = time.perf_counter(), time.process_time()
-        result = fit(model, train_set, config, on_epoch=on_epoch)
+        result = fit(model, train_set, config, on_epoch=on_epoch, on_step=on_step)
         seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
         test_accuracy = evaluate(model, test_set)
         train_accuracy = result.fit_history[-1] if result.fit_history else evaluate(model, train_set)

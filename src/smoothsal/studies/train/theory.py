@@ -1,31 +1,27 @@
-r"""The constants of Ye & Farnia (2025, §3–4) for a trained ``"smooth_mlp"``, bounded and estimated.
+r"""The assumption constants of a trained ``"smooth_mlp"``, for the bounds of :mod:`smoothsal.metrics.theory`.
 
-The paper's network is :math:`f_W(x) = W_k\sigma(W_{k-1}\sigma(\cdots\sigma(W_1x)))`, with
-:math:`\lVert W_i\rVert_2 \le B_i`, :math:`\lVert x\rVert \le C`, σ 1-Lipschitz with
-:math:`\sigma(0) = 0`, and a loss that is 1-Lipschitz in the logits. With
-:math:`\psi_{t,0} = \prod_{i \le t} B_i` and :math:`\psi_{t,1} = \sum_{i \le t}\prod_{j \le t, j \ne i} B_j`:
+Ye & Farnia (2025, §3–4) bound the stability (Theorems 5–6) and fidelity (Proposition 7) errors of
+:math:`f_W(x) = W_k\sigma(\cdots\sigma(W_1x))` in terms of :math:`\lVert W_i\rVert_2 \le B_i`,
+:math:`\lVert x\rVert \le C`, the input dimension :math:`m`, the SGD step constant :math:`c`
+(:math:`\alpha_t \le c/t`), the steps :math:`T`, the samples :math:`n`, and the loss's Lipschitz and
+smoothness constants :math:`L, \beta` in :math:`W`. :mod:`smoothsal.metrics.theory` computes the
+bounds from these; :class:`TheoryConstants` holds them for one model trained by
+:func:`~smoothsal.studies.train.recipes.theory_recipe`, and how each is obtained:
 
-* Remark 4 (regular SGD, σ and the loss 1-smooth): the loss is :math:`L`-Lipschitz and
-  :math:`\beta`-smooth in :math:`W` with :math:`L \le \psi_{k,1} C` and
-  :math:`\beta \le (3k + 1)\psi_{k,1}^2 C^2`;
-* Theorems 5–6 take SGD steps :math:`\alpha_t \le c/t` for :math:`T` steps on :math:`n` samples;
-  Theorem 5's bound holds :math:`(2\psi_{k,0}\sum_{i<k}\psi_{i,1}C)^{1/(\beta c+1)}` and Theorem 6
-  multiplies it by :math:`(\psi_{k,1} / (2\sigma\psi_{k,0}\sum_{i<k}\psi_{i,1}))^{1/(\beta c+1)}`;
-* Proposition 7: with :math:`\gamma = \psi_{k,0}\sum_{i=1}^{k-1}\psi_{i,0}`, the fidelity error of
-  SmoothGrad is at most :math:`\gamma\sigma\sqrt m` and that of smoothed IG at most
-  :math:`\gamma(3C + 1)\sigma\sqrt m` (:meth:`TheoryConstants.fidelity_bound`).
-
-How we get each constant for a ``"smooth_mlp"`` (k = 2) trained by
-:func:`smoothsal.studies.train.recipes.theory_recipe`:
-
-* :math:`B_i`: the largest spectral norm :math:`\lVert W_i\rVert_2` seen at the initial weights and
-  after every epoch (the norms grow while the step shrinks, so the last one is usually the
-  largest; both the maximum and the final norms are kept);
-* :math:`C = \sqrt m` (every image in :math:`[0,1]^m`; :class:`~smoothsal.studies.train.architectures.BallProjection`
-  enforces it for noisy inputs too);
-* σ is ``ShiftedSoftplus(β=4)``: 1-Lipschitz, 1-smooth, σ(0) = 0; the loss is cross-entropy
-  times :math:`1/\sqrt2`: its logit gradient :math:`(p - e_y)/\sqrt2` has norm at most 1 (plain
-  cross-entropy is only :math:`\sqrt2`-Lipschitz) and its Hessian at most :math:`1/(2\sqrt2)`;
+* :math:`B_i`: the largest spectral norm of :math:`W_i` over the **whole training trajectory**, as
+  the theorems need (the final weights alone are not a bound): exact (SVD) at the initial weights
+  and after every epoch, and after **every step** a warm-started power iteration (one
+  :math:`W^\top W v` product per step; an estimate from below that tracks the top singular value;
+  ``tracking_gap`` is its largest relative shortfall against the exact norm at the epoch ends);
+* :math:`C = \sqrt m`, the norm of the brightest image in :math:`[0,1]^m`; the model's
+  :class:`~smoothsal.studies.train.architectures.BallProjection` enforces it for noisy inputs too;
+* σ is ``ShiftedSoftplus(β=4)``: 1-Lipschitz, σ(0) = 0, :math:`\sup|\sigma''| = 1` (the paper's
+  1-smooth activation); the loss is cross-entropy times :math:`1/\sqrt2`, whose logit gradient
+  :math:`(p - e_y)/\sqrt2` has norm at most 1 (plain cross-entropy is :math:`\sqrt2`-Lipschitz) and
+  whose Hessian is at most :math:`1/(2\sqrt2)`: Remark 4's 1-Lipschitz, 1-smooth loss;
+* :math:`L \le \alpha_{k,1}C` and :math:`\beta \le (3k + 1)\alpha_{k,1}^2C^2` (Remark 4,
+  :func:`~smoothsal.metrics.theory.remark4_constants`); Proposition 7's γ from the :math:`B_i`
+  (:func:`~smoothsal.metrics.theory.proposition7_gamma`);
 * two measured lower bounds show how loose the analytic ones are: ``lipschitz_estimate``, the
   largest per-sample :math:`\lVert\nabla_W\ell\rVert` over training samples at the final weights
   (:math:`\le L`), and ``gamma_estimate``, the largest
@@ -43,22 +39,20 @@ import torch
 from torch import nn
 
 from smoothsal.datasets.base import ImageDataset
+from smoothsal.metrics.theory import (
+    norm_products,
+    proposition7_bound,
+    proposition7_gamma,
+    remark4_constants,
+    theorem5_bound,
+    theorem6_bound,
+)
 from smoothsal.studies.train.architectures import SMOOTH_BETA, linear_layers, smooth_mlp_radius
 from smoothsal.studies.train.config import TrainConfig
 from smoothsal.studies.train.fit import make_loss
 
 #: training samples probed by the two estimates, and the σ of ``gamma_estimate``'s perturbation
 N_PROBE, PROBE_SIGMA, _PROBE_SEED = 256, 0.15, 77
-
-
-def psi(norms: list[float] | tuple[float, ...], t: int, i: int) -> float:
-    r""":math:`\psi_{t,i}`: the sum over the (t − i)-subsets of :math:`B_1..B_t` of their products (i = 0 or 1)."""
-    if i not in (0, 1) or not 1 <= t <= len(norms):
-        raise ValueError(f"psi needs i in (0, 1) and 1 <= t <= {len(norms)}, got t={t}, i={i}")
-    first = list(norms[:t])
-    if i == 0:
-        return math.prod(first)
-    return sum(math.prod(first[:j] + first[j + 1 :]) for j in range(t))
 
 
 def spectral_norms(model: nn.Module) -> list[float]:
@@ -68,18 +62,41 @@ def spectral_norms(model: nn.Module) -> list[float]:
 
 
 class NormTracker:
-    """Records :func:`spectral_norms` now and after every epoch (an ``on_epoch`` callback of
-    :func:`~smoothsal.studies.train.fit.fit`); ``maxima`` is the largest norm of each layer seen."""
+    """The largest ``‖W_i‖₂`` of each linear layer over a training run.
+
+    ``history`` holds the exact norms (SVD) now and after every epoch (call the tracker as
+    ``on_epoch``); :meth:`step` (after every optimizer step) advances one warm-started power
+    iteration per layer, whose estimate ``‖W v‖`` (``‖v‖ = 1``, a lower bound of ``‖W‖₂``) updates
+    ``step_maxima``. ``maxima`` is the larger of the two for each layer.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.history: list[list[float]] = [spectral_norms(model)]
+        self.step_maxima = list(self.history[0])
+        self.gaps: list[float] = []
+        with torch.no_grad():  # start from the exact top right singular vectors
+            self._vectors = [torch.linalg.svd(layer.weight.detach(), full_matrices=False).Vh[0].clone()
+                             for layer in linear_layers(model)]  # fmt: skip
+        self._estimates = list(self.history[0])
+
+    @torch.no_grad()
+    def step(self, model: nn.Module) -> None:
+        for i, layer in enumerate(linear_layers(model)):
+            w = layer.weight.detach()
+            v = w.T @ (w @ self._vectors[i])
+            v /= v.norm()
+            self._vectors[i] = v
+            self._estimates[i] = float((w @ v).norm())
+            self.step_maxima[i] = max(self.step_maxima[i], self._estimates[i])
 
     def __call__(self, epoch: int, model: nn.Module) -> None:
-        self.history.append(spectral_norms(model))
+        exact = spectral_norms(model)
+        self.history.append(exact)
+        self.gaps.append(max((e - s) / e for e, s in zip(exact, self._estimates)))
 
     @property
     def maxima(self) -> list[float]:
-        return [max(column) for column in zip(*self.history)]
+        return [max(max(column), step) for column, step in zip(zip(*self.history), self.step_maxima)]
 
 
 @dataclass(frozen=True)
@@ -95,11 +112,13 @@ class TheoryConstants:
         steps: T, the SGD steps run.
         n_train: n, the training samples.
         batch_size: samples per SGD step (the theorems analyse one sample per step).
-        weight_norms: B_i, the largest ``‖W_i‖₂`` over the initial weights and every epoch.
+        weight_norms: B_i, the largest ``‖W_i‖₂`` over the training trajectory.
         final_weight_norms: ``‖W_i‖₂`` of the trained weights.
+        tracking_gap: largest relative shortfall of the per-step power iteration against the exact
+            norm at the epoch ends (how closely the per-step estimates track ``‖W_i‖₂``).
         lipschitz_estimate: largest per-sample ``‖∇_W ℓ‖`` at the trained weights (a lower bound on L).
         gamma_estimate: largest measured Lipschitz ratio of the input gradient (a lower bound on γ).
-        activation_lipschitz, activation_smoothness: of σ (1 and β/4 = 1).
+        activation_smoothness: ``sup |σ''|`` (β/4 = 1).
         loss_lipschitz, loss_smoothness: of the scaled loss in the logits (1 and 1/(2√2)).
     """
 
@@ -113,64 +132,49 @@ class TheoryConstants:
     batch_size: int
     weight_norms: tuple[float, ...]
     final_weight_norms: tuple[float, ...]
+    tracking_gap: float
     lipschitz_estimate: float
     gamma_estimate: float
-    activation_lipschitz: float = 1.0
     activation_smoothness: float = SMOOTH_BETA / 4
     loss_lipschitz: float = 1.0
     loss_smoothness: float = 1 / (2 * math.sqrt(2))
 
     @property
-    def psi_k0(self) -> float:
-        r""":math:`\psi_{k,0} = \prod_i B_i`."""
-        return psi(self.weight_norms, self.layers, 0)
-
-    @property
-    def psi_k1(self) -> float:
-        r""":math:`\psi_{k,1} = \sum_i \prod_{j \ne i} B_j`."""
-        return psi(self.weight_norms, self.layers, 1)
-
-    @property
-    def sum_psi_i0(self) -> float:
-        r""":math:`\sum_{i=1}^{k-1} \psi_{i,0}` (Proposition 7's γ)."""
-        return sum(psi(self.weight_norms, i, 0) for i in range(1, self.layers))
-
-    @property
-    def sum_psi_i1(self) -> float:
-        r""":math:`\sum_{i=1}^{k-1} \psi_{i,1}` (Theorems 5–6)."""
-        return sum(psi(self.weight_norms, i, 1) for i in range(1, self.layers))
-
-    @property
     def gamma(self) -> float:
-        r"""Proposition 7's :math:`\gamma = \psi_{k,0}\sum_{i=1}^{k-1}\psi_{i,0}`."""
-        return self.psi_k0 * self.sum_psi_i0
+        r"""Proposition 7's :math:`\gamma = s\,\alpha_{k,0}\sum_{i<k}\alpha_{i,0}` (s = ``activation_smoothness``)."""
+        return proposition7_gamma(self.weight_norms, self.activation_smoothness)
 
     @property
     def lipschitz_bound(self) -> float:
-        r"""Remark 4's :math:`L \le \psi_{k,1} C` (times the loss's Lipschitz constant, 1 here)."""
-        return self.loss_lipschitz * self.psi_k1 * self.input_norm_bound
+        r"""Remark 4's :math:`L \le \alpha_{k,1} C` (the loss 1-Lipschitz in the logits)."""
+        return remark4_constants(self.weight_norms, self.input_norm_bound)[0]
 
     @property
     def smoothness_bound(self) -> float:
-        r"""Remark 4's :math:`\beta \le (3k + 1)\psi_{k,1}^2 C^2` (σ and the loss 1-smooth)."""
-        return (3 * self.layers + 1) * self.psi_k1**2 * self.input_norm_bound**2
+        r"""Remark 4's :math:`\beta \le (3k + 1)\alpha_{k,1}^2 C^2` (σ and the loss 1-smooth)."""
+        return remark4_constants(self.weight_norms, self.input_norm_bound)[1]
 
-    def fidelity_bound(self, sigma: float, method: str = "simple_grad") -> float:
-        r"""Proposition 7: :math:`\gamma\sigma\sqrt m` (``"simple_grad"``) or
-        :math:`\gamma(3C + 1)\sigma\sqrt m` (``"integrated_grad"``), σ the absolute noise std."""
-        if not sigma >= 0:
-            raise ValueError(f"`sigma` must be >= 0, got {sigma}")
-        base = self.gamma * sigma * math.sqrt(self.input_dim)
-        if method == "simple_grad":
-            return base
-        if method == "integrated_grad":
-            return base * (3 * self.input_norm_bound + 1)
-        raise ValueError(f"`method` must be one of ['simple_grad', 'integrated_grad'], got {method!r}")
+    def fidelity_bound(self, noise_std: float, method: str = "gradient") -> float:
+        r"""Proposition 7's bound, :math:`\gamma\sigma\sqrt m` (``"gradient"``) or
+        :math:`\gamma(3C + 1)\sigma\sqrt m` (``"integrated_gradients"``); ``noise_std`` = σ in pixel units."""
+        return proposition7_bound(self.gamma, noise_std, self.input_dim, method=method, input_norm=self.input_norm_bound)
+
+    def stability_bound(self, noise_std: float | None = None) -> float:
+        r"""Theorem 5's bound on Simple-Grad's stability error (``noise_std=None``), or Theorem 6's on
+        Smooth-Grad's at noise σ = ``noise_std`` (pixel units), with this model's c, T, n, L, β."""
+        kw = {"input_norm": self.input_norm_bound, "lipschitz": self.lipschitz_bound, "beta": self.smoothness_bound,
+              "c": self.step_constant, "steps": self.steps, "n_train": self.n_train}  # fmt: skip
+        if noise_std is None:
+            return theorem5_bound(self.weight_norms, **kw)
+        return theorem6_bound(self.weight_norms, noise_std, **kw)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields plus the derived constants (``derived`` is ignored by :meth:`from_dict`)."""
-        names = ("psi_k0", "psi_k1", "sum_psi_i0", "sum_psi_i1", "gamma", "lipschitz_bound", "smoothness_bound")
-        return {**asdict(self), "derived": {name: getattr(self, name) for name in names}}
+        products = norm_products(self.weight_norms)
+        derived = {"alpha0": products.alpha0, "alpha1": products.alpha1, "gamma": self.gamma,
+                   "lipschitz_bound": self.lipschitz_bound, "smoothness_bound": self.smoothness_bound,
+                   "beta_c": self.smoothness_bound * self.step_constant}  # fmt: skip
+        return {**asdict(self), "derived": derived}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TheoryConstants:
@@ -232,6 +236,7 @@ def theory_constants(
         batch_size=config.batch_size,
         weight_norms=tuple(tracker.maxima),
         final_weight_norms=tuple(tracker.history[-1]),
+        tracking_gap=max(tracker.gaps, default=0.0),
         lipschitz_estimate=lipschitz_estimate(model, train, config),
         gamma_estimate=gamma_estimate(model, train),
         loss_lipschitz=config.loss_scale * math.sqrt(2),
