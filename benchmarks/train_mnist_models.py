@@ -62,7 +62,7 @@ def train_all(
     rows: list[dict[str, Any]] = []
     for setting in ("DT", "DR", "DA"):
         if setting in groups:
-            for p, (a, b) in enumerate(model_pairs(setting, n_pairs, min_accuracy=MIN_TEST_ACCURACY)):
+            for p, (a, b) in enumerate(model_pairs(setting, n_pairs)):
                 rows += [_row(setting, p, "A", a), _row(setting, p, "B", b)]
     if "theory" in groups:
         for p, (a, b) in enumerate(theory_pairs(theory_pairs_)):

@@ -293,6 +293,9 @@ def test_accuracy_floor_names_the_recipe(cache):
     base = replace(MNIST_BASE, epochs=1)
     with pytest.raises(RuntimeError, match="reached test accuracy"):  # 1 epoch on 100 images is far below 98.5 %
         models_for_setting("DT", "mnist", 600, base, cache, progress=False, min_accuracy=0.985)
+    # MNIST's own recipe (base=None) gets the floor by default: its 100-image part cannot reach it
+    with pytest.raises(RuntimeError, match=r"lenet adam lr=0\.003 onecycle bs=128 8ep part 0/600 .* < 0\.985"):
+        models_for_setting("DT", "mnist", 600, None, cache, progress=False)
 
 
 def test_model_pairs_are_independent_replicates(cache):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from tqdm.auto import tqdm
 
@@ -57,7 +58,7 @@ def models_for_setting(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     pair: int = 0,
-    min_accuracy: float | None = None,
+    min_accuracy: float | None | Literal["auto"] = "auto",
 ) -> list[TrainedModel]:
     """Train (or load) ``n_models`` models that differ in one way (Ye & Farnia 2025, Table 1).
 
@@ -74,9 +75,13 @@ def models_for_setting(
 
     MNIST: see :mod:`smoothsal.studies.train.recipes` (30,000 images per model; DR and DA have
     two models). ``pair`` picks the replicate (seed and parts' draw); ``min_accuracy`` turns a model
-    below it into a ``RuntimeError`` naming the recipe (``None``: no floor). Returns the
-    :class:`TrainedModel` s in the order of :func:`setting_configs`.
+    below it into a ``RuntimeError`` naming the recipe (``None``: no floor; ``"auto"``:
+    :data:`~smoothsal.studies.train.recipes.MIN_TEST_ACCURACY` for MNIST's own recipes, i.e.
+    ``dataset="mnist"`` and ``base=None``, else no floor). Returns the :class:`TrainedModel` s in the
+    order of :func:`setting_configs`.
     """
+    if min_accuracy == "auto":
+        min_accuracy = MIN_TEST_ACCURACY if dataset == "mnist" and base is None else None
     configs = setting_configs(setting, dataset, n_models, base, pair)
     return _train_all(configs, cache_dir, progress, f"{setting} pair {pair}", min_accuracy)
 
@@ -88,10 +93,11 @@ def model_pairs(
     base: TrainConfig | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
-    min_accuracy: float | None = MIN_TEST_ACCURACY,
+    min_accuracy: float | None | Literal["auto"] = "auto",
 ) -> list[list[TrainedModel]]:
     """``n_pairs`` independently trained pairs of one setting: ``[models_for_setting(..., pair=p)]``
-    for ``p = 0 .. n_pairs - 1``. On MNIST every model must reach ``min_accuracy`` (98.5 %)."""
+    for ``p = 0 .. n_pairs - 1``. With MNIST's own recipes every model must reach 98.5 %
+    (``min_accuracy="auto"``, see :func:`models_for_setting`)."""
     check_positive_int(n_pairs, "n_pairs")
     return [
         models_for_setting(setting, dataset, 2, base, cache_dir, progress, pair=p, min_accuracy=min_accuracy)
