@@ -2,8 +2,9 @@
 
 The stability reproduction (issue 19): Table 1's settings DT / DR / DA, ``--pairs`` independently
 trained pairs each, every model >= 98.5 % test accuracy (an error names the recipe otherwise), and
-one pair in the regime of Theorems 5–6 (``"smooth_mlp"``, plain SGD with steps c/(t + t0) <= c/t;
-its accuracy is reported, with no floor). The SmoothGrad reproduction and the sanity checks
+``--theory-pairs`` pairs in the regime of Theorems 5–6 (``"smooth_mlp"``, plain SGD with steps
+c/(t + t0) <= c/t; their accuracy is reported, with no floor; group ``theory_t0`` trains the same
+recipe with the exact step c/t, t0 = 0, for a few c, on one half). The SmoothGrad reproduction and the sanity checks
 (issue 20): a true-label model and one random-label model per ``--label-seeds`` seed (LeNet-5 on
 5,000 images, trained until it fits its permuted labels to 95 %), and ``--pairs`` pairs trained
 without / with Gaussian input noise (σ = ``--noise`` × (x_max − x_min)).
@@ -29,6 +30,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +42,15 @@ from smoothsal.studies.train import (
     model_pairs,
     noise_models,
     randomization_models,
+    setting_configs,
     theory_pairs,
+    theory_recipe,
+    train_model,
 )
 
-GROUPS = ("DT", "DR", "DA", "theory", "randomization", "noise")
+GROUPS = ("DT", "DR", "DA", "theory", "theory_t0", "randomization", "noise")
+#: the step constants of ``theory_t0``: the theory's recipe with the exact step c/t (t0 = 0)
+EXACT_STEP_CONSTANTS = (1.0, 3.0, 10.0)
 #: the groups the stability reproduction needs (the ≤ 15-minute budget of issue 19)
 STABILITY = ("DT", "DR", "DA", "theory")
 
@@ -67,6 +74,10 @@ def train_all(
     if "theory" in groups:
         for p, (a, b) in enumerate(theory_pairs(theory_pairs_)):
             rows += [_row("theory", p, "A", a), _row("theory", p, "B", b)]
+    if "theory_t0" in groups:  # why theory_recipe has t0 = 1000: the exact c/t on one half, a few c
+        for c in EXACT_STEP_CONSTANTS:
+            config = setting_configs("DT", "mnist", 2, replace(theory_recipe(), lr=c, lr_offset=0), 0)[0]
+            rows.append(_row("theory_t0", 0, f"c={c:g}, t0=0", train_model(config)))
     if "randomization" in groups:
         models = randomization_models(label_seeds)
         rows.append(_row("randomization", "-", "true labels", models.true_label))

@@ -117,7 +117,8 @@ def _small_cnn(arch: str, in_channels: int, num_classes: int, image_size: int) -
 
 
 def _lenet(in_channels: int, num_classes: int, image_size: int) -> list[nn.Module]:
-    """LeNet-5 (LeCun et al. 1998) with ReLU and max-pooling: conv5×5(6) → pool → conv5×5(16) → pool → 120 → 84."""
+    """LeNet-5 (LeCun et al. 1998) with ReLU and max-pooling:
+    conv5×5(6) → pool → conv5×5(16) → pool → 120 → 84 → classes."""
     if image_size < 16:
         raise ValueError(f"`image_size` must be >= 16 for arch 'lenet' (two 5×5 convs and two pools), got {image_size}")
     side = ((image_size - 4) // 2 - 4) // 2  # 28 -> 24 -> 12 -> 8 -> 4
@@ -129,7 +130,8 @@ def _lenet(in_channels: int, num_classes: int, image_size: int) -> list[nn.Modul
 
 
 def _resnet(in_channels: int, num_classes: int) -> list[nn.Module]:
-    """A small ResNet: conv3×3(16)-BN-ReLU → max-pool → block(16) → block(32, stride 2) → global mean → linear."""
+    """A small ResNet: conv3×3(16)-BN-ReLU → max-pool → block(16) → block(32, stride 2) → global mean
+    → linear."""
     return [
         nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
         ResidualBlock(16, 16, 1), ResidualBlock(16, 32, 2),

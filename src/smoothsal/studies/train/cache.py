@@ -86,7 +86,9 @@ def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _load_cached(config: TrainConfig, weights: Path, sidecar: Path, in_channels: int, num_classes: int) -> TrainedModel | None:
+def _load_cached(
+    config: TrainConfig, weights: Path, sidecar: Path, in_channels: int, num_classes: int
+) -> TrainedModel | None:
     """The cached model, or ``None`` if absent or unusable (a warning says why)."""
     if not (weights.exists() and sidecar.exists()):
         return None
@@ -157,7 +159,8 @@ def train_model(config: TrainConfig, cache_dir: str | Path | None = None, progre
         seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
         test_accuracy = evaluate(model, test_set)
         train_accuracy = result.fit_history[-1] if result.fit_history else evaluate(model, train_set)
-        bar.set_postfix(loss=f"{result.final_loss:.4f}", test_acc=f"{test_accuracy:.4f}", train_acc=f"{train_accuracy:.4f}")
+        bar.set_postfix(loss=f"{result.final_loss:.4f}", test_acc=f"{test_accuracy:.4f}",
+                        train_acc=f"{train_accuracy:.4f}")  # fmt: skip
     if config.fit_train_accuracy is not None and train_accuracy < config.fit_train_accuracy:
         raise RuntimeError(
             f"{config.describe()} reached training accuracy {train_accuracy:.4f} < fit_train_accuracy "

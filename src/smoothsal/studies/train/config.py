@@ -131,22 +131,27 @@ class TrainConfig:
             object.__setattr__(self, "image_size", DEFAULT_IMAGE_SIZE[self.dataset])
         check_positive_int(self.image_size, "image_size", minimum=8)
         if self.dataset == "mnist" and self.image_size != DEFAULT_IMAGE_SIZE["mnist"]:
-            raise ValueError(f"`image_size` must be 28 (MNIST's native size) for dataset 'mnist', got {self.image_size}")
+            raise ValueError(f"`image_size` must be 28 (MNIST's native size) for dataset 'mnist', "
+                             f"got {self.image_size}")  # fmt: skip
 
     def _check_schedule(self) -> None:
         milestones = self.lr_milestones
-        if not isinstance(milestones, (tuple, list)) or any(isinstance(m, bool) or not isinstance(m, int) for m in milestones):
+        ints = isinstance(milestones, (tuple, list)) and all(isinstance(m, int) and not isinstance(m, bool) for m in milestones)
+        if not ints:
             raise TypeError(f"`lr_milestones` must be a tuple of ints, got {milestones!r}")
-        object.__setattr__(self, "lr_milestones", tuple(milestones))
+        milestones = tuple(milestones)
+        object.__setattr__(self, "lr_milestones", milestones)
         if self.lr_schedule == "step":
-            if not milestones or list(milestones) != sorted(set(milestones)) or not 1 <= milestones[0] <= milestones[-1] < self.epochs:
-                raise ValueError(
-                    f"`lr_milestones` must be increasing epochs in [1, {self.epochs - 1}] for lr_schedule='step', got {milestones}"
-                )
+            increasing = milestones == tuple(sorted(set(milestones)))
+            if not milestones or not increasing or not 1 <= milestones[0] <= milestones[-1] < self.epochs:
+                raise ValueError(f"`lr_milestones` must be increasing epochs in [1, {self.epochs - 1}] for "
+                                 f"lr_schedule='step', got {milestones}")  # fmt: skip
         elif milestones:
-            raise ValueError(f"`lr_milestones` applies to lr_schedule='step' only, got {milestones} with {self.lr_schedule!r}")
+            raise ValueError(f"`lr_milestones` applies to lr_schedule='step' only, got {milestones} "
+                             f"with {self.lr_schedule!r}")  # fmt: skip
         if self.lr_offset and self.lr_schedule != "inverse_t":
-            raise ValueError(f"`lr_offset` applies to lr_schedule='inverse_t' only, got {self.lr_offset} with {self.lr_schedule!r}")
+            raise ValueError(f"`lr_offset` applies to lr_schedule='inverse_t' only, got {self.lr_offset} "
+                             f"with {self.lr_schedule!r}")  # fmt: skip
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys); its SHA-1 is the cache key."""
