@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -132,12 +133,14 @@ def main(argv: list[str] | None = None) -> None:
 
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     rows = train_all(groups, args.pairs, args.theory_pairs, args.label_seeds, args.noise)
-    run = {"wall_seconds": time.perf_counter() - start_wall, "cpu_seconds": time.process_time() - start_cpu}
+    run = {"wall_seconds": time.perf_counter() - start_wall, "cpu_seconds": time.process_time() - start_cpu,
+           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
     print(table(rows))
     summary = {"all": totals(rows, groups), "stability": totals(rows, tuple(g for g in groups if g in STABILITY))}
     for name, tot in summary.items():
         print(f"{name}: {tot['models']} models, {tot['train_seconds']:.0f} s training wall, {tot['cpu_seconds']:.0f} CPU s")
-    print(f"this run: {run['wall_seconds']:.0f} s wall, {run['cpu_seconds']:.0f} CPU s (cached models cost nothing)")
+    print(f"this run: {run['wall_seconds']:.0f} s wall, {run['cpu_seconds']:.0f} CPU s (cached models cost nothing), "
+          f"peak RSS {run['peak_rss_mib']:.0f} MiB")  # fmt: skip
     report = {
         "command": "python benchmarks/train_mnist_models.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "commit": _commit(),
