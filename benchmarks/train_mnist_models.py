@@ -51,7 +51,7 @@ from smoothsal.studies.train import (
 
 GROUPS = ("DT", "DR", "DA", "theory", "theory_t0", "randomization", "noise")
 #: the step constants of ``theory_t0``: the theory's recipe with the exact step c/t (t0 = 0)
-EXACT_STEP_CONSTANTS = (1.0, 3.0, 10.0)
+EXACT_STEP_CONSTANTS = (1.0, 3.0, 10.0, 30.0)
 #: the groups the stability reproduction needs (the ≤ 15-minute budget of issue 19)
 STABILITY = ("DT", "DR", "DA", "theory")
 

@@ -127,9 +127,10 @@ def theory_recipe(dataset: str = "mnist") -> TrainConfig:
     momentum, no weight decay) with steps :math:`\alpha_t = c/(t + t_0) \le c/t`, c = 1000,
     :math:`t_0` = 1000, batch 64, 10 epochs, on cross-entropy / √2 (1-Lipschitz and 1-smooth in the
     logits, as Remark 4 assumes). The offset is what makes the run train: with :math:`t_0 = 0` the
-    first step is c itself, so c must stay small, and then the steps are too small after a few
-    hundred iterations (``benchmarks/train_mnist_models.py`` trains the exact c/t for a few c; group
-    ``theory_t0``). Use it as ``base`` of setting ``"DT"``.
+    first step is c itself, so a large c diverges and a small one leaves the steps too small after a
+    few hundred iterations (``benchmarks/train_mnist_models.py``, group ``theory_t0``, trains the
+    exact c/t for c = 1, 3, 10, 30; ``results/models/mnist_models.json``). Use it as ``base`` of
+    setting ``"DT"``.
     """
     check_choice(dataset, "dataset", DATASETS)
     return TrainConfig(dataset=dataset, arch="smooth_mlp", optimizer="sgd", momentum=0.0, weight_decay=0.0,
