@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _provenance import command_line, rel
 
 from smoothsal.studies.train import (
     MIN_TEST_ACCURACY,
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"this run: {run['wall_seconds']:.0f} s wall, {run['cpu_seconds']:.0f} CPU s (cached models cost nothing), "
           f"peak RSS {run['peak_rss_mib']:.0f} MiB")  # fmt: skip
     report = {
-        "command": "python benchmarks/train_mnist_models.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command_line(None if argv is None else [sys.argv[0], *argv]),
         "commit": _commit(),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
                     "torch": torch.__version__, "torch_threads": args.threads},  # fmt: skip
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    print(f"wrote {rel(args.out)}")
 
 
 if __name__ == "__main__":
