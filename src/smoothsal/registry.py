@@ -13,7 +13,11 @@ built with its *smoothed* settings (see below), with ``Smooth``'s own defaults;
 expensive method is run with a cheaper inner setting: IG takes 32 Gauss–Legendre path points raw
 but 4 per noisy sample under smoothing (n × 4 points in all: the noise average also averages
 over the path's quadrature error, as in SmoothGrad's Fig. 7 "SmoothGrad + IG"); occlusion slides
-a 32 px window with stride 16 at 224 px (both scale with the image size).
+a 32 px window with stride 16 at 224 px (both scale with the image size). Expected Gradients has
+no training data to draw its baselines from here, so its registered reference is the ``"uniform"``
+distribution (:mod:`smoothsal.methods.expected_gradients`; pass ``baselines=`` a reference set to
+override), 50 samples raw and, like IG's 4 path points, 4 under smoothing (every noisy copy then
+sees the same 4 draws of baseline and path point, the seed being fixed).
 
 **Eq. 13 compares like with like.** The fidelity error of Ye & Farnia (eq. 13) is the distance of
 E_z S(x+z) from S(x) for *one* method S; a smoothed IG with 4 path
@@ -43,6 +47,7 @@ from torch import nn
 
 from smoothsal.methods.controls import RandomAttribution, SobelEdges
 from smoothsal.methods.deeplift import DeepLift
+from smoothsal.methods.expected_gradients import ExpectedGradients
 from smoothsal.methods.grad_cam import GradCAM, GradCAMPlusPlus
 from smoothsal.methods.gradient import GradientXInput, VanillaGradient
 from smoothsal.methods.guided_backprop import Deconvnet, GuidedBackprop
@@ -256,6 +261,10 @@ register("gradxinput", GradientXInput, label="Gradient × Input")
 register(
     "ig", IntegratedGradients, label="Integrated Gradients", raw={"steps": 32}, smoothed={"steps": 4},
     aliases=("integrated_gradients",),
+)
+register(
+    "eg", ExpectedGradients, label="Expected Gradients", raw={"baselines": "uniform", "n_samples": 50},
+    smoothed={"baselines": "uniform", "n_samples": 4}, aliases=("expected_gradients",),
 )
 register("guided", GuidedBackprop, label="Guided Backprop", aliases=("guided_backprop",))
 register("deconvnet", Deconvnet, label="Deconvnet")

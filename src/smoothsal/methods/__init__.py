@@ -7,6 +7,7 @@ this package.
 from smoothsal.methods.base import Attribution, ConvergenceDelta, preserve_model
 from smoothsal.methods.controls import RandomAttribution, SobelEdges
 from smoothsal.methods.deeplift import DeepLift
+from smoothsal.methods.expected_gradients import ExpectedGradients
 from smoothsal.methods.grad_cam import GradCAM, GradCAMPlusPlus, LayerMethod
 from smoothsal.methods.gradient import GradientXInput, VanillaGradient
 from smoothsal.methods.guided_backprop import Deconvnet, GuidedBackprop
@@ -19,6 +20,7 @@ __all__ = [
     "VanillaGradient",
     "GradientXInput",
     "IntegratedGradients",
+    "ExpectedGradients",
     "GuidedBackprop",
     "Deconvnet",
     "DeepLift",

@@ -1,0 +1,131 @@
+r"""One random point per sample on the straight path from a baseline to an input.
+
+Integrated Gradients (Sundararajan et al. 2017, arXiv:1703.01365, eq. 1) is an integral over
+:math:`\alpha \in [0, 1]`. Drawing the path point at random instead of on a quadrature grid gives
+one model row per sample whose expectation is the *exact* integral:
+
+.. math:: a_j = (x_j - x'_j) \odot \nabla F_c\big(x'_j + \alpha_j (x_j - x'_j)\big), \qquad
+          \alpha_j \sim U(0, 1), \qquad
+          \mathbb E_{\alpha_j}[a_j] = IG(x_j; x'_j)
+
+so the mean of :math:`n` such rows is unbiased for the expectation of IG over whatever the inputs
+:math:`x_j` and baselines :math:`x'_j` are drawn from, and by IG's completeness
+:math:`\mathbb E[\sum_i a_{j,i}] = \mathbb E[F_c(x_j) - F_c(x'_j)]`. Expected Gradients (Erion et
+al. 2021) draws :math:`x'_j` from a reference set (:mod:`smoothsal.methods.expected_gradients`);
+an unbiased smoothed IG draws :math:`x_j = x + \epsilon_j`. Both are built from:
+
+* :func:`stratified_alphas`: the :math:`\alpha_j` of :math:`n` samples, one in each of the
+  strata :math:`[k/n, (k+1)/n)`, the strata assigned to the samples in a random order;
+* :func:`path_point_attributions`: the rows :math:`a_j` of given inputs, baselines and
+  :math:`\alpha_j`, one forward and one backward pass;
+* :func:`path_row_chunks`: the one place where such rows meet the execution layer (how many rows
+  one model call takes).
+
+**Why stratified, and why shuffled.** One :math:`\alpha` per stratum removes most of the
+variance that comes from where on the path the points fall (for one input and one baseline and a
+path gradient smooth in :math:`\alpha`, the error of the mean falls like :math:`n^{-3/2}` instead of
+:math:`n^{-1/2}`; the variance from drawing the inputs or baselines stays). Assigning
+the strata to the samples in a random order keeps every single :math:`\alpha_j` marginally
+:math:`U(0, 1)` and independent of the sample's other draws, so each row is itself unbiased and
+the mean of any subset of the samples is unbiased too; with stratum :math:`j` given to sample
+:math:`j` the first samples would all sit near :math:`\alpha = 0`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from smoothsal._tuner import RowTuner, work_key
+from smoothsal._validation import check_positive_int
+
+__all__ = ["path_point_attributions", "path_row_chunks", "stratified_alphas"]
+
+
+def stratified_alphas(n: int, generator: torch.Generator) -> Tensor:
+    r"""Path positions of ``n`` samples, ``[n]`` float64 in [0, 1): one per stratum, strata shuffled.
+
+    :math:`\alpha_j = (\pi_j + u_j) / n` with :math:`\pi` a uniformly random permutation of
+    :math:`0..n-1` and :math:`u_j \sim U(0, 1)`: every stratum :math:`[k/n, (k+1)/n)` holds exactly
+    one :math:`\alpha`, and each :math:`\alpha_j` alone is :math:`U(0, 1)` (see the module docstring).
+    The permutation is drawn first, then the offsets, from ``generator`` (a CPU generator).
+
+    Example:
+        >>> a = stratified_alphas(4, torch.Generator().manual_seed(0))
+        >>> sorted((a * 4).floor().long().tolist())
+        [0, 1, 2, 3]
+    """
+    check_positive_int(n, "n")
+    perm = torch.randperm(n, generator=generator, device=generator.device)
+    offsets = torch.rand(n, generator=generator, device=generator.device, dtype=torch.float64)
+    return (perm.to(torch.float64) + offsets) / n
+
+
+def path_point_attributions(
+    logits: Callable[[Tensor], Tensor], inputs: Tensor, baselines: Tensor, alphas: Tensor, targets: Tensor
+) -> Tensor:
+    r"""One row per sample: :math:`(x_j - x'_j) \odot \nabla F_{c_j}(x'_j + \alpha_j (x_j - x'_j))`.
+
+    Args:
+        logits: the model as a function ``[R, ...] -> [R, classes]`` (e.g. a method's ``_logits``).
+        inputs: :math:`x_j`, ``[R, ...]``.
+        baselines: :math:`x'_j`, ``[R, ...]``.
+        alphas: :math:`\alpha_j`, ``[R]`` (cast to the inputs' dtype).
+        targets: the class :math:`c_j` of each row, LongTensor ``[R]``.
+    Returns:
+        ``[R, ...]``, detached. The gradient is taken with :func:`torch.autograd.grad`, so no
+        ``.grad`` is touched.
+    """
+    bcast = (-1,) + (1,) * (inputs.dim() - 1)
+    diff = inputs - baselines  # [R, ...]
+    point = (baselines + alphas.to(device=inputs.device, dtype=inputs.dtype).view(bcast) * diff).detach()
+    point.requires_grad_(True)
+    with torch.enable_grad():
+        out = logits(point)  # [R, classes]
+        score = out.gather(1, targets[:, None]).sum()
+        (grad,) = torch.autograd.grad(score, point)  # [R, ...]
+    return (diff * grad).detach()
+
+
+def path_row_chunks(
+    method: object,
+    n_rows: int,
+    example: Tensor,
+    what: Hashable,
+    work: Callable[[Tensor], Tensor],
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Run ``work(rows)`` over ``range(n_rows)`` in the chunks the execution layer chooses; yields
+    ``(rows [R], work(rows))`` in row order.
+
+    The rows per call come from the method's ``batch_size`` (obeyed when given) or a
+    :class:`~smoothsal._tuner.RowTuner` learning them under the memory budget, exactly as
+    Integrated Gradients runs its path rows; an out-of-memory error halves the rows and retries the
+    same rows. Under a caller that chooses the rows itself (``method.outer_rows`` set, as ``Smooth``
+    does) the rows run in calls of that size, so that only the caller's tuner learns.
+
+    Args:
+        method: the attribution method (its ``model``, ``batch_size`` and ``outer_rows``).
+        n_rows: rows in all.
+        example: one input row's tensor, ``[...]`` (the tuner's key: shape, dtype, device).
+        what: names the work in the tuner's key (e.g. ``("eg",)``).
+        work: ``rows [R] -> [R, ...]``.
+    """
+    model = getattr(method, "model", None)
+    outer = getattr(method, "outer_rows", None)
+    device = example.device
+    tuner = None if outer is not None else RowTuner(
+        work_key(model if isinstance(model, nn.Module) else None, example, what), device=device,
+        fixed=getattr(method, "batch_size", None),
+    )  # fmt: skip
+    start = 0
+    while start < n_rows:
+        chunk = max(1, min(outer, n_rows - start)) if tuner is None else tuner.next_size(n_rows - start)
+        rows = torch.arange(start, start + chunk, device=device)
+        if tuner is None:
+            out = work(rows)
+        else:
+            out = tuner.run_split(chunk, chunk, lambda lo, hi, rows=rows: work(rows[lo:hi]))
+        yield rows, out
+        start += chunk
