@@ -159,10 +159,16 @@ def test_random_map_scores_at_chance_and_the_methods_above_it(report):
     # same baseline for deletion and insertion: a random order gives equal areas in expectation
     assert abs(rnd["ins_minus_del"]) < 0.15, rnd
     assert abs(rnd["faithfulness_corr"]) < 0.3 and abs(rnd["monotonicity"]) < 0.3
+    # ROAD: a random order removes the same pixels in expectation first and last (measured 0.02 [-0.04, 0.09])
+    assert abs(rnd["road_combined"]) < 0.15 and rnd["road_combined_ci"][0] < 0 < rnd["road_combined_ci"][1]
+    # the edge map's black-baseline deletion looks informative (ins−del 0.52); imputed, it is not (measured 0.000)
+    sobel = rep.row("sobel")
+    assert abs(sobel["road_combined"]) < 0.05 and sobel["ins_minus_del"] > 0.3
     assert abs(rnd["loc_mass"] - rep.settings["loc_chance_mass"]) < 0.05  # relevance mass ≈ mask area
     for key in ("grad", "grad_smooth", "gradcam"):
         row = rep.row(key)
         assert row["ins_minus_del"] > 0.5 and row["deletion_auc"] < rnd["deletion_auc"]
+        assert row["road_combined"] > 0.9 and row["road_morf"] < rnd["road_morf"] - 0.5  # measured ≥ 0.985; MoRF ≤ 0.015
         assert row["prune_q90"] < rnd["prune_q90"]
         assert row["loc_pointing"] > 0.5 and row["loc_topk_iou"] > 2 * rnd["loc_topk_iou"]
     # SmoothGrad calms the gradient's roughness; the random map is the roughest of all
@@ -171,7 +177,7 @@ def test_random_map_scores_at_chance_and_the_methods_above_it(report):
 
 def test_files_written_and_consistent(report):
     out, _, rep = report
-    for name in ("report.csv", "report.json", "report.md", "deletion_insertion.png", "randomization.png",
+    for name in ("report.csv", "report.json", "report.md", "deletion_insertion.png", "road.png", "randomization.png",
                  "jaggedness.png"):  # fmt: skip
         assert (out / name).exists(), name
         assert rep.paths[name] == out / name
@@ -190,13 +196,13 @@ def test_rerun_resumes_and_skips_finished_work(tmp_path, data):
     model = tiny_cnn()
     kwargs = dict(methods="grad", model=model, images=data.images[:2], localization=False)
     first = evaluate(tmp_path, **kwargs)
-    assert first.computed == 5 * 4 + 1  # 5 sections × (grad, SmoothGrad, Sobel, random) + the jaggedness lines
+    assert first.computed == 6 * 4 + 1  # 6 sections × (grad, SmoothGrad, Sobel, random) + the jaggedness lines
     second = evaluate(tmp_path, **kwargs)
     assert second.computed == 0
     assert second.rows == first.rows
     # one more method: only its rows are computed
     third = evaluate(tmp_path, **{**kwargs, "methods": "grad,guided"})
-    assert third.computed == 5 * 2
+    assert third.computed == 6 * 2
     assert [r["row"] for r in third.rows][:2] == ["grad", "grad_smooth"] and third.rows[0] == first.rows[0]
     # other settings: nothing is reused, and nothing of theirs is mixed in ...
     fourth = evaluate(tmp_path, **{**kwargs, "noise_level": 0.3})
@@ -212,7 +218,7 @@ def test_sections_subset_shares_the_records(tmp_path, data):
     assert only.computed == 4 + 1  # sanity of grad, SmoothGrad, Sobel, random + the jaggedness lines
     assert "deletion_auc" not in only.row("grad") and only.row("sobel")["sanity"] == "FAIL"
     full = evaluate(tmp_path, **kwargs)  # the other sections are added; sanity is reused
-    assert full.computed == 4 * 4 and full.row("grad")["sanity_R"] == only.row("grad")["sanity_R"]
+    assert full.computed == 5 * 4 and full.row("grad")["sanity_R"] == only.row("grad")["sanity_R"]
     with pytest.raises(ValueError, match="sections"):
         EvaluateConfig(sections="sanity,nope", model=tiny_cnn())
 

@@ -4,15 +4,15 @@ One row per method, raw and smoothed by :class:`~smoothsal.smoothing.Smooth`, pl
 registered controls that ignore the model (Sobel edges, a seeded random map), so a reader sees
 that the checks can fail. Sections: sanity (Adebayo et al. 2018, arXiv:1810.03292, with its
 noise floor, sMPRT and eMPRT of Hedström et al. 2023), data randomization (a label-shuffled
-model), faithfulness, complexity, roughness, pruning, localization, and the SmoothGrad paper's
-Fig. 2 lines (see :mod:`.compute`). Every entry is a mean over images with its studentized
+model), faithfulness, ROAD (Rong et al. 2022), complexity, roughness, pruning, localization, and the
+SmoothGrad paper's Fig. 2 lines (see :mod:`.compute`). Every entry is a mean over images with its studentized
 bootstrap 95 % interval (:mod:`smoothsal.metrics.intervals`); the full preset explains 18 natural
 photos, the quick one the 4 bundled ones. A verdict is stated only where its interval excludes
 the threshold (the rule is fixed in :mod:`smoothsal.metrics.sanity`), otherwise "inconclusive"
 with the images for 80 % power.
 
 Outputs in ``out_dir``: ``report.csv``, ``report.json``, ``report.md``,
-``deletion_insertion.png``, ``randomization.png`` and ``jaggedness.png``. Every finished
+``deletion_insertion.png``, ``road.png``, ``randomization.png`` and ``jaggedness.png``. Every finished
 (section, row) result and every map goes to the results store
 (:class:`~smoothsal.studies.store.ResultsStore`) at once, so a rerun skips finished work.
 

@@ -70,7 +70,7 @@ def register_cli(app: Any) -> None:
             None, "--store-images", help="With --maps: the first N images of the store (default: all; 4 with --quick)."
         ),
     ) -> None:
-        """Report card: sanity, faithfulness, localization, complexity, roughness, pruning per method, raw and smoothed."""
+        """Report card: sanity, faithfulness, ROAD, localization, complexity, roughness, pruning per method, raw and smoothed."""
         from smoothsal.studies.evaluate.config import EvaluateConfig
         from smoothsal.studies.evaluate.run import run_evaluate
 

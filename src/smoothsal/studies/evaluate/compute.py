@@ -484,6 +484,20 @@ def _section_faithfulness(ctx: Context, row: ReportRow) -> dict[str, Any]:
     }
 
 
+def _section_road(ctx: Context, row: ReportRow) -> dict[str, Any]:
+    """ROAD (Rong et al. 2022) with the authors' settings (:mod:`smoothsal.metrics.road`): per image the
+    MoRF and LeRF curves' means over 10..90 % removed and their difference; the mean curves for the record."""
+    from smoothsal.metrics.road import road_curves
+
+    c = road_curves(ctx.model, ctx.inputs, row_maps(ctx, row), ctx.targets, seed=ctx.config.seed,
+                    batch_size=ctx.config.batch_size)  # fmt: skip
+    morf, lerf = c.morf_auc(), c.lerf_auc()
+    return {
+        "_per_image": {"road_morf": _values(morf), "road_lerf": _values(lerf), "road_combined": _values(lerf - morf)},
+        "_road": {"levels": c.levels.tolist(), "morf": c.morf.mean(dim=0).tolist(), "lerf": c.lerf.mean(dim=0).tolist()},
+    }
+
+
 def _section_complexity(ctx: Context, row: ReportRow) -> dict[str, Any]:
     from smoothsal.metrics.complexity import entropy, sparseness
 
@@ -553,6 +567,7 @@ def _section_data_randomization(ctx: Context, row: ReportRow) -> dict[str, Any]:
 SECTION_FUNCTIONS: dict[str, Callable[[Context, ReportRow], dict[str, Any]]] = {
     "sanity": _section_sanity,
     "faithfulness": _section_faithfulness,
+    "road": _section_road,
     "complexity": _section_complexity,
     "roughness": _section_roughness,
     "pruning": _section_pruning,

@@ -44,7 +44,9 @@ __all__ = [
 ]  # fmt: skip
 
 DEFAULT_METHODS: tuple[str, ...] = ("grad", "ig", "guided", "gradcam", "gradcam++")
-SECTIONS: tuple[str, ...] = ("sanity", "faithfulness", "complexity", "roughness", "pruning", "localization",
+#: ``road``: ROAD's MoRF/LeRF under noisy linear imputation (:mod:`smoothsal.metrics.road`) with the
+#: authors' settings (levels 10..90 %, σ = 0.01, target probability) and the study's seed
+SECTIONS: tuple[str, ...] = ("sanity", "faithfulness", "road", "complexity", "roughness", "pruning", "localization",
                              "data_randomization")  # fmt: skip
 #: sanity verdict: the rule and its threshold are fixed once, in :mod:`smoothsal.metrics.sanity`
 #: (retained similarity R, pass when its 95 % interval over images lies below this)

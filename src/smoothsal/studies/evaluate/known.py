@@ -16,7 +16,7 @@ def _evaluate(folder: Path) -> KnownStudy:
         description=(
             "Every method raw and smoothed, scored by the metrics' own directions (↑ higher is better, ↓ lower): the "
             "cascading model-parameter randomization sanity check (Adebayo et al. 2018, arXiv:1810.03292), "
-            "deletion/insertion, faithfulness correlation, monotonicity, complexity, jaggedness, pruning; with "
+            "deletion/insertion, ROAD, faithfulness correlation, monotonicity, complexity, jaggedness, pruning; with "
             "control rows (edge detector, random map) that must fail."
         ),
         settings=drop(settings, "out_dir", "progress", "fresh") if isinstance(settings, dict) else {},
@@ -35,6 +35,15 @@ def _evaluate(folder: Path) -> KnownStudy:
         "removed (deletion, a lower area is better) or revealed (insertion, a higher area is better).",
         settings={k: settings[k] for k in ("model", "images", "baseline", "noise_level", "n_samples") if k in settings},
         numbers=[rows_table(rows, ["label", "deletion_auc", "insertion_auc", "ins_minus_del"])] if rows else [],
+        data=["report.csv", "report.json"],
+    )
+    f["road.png"] = KnownFile(
+        "figure",
+        "Mean ROAD curves of every row (Rong et al. 2022, arXiv:2202.00449): the target probability as the most "
+        "(MoRF, lower is better) or least (LeRF, higher is better) relevant pixels are removed and filled by noisy "
+        "linear imputation, which hides the removal's shape from the model.",
+        settings={k: settings[k] for k in ("model", "images", "noise_level", "n_samples") if k in settings},
+        numbers=[rows_table(rows, ["label", "road_morf", "road_lerf", "road_combined"])] if rows else [],
         data=["report.csv", "report.json"],
     )
     f["randomization.png"] = KnownFile(

@@ -1,6 +1,7 @@
 """Figures of the report card (read the rows only; matplotlib's object API, no global state).
 
 * :func:`plot_perturbation_curves`: mean deletion and insertion curves per row;
+* :func:`plot_road_curves`: mean ROAD curves (MoRF, LeRF) per row;
 * :func:`plot_randomization`: similarity to the original map vs cascade depth (Adebayo et al.
   2018, arXiv:1810.03292, Fig. 2's layout);
 * :func:`plot_jaggedness`: the R, G, B partials of one pixel along :math:`x + t\\varepsilon`
@@ -16,7 +17,7 @@ from typing import Any
 from smoothsal.metrics.jaggedness import JaggedLine
 from smoothsal.studies.evaluate.config import SANITY_THRESHOLD
 
-__all__ = ["lines_from_json", "plot_jaggedness", "plot_perturbation_curves", "plot_randomization"]
+__all__ = ["lines_from_json", "plot_jaggedness", "plot_perturbation_curves", "plot_randomization", "plot_road_curves"]
 
 _CHANNEL_COLOURS = ("tab:red", "tab:green", "tab:blue")
 
@@ -28,26 +29,44 @@ def _style(row: dict[str, Any], i: int) -> dict[str, Any]:
     return {"color": colour, "ls": ":" if row["kind"] == "control" else ("--" if row["smoothed"] else "-"), "lw": 1.4}
 
 
-def plot_perturbation_curves(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """Mean deletion and insertion curves of every row (most relevant first)."""
+def _curve_pair(path: Path, rows: Sequence[dict[str, Any]], record: str, x: str,
+                panels: Sequence[tuple[str, str, str]], **line: Any) -> Path:
+    """Two panels sharing the y axis (target probability): for each row with a ``record`` dict, its
+    curve ``record[key]`` against ``record[x]``; ``panels``: ``(key, title, x label)`` per panel."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 4.2))
     axes = fig.subplots(1, 2, sharey=True)
     for i, r in enumerate(rows):
-        c = r.get("_curves")
+        c = r.get(record)
         if not c:
             continue
-        for ax, kind in zip(axes, ("deletion", "insertion")):
-            ax.plot(c["fractions"], c[kind], label=r["label"], **_style(r, i))
-    for ax, kind, better in zip(axes, ("deletion", "insertion"), ("lower", "higher")):
-        ax.set_title(f"{kind} (most relevant first; {better} AUC is better)")
-        ax.set_xlabel(f"fraction of patches {'removed' if kind == 'deletion' else 'inserted'}")
+        for ax, (key, _, _) in zip(axes, panels):
+            ax.plot(c[x], c[key], label=r["label"], **line, **_style(r, i))
+    for ax, (_, title, xlabel) in zip(axes, panels):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
     axes[0].set_ylabel("target probability")
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return Path(path)
+
+
+def plot_perturbation_curves(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Mean deletion and insertion curves of every row (most relevant first)."""
+    return _curve_pair(path, rows, "_curves", "fractions", [
+        ("deletion", "deletion (most relevant first; lower AUC is better)", "fraction of patches removed"),
+        ("insertion", "insertion (most relevant first; higher AUC is better)", "fraction of patches inserted"),
+    ])  # fmt: skip
+
+
+def plot_road_curves(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Mean ROAD curves of every row: most relevant first (MoRF) and least relevant first (LeRF)."""
+    return _curve_pair(path, rows, "_road", "levels", [
+        ("morf", "ROAD, most relevant first (lower is better)", "fraction of pixels removed and imputed"),
+        ("lerf", "ROAD, least relevant first (higher is better)", "fraction of pixels removed and imputed"),
+    ], marker="o", ms=3)  # fmt: skip
 
 
 def plot_randomization(path: Path, rows: Sequence[dict[str, Any]]) -> Path:

@@ -29,7 +29,8 @@ __all__ = ["COLUMNS", "COLUMNS_MD", "LOCALIZATION_MD", "SANITY_MD", "Column", "a
 #: per-image values a section records, each summarized as an estimate with a 95 % interval
 PER_IMAGE: tuple[str, ...] = (
     "mprt_s", "mprt_r", "mprt_spearman_abs", "mprt_ssim", "mprt_topk_iou", "emprt",
-    "deletion_auc", "insertion_auc", "ins_minus_del", "faithfulness_corr", "monotonicity",
+    "deletion_auc", "insertion_auc", "ins_minus_del", "road_morf", "road_lerf", "road_combined",
+    "faithfulness_corr", "monotonicity",
     "sparseness", "entropy", "roughness", "prune_q90", "prune_conf_q10",
     "loc_pointing", "loc_mass", "loc_topk_iou", "dr_s", "dr_r",
 )  # fmt: skip
@@ -105,6 +106,9 @@ COLUMNS_MD: tuple[Column, ...] = (
     Column("del AUC", "deletion_auc", ("deletion_auc",)),
     Column("ins AUC", "insertion_auc", ("insertion_auc",)),
     Column("ins−del", "ins_minus_del", ("insertion_auc", "deletion_auc")),
+    Column("ROAD MoRF", "road_morf", ("road_morf",)),
+    Column("ROAD LeRF", "road_lerf", ("road_lerf",)),
+    Column("ROAD LeRF−MoRF", "road_combined", ("road_combined",)),
     Column("faith corr", "faithfulness_corr", ("faithfulness_correlation",)),
     Column("monotonic", "monotonicity", ("monotonicity",)),
     Column("sparseness", "sparseness", ("sparseness",)),
@@ -306,7 +310,9 @@ def write_reports(
         "(Hedström et al. 2023): R of the method's explanation averaged over the noisy inputs of its smoothed row. "
         "eMPRT: discrete-entropy ratio H(fully randomized)/H(original), PASS above 1."
         f"{dr_text} Faithfulness: {settings['baseline']} baseline for deletion and insertion (a random "
-        f"map gives ins−del ≈ 0). q90: smallest kept % of pixels that keeps {settings['prune_share']:.0%} of the "
+        "map gives ins−del ≈ 0). ROAD (Rong et al. 2022, arXiv:2202.00449): the pixels removed most (MoRF) or "
+        "least (LeRF) relevant first at 10..90 %, filled by the authors' noisy linear imputation (σ = 0.01), target "
+        f"probability averaged over the levels (smoothsal.metrics.road). q90: smallest kept % of pixels that keeps {settings['prune_share']:.0%} of the "
         "target probability. Arrows: the metric's own direction (smoothsal.metrics.METRICS).\n\n" + table + "\n"
     )
     return paths

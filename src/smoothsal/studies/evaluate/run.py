@@ -54,6 +54,7 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateReport:
         plot_jaggedness,
         plot_perturbation_curves,
         plot_randomization,
+        plot_road_curves,
     )
     from smoothsal.studies.evaluate.report import markdown_tables, summarize_rows, write_reports
     from smoothsal.studies.store import ResultsStore
@@ -128,6 +129,8 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateReport:
     paths = write_reports(out, report_rows, settings, table, lines)
     if any(r.get("_curves") for r in report_rows):
         paths["deletion_insertion.png"] = plot_perturbation_curves(out / "deletion_insertion.png", report_rows)
+    if any(r.get("_road") for r in report_rows):
+        paths["road.png"] = plot_road_curves(out / "road.png", report_rows)
     if any(r.get("_mprt") for r in report_rows):
         paths["randomization.png"] = plot_randomization(out / "randomization.png", report_rows)
     if lines:
