@@ -48,7 +48,7 @@ References. ``baselines`` is one of:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
 from torch import Tensor, nn
@@ -58,6 +58,9 @@ from smoothsal._validation import TargetSpec, check_inputs, check_positive_int, 
 from smoothsal.methods.base import Attribution, ConvergenceDelta, preserve_model
 from smoothsal.methods.path_sampling import path_point_attributions, path_row_chunks, stratified_alphas
 from smoothsal.noise import make_generator
+
+if TYPE_CHECKING:
+    from smoothsal.smoothing import SmoothEstimate
 
 __all__ = ["ExpectedGradients", "ReferenceSpec", "expected_gradients"]
 
@@ -192,6 +195,8 @@ class ExpectedGradients(Attribution):
             under the memory budget, as Integrated Gradients' path rows. Results do not depend on it.
 
     The target is resolved once on the real inputs (``None`` = the class predicted for ``x``).
+    Wrapped in :class:`~smoothsal.smoothing.Smooth` with an int ``seed``, every noisy copy sees the same
+    ``n_samples`` draws of baseline and path point (each call draws them afresh from the seed).
 
     Example:
         >>> model = torch.nn.Linear(3, 2).eval()
@@ -255,7 +260,7 @@ class ExpectedGradients(Attribution):
             return alphas, torch.randint(len(self._refs), (self.n_samples,), generator=gen), None
         return alphas, None, int(torch.randint(2**62, (1,), generator=gen))
 
-    def estimate(self, inputs: Tensor, target: TargetSpec = None) -> Any:
+    def estimate(self, inputs: Tensor, target: TargetSpec = None) -> SmoothEstimate:
         """The map with its per-element standard error: a :class:`~smoothsal.smoothing.SmoothEstimate`
         (``attributions``, ``stderr``, ``n_samples`` ``[B]``; ``stderr`` is ``inf`` for ``n_samples = 1``)."""
         from smoothsal.smoothing import SmoothEstimate
