@@ -11,7 +11,7 @@ from conftest import Quadratic
 from smoothsal import Smooth, build_method
 from smoothsal.datasets.base import ImageDataset
 from smoothsal.methods.expected_gradients import ExpectedGradients, expected_gradients
-from smoothsal.methods.path_sampling import path_point_attributions, stratified_alphas
+from smoothsal.methods.path_sampling import PathEstimate, path_point_attributions, stratified_alphas
 from smoothsal.registry import method_spec
 
 G = torch.Generator
@@ -95,7 +95,8 @@ def test_linear_model_converges_to_the_reference_set_mean_with_the_reported_stan
     # the rows differ only by x'_j ⊙ w: the standard error is the references' spread over sqrt(n)
     exact_se = (refs.var(dim=0, unbiased=False) * w * w / n).sqrt().expand_as(truth)
     torch.testing.assert_close(est.stderr, exact_se, rtol=0.1, atol=0)
-    assert est.n_samples.tolist() == [n] * x.shape[0]
+    assert isinstance(est, PathEstimate) and est.n_samples.tolist() == [n] * x.shape[0]
+    torch.testing.assert_close(est.relative_stderr(), est.stderr.norm(dim=1) / est.attributions.norm(dim=1))
     assert float(err.max()) < 0.05 * float(truth.abs().max())
 
 

@@ -23,7 +23,8 @@ of the batch: the map of an image depends only on the image, the reference set, 
 ``n_samples``, never on ``batch_size`` or on the other images in the batch.
 
 The estimate is a mean of :math:`n` independent unbiased rows, so it comes with its per-element
-standard error (:meth:`ExpectedGradients.estimate`: the sample standard deviation of the rows over
+standard error (:meth:`ExpectedGradients.estimate`, a
+:class:`~smoothsal.methods.path_sampling.PathEstimate`: the sample standard deviation of the rows over
 :math:`\sqrt n`; the stratification of :math:`\alpha` makes it, if anything, conservative).
 
 Completeness in expectation. IG is complete for every :math:`x'`, so
@@ -48,7 +49,7 @@ References. ``baselines`` is one of:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 import torch
 from torch import Tensor, nn
@@ -56,11 +57,13 @@ from torch import Tensor, nn
 from smoothsal._model import predict, resolve_model_targets, rows_per_call, to_model_device
 from smoothsal._validation import TargetSpec, check_inputs, check_positive_int, resolve_targets
 from smoothsal.methods.base import Attribution, ConvergenceDelta, preserve_model
-from smoothsal.methods.path_sampling import path_point_attributions, path_row_chunks, stratified_alphas
+from smoothsal.methods.path_sampling import (
+    PathEstimate,
+    path_point_attributions,
+    path_row_chunks,
+    stratified_alphas,
+)
 from smoothsal.noise import make_generator
-
-if TYPE_CHECKING:
-    from smoothsal.smoothing import SmoothEstimate
 
 __all__ = ["ExpectedGradients", "ReferenceSpec", "expected_gradients"]
 
@@ -260,17 +263,15 @@ class ExpectedGradients(Attribution):
             return alphas, torch.randint(len(self._refs), (self.n_samples,), generator=gen), None
         return alphas, None, int(torch.randint(2**62, (1,), generator=gen))
 
-    def estimate(self, inputs: Tensor, target: TargetSpec = None) -> SmoothEstimate:
-        """The map with its per-element standard error: a :class:`~smoothsal.smoothing.SmoothEstimate`
+    def estimate(self, inputs: Tensor, target: TargetSpec = None) -> PathEstimate:
+        """The map with its per-element standard error: a :class:`~smoothsal.methods.path_sampling.PathEstimate`
         (``attributions``, ``stderr``, ``n_samples`` ``[B]``; ``stderr`` is ``inf`` for ``n_samples = 1``)."""
-        from smoothsal.smoothing import SmoothEstimate
-
         check_inputs(inputs, ndim=self.required_ndim)
         x = to_model_device(self.model, inputs.detach())
         with preserve_model(self.model):
             mean, stderr, _ = self._estimate(x, target, with_delta=False)
         n = torch.full((x.shape[0],), self.n_samples, dtype=torch.long, device=inputs.device)
-        return SmoothEstimate(attributions=mean.to(inputs.device), stderr=stderr.to(inputs.device), n_samples=n)
+        return PathEstimate(attributions=mean.to(inputs.device), stderr=stderr.to(inputs.device), n_samples=n)
 
     # ---- implementation ------------------------------------------------------------------
     def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:

@@ -19,7 +19,8 @@ an unbiased smoothed IG draws :math:`x_j = x + \epsilon_j`. Both are built from:
 * :func:`path_point_attributions`: the rows :math:`a_j` of given inputs, baselines and
   :math:`\alpha_j`, one forward and one backward pass;
 * :func:`path_row_chunks`: the one place where such rows meet the execution layer (how many rows
-  one model call takes).
+  one model call takes);
+* :class:`PathEstimate`: the mean of the rows with its per-element standard error.
 
 **Why stratified, and why shuffled.** One :math:`\alpha` per stratum removes most of the
 variance that comes from where on the path the points fall (for one input and one baseline and a
@@ -34,6 +35,7 @@ the mean of any subset of the samples is unbiased too; with stratum :math:`j` gi
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -41,7 +43,30 @@ from torch import Tensor, nn
 from smoothsal._tuner import RowTuner, work_key
 from smoothsal._validation import check_positive_int
 
-__all__ = ["path_point_attributions", "path_row_chunks", "stratified_alphas"]
+__all__ = ["PathEstimate", "path_point_attributions", "path_row_chunks", "stratified_alphas"]
+
+
+@dataclass
+class PathEstimate:
+    r"""A mean of one-point path rows with its standard error (the fields of
+    :class:`~smoothsal.smoothing.SmoothEstimate`, which sits a layer above the methods).
+
+    Attributes:
+        attributions: the mean map, ``[B, ...]``.
+        stderr: per-element standard error of ``attributions`` as an estimate of its expectation
+            (the rows' sample standard deviation over :math:`\sqrt n`; ``inf`` for one row).
+        n_samples: rows averaged per image, ``[B]``.
+    """
+
+    attributions: Tensor
+    stderr: Tensor
+    n_samples: Tensor
+
+    def relative_stderr(self) -> Tensor:
+        r""":math:`\lVert SE\rVert_2 / \lVert \hat M\rVert_2` per image, ``[B]``."""
+        num = self.stderr.flatten(1).norm(dim=1)
+        den = self.attributions.flatten(1).norm(dim=1)
+        return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), num)
 
 
 def stratified_alphas(n: int, generator: torch.Generator) -> Tensor:
