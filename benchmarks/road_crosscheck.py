@@ -53,7 +53,7 @@ import torch
 from smoothsal.datasets import bundled_photos
 from smoothsal.metrics.road import ROAD_LEVELS, ROAD_NOISE, road_curves
 from smoothsal.registry import build_method, method_label
-from smoothsal.zoo import efficientnet_lite0
+from smoothsal.models.zoo import efficientnet_lite0
 
 RESULTS = Path(__file__).parent / "results" / "road_crosscheck.json"
 #: (registered method, smoothed)

@@ -54,9 +54,11 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from smoothsal._model import predict, resolve_model_targets, rows_per_call, to_model_device
-from smoothsal._validation import TargetSpec, check_inputs, check_positive_int, resolve_targets
-from smoothsal.methods.base import Attribution, ConvergenceDelta, preserve_model
+from smoothsal._core.validation import TargetSpec, check_inputs, check_positive_int, resolve_targets
+from smoothsal.execution.calls import predict, resolve_model_targets, rows_per_call
+from smoothsal.execution.devices import to_model_device
+from smoothsal.execution.guard import preserve_model
+from smoothsal.methods.base import Attribution, ConvergenceDelta
 from smoothsal.methods.path_sampling import (
     PathEstimate,
     path_point_attributions,

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from smoothsal._tuner import RowTuner, work_key
-from smoothsal._validation import check_positive_int
+from smoothsal._core.validation import check_positive_int
+from smoothsal.execution.tuner import RowTuner, work_key
 
 __all__ = ["PathEstimate", "path_point_attributions", "path_row_chunks", "stratified_alphas"]
 
@@ -125,7 +125,7 @@ def path_row_chunks(
     ``(rows [R], work(rows))`` in row order.
 
     The rows per call come from the method's ``batch_size`` (obeyed when given) or a
-    :class:`~smoothsal._tuner.RowTuner` learning them under the memory budget, exactly as
+    :class:`~smoothsal.execution.tuner.RowTuner` learning them under the memory budget, exactly as
     Integrated Gradients runs its path rows; an out-of-memory error halves the rows and retries the
     same rows. Under a caller that chooses the rows itself (``method.outer_rows`` set, as ``Smooth``
     does) the rows run in calls of that size, so that only the caller's tuner learns.
