@@ -1,4 +1,5 @@
-"""The library runs with torch, numpy and pillow alone; every extra that is missing says so in one line.
+"""The library runs with torch, numpy and pillow alone (ROAD's imputation also needs scipy, the ``road``
+extra); every extra that is missing says so in one line.
 
 Each test runs a fresh interpreter in which the optional packages cannot be imported (a
 ``sys.meta_path`` finder refuses them, as if they were not installed), so nothing this process
@@ -92,6 +93,16 @@ def test_library_and_every_metric_run_without_extras():
         call("smooth_model_parameter_randomization", ss.VanillaGradient, model, x, t, n_samples=2)
         call("efficient_model_parameter_randomization", ss.VanillaGradient, model, x, t)
         call("data_randomization", ss.VanillaGradient, model, other, x, t)
+        # ROAD's imputation is a sparse LU solve (scipy, the road extra): without it, one clear line
+        from smoothsal._core.extras import MissingExtraError
+        for name in ("road_curves", "road_morf", "road_lerf", "road_combined"):
+            try:
+                M.METRICS[name].function(model, x, g, t)
+            except MissingExtraError as err:
+                assert str(err).startswith('scipy is not installed: pip install "smoothsal[road]"'), err
+                called[name] = str(err)
+            else:
+                raise AssertionError(f"{name} ran without scipy")
         missing = sorted(set(M.METRICS) - set(called))
         assert not missing, missing
         blocked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
@@ -100,7 +111,7 @@ def test_library_and_every_metric_run_without_extras():
         """
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split() == ["ok", "32"]
+    assert proc.stdout.split() == ["ok", "36"]
 
 
 @pytest.mark.parametrize(
@@ -112,6 +123,8 @@ def test_library_and_every_metric_run_without_extras():
         ("ss.zoo.efficientnet_lite0()", "zoo", "efficientnet_lite_pytorch"),
         ("ss.render.save_grid([[np.zeros((4, 4))]], 'never.png')", "plots", "matplotlib"),
         ("ss.render.heatmap_overlay(np.zeros((4, 4, 3)), np.zeros((4, 4)))", "plots", "matplotlib"),
+        ("ss.metrics.noisy_linear_imputation(__import__('torch').rand(1, 1, 4, 4), "
+         "__import__('torch').eye(4, dtype=__import__('torch').bool)[None])", "road", "scipy"),
     ],
 )
 def test_missing_extra_is_one_clear_line(call, extra, package):

@@ -1,7 +1,7 @@
 """smoothsal: sharp, stable and honest gradient saliency maps for PyTorch image classifiers.
 
 The library (this package, less :mod:`smoothsal.studies` and :mod:`smoothsal.cli`) needs only
-torch, numpy and pillow; the bundled models and photos, pictures on disk, the studies and the
+torch, numpy and pillow (ROAD's imputation also scipy, the ``road`` extra); the bundled models and photos, pictures on disk, the studies and the
 command line need extras (``pip install "smoothsal[cli]"``), and say so in one line when missing.
 
 >>> import smoothsal as ss

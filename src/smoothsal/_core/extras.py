@@ -1,7 +1,7 @@
 """Optional dependencies: import them where needed, with one clear line when one is missing.
 
 The library (methods, ``Smooth``, render's array functions, metrics) needs only torch, numpy and
-pillow. Pictures on disk, the bundled models and photos, the studies and the CLI need extras:
+pillow, but for ROAD's imputation (scipy's sparse LU). Pictures on disk, the bundled models and photos, the studies and the CLI need extras:
 
 =============  =================================================  ===========================
 extra          packages                                           what needs it
