@@ -50,6 +50,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _provenance import command_line, rel
+
 from smoothsal.datasets import bundled_photos
 from smoothsal.metrics.road import ROAD_LEVELS, ROAD_NOISE, road_curves
 from smoothsal.registry import build_method, method_label
@@ -155,7 +157,7 @@ def main() -> None:
                          "max_abs_difference": float(np.abs(a - b).max()), "n": int(a.size)}  # fmt: skip
     verdict = "pass" if summary["combined"]["pearson"] >= THRESHOLD else "fail"
     result = {
-        "settings": settings, "rows": rows, "summary": summary,
+        "command": command_line(), "settings": settings, "rows": rows, "summary": summary,
         "rule": f"Pearson correlation of the per-image combined scores >= {THRESHOLD} (fixed before the data)",
         "verdict": verdict,
         "versions": {d: _version(d) for d in ("smoothsal", "grad-cam", "torch", "scipy")},
@@ -165,7 +167,7 @@ def main() -> None:
     for part, s in summary.items():
         print(f"{part:>8}: Pearson {s['pearson']:.4f}, mean |Δ| {s['mean_abs_difference']:.4f}, "
               f"max |Δ| {s['max_abs_difference']:.4f} over {s['n']} (method, photo) pairs")  # fmt: skip
-    print(f"verdict: {verdict} (rule: {result['rule']}); wrote {out}")
+    print(f"verdict: {verdict} (rule: {result['rule']}); wrote {rel(out)}")
 
 
 if __name__ == "__main__":
