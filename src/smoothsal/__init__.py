@@ -36,6 +36,7 @@ from smoothsal.methods import (
 from smoothsal.models import hubs, zoo
 from smoothsal.registry import METHODS, build_method, method_factory, register
 from smoothsal.smoothing import Smooth, SmoothEstimate, SmoothGrad, smooth
+from smoothsal.smoothing_spec import SmoothSpec
 
 __version__ = "0.1.0"
 
@@ -70,6 +71,7 @@ __all__ = [
     "Smooth",
     "SmoothGrad",
     "SmoothEstimate",
+    "SmoothSpec",
     "smooth",
     "ConvergenceDelta",
     "METHODS",

@@ -36,7 +36,6 @@ How it runs:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -44,29 +43,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from smoothsal._core.validation import (
-    TargetSpec,
-    check_choice,
-    check_inputs,
-    check_nonnegative,
-    check_positive_int,
-)
+from smoothsal._core.validation import TargetSpec, check_inputs, check_positive_int
 from smoothsal.execution.calls import resolve_model_targets
 from smoothsal.execution.devices import to_model_device
-from smoothsal.execution.memory import memory_budget
+from smoothsal.execution.memory import MemorySpec, memory_budget
 from smoothsal.execution.tuner import RowTuner, work_key
 from smoothsal.methods.base import ConvergenceDelta, model_of
-from smoothsal.noise import (
-    SAMPLERS,
-    Sampler,
-    SeedSpec,
-    independent_draws,
-    make_generator,
-    noise_sigma,
-    noise_stream,
-)
-
-STATISTICS = ("mean", "square", "var")
+from smoothsal.noise import Sampler, SeedSpec, make_generator, noise_sigma, noise_stream
+from smoothsal.smoothing_spec import STATISTICS, SmoothSpec
 
 
 @dataclass
@@ -256,8 +240,8 @@ class Smooth:
             :class:`~smoothsal.noise.NoiseStream` subclass (see :mod:`smoothsal.noise`).
         batch_size: most model rows per call: noisy inputs, times the wrapped method's rows per
             input where it has them (IG's ``steps``); ``None`` (default):
-            chosen automatically, learned from the calls' timings under the memory budget of
-            :func:`smoothsal.execution.memory.set_max_memory`. Never changes the result.
+            chosen automatically, learned from the calls' timings under the memory budget
+            ``max_memory``. Never changes the result.
         seed: an int (a fresh generator each call: the same map every call) or a
             ``torch.Generator`` (advanced by each call).
         value_range: ``(lo, hi)`` of the input space, or ``None`` for each sample's own range.
@@ -265,6 +249,13 @@ class Smooth:
             every multiple of ``min_samples`` samples); ``None`` always takes ``n_samples``.
         min_samples: fewest samples before ``tol`` may stop the sampling, and the interval of
             the checks.
+        max_memory: the memory budget of the automatic ``batch_size`` (any form of
+            :func:`smoothsal.execution.memory.parse_memory`: ``"4GB"``, ``"25%"``, bytes); ``None``:
+            the default budget (:func:`smoothsal.execution.memory.memory_budget`). Never changes the result.
+
+    The settings that make the map (all but ``method``, ``batch_size`` and ``max_memory``) form one
+    :class:`~smoothsal.smoothing_spec.SmoothSpec`, validated once: :attr:`spec` gives it back, and
+    :meth:`from_spec` builds a ``Smooth`` from one.
 
     Example:
         >>> import torch
@@ -287,37 +278,86 @@ class Smooth:
         value_range: tuple[float, float] | None = None,
         tol: float | None = None,
         min_samples: int = 16,
+        *,
+        max_memory: MemorySpec = None,
     ) -> None:
+        spec = SmoothSpec(
+            noise_level=noise_level, n_samples=n_samples, statistic=statistic, sampler=sampler, seed=seed,
+            value_range=value_range, tol=tol, min_samples=min_samples,
+        )  # fmt: skip
+        self._setup(method, spec, batch_size, max_memory)
+
+    @classmethod
+    def from_spec(
+        cls, method: Any, spec: SmoothSpec, *, batch_size: int | None = None, max_memory: MemorySpec = None
+    ) -> Smooth:
+        """``Smooth`` around ``method`` with the settings of ``spec`` (a :class:`SmoothSpec`).
+
+        ``batch_size`` and ``max_memory`` say how the rows run (see the class); they never change the map.
+
+        Example:
+            >>> from smoothsal.methods.gradient import VanillaGradient
+            >>> sg = Smooth.from_spec(VanillaGradient(torch.nn.Linear(4, 3)), SmoothSpec(n_samples=8))
+            >>> sg.n_samples, sg.spec.noise_level
+            (8, 0.15)
+        """
+        obj = cls.__new__(cls)
+        obj._setup(method, spec, batch_size, max_memory)
+        return obj
+
+    def _setup(self, method: Any, spec: SmoothSpec, batch_size: int | None, max_memory: MemorySpec) -> None:
+        from smoothsal.execution.memory import parse_memory
         from smoothsal.interop import as_method
 
+        if not isinstance(spec, SmoothSpec):
+            raise TypeError(f"`spec` must be a SmoothSpec, got {type(spec).__name__}")
         method = as_method(method)  # a Captum attribution object is adapted (smoothsal.interop)
         if not callable(getattr(method, "attribute", None)):
             raise TypeError(f"`method` must have an attribute(inputs, target) method, got {type(method).__name__}")
         self.method = method
-        self.noise_level = check_nonnegative(noise_level, "noise_level")
-        self.n_samples = check_positive_int(n_samples, "n_samples")
-        self.statistic = check_choice(statistic, "statistic", STATISTICS)
-        if not callable(sampler):
-            check_choice(sampler, "sampler", tuple(SAMPLERS))
-        if not independent_draws(sampler) and self.statistic != "mean":
-            raise ValueError(
-                f"`sampler` {sampler!r} draws dependent samples; the standard error of statistic="
-                f"{self.statistic!r} assumes independent draws: use sampler='gaussian', or statistic='mean'"
-            )
-        self.sampler = sampler
+        self._spec = spec
         self.batch_size = check_positive_int(batch_size, "batch_size") if batch_size is not None else None
-        if seed is not None and not isinstance(seed, (int, torch.Generator)) or isinstance(seed, bool):
-            raise TypeError(f"`seed` must be an int, a torch.Generator or None, got {type(seed).__name__}")
-        self.seed = seed
-        if value_range is not None:
-            lo, hi = value_range
-            if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-                raise ValueError(f"`value_range` must be (lo, hi) with finite lo < hi, got {value_range}")
-        self.value_range = value_range
-        if tol is not None:
-            check_nonnegative(tol, "tol")
-        self.tol = tol
-        self.min_samples = check_positive_int(min_samples, "min_samples")
+        if max_memory is not None:
+            parse_memory(max_memory)  # a bad budget fails here, before any work
+        self.max_memory = max_memory
+
+    # ---- the settings (read from the spec; a Smooth never changes them) ------------------------
+    @property
+    def spec(self) -> SmoothSpec:
+        """The smoothing settings (:class:`SmoothSpec`): ``Smooth.from_spec(method, s.spec)`` builds the same."""
+        return self._spec
+
+    @property
+    def noise_level(self) -> float:
+        return self._spec.noise_level
+
+    @property
+    def n_samples(self) -> int:
+        return self._spec.n_samples
+
+    @property
+    def statistic(self) -> str:
+        return self._spec.statistic
+
+    @property
+    def sampler(self) -> str | Sampler:
+        return self._spec.sampler
+
+    @property
+    def seed(self) -> SeedSpec:
+        return self._spec.seed
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        return self._spec.value_range
+
+    @property
+    def tol(self) -> float | None:
+        return self._spec.tol
+
+    @property
+    def min_samples(self) -> int:
+        return self._spec.min_samples
 
     @property
     def model(self) -> nn.Module | None:
@@ -423,7 +463,8 @@ class Smooth:
 
     def _tuner(self, x: Tensor, rows_per_input: int) -> RowTuner:
         what = ("smooth", type(self.method).__name__, rows_per_input)
-        return RowTuner(work_key(self.model, x[0], what), device=x.device, fixed=self.batch_size)
+        return RowTuner(work_key(self.model, x[0], what), device=x.device, fixed=self.batch_size,
+                        max_memory=self.max_memory)  # fmt: skip
 
     def _estimate_chunk(
         self, x: Tensor, targets: Tensor, with_delta: bool = False, snapshots: tuple[int, ...] = ()
@@ -537,13 +578,42 @@ def _cat_deltas(deltas: list) -> Any:
 class SmoothGrad(Smooth):
     """SmoothGrad: :class:`Smooth` around :class:`~smoothsal.methods.gradient.VanillaGradient`.
 
-    ``SmoothGrad(model, **kw)`` is ``Smooth(VanillaGradient(model), **kw)``.
+    ``SmoothGrad(model, **kw)`` is ``Smooth(VanillaGradient(model), **kw)``, with the same settings.
     """
 
-    def __init__(self, model: nn.Module, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        noise_level: float = 0.15,
+        n_samples: int = 50,
+        statistic: str = "mean",
+        sampler: str | Sampler = "gaussian",
+        batch_size: int | None = None,
+        seed: SeedSpec = 0,
+        value_range: tuple[float, float] | None = None,
+        tol: float | None = None,
+        min_samples: int = 16,
+        *,
+        max_memory: MemorySpec = None,
+    ) -> None:
         from smoothsal.methods.gradient import VanillaGradient
 
-        super().__init__(VanillaGradient(model), **kwargs)
+        super().__init__(
+            VanillaGradient(model), noise_level=noise_level, n_samples=n_samples, statistic=statistic, sampler=sampler,
+            batch_size=batch_size, seed=seed, value_range=value_range, tol=tol, min_samples=min_samples,
+            max_memory=max_memory,
+        )  # fmt: skip
+
+    @classmethod
+    def from_spec(  # type: ignore[override]
+        cls, model: nn.Module, spec: SmoothSpec, *, batch_size: int | None = None, max_memory: MemorySpec = None
+    ) -> SmoothGrad:
+        """SmoothGrad of ``model`` with the settings of ``spec`` (a :class:`SmoothSpec`)."""
+        from smoothsal.methods.gradient import VanillaGradient
+
+        obj = cls.__new__(cls)
+        obj._setup(VanillaGradient(model), spec, batch_size, max_memory)
+        return obj
 
 
 def smooth(method: Any, inputs: Tensor, target: TargetSpec = None, **kwargs: Any) -> Tensor:
