@@ -39,7 +39,7 @@ from smoothsal.models.zoo import load_model
 from smoothsal.registry import PRECISION
 
 RESULTS = Path(__file__).parent / "results" / "bench_precision.json"
-TOL = PRECISION["tol"]
+TOL = PRECISION.tol
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> list[float]:

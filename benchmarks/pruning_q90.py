@@ -26,6 +26,7 @@ from smoothsal.datasets import bundled_photos
 from smoothsal.metrics.pruning import attribution_pruning, smallest_q
 from smoothsal.models.zoo import efficientnet_lite0
 from smoothsal.registry import build_method, method_label
+from smoothsal.smoothing_spec import SmoothSpec
 
 RESULTS = Path(__file__).parent / "results" / "pruning_q90.json"
 ROWS = [("grad", False), ("gradxinput", False), ("guided", False), ("deeplift", False), ("ig", False),
@@ -50,7 +51,7 @@ def main() -> None:
     table = []
     for name, smoothed in ROWS:
         t0 = time.perf_counter()
-        smooth = {"noise_level": 0.15, "n_samples": args.n_samples, "seed": 0} if smoothed else None
+        smooth = SmoothSpec(noise_level=0.15, n_samples=args.n_samples, seed=0) if smoothed else None
         kw = {"seed": 0} if name == "random" else {}
         maps = build_method(name, model, smooth, **kw).attribute(x, targets)
         res = attribution_pruning(model, x, maps, targets, resolution=args.resolution)

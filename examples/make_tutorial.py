@@ -114,7 +114,7 @@ below 0.35 instead)."""),
     ("code", """\
 row, titles = [], []
 for name in SMOOTHED:
-    smooth = build_method(name, model, smooth={"n_samples": N, "noise_level": 0.15, "seed": 0}, image_size=SIZE)
+    smooth = build_method(name, model, ss.SmoothSpec(noise_level=0.15, n_samples=N, seed=0), image_size=SIZE)
     est = smooth.estimate(x, target)
     row += [render(name, maps[name]), render(name, est.attributions[0])]
     titles += [method_label(name), f"{method_label(name, smoothed=True)}\\nrel. SE {est.relative_stderr().item():.2f}"]
@@ -161,7 +161,7 @@ xd, yd = digits.images, digits.labels
 
 rows = []
 for label, factory in [("gradient", ss.VanillaGradient),
-                       ("SmoothGrad σ=0.15", method_factory("grad", smooth={"n_samples": N, "noise_level": 0.15}))]:
+                       ("SmoothGrad σ=0.15", method_factory("grad", ss.SmoothSpec(noise_level=0.15, n_samples=N)))]:
     stab = ss.metrics.stability_error(factory, models, xd, yd)
     rows.append((label, stab.mean_normalized, stab.ssim))
 fid = ss.metrics.fidelity_error(ss.VanillaGradient, models[0], xd, yd, noise_level=0.15, n_samples=N)
@@ -188,7 +188,7 @@ similarity); the edge-detector control ignores the model and keeps similarity 1,
 net = models[0]
 xs, ys = xd[:16], yd[:16]                            # 16 digits are enough for a clear verdict here
 fig, ax = plt.subplots(figsize=(5, 3))
-for name, factory in [("gradient", ss.VanillaGradient), ("SmoothGrad", method_factory("grad", smooth={"n_samples": N})),
+for name, factory in [("gradient", ss.VanillaGradient), ("SmoothGrad", method_factory("grad", ss.SmoothSpec(n_samples=N))),
                       ("Sobel edges (control)", ss.SobelEdges)]:
     result = ss.metrics.model_parameter_randomization(factory, net, xs, ys)
     verdict = ss.metrics.sanity_verdict(result)

@@ -95,7 +95,7 @@ def test_load_model_specs(scripted_model):
 # ---- config -----------------------------------------------------------------------------------------
 def test_config_defaults_come_from_the_registry():
     config = ExplainConfig()
-    assert (config.n_samples, config.tol) == (PRECISION["n_samples"], PRECISION["tol"])
+    assert (config.n_samples, config.tol) == (PRECISION.n_samples, PRECISION.tol)
     assert config.ig_steps is None and config.smooth_ig_steps is None and config.batch_size is None
     # no override: the registry's settings; an override replaces only its own (method, raw|smoothed)
     assert config.method_settings("ig", False)["steps"] == ExplainConfig.registry_default("ig_steps")
@@ -282,7 +282,7 @@ def test_cli_explain_runs_and_prints_predictions(tmp_path, scripted_model, cli_a
     assert result.exit_code == 0, result.output
     assert "chelsea:" in result.output and (tmp_path / "o" / "grid.png").exists()
     settings = json.loads((tmp_path / "o" / "summary.json").read_text())["settings"]
-    assert settings["n_samples"] == 2 and settings["batch_size"] == 2 and settings["tol"] == PRECISION["tol"]
+    assert settings["n_samples"] == 2 and settings["batch_size"] == 2 and settings["tol"] == PRECISION.tol
 
 
 def test_cli_explain_errors_come_before_any_work(tmp_path, scripted_model, cli_app):

@@ -5,9 +5,17 @@ neither imports it back. The CLI, the studies and the API read method settings f
 their defaults cannot disagree.
 
 ``build_method("ig", model)`` returns Integrated Gradients with its raw settings;
-``build_method("ig", model, smooth={})`` returns :class:`~smoothsal.smoothing.Smooth` around IG
-built with its *smoothed* settings (see below), with ``Smooth``'s own defaults;
-``build_method("ig", model, smooth={"n_samples": 100}, steps=8)`` overrides both.
+``build_method("ig", model, SmoothSpec())`` returns :class:`~smoothsal.smoothing.Smooth` around IG
+built with its *smoothed* settings (see below) and the smoothing of that
+:class:`~smoothsal.smoothing_spec.SmoothSpec`; ``build_method("ig", model, SmoothSpec(n_samples=100),
+steps=8)`` overrides both.
+
+**Method settings are checked against the method's constructor.** A setting given to
+:func:`build_method` or registered with :func:`register` must be a parameter of the method's
+factory (``steps`` for IG, ``window`` for occlusion): a misspelt one fails with the parameters the
+method takes, at registration or before the model is touched. The constructor is the one
+statement of what a method takes and of the type of each value (it checks the values, naming the
+argument); a second, per-method copy of every signature would drift from it.
 
 **Raw vs smoothed settings.** A smoothed map averages the method over ``n`` noisy inputs, so an
 expensive method is run with a cheaper inner setting: IG takes 32 Gauss–Legendre path points raw
@@ -39,12 +47,15 @@ Users register their own methods with :func:`register` (also usable as a class d
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar, Union, overload
 
-from torch import nn
+from torch import Tensor, nn
 
+from smoothsal.execution.memory import MemorySpec
+from smoothsal.methods.base import Attribution
 from smoothsal.methods.controls import RandomAttribution, SobelEdges
 from smoothsal.methods.deeplift import DeepLift
 from smoothsal.methods.expected_gradients import ExpectedGradients
@@ -54,10 +65,13 @@ from smoothsal.methods.guided_backprop import Deconvnet, GuidedBackprop
 from smoothsal.methods.integrated_gradients import IntegratedGradients
 from smoothsal.methods.occlusion import Occlusion
 from smoothsal.smoothing import Smooth
+from smoothsal.smoothing_spec import SmoothSpec
 
 __all__ = [
     "METHODS",
     "PRECISION",
+    "MethodFactory",
+    "MethodSetting",
     "MethodSpec",
     "build_method",
     "method_factory",
@@ -67,12 +81,37 @@ __all__ = [
     "register",
 ]
 
+#: The value of one method setting: what the built-in constructors take (path points, a window,
+#: a baseline name, number or tensor, a layer by name or module, a layout callable).
+MethodSetting = Union[None, bool, int, float, str, tuple[int, int], Tensor, nn.Module, Callable[[Tensor], Tensor]]
+#: ``factory(model, **settings) -> method``: usually the method's class.
+MethodFactory = Callable[..., Attribution]
+_F = TypeVar("_F", bound=Callable[..., Attribution])
+
 #: The studies' sampling rule for smoothed maps (see the module docstring): sample until every
 #: map's relative standard error is at most ``tol``, and at most ``n_samples`` samples.
-PRECISION: dict[str, Any] = {"n_samples": 400, "tol": 0.35}
+PRECISION: SmoothSpec = SmoothSpec(n_samples=400, tol=0.35)
 
 #: Image size the size-scaled settings (``MethodSpec.size_scaled``) are stated for.
 REFERENCE_SIZE = 224
+
+
+def _parameters(factory: Callable[..., object]) -> tuple[set[str], bool]:
+    """The keyword settings ``factory`` takes after the model, and whether it takes any (``**kwargs``)."""
+    try:
+        params = list(inspect.signature(factory).parameters.values())[1:]  # the model comes first
+    except (TypeError, ValueError):  # a builtin without a signature: nothing can be checked
+        return set(), True
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _check_settings(name: str, factory: Callable[..., object], settings: Mapping[str, MethodSetting]) -> None:
+    """ValueError naming the settings of ``settings`` that ``factory`` does not take."""
+    names, open_ended = _parameters(factory)
+    unknown = sorted(k for k in settings if k not in names)
+    if unknown and not open_ended:
+        raise ValueError(f"method {name!r} has no setting {unknown}; it takes {sorted(names) or 'none'}")
 
 
 @dataclass(frozen=True)
@@ -94,23 +133,29 @@ class MethodSpec:
     """
 
     name: str
-    factory: Callable[..., Any]
+    factory: MethodFactory
     label: str
-    raw: Mapping[str, Any] = field(default_factory=dict)
-    smoothed: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, MethodSetting] = field(default_factory=dict)
+    smoothed: Mapping[str, MethodSetting] = field(default_factory=dict)
     display: str = "abs"
     kind: str = "method"
     size_scaled: tuple[str, ...] = ()
     smoothed_label: str | None = None
 
-    def settings(self, *, smoothed: bool = False, image_size: int | None = None) -> dict[str, Any]:
+    def settings(self, *, smoothed: bool = False, image_size: int | None = None) -> dict[str, MethodSetting]:
         """Constructor settings, raw or smoothed, with pixel sizes scaled to ``image_size``."""
         out = dict(self.smoothed if smoothed else self.raw)
         if image_size is not None:
             for key in self.size_scaled:
-                if key in out:
-                    out[key] = max(1, round(out[key] * image_size / REFERENCE_SIZE))
+                value = out.get(key)
+                if isinstance(value, int):
+                    out[key] = max(1, round(value * image_size / REFERENCE_SIZE))
         return out
+
+    def takes(self, setting: str) -> bool:
+        """Whether the factory has a parameter ``setting`` (``"seed"``, ``"batch_size"``, ...)."""
+        names, open_ended = _parameters(self.factory)
+        return setting in names or open_ended
 
     def label_for(self, smoothed: bool = False) -> str:
         if not smoothed:
@@ -122,20 +167,35 @@ METHODS: dict[str, MethodSpec] = {}
 _ALIASES: dict[str, str] = {}
 
 
+@overload
+def register(
+    name: str, factory: None = None, *, label: str | None = None, raw: Mapping[str, MethodSetting] | None = None,
+    smoothed: Mapping[str, MethodSetting] | None = None, display: str = "abs", kind: str = "method",
+    size_scaled: Sequence[str] = (), smoothed_label: str | None = None, aliases: Sequence[str] = (),
+) -> Callable[[_F], _F]: ...
+@overload
+def register(
+    name: str, factory: MethodFactory, *, label: str | None = None, raw: Mapping[str, MethodSetting] | None = None,
+    smoothed: Mapping[str, MethodSetting] | None = None, display: str = "abs", kind: str = "method",
+    size_scaled: Sequence[str] = (), smoothed_label: str | None = None, aliases: Sequence[str] = (),
+) -> MethodSpec: ...
 def register(
     name: str,
-    factory: Callable[..., Any] | None = None,
+    factory: MethodFactory | None = None,
     *,
     label: str | None = None,
-    raw: Mapping[str, Any] | None = None,
-    smoothed: Mapping[str, Any] | None = None,
+    raw: Mapping[str, MethodSetting] | None = None,
+    smoothed: Mapping[str, MethodSetting] | None = None,
     display: str = "abs",
     kind: str = "method",
     size_scaled: Sequence[str] = (),
     smoothed_label: str | None = None,
     aliases: Sequence[str] = (),
-) -> Any:
+) -> MethodSpec | Callable[[_F], _F]:
     """Register ``factory`` under ``name``; without ``factory``, a class decorator.
+
+    ``raw`` and ``smoothed`` must be settings the factory takes (:func:`build_method` checks the
+    same way): a misspelt one fails here.
 
     Example:
         >>> from smoothsal.methods.gradient import VanillaGradient
@@ -147,19 +207,25 @@ def register(
         >>> _ = METHODS.pop("my_grad")
     """
     if factory is None:
-        return lambda f: (register(name, f, label=label, raw=raw, smoothed=smoothed, display=display, kind=kind,
-                                   size_scaled=size_scaled, smoothed_label=smoothed_label, aliases=aliases), f)[1]
+        def decorate(f: _F) -> _F:
+            register(name, f, label=label, raw=raw, smoothed=smoothed, display=display, kind=kind,
+                     size_scaled=size_scaled, smoothed_label=smoothed_label, aliases=aliases)  # fmt: skip
+            return f
+
+        return decorate
     if not isinstance(name, str) or not name or "," in name:
         raise ValueError(f"`name` must be a non-empty string without commas, got {name!r}")
     if display not in ("abs", "overlay"):
         raise ValueError(f"`display` must be 'abs' or 'overlay', got {display!r}")
     raw = dict(raw or {})
+    smoothed = dict(smoothed) if smoothed is not None else dict(raw)
+    _check_settings(name, factory, {**raw, **smoothed})
     spec = MethodSpec(
         name=name,
         factory=factory,
         label=label or getattr(factory, "__name__", name),
         raw=raw,
-        smoothed=dict(smoothed) if smoothed is not None else dict(raw),
+        smoothed=smoothed,
         display=display,
         kind=kind,
         size_scaled=tuple(size_scaled),
@@ -184,53 +250,95 @@ def method_label(name: str, smoothed: bool = False) -> str:
     return method_spec(name).label_for(smoothed)
 
 
+@overload
+def build_method(
+    name: str, model: nn.Module, smooth: None = None, *, image_size: int | None = None, inner: str = "smoothed",
+    batch_size: int | None = None, max_memory: MemorySpec = None, **settings: MethodSetting,
+) -> Attribution: ...
+@overload
+def build_method(
+    name: str, model: nn.Module, smooth: SmoothSpec, *, image_size: int | None = None, inner: str = "smoothed",
+    batch_size: int | None = None, max_memory: MemorySpec = None, **settings: MethodSetting,
+) -> Smooth: ...
 def build_method(
     name: str,
     model: nn.Module,
-    smooth: Mapping[str, Any] | None = None,
+    smooth: SmoothSpec | None = None,
     *,
     image_size: int | None = None,
     inner: str = "smoothed",
-    **overrides: Any,
-) -> Any:
+    batch_size: int | None = None,
+    max_memory: MemorySpec = None,
+    **settings: MethodSetting,
+) -> Attribution | Smooth:
     """Build method ``name`` for ``model``.
 
     Args:
         name: a registered name (:data:`METHODS`) or alias.
         model: the model to explain.
-        smooth: ``None`` for the raw method; a mapping (``{}`` for the defaults) to wrap it in
-            :class:`~smoothsal.smoothing.Smooth` with these keyword arguments, the inner method
-            then built with its *smoothed* settings.
+        smooth: ``None`` for the raw method; a :class:`~smoothsal.smoothing_spec.SmoothSpec`
+            (``SmoothSpec()`` for the defaults, :data:`PRECISION` for the studies' rule) to wrap it
+            in :class:`~smoothsal.smoothing.Smooth`, the inner method then built with its
+            *smoothed* settings.
         image_size: scale the pixel-sized settings (occlusion's window) to this image size
             (default: the inputs' size is not known here, so the 224-px values are used).
         inner: with ``smooth``, the settings of the wrapped method: ``"smoothed"`` (its cheaper
             smoothed settings, the default) or ``"raw"`` (its raw settings: the smoothed map of
             eq. 13, compared with the raw map of the same method; module docstring).
-        overrides: constructor arguments that replace the registered settings.
+        batch_size: most model rows per call (``None``: automatic): the method's if it batches
+            (IG, occlusion; a method that runs its inputs in one call has none), and ``Smooth``'s
+            when smoothed. Never changes the map.
+        max_memory: the memory budget of the automatic ``batch_size``, passed the same way.
+        settings: constructor settings that replace the registered ones; each must be a
+            parameter of the method's factory (ValueError naming the ones it takes).
+
+    Example:
+        >>> import torch
+        >>> ig = build_method("ig", torch.nn.Linear(4, 3), steps=8)
+        >>> type(ig).__name__, ig.steps
+        ('IntegratedGradients', 8)
+        >>> build_method("ig", torch.nn.Linear(4, 3), SmoothSpec(n_samples=4)).method.steps
+        4
     """
-    if inner not in ("smoothed", "raw"):
-        raise ValueError(f"`inner` must be 'smoothed' or 'raw', got {inner!r}")
-    spec = method_spec(name)
+    spec = _checked(name, smooth, inner, settings)
     smoothed = smooth is not None and inner == "smoothed"
-    settings = {**spec.settings(smoothed=smoothed, image_size=image_size), **overrides}
-    method = spec.factory(model, **settings)
+    chosen = {**spec.settings(smoothed=smoothed, image_size=image_size), **settings}
+    run = {"batch_size": batch_size, "max_memory": max_memory}
+    chosen.update({k: v for k, v in run.items() if v is not None and spec.takes(k)})
+    method = spec.factory(model, **chosen)
     if smooth is None:
         return method
-    return Smooth(method, **dict(smooth))
+    return Smooth.from_spec(method, smooth, batch_size=batch_size, max_memory=max_memory)
+
+
+def _checked(name: str, smooth: SmoothSpec | None, inner: str, settings: Mapping[str, MethodSetting]) -> MethodSpec:
+    """The spec of ``name``, after checking the arguments of :func:`build_method` (before any model)."""
+    spec = method_spec(name)
+    _check_settings(spec.name, spec.factory, settings)
+    if smooth is not None and not isinstance(smooth, SmoothSpec):
+        raise TypeError(f"`smooth` must be a SmoothSpec or None, got {type(smooth).__name__}")
+    if inner not in ("smoothed", "raw"):
+        raise ValueError(f"`inner` must be 'smoothed' or 'raw', got {inner!r}")
+    return spec
 
 
 def method_factory(
-    name: str, smooth: Mapping[str, Any] | None = None, *, image_size: int | None = None, inner: str = "smoothed",
-    **overrides: Any,
-) -> Callable[[nn.Module], Any]:
-    """``model -> method``: what the model-comparison metrics (stability, sanity) take (arguments as
-    :func:`build_method`)."""
-    method_spec(name)  # fail now, not when the first model is explained
-    if inner not in ("smoothed", "raw"):
-        raise ValueError(f"`inner` must be 'smoothed' or 'raw', got {inner!r}")
+    name: str,
+    smooth: SmoothSpec | None = None,
+    *,
+    image_size: int | None = None,
+    inner: str = "smoothed",
+    batch_size: int | None = None,
+    max_memory: MemorySpec = None,
+    **settings: MethodSetting,
+) -> Callable[[nn.Module], Attribution | Smooth]:
+    """``model -> method`` (:func:`build_method` with these arguments): what the model-comparison
+    metrics (stability, sanity) take. The arguments are checked now, not at the first model."""
+    _checked(name, smooth, inner, settings)
 
-    def factory(model: nn.Module) -> Any:
-        return build_method(name, model, smooth, image_size=image_size, inner=inner, **overrides)
+    def factory(model: nn.Module) -> Attribution | Smooth:
+        return build_method(name, model, smooth, image_size=image_size, inner=inner, batch_size=batch_size,
+                            max_memory=max_memory, **settings)  # fmt: skip
 
     factory.__name__ = f"{name}{'_smooth' if smooth is not None else ''}"
     return factory

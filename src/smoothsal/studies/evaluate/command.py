@@ -24,25 +24,25 @@ def _parse_baseline(text: str) -> str | float:
 def register_cli(app: Any) -> None:
     """Add ``smoothsal evaluate`` to a :class:`typer.Typer` app."""
     import typer
-
-    from smoothsal.studies._options import BATCH_SIZE, DEVICE, FRESH, MAX_MEMORY
     from PIL import UnidentifiedImageError
 
-    from smoothsal.studies.evaluate.config import DEFAULT_METHODS
+    from smoothsal.studies._options import with_run_options
+    from smoothsal.studies.evaluate.config import DEFAULT_METHODS, DEFAULT_OUT
+    from smoothsal.studies.options import RunOptions
 
     @app.command("evaluate")
+    @with_run_options(DEFAULT_OUT)
     def evaluate_command(
+        options: RunOptions,
         images: Optional[list[str]] = typer.Argument(None, help="Image files or bundled photo names (default: bundled photos)."),
         methods: str = typer.Option(",".join(DEFAULT_METHODS), "--methods", help="Comma-separated method names."),
         noise_level: float = typer.Option(0.15, "--noise-level", help="σ of the smoothed rows, fraction of the value range."),
         samples: Optional[int] = typer.Option(None, "--samples", help="Noisy samples per smoothed map (default 8 quick, 50 full)."),
         quick: bool = typer.Option(False, "--quick", help="Small settings: a few minutes on 2 CPU cores."),
-        out: Path = typer.Option(Path("out/evaluate"), "--out", help="Output folder (results resume from it)."),
         model: str = typer.Option("lite0", "--model", help="lite0 | lite1 | lite2 | package.module:factory | TorchScript file."),
         localization: Optional[bool] = typer.Option(
             None, "--localization/--no-localization", help="Synthetic-mask section (default: on for bundled models)."
         ),
-        seed: int = typer.Option(0, "--seed", help="Seed of noise, randomized weights and the random control."),
         baseline: str = typer.Option("blur", "--baseline", help="Removed pixels become: blur | black | a number."),
         ig_steps: Optional[int] = typer.Option(None, "--ig-steps", help="Integrated Gradients path points (default: the registry's)."),
         randomization: str = typer.Option(
@@ -53,14 +53,9 @@ def register_cli(app: Any) -> None:
             None, "--data-randomization/--no-data-randomization",
             help="Digits CNN trained on true vs shuffled labels (default: on for bundled models).",
         ),
-        device: str = DEVICE,
         sections: Optional[str] = typer.Option(
             None, "--sections", help="Comma-separated sections to compute (default: all); records are shared."
         ),
-        batch_size: Optional[int] = BATCH_SIZE,
-        max_memory: Optional[str] = MAX_MEMORY,
-        fresh: bool = FRESH,
-        no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
         maps: Optional[str] = typer.Option(
             None, "--maps", metavar="STORE",
             help="Map store of `smoothsal explain-dataset` (a folder or a URL): its images, targets and original-model maps "
@@ -76,16 +71,12 @@ def register_cli(app: Any) -> None:
 
         try:
             config = EvaluateConfig.preset(
-                "quick" if quick else "full", out_dir=out, methods=methods, noise_level=noise_level, n_samples=samples,
-                model=model, images=images or None, localization=localization, seed=seed,
-                baseline=_parse_baseline(baseline), ig_steps=ig_steps, batch_size=batch_size, progress=not no_progress,
-                fresh=fresh, randomization=randomization, data_randomization=data_rand, device=device,
-                sections=sections, maps=maps, store_images=store_images,
+                "quick" if quick else "full", methods=methods, noise_level=noise_level, n_samples=samples,
+                model=model, images=images or None, localization=localization, baseline=_parse_baseline(baseline),
+                ig_steps=ig_steps, randomization=randomization, data_randomization=data_rand, sections=sections,
+                maps=maps, store_images=store_images,
             )  # fmt: skip
-            from smoothsal.execution.memory import set_max_memory
-
-            set_max_memory(max_memory)
-            report = run_evaluate(config)
+            report = run_evaluate(config, options)
         except (ValueError, FileNotFoundError, OSError, UnidentifiedImageError) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=2) from err
@@ -96,5 +87,5 @@ def register_cli(app: Any) -> None:
         typer.echo(f"\nsanity check passed: {', '.join(passed) or 'none'}")
         typer.echo(f"sanity check failed: {', '.join(failed) or 'none'}")
         typer.echo(f"sanity check inconclusive: {', '.join(unsure) or 'none'}")
-        typer.echo(f"wrote {', '.join(sorted(report.paths))} to {out}/ in {report.seconds:.1f} s "
+        typer.echo(f"wrote {', '.join(sorted(report.paths))} to {options.out_dir(DEFAULT_OUT)}/ in {report.seconds:.1f} s "
                    f"({report.computed} results computed)")  # fmt: skip

@@ -56,26 +56,35 @@ has no convergence delta (the column is empty for it).
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Union
 
 import torch
 from torch import Tensor, nn
 
+from smoothsal._core.jsontypes import JSON, JSONObject
+from smoothsal.methods.base import Attribution
+from smoothsal.smoothing import Smooth
 from smoothsal.studies.evaluate.config import (
     PRUNE_SHARE,
     EvaluateConfig,
     tensor_digest,
 )
+from smoothsal.studies.options import RunOptions
 from smoothsal.studies.store import ResultsStore
+
+if TYPE_CHECKING:
+    from smoothsal.studies.explain_dataset.store import MapStore
 
 __all__ = ["Context", "DRData", "MapSource", "ReportRow", "build_rows", "compute_sections", "data_randomization_data",
            "jaggedness_lines", "load_data", "load_store_data"]  # fmt: skip
+
+#: ``model -> attribution method`` of a row (a raw method, ``Smooth`` around one, or a control).
+MethodFactory = Callable[[nn.Module], Union[Attribution, Smooth]]
 
 
 @dataclass(frozen=True)
@@ -87,9 +96,9 @@ class ReportRow:
     label: str
     kind: str  # "method" | "control"
     smoothed: bool
-    factory: Callable[[nn.Module], Any] = field(compare=False)
+    factory: MethodFactory = field(compare=False)
     #: an independent second estimate (another seed) for sampled rows; None = deterministic
-    second: Callable[[nn.Module], Any] | None = field(default=None, compare=False)
+    second: MethodFactory | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -100,6 +109,7 @@ class Context:
     inputs: Tensor  # [B, C, H, W]
     targets: Tensor  # [B]
     config: EvaluateConfig
+    options: RunOptions
     store: ResultsStore
     loc: tuple[nn.Module, Tensor, Tensor, Tensor] | None = None  # model, images, masks, labels
     dr: DRData | None = None  # the data randomization test's models and inputs
@@ -117,7 +127,7 @@ class MapSource:
             method rows (:meth:`plan_rows`); the controls are always computed (a store holds methods only).
     """
 
-    store: Any
+    store: MapStore
     model: str
     images: list[str]
     plan: dict[str, str | None] = field(default_factory=dict)
@@ -128,8 +138,8 @@ class MapSource:
 
         return sigma_key(config.noise_level) if row.smoothed else 0.0
 
-    def why_not(self, config: EvaluateConfig, row: ReportRow) -> str | None:
-        """Why ``row``'s maps cannot be read from the store (``None``: they can)."""
+    def why_not(self, config: EvaluateConfig, seed: int, row: ReportRow) -> str | None:
+        """Why ``row``'s maps cannot be read from the store (``None``: they can); ``seed``: the run's."""
         if row.kind != "method":
             return "a control (the store holds methods only)"
         sigma = self.sigma(config, row)
@@ -148,15 +158,15 @@ class MapSource:
             diffs.append(f"n_samples {config.n_samples} here, {sc.get('n_samples')} in the store")
         if sc.get("tol") is not None:
             diffs.append(f"the store stopped sampling at tol {sc.get('tol')}, evaluate always draws n_samples")
-        if sc.get("seed") != config.seed:
-            diffs.append(f"seed {config.seed} here, {sc.get('seed')} in the store")
+        if sc.get("seed") != seed:
+            diffs.append(f"seed {seed} here, {sc.get('seed')} in the store")
         if sc.get("statistic", "mean") != "mean":
             diffs.append(f"statistic {sc.get('statistic')!r} in the store, 'mean' here")
         return "; ".join(diffs) or None
 
-    def plan_rows(self, config: EvaluateConfig, rows: list[ReportRow]) -> dict[str, str | None]:
+    def plan_rows(self, config: EvaluateConfig, seed: int, rows: list[ReportRow]) -> dict[str, str | None]:
         """Decide, for every method row, whether its maps come from the store; warn once about the others."""
-        self.plan = {r.key: self.why_not(config, r) for r in rows if r.kind == "method"}
+        self.plan = {r.key: self.why_not(config, seed, r) for r in rows if r.kind == "method"}
         computed = {k: why for k, why in self.plan.items() if why is not None}
         if computed:
             warnings.warn(
@@ -175,7 +185,7 @@ class MapSource:
         sel = self.store.select(model=self.model, method=row.method, sigma=self.sigma(config, row), images=self.images)
         return sel.load()
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JSONObject:
         """JSON-ready: the store, its model, and which rows came from it (``report.json``'s settings)."""
         return {
             "path": str(self.store.path),
@@ -196,36 +206,37 @@ class DRData:
     inputs: Tensor
     targets: Tensor
     rows: dict[str, ReportRow]
-    info: dict[str, Any]
+    info: JSONObject
 
 
-def build_rows(config: EvaluateConfig, image_size: int) -> list[ReportRow]:
+def build_rows(config: EvaluateConfig, options: RunOptions, image_size: int) -> list[ReportRow]:
     """The report's rows: each method raw and smoothed, then the registered controls."""
-    from smoothsal.registry import METHODS, method_factory, method_spec
+    from smoothsal.metrics.sanity import second_estimate_seed
+    from smoothsal.registry import METHODS, method_spec
 
+    seed, factory = options.seed, options.method_factory
     rows = []
     for name in config.methods:
         spec = method_spec(name)
         over = config.method_overrides(name)
         rows.append(ReportRow(name, name, spec.label_for(False), spec.kind, False,
-                              method_factory(name, image_size=image_size, **over)))  # fmt: skip
+                              factory(name, image_size=image_size, **over)))  # fmt: skip
         rows.append(ReportRow(f"{name}_smooth", name, spec.label_for(True), spec.kind, True,
-                              method_factory(name, config.smooth_settings(), image_size=image_size, **over),
-                              method_factory(name, config.smooth_settings(1), image_size=image_size, **over)))  # fmt: skip
+                              factory(name, config.smooth_spec(seed), image_size=image_size, **over),
+                              factory(name, config.smooth_spec(seed, 1), image_size=image_size, **over)))  # fmt: skip
     for name, spec in METHODS.items():
         if spec.kind == "control":  # a control that draws random numbers takes the study's seed
-            takes_seed = "seed" in inspect.signature(spec.factory).parameters
-            over = {"seed": config.seed} if takes_seed else {}
-            second = method_factory(name, seed=config.second_seed()) if takes_seed else None
-            rows.append(ReportRow(name, name, spec.label, spec.kind, False, method_factory(name, **over), second))
+            if spec.takes("seed"):
+                first, second = factory(name, seed=seed), factory(name, seed=second_estimate_seed(seed, 1))
+            else:
+                first, second = factory(name), None
+            rows.append(ReportRow(name, name, spec.label, spec.kind, False, first, second))
     return rows
 
 
 # ---- data ---------------------------------------------------------------------------------------
-def _load_model(config: EvaluateConfig) -> tuple[nn.Module, int | None, list[str] | None]:
-    from smoothsal.execution.devices import resolve_device
-
-    device = resolve_device(config.device)
+def _load_model(config: EvaluateConfig, options: RunOptions) -> tuple[nn.Module, int | None, list[str] | None]:
+    device = options.torch_device()
     if isinstance(config.model, nn.Module):
         return config.model.to(device), None, None
     from smoothsal.models.zoo import load_model
@@ -251,7 +262,9 @@ def _load_images(config: EvaluateConfig, size: int) -> tuple[Tensor, list[str]]:
     return torch.cat([p.tensor for p in photos]), [p.name for p in photos]
 
 
-def load_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor, list[str], list[str] | None]:
+def load_data(
+    config: EvaluateConfig, options: RunOptions
+) -> tuple[nn.Module, Tensor, Tensor, list[str], list[str] | None]:
     """``(model, images [B, C, H, W], targets [B] (the model's top-1), image names, class names)``.
 
     With ``config.maps``: the store's images and targets (:func:`load_store_data`).
@@ -259,17 +272,17 @@ def load_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor, list[s
     from smoothsal.execution.calls import predict
 
     if config.maps is not None:
-        return load_store_data(config)[:5]
+        return load_store_data(config, options)[:5]
 
-    net, size, class_names = _load_model(config)
+    net, size, class_names = _load_model(config, options)
     if size is None:
         size = int(config.images.shape[-1]) if isinstance(config.images, Tensor) else int(getattr(net, "image_size", 224))
     x, names = _load_images(config, size)
-    targets = predict(net, x, batch_size=config.batch_size).argmax(dim=1)
+    targets = predict(net, x, batch_size=options.batch_size).argmax(dim=1)
     return net, x, targets, names, class_names
 
 
-def _store_model(config: EvaluateConfig, store: Any, net: nn.Module) -> str:
+def _store_model(config: EvaluateConfig, store: MapStore, net: nn.Module) -> str:
     """The spec of ``net`` in the map store; ValueError when the store's maps are not this model's."""
     from smoothsal.studies.evaluate.config import store_model_of
     from smoothsal.studies.explain_dataset.compute import weights_digest
@@ -289,14 +302,16 @@ def _store_model(config: EvaluateConfig, store: Any, net: nn.Module) -> str:
     return spec
 
 
-def load_store_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor, list[str], list[str] | None, MapSource]:
+def load_store_data(
+    config: EvaluateConfig, options: RunOptions
+) -> tuple[nn.Module, Tensor, Tensor, list[str], list[str] | None, MapSource]:
     """:func:`load_data` of a report card on a map store (``config.maps``), and its :class:`MapSource`.
 
     The images are the store's images of the model in id order (the first ``config.store_images``),
     the inputs as the explain-dataset job read them, the targets those the stored maps explain (of
     its σ = 0 maps where there are, every stored map of an image explaining the same class).
     """
-    net, _, class_names = _load_model(config)
+    net, _, class_names = _load_model(config, options)
     store = config.map_store()
     spec = _store_model(config, store, net)
     entries = store.select(model=spec)
@@ -323,7 +338,7 @@ def load_store_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor, 
     return net, x, target, ids, class_names, MapSource(store, spec, ids)
 
 
-def localization_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor, Tensor]:
+def localization_data(config: EvaluateConfig, options: RunOptions) -> tuple[nn.Module, Tensor, Tensor, Tensor]:
     """(model, images, masks, labels) of the localization section."""
     loc = config.localization
     if isinstance(loc, tuple):
@@ -332,45 +347,43 @@ def localization_data(config: EvaluateConfig) -> tuple[nn.Module, Tensor, Tensor
         from smoothsal.studies.train import TrainConfig, load_split, train_model
 
         kw = {} if config.loc_epochs is None else {"epochs": config.loc_epochs}
-        trained = train_model(TrainConfig(dataset="synthetic", arch="cnn", **kw), progress=config.progress)
+        trained = train_model(TrainConfig(dataset="synthetic", arch="cnn", **kw), progress=options.progress)
         _, test = load_split("synthetic")
         model, data = trained.model, test.subset(list(range(min(config.loc_images, len(test)))))
-    from smoothsal.execution.devices import resolve_device
-
-    return model.to(resolve_device(config.device)), data.images.float(), data.masks, data.labels
+    return model.to(options.torch_device()), data.images.float(), data.masks, data.labels
 
 
 #: the digits' side in pixels for the data randomization test (the training code's default)
 DR_IMAGE_SIZE = 32
 
 
-def data_randomization_data(config: EvaluateConfig) -> DRData:
+def data_randomization_data(config: EvaluateConfig, options: RunOptions) -> DRData:
     """Train (or load from the cache) the digits CNN on true and on shuffled labels, and draw the
-    held-out digits to explain (``config.dr_images``, seeded)."""
+    held-out digits to explain (``config.dr_images``, drawn with the run's seed)."""
     from smoothsal.execution.calls import predict
-    from smoothsal.execution.devices import resolve_device
     from smoothsal.studies.train import TrainConfig, held_out_inputs, train_model
 
-    device = resolve_device(config.device)
+    device = options.torch_device()
     if isinstance(config.data_randomization, tuple):
         model, rand, x = config.data_randomization
         model, rand, x = model.to(device), rand.to(device), x.detach().float()
-        targets = predict(model, x, batch_size=config.batch_size).argmax(dim=1)
-        info = {"dataset": "user", "arch": type(model).__name__, "epochs": None, "n_images": int(x.shape[0]),
-                "true_label_test_accuracy": None, "shuffled_label_test_accuracy": None}  # fmt: skip
-        return DRData(model, rand, x, targets, {r.key: r for r in build_rows(config, int(x.shape[-1]))}, info)
+        targets = predict(model, x, batch_size=options.batch_size).argmax(dim=1)
+        info: JSONObject = {"dataset": "user", "arch": type(model).__name__, "epochs": None, "n_images": int(x.shape[0]),
+                            "true_label_test_accuracy": None, "shuffled_label_test_accuracy": None}  # fmt: skip
+        rows = {r.key: r for r in build_rows(config, options, int(x.shape[-1]))}
+        return DRData(model, rand, x, targets, rows, info)
     kw = {} if config.dr_epochs is None else {"epochs": config.dr_epochs}
-    true = train_model(TrainConfig(dataset="digits", arch="cnn", **kw), progress=config.progress)
+    true = train_model(TrainConfig(dataset="digits", arch="cnn", **kw), progress=options.progress)
     shuffled = train_model(TrainConfig(dataset="digits", arch="cnn", shuffle_labels=True, **kw),
-                           progress=config.progress)  # fmt: skip
-    data = held_out_inputs("digits", DR_IMAGE_SIZE, config.dr_images, config.seed)
+                           progress=options.progress)  # fmt: skip
+    data = held_out_inputs("digits", DR_IMAGE_SIZE, config.dr_images, options.seed)
     x = data.images.float()
     model, rand = true.model.to(device), shuffled.model.to(device)
-    targets = predict(model, x, batch_size=config.batch_size).argmax(dim=1)
+    targets = predict(model, x, batch_size=options.batch_size).argmax(dim=1)
     info = {"dataset": "digits", "arch": "cnn", "epochs": true.config.epochs, "n_images": int(x.shape[0]),
             "true_label_test_accuracy": true.test_accuracy,
             "shuffled_label_test_accuracy": shuffled.test_accuracy}  # fmt: skip
-    rows = {r.key: r for r in build_rows(config, DR_IMAGE_SIZE)}
+    rows = {r.key: r for r in build_rows(config, options, DR_IMAGE_SIZE)}
     return DRData(model, rand, x, targets, rows, info)
 
 
@@ -384,9 +397,9 @@ def _mean(t: Tensor) -> float:
     return float(t.float().nanmean())
 
 
-def _values(t: Tensor) -> list[float | None]:
+def _values(t: Tensor) -> list[JSON]:
     """Per-image values as JSON-ready floats (non-finite -> None, dropped by the intervals)."""
-    out: list[float | None] = []
+    out: list[JSON] = []
     for v in t.detach().double().cpu().flatten().tolist():
         out.append(v if math.isfinite(v) else None)
     return out
@@ -402,7 +415,7 @@ def _n_units(x: Tensor, patch: int) -> int:
     return math.ceil(h / patch) * math.ceil(w / patch)
 
 
-def compute_row_maps(ctx: Context, row: ReportRow) -> tuple[Tensor, dict[str, Any]]:
+def compute_row_maps(ctx: Context, row: ReportRow) -> tuple[Tensor, JSONObject]:
     """Explain the report images with ``row``'s method: ``(maps, metadata)``, the metadata holding
     the mean relative convergence delta where the method has one."""
     method = row.factory(ctx.model)
@@ -421,14 +434,14 @@ def row_maps(ctx: Context, row: ReportRow) -> Tensor:
     return torch.from_numpy(arr)
 
 
-def _section_sanity(ctx: Context, row: ReportRow) -> dict[str, Any]:
+def _section_sanity(ctx: Context, row: ReportRow) -> JSONObject:
     from smoothsal.metrics.sanity import model_parameter_randomization, spaced_layers
 
     layers = spaced_layers(ctx.model, ctx.config.mprt_checkpoints)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="a map is constant")
         res = model_parameter_randomization(
-            row.factory, ctx.model, ctx.inputs, ctx.targets, order="cascading", layers=layers, seed=ctx.config.seed,
+            row.factory, ctx.model, ctx.inputs, ctx.targets, order="cascading", layers=layers, seed=ctx.options.seed,
             init=ctx.config.randomization, second_estimate=row.second, original=row_maps(ctx, row),
         )  # fmt: skip
     means = res.summary()
@@ -447,7 +460,7 @@ def _section_sanity(ctx: Context, row: ReportRow) -> dict[str, Any]:
     }
 
 
-def _section_faithfulness(ctx: Context, row: ReportRow) -> dict[str, Any]:
+def _section_faithfulness(ctx: Context, row: ReportRow) -> JSONObject:
     from smoothsal.metrics.faithfulness import (
         auc,
         deletion_curve,
@@ -460,11 +473,12 @@ def _section_faithfulness(ctx: Context, row: ReportRow) -> dict[str, Any]:
     maps = row_maps(ctx, row)
     patch, mono_patch = _scaled_patch(c.patch, x), _scaled_patch(c.monotonicity_patch, x)
     steps = min(c.steps, _n_units(x, patch))
-    kw = {"batch_size": c.batch_size}
-    dele = deletion_curve(ctx.model, x, maps, t, steps=steps, patch=patch, baseline=c.baseline, **kw)
-    ins = insertion_curve(ctx.model, x, maps, t, steps=steps, patch=patch, baseline=c.baseline, **kw)
-    fc = faithfulness_correlation(ctx.model, x, maps, t, n_runs=c.fc_runs, patch=patch, seed=c.seed, **kw)
-    mono = monotonicity(ctx.model, x, maps, t, patch=mono_patch, **kw)
+    rows = ctx.options.batch_size
+    dele = deletion_curve(ctx.model, x, maps, t, steps=steps, patch=patch, baseline=c.baseline, batch_size=rows)
+    ins = insertion_curve(ctx.model, x, maps, t, steps=steps, patch=patch, baseline=c.baseline, batch_size=rows)
+    fc = faithfulness_correlation(ctx.model, x, maps, t, n_runs=c.fc_runs, patch=patch, seed=ctx.options.seed,
+                                  batch_size=rows)  # fmt: skip
+    mono = monotonicity(ctx.model, x, maps, t, patch=mono_patch, batch_size=rows)
     d_auc, i_auc = auc(dele), auc(ins)
     meta = ctx.store.get({"maps": row.key}) or {}
     return {
@@ -484,13 +498,13 @@ def _section_faithfulness(ctx: Context, row: ReportRow) -> dict[str, Any]:
     }
 
 
-def _section_road(ctx: Context, row: ReportRow) -> dict[str, Any]:
+def _section_road(ctx: Context, row: ReportRow) -> JSONObject:
     """ROAD (Rong et al. 2022) with the authors' settings (:mod:`smoothsal.metrics.road`): per image the
     MoRF and LeRF curves' means over 10..90 % removed and their difference; the mean curves for the record."""
     from smoothsal.metrics.road import road_curves
 
-    c = road_curves(ctx.model, ctx.inputs, row_maps(ctx, row), ctx.targets, seed=ctx.config.seed,
-                    batch_size=ctx.config.batch_size)  # fmt: skip
+    c = road_curves(ctx.model, ctx.inputs, row_maps(ctx, row), ctx.targets, seed=ctx.options.seed,
+                    batch_size=ctx.options.batch_size)  # fmt: skip
     morf, lerf = c.morf_auc(), c.lerf_auc()
     return {
         "_per_image": {"road_morf": _values(morf), "road_lerf": _values(lerf), "road_combined": _values(lerf - morf)},
@@ -498,7 +512,7 @@ def _section_road(ctx: Context, row: ReportRow) -> dict[str, Any]:
     }
 
 
-def _section_complexity(ctx: Context, row: ReportRow) -> dict[str, Any]:
+def _section_complexity(ctx: Context, row: ReportRow) -> JSONObject:
     from smoothsal.metrics.complexity import entropy, sparseness
 
     maps = row_maps(ctx, row)
@@ -506,22 +520,22 @@ def _section_complexity(ctx: Context, row: ReportRow) -> dict[str, Any]:
                            "entropy": _values(entropy(maps, reduce_channels=True))}}  # fmt: skip
 
 
-def _section_roughness(ctx: Context, row: ReportRow) -> dict[str, Any]:
+def _section_roughness(ctx: Context, row: ReportRow) -> JSONObject:
     from smoothsal.metrics.jaggedness import gradient_roughness
 
     r = gradient_roughness(
         row.factory(ctx.model), ctx.inputs, ctx.targets, radius=0.01, n_pairs=ctx.config.roughness_pairs,
-        seed=ctx.config.seed, reference=row_maps(ctx, row),
+        seed=ctx.options.seed, reference=row_maps(ctx, row),
     )  # fmt: skip
     return {"_per_image": {"roughness": _values(r)}}
 
 
-def _section_pruning(ctx: Context, row: ReportRow) -> dict[str, Any]:
+def _section_pruning(ctx: Context, row: ReportRow) -> JSONObject:
     from smoothsal.metrics.pruning import attribution_pruning, smallest_q
 
     res = attribution_pruning(
         ctx.model, ctx.inputs, row_maps(ctx, row), ctx.targets, baseline=ctx.config.baseline,
-        batch_size=ctx.config.batch_size, share=PRUNE_SHARE,
+        batch_size=ctx.options.batch_size, share=PRUNE_SHARE,
     )  # fmt: skip
     q10 = int((res.q == 10).nonzero()[0]) if bool((res.q == 10).any()) else 0
     return {
@@ -531,7 +545,7 @@ def _section_pruning(ctx: Context, row: ReportRow) -> dict[str, Any]:
     }
 
 
-def _section_localization(ctx: Context, row: ReportRow) -> dict[str, Any]:
+def _section_localization(ctx: Context, row: ReportRow) -> JSONObject:
     from smoothsal.metrics.localization import (
         mask_topk_iou,
         pointing_game,
@@ -547,7 +561,7 @@ def _section_localization(ctx: Context, row: ReportRow) -> dict[str, Any]:
                            "loc_topk_iou": _values(mask_topk_iou(maps, masks))}}  # fmt: skip
 
 
-def _section_data_randomization(ctx: Context, row: ReportRow) -> dict[str, Any]:
+def _section_data_randomization(ctx: Context, row: ReportRow) -> JSONObject:
     from smoothsal.metrics.sanity import data_randomization
 
     if ctx.dr is None:
@@ -564,7 +578,7 @@ def _section_data_randomization(ctx: Context, row: ReportRow) -> dict[str, Any]:
     }
 
 
-SECTION_FUNCTIONS: dict[str, Callable[[Context, ReportRow], dict[str, Any]]] = {
+SECTION_FUNCTIONS: dict[str, Callable[[Context, ReportRow], JSONObject]] = {
     "sanity": _section_sanity,
     "faithfulness": _section_faithfulness,
     "road": _section_road,
@@ -576,24 +590,23 @@ SECTION_FUNCTIONS: dict[str, Callable[[Context, ReportRow], dict[str, Any]]] = {
 }
 
 
-def jaggedness_lines(ctx: Context) -> dict[str, Any]:
+def jaggedness_lines(ctx: Context) -> JSONObject:
     """Fig. 2 of Smilkov et al. 2017 on the first image: the vanilla gradient and SmoothGrad at the
     report's noise level, along the same line and pixel."""
     from smoothsal.metrics.jaggedness import gradient_along_line
-    from smoothsal.registry import build_method
 
-    c, x0, t0 = ctx.config, ctx.inputs[:1], ctx.targets[:1]
+    c, o, x0, t0 = ctx.config, ctx.options, ctx.inputs[:1], ctx.targets[:1]
     methods = {
-        "gradient": build_method("grad", ctx.model),
-        f"SmoothGrad {c.noise_level:.0%}": build_method("grad", ctx.model, c.smooth_settings()),
+        "gradient": o.build_method("grad", ctx.model),
+        f"SmoothGrad {c.noise_level:.0%}": o.build_method("grad", ctx.model, c.smooth_spec(o.seed)),
     }
-    out: dict[str, Any] = {}
+    out: JSONObject = {}
     pixel = None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*change the predicted class")
         for label, method in methods.items():
             line = gradient_along_line(
-                method, x0, t0, pixel=pixel, t_steps=c.line_steps, seed=c.seed, batch_size=c.batch_size
+                method, x0, t0, pixel=pixel, t_steps=c.line_steps, seed=o.seed, batch_size=o.batch_size
             )
             pixel = line.pixel  # the smoothed line follows the gradient's pixel
             out[label] = {
@@ -609,8 +622,8 @@ def compute_sections(
     rows: list[ReportRow],
     sections: list[str],
     stores: dict[str, ResultsStore] | None = None,
-    loaders: dict[str, Callable[[], Any]] | None = None,
-) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, Any], int]:
+    loaders: dict[str, Callable[[], object]] | None = None,
+) -> tuple[dict[tuple[str, str], JSONObject], JSONObject, int]:
     """Compute what the stores lack; returns ``({(section, row key): values}, jaggedness lines, computed)``.
 
     ``stores``: a section's own store (localization, data randomization; default ``ctx.store``);
@@ -629,7 +642,7 @@ def compute_sections(
         if any(s == section for s, _ in pending) and section in loaders and getattr(ctx, attr) is None:
             setattr(ctx, attr, loaders[section]())
     computed = 0
-    with tqdm(total=len(pending), desc="evaluate", unit="result", disable=not ctx.config.progress) as bar:
+    with tqdm(total=len(pending), desc="evaluate", unit="result", disable=not ctx.options.progress) as bar:
         for section, row in pending:
             bar.set_postfix_str(f"{section}: {row.label}")
             store_of(section).put({"section": section, "row": row.key}, SECTION_FUNCTIONS[section](ctx, row))

@@ -22,15 +22,24 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal._core.validation import check_nonnegative, check_positive_int
 from smoothsal.metrics.sanity import INITS, MPRT_THRESHOLD
+from smoothsal.registry import MethodSetting
+from smoothsal.smoothing_spec import SmoothSpec
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from smoothsal.studies.explain_dataset.store import MapStore
 
 __all__ = [
     "BASELINES",
     "CARD_VERSION",
     "DEFAULT_METHODS",
+    "DEFAULT_OUT",
     "IMAGE_SETS",
     "FULL",
     "PRESETS",
@@ -40,10 +49,13 @@ __all__ = [
     "SANITY_THRESHOLD",
     "SECTIONS",
     "EvaluateConfig",
+    "EvaluatePreset",
     "store_model_of",
 ]  # fmt: skip
 
 DEFAULT_METHODS: tuple[str, ...] = ("grad", "ig", "guided", "gradcam", "gradcam++")
+#: Where ``smoothsal evaluate`` writes when no ``--out`` is given.
+DEFAULT_OUT = Path("out/evaluate")
 #: ``road``: ROAD's MoRF/LeRF under noisy linear imputation (:mod:`smoothsal.metrics.road`) with the
 #: authors' settings (levels 10..90 %, σ = 0.01, target probability) and the study's seed
 SECTIONS: tuple[str, ...] = ("sanity", "faithfulness", "road", "complexity", "roughness", "pruning", "localization",
@@ -63,11 +75,32 @@ PRUNE_SHARE = 0.9
 BASELINES: tuple[str, ...] = ("blur", "black")
 BUNDLED_MODELS: tuple[str, ...] = ("lite0", "lite1", "lite2")
 
+
+class EvaluatePreset(TypedDict):
+    """The settings a preset (:data:`FULL`, :data:`QUICK`) gives :class:`EvaluateConfig`."""
+
+    photos: tuple[str, ...] | None
+    image_set: str
+    dr_images: int
+    dr_epochs: int | None
+    n_samples: int
+    steps: int
+    patch: int
+    monotonicity_patch: int
+    fc_runs: int
+    mprt_checkpoints: int
+    roughness_pairs: int
+    line_steps: int
+    loc_images: int
+    loc_epochs: int | None
+    store_images: int | None
+
+
 #: Full settings: 18 natural photos, so that every entry gets a meaningful 95 % interval over
 #: images. ``patch`` sizes are for 224 px images and scale with the image size. About 70 min of
 #: CPU time on 2 cores with the default methods (the randomization cascades, smoothed IG's above
 #: all, dominate; the card is kept in ``benchmarks/results/evaluate_full/``).
-FULL: dict[str, Any] = {
+FULL: EvaluatePreset = {
     "photos": None,
     "image_set": "natural",
     "dr_images": 64,
@@ -86,7 +119,7 @@ FULL: dict[str, Any] = {
 }
 #: Quick settings: the 4 bundled photos (intervals over 4 images are wide: most verdicts come out
 #: inconclusive, as they should), small samples; a few minutes on 2 CPU cores.
-QUICK: dict[str, Any] = {
+QUICK: EvaluatePreset = {
     "photos": None,
     "image_set": "bundled",
     "dr_images": 16,
@@ -103,10 +136,10 @@ QUICK: dict[str, Any] = {
     "loc_epochs": 4,
     "store_images": 4,
 }
-PRESETS: dict[str, dict[str, Any]] = {"quick": QUICK, "full": FULL}
+PRESETS: dict[str, EvaluatePreset] = {"quick": QUICK, "full": FULL}
 
 
-def module_digest(model: Any) -> str:
+def module_digest(model: nn.Module) -> str:
     """SHA-1 of a module's class name and weights (identifies a user's model in the store)."""
     h = hashlib.sha1(type(model).__name__.encode())
     for name, p in model.state_dict().items():
@@ -115,7 +148,7 @@ def module_digest(model: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def tensor_digest(t: Any) -> str:
+def tensor_digest(t: Tensor) -> str:
     """SHA-1 of a tensor's values."""
     return hashlib.sha1(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
@@ -125,7 +158,6 @@ class EvaluateConfig:
     """Every setting of the report card (defaults: the :data:`FULL` preset).
 
     Attributes:
-        out_dir: folder of the results store and the output files.
         methods: registered method names or aliases (``"smoothgrad"`` is ``"grad"``), a list or a
             comma-separated string; each gives a raw and a smoothed row. The controls ``sobel``
             and ``random`` are always added.
@@ -136,7 +168,6 @@ class EvaluateConfig:
             bundled photos named by ``photos`` (all of them when ``None``).
         localization: ``None`` = on for the bundled models (a small CNN trained on synthetic
             scenes), off for user models; ``True``/``False``; or ``(model, ImageDataset with masks)``.
-        seed: seed of the noise, the randomized weights and the random control.
         baseline: what removed pixels become (deletion, insertion, pruning): ``"blur"``,
             ``"black"`` or a number.
         ig_steps: Integrated Gradients path points, raw and smoothed (``None``: the registry's).
@@ -148,8 +179,6 @@ class EvaluateConfig:
             labels beside one trained on shuffled labels, cached); ``None`` = on for the bundled
             models, off for user models; ``True``/``False``; or ``(model, random_label_model,
             images [N, C, H, W])`` of your own (the second trained on shuffled labels).
-        device: where the models run: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``
-            (:func:`smoothsal.execution.devices.resolve_device`).
         image_set: ``"bundled"`` or ``"natural"`` (:data:`IMAGE_SETS`) when neither ``images`` nor
             ``photos`` is given.
         dr_images, dr_epochs: held-out digits explained by the data randomization test, and the
@@ -159,8 +188,6 @@ class EvaluateConfig:
             (and adds to) the same records.
         photos, n_samples, steps, patch, monotonicity_patch, fc_runs, mprt_checkpoints,
             roughness_pairs, line_steps, loc_images, loc_epochs: see :data:`FULL`.
-        batch_size: inputs per model call; ``None`` = automatic (:mod:`smoothsal.execution.memory`).
-        progress: show a progress bar. fresh: delete the results store first.
         maps: a map store written by ``smoothsal explain-dataset``. The report's images are the
             store's images of the model (``images``/``photos`` must not be given), read as the job
             read them, with the targets the store's maps explain; the model is still loaded from
@@ -170,20 +197,21 @@ class EvaluateConfig:
             original-model maps from the store; any other row is computed as without ``maps``.
         store_images: with ``maps``, the first ``store_images`` images of the store in id order
             (``None``: all; the quick preset takes 4, as many as its bundled photos).
+
+    How it runs (output folder, device, batch size, memory budget, progress bars) and the seed (of
+    the noise, the randomized weights and the random control) are the
+    :class:`~smoothsal.studies.options.RunOptions` given beside it.
     """
 
-    out_dir: Path = Path("out/evaluate")
     methods: tuple[str, ...] = DEFAULT_METHODS
     noise_level: float = 0.15
     model: Any = field(default="lite0", compare=False)
     images: Any = field(default=None, compare=False)
     localization: Any = field(default=None, compare=False)
-    seed: int = 0
     baseline: str | float = "blur"
     ig_steps: int | None = None
     randomization: str = "scaled"
     data_randomization: Any = field(default=None, compare=False)
-    device: str = field(default="auto", compare=False)
     sections: tuple[str, ...] = SECTIONS
     photos: tuple[str, ...] | None = FULL["photos"]
     image_set: str = FULL["image_set"]
@@ -199,9 +227,6 @@ class EvaluateConfig:
     line_steps: int = FULL["line_steps"]
     loc_images: int = FULL["loc_images"]
     loc_epochs: int | None = FULL["loc_epochs"]
-    batch_size: int | None = None
-    progress: bool = True
-    fresh: bool = False
     maps: Path | str | None = None
     store_images: int | None = FULL["store_images"]
 
@@ -228,11 +253,9 @@ class EvaluateConfig:
         from smoothsal.registry import parse_methods
 
         set_ = lambda name, value: object.__setattr__(self, name, value)
-        set_("out_dir", Path(self.out_dir))
         methods = self.methods.split(",") if isinstance(self.methods, str) else list(self.methods)
         set_("methods", tuple(parse_methods(methods, kinds=("method",))))
         set_("noise_level", check_nonnegative(self.noise_level, "noise_level"))
-        check_positive_int(self.seed, "seed", minimum=0)
         if isinstance(self.baseline, str):
             if self.baseline not in BASELINES:
                 raise ValueError(f"`baseline` must be one of {list(BASELINES)} or a number, got {self.baseline!r}")
@@ -263,9 +286,6 @@ class EvaluateConfig:
         check_positive_int(self.dr_images, "dr_images", minimum=2)
         if self.dr_epochs is not None:
             check_positive_int(self.dr_epochs, "dr_epochs")
-        from smoothsal.execution.devices import resolve_device
-
-        resolve_device(self.device)  # ValueError naming the device when it cannot be used
         for name in ("n_samples", "steps", "patch", "monotonicity_patch", "roughness_pairs", "loc_images"):
             check_positive_int(getattr(self, name), name)
         check_positive_int(self.fc_runs, "fc_runs", minimum=2)
@@ -273,11 +293,6 @@ class EvaluateConfig:
         check_positive_int(self.line_steps, "line_steps", minimum=2)
         if self.loc_epochs is not None:
             check_positive_int(self.loc_epochs, "loc_epochs")
-        if self.batch_size is not None:
-            check_positive_int(self.batch_size, "batch_size")
-        for name in ("progress", "fresh"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
         if self.photos is not None:
             photos = (self.photos,) if isinstance(self.photos, str) else tuple(self.photos)
             unknown = [p for p in photos if p not in BUNDLED]
@@ -363,7 +378,7 @@ class EvaluateConfig:
     def wants_localization(self) -> bool:
         return self.bundled_model if self.localization is None else self.localization is not False
 
-    def map_store(self) -> Any:
+    def map_store(self) -> MapStore:
         """The map store of ``maps``, opened for reading (:class:`~smoothsal.studies.explain_dataset.store.MapStore`)."""
         from smoothsal.studies.explain_dataset.store import open_store
 
@@ -374,39 +389,35 @@ class EvaluateConfig:
     def model_id(self) -> str:
         return self.model if isinstance(self.model, str) else f"module:{module_digest(self.model)}"
 
-    def method_overrides(self, name: str) -> dict[str, Any]:
+    def method_overrides(self, name: str) -> dict[str, MethodSetting]:
         """Constructor settings the user set for method ``name`` (only ``ig_steps`` today)."""
         return {"steps": self.ig_steps} if name == "ig" and self.ig_steps is not None else {}
 
-    def smooth_settings(self, estimate: int = 0) -> dict[str, Any]:
-        """Keyword arguments of :class:`~smoothsal.smoothing.Smooth` for the smoothed rows.
+    def smooth_spec(self, seed: int, estimate: int = 0) -> SmoothSpec:
+        """The smoothing of the smoothed rows (:class:`~smoothsal.smoothing_spec.SmoothSpec`).
 
-        ``estimate=1`` gives the seed of the *independent* second estimate (the sanity checks'
-        reference): ``seed + 1_000_003``, never a seed of the first estimate for small seeds.
+        ``estimate=1`` gives the *independent* second estimate (the sanity checks' reference),
+        seeded by :func:`smoothsal.metrics.sanity.second_estimate_seed` of the run's ``seed``.
         """
-        return {"noise_level": self.noise_level, "n_samples": self.n_samples, "seed": self.second_seed(estimate),
-                "batch_size": self.batch_size}  # fmt: skip
-
-    def second_seed(self, estimate: int = 1) -> int:
-        """The seed of estimate ``estimate`` (0: ``seed``; 1: the independent second estimate):
-        :func:`smoothsal.metrics.sanity.second_estimate_seed`, the rule sMPRT uses too."""
         from smoothsal.metrics.sanity import second_estimate_seed
 
-        return second_estimate_seed(self.seed, estimate)
+        return SmoothSpec(noise_level=self.noise_level, n_samples=self.n_samples,
+                          seed=second_estimate_seed(seed, estimate))  # fmt: skip
 
-    def to_hash(self) -> dict[str, Any]:
-        """The settings that change results (the store's configuration, with the data's digests).
+    def to_hash(self, seed: int) -> JSONObject:
+        """The settings that change results (the store's configuration, with the data's digests),
+        with the run's ``seed``.
 
         Methods are not in it (each row is its own unit, so adding a method reuses the others),
-        nor are the output folder, progress, batch size and the localization data's settings
-        (the localization section has its own store, keyed by its own data). With ``maps``: the map
+        nor are the run options but the seed and the localization data's settings (the
+        localization section has its own store, keyed by its own data). With ``maps``: the map
         store's configuration hash, its number of maps (a store that grew or was rewritten gives new
         records) and ``store_images``; without, neither key is there (older results stores stay valid).
         """
-        skip = {"out_dir", "methods", "model", "images", "localization", "photos", "loc_images", "loc_epochs",
-                "batch_size", "progress", "fresh", "device", "image_set", "data_randomization", "dr_images",
-                "dr_epochs", "sections", "maps", "store_images"}  # fmt: skip
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+        skip = {"methods", "model", "images", "localization", "photos", "loc_images", "loc_epochs", "image_set",
+                "data_randomization", "dr_images", "dr_epochs", "sections", "maps", "store_images"}  # fmt: skip
+        out: JSONObject = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+        out["seed"] = seed
         out["model"] = self.model_id()
         out["card_version"] = CARD_VERSION
         if self.maps is not None:
@@ -414,40 +425,42 @@ class EvaluateConfig:
             out["maps"] = {"store_config": store.config_hash, "n_maps": len(store), "store_images": self.store_images}
         return out
 
-    def data_randomization_hash(self) -> dict[str, Any]:
+    def _section_hash(self, seed: int) -> JSONObject:
+        """What a section's own store (localization, data randomization) shares with the card's."""
+        return {"noise_level": self.noise_level, "n_samples": self.n_samples, "seed": seed, "ig_steps": self.ig_steps,
+                "card_version": CARD_VERSION}  # fmt: skip
+
+    def data_randomization_hash(self, seed: int) -> JSONObject:
         """The settings of the data randomization section's own store."""
         dr = self.data_randomization
         if isinstance(dr, tuple):
             return {"source": f"{module_digest(dr[0])}-{module_digest(dr[1])}-{tensor_digest(dr[2])}",
-                    "noise_level": self.noise_level, "n_samples": self.n_samples, "seed": self.seed,
-                    "ig_steps": self.ig_steps, "card_version": CARD_VERSION}  # fmt: skip
-        return {"dataset": "digits", "dr_images": self.dr_images, "dr_epochs": self.dr_epochs,
-                "noise_level": self.noise_level, "n_samples": self.n_samples, "seed": self.seed,
-                "ig_steps": self.ig_steps, "card_version": CARD_VERSION}  # fmt: skip
+                    **self._section_hash(seed)}  # fmt: skip
+        return {"dataset": "digits", "dr_images": self.dr_images, "dr_epochs": self.dr_epochs, **self._section_hash(seed)}
 
-    def localization_hash(self) -> dict[str, Any]:
+    def localization_hash(self, seed: int) -> JSONObject:
         """The settings of the localization section's own store."""
         loc = self.localization
         if isinstance(loc, tuple):
             source = f"{module_digest(loc[0])}-{tensor_digest(loc[1].images)}"
         else:
             source = f"synthetic-{self.loc_epochs}-{self.loc_images}"
-        return {"source": source, "noise_level": self.noise_level, "n_samples": self.n_samples, "seed": self.seed,
-                "ig_steps": self.ig_steps, "card_version": CARD_VERSION}  # fmt: skip
+        return {"source": source, **self._section_hash(seed)}
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JSONObject:
         """The settings as JSON-ready values (for ``report.json``)."""
+        from smoothsal.studies.store import to_jsonable
+
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if f.name not in ("model", "images", "localization", "data_randomization")}  # fmt: skip
         out["data_randomization"] = ("user models" if isinstance(self.data_randomization, tuple)
                                      else self.wants_data_randomization)  # fmt: skip
-        out["out_dir"] = str(self.out_dir)
         out["maps"] = None if self.maps is None else str(self.maps)
         out["model"] = self.model_id()
-        return out
+        return to_jsonable(out)
 
 
-def store_model_of(store: Any, model: Any) -> str:
+def store_model_of(store: MapStore, model: nn.Module) -> str:
     """The spec of the map store's model whose recorded weights are ``model``'s
     (:func:`~smoothsal.studies.explain_dataset.compute.weights_digest`); ValueError when none is."""
     from smoothsal.studies.explain_dataset.compute import weights_digest

@@ -19,7 +19,7 @@ def _evaluate(folder: Path) -> KnownStudy:
             "deletion/insertion, ROAD, faithfulness correlation, monotonicity, complexity, jaggedness, pruning; with "
             "control rows (edge detector, random map) that must fail."
         ),
-        settings=drop(settings, "out_dir", "progress", "fresh") if isinstance(settings, dict) else {},
+        settings=drop(settings, "out_dir", "out", "progress", "fresh") if isinstance(settings, dict) else {},
         notes=notes,
     )
     md = folder / "report.md"

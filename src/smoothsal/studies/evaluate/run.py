@@ -6,11 +6,13 @@ The study is described in :mod:`smoothsal.studies.evaluate`, which exports these
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from smoothsal.studies.evaluate.config import EvaluateConfig
+from smoothsal._core.jsontypes import JSONObject
+from smoothsal.studies.evaluate.config import DEFAULT_OUT, EvaluateConfig
+from smoothsal.studies.options import RunOptions
 
 __all__ = ["EvaluateReport", "run_evaluate"]
 
@@ -24,18 +26,18 @@ class EvaluateReport:
         table: the Markdown tables printed by the CLI.
         paths: ``{file name: path}`` of every file written.
         computed: (section, row) results computed in this run (the rest came from the store).
-        settings: the settings used.
+        settings: the settings used (the configuration's and the run options').
         seconds: wall time of this run.
     """
 
-    rows: list[dict[str, Any]]
+    rows: list[JSONObject]
     table: str
     paths: dict[str, Path]
     computed: int
-    settings: dict[str, Any]
+    settings: JSONObject
     seconds: float
 
-    def row(self, key: str) -> dict[str, Any]:
+    def row(self, key: str) -> JSONObject:
         """The row named ``key`` (e.g. ``"grad"``, ``"grad_smooth"``, ``"sobel"``, ``"random"``)."""
         for r in self.rows:
             if r["row"] == key:
@@ -43,8 +45,9 @@ class EvaluateReport:
         raise KeyError(f"no row {key!r}; rows are {[r['row'] for r in self.rows]}")
 
 
-def run_evaluate(config: EvaluateConfig) -> EvaluateReport:
-    """Build the report card of ``config`` and write it to ``config.out_dir``."""
+def run_evaluate(config: EvaluateConfig, options: RunOptions | None = None) -> EvaluateReport:
+    """Build the report card of ``config`` as ``options`` say and write it to ``options.out``
+    (default :class:`~smoothsal.studies.options.RunOptions`: ``out/evaluate``)."""
     if not isinstance(config, EvaluateConfig):
         raise TypeError(f"`config` must be an EvaluateConfig, got {type(config).__name__}")
     from smoothsal.studies.evaluate import compute as comp
@@ -60,53 +63,56 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateReport:
     from smoothsal.studies.store import ResultsStore
 
     t_start = time.perf_counter()
+    options = options if options is not None else RunOptions()
+    seed = options.seed
     source = None
     if config.maps is not None:  # images, targets and the original model's maps from a map store
-        net, x, targets, image_names, class_names, source = comp.load_store_data(config)
+        net, x, targets, image_names, class_names, source = comp.load_store_data(config, options)
     else:
-        net, x, targets, image_names, class_names = comp.load_data(config)
-    out = config.out_dir
-    store = ResultsStore(out, "evaluate", {**config.to_hash(), "data": comp.data_digest(x, targets)}, fresh=config.fresh)
+        net, x, targets, image_names, class_names = comp.load_data(config, options)
+    out = options.out_dir(DEFAULT_OUT)
+    store = ResultsStore(out, "evaluate", {**config.to_hash(seed), "data": comp.data_digest(x, targets)},
+                         fresh=options.fresh)  # fmt: skip
     wanted = {"localization": config.wants_localization, "data_randomization": config.wants_data_randomization}
     sections = [s for s in config.sections if wanted.get(s, True)]
     stores: dict[str, ResultsStore] = {}
-    loaders: dict[str, Any] = {}
+    loaders: dict[str, Callable[[], object]] = {}
     loc_store = None
     if config.wants_localization:
-        loc_store = ResultsStore(out / "localization", "evaluate/localization", config.localization_hash(),
-                                 fresh=config.fresh)  # fmt: skip
-        stores["localization"], loaders["localization"] = loc_store, lambda: comp.localization_data(config)
+        loc_store = ResultsStore(out / "localization", "evaluate/localization", config.localization_hash(seed),
+                                 fresh=options.fresh)  # fmt: skip
+        stores["localization"], loaders["localization"] = loc_store, lambda: comp.localization_data(config, options)
     if config.wants_data_randomization:
         stores["data_randomization"] = ResultsStore(out / "data_randomization", "evaluate/data_randomization",
-                                                    config.data_randomization_hash(), fresh=config.fresh)  # fmt: skip
-        loaders["data_randomization"] = lambda: comp.data_randomization_data(config)
-    rows = comp.build_rows(config, int(x.shape[-1]))
+                                                    config.data_randomization_hash(seed), fresh=options.fresh)  # fmt: skip
+        loaders["data_randomization"] = lambda: comp.data_randomization_data(config, options)
+    rows = comp.build_rows(config, options, int(x.shape[-1]))
     if source is not None:
-        source.plan_rows(config, rows)  # warns once about the rows it cannot read
-    ctx = comp.Context(net, x, targets, config, store, maps=source)
+        source.plan_rows(config, seed, rows)  # warns once about the rows it cannot read
+    ctx = comp.Context(net, x, targets, config, options, store, maps=source)
     results, lines, computed = comp.compute_sections(ctx, rows, sections, stores, loaders)
 
     report_rows = []
     for row in rows:
-        merged: dict[str, Any] = {"row": row.key, "method": row.method, "label": row.label, "kind": row.kind,
+        merged: JSONObject = {"row": row.key, "method": row.method, "label": row.label, "kind": row.kind,
                                   "smoothed": row.smoothed}  # fmt: skip
-        per_image: dict[str, Any] = {}
+        per_image: JSONObject = {}
         for section in sections:
             values = dict(results[(section, row.key)])
             per_image.update(values.pop("_per_image", {}))
             merged.update(values)
         merged["_per_image"] = per_image
         report_rows.append(merged)
-    summarize_rows(report_rows, seed=config.seed)
-    settings = {**config.as_dict(), "images": image_names, "targets": targets.tolist(), "image_size": int(x.shape[-1]),
+    summarize_rows(report_rows, seed=seed)
+    settings = {**config.as_dict(), **options.as_dict(), "images": image_names, "targets": targets.tolist(), "image_size": int(x.shape[-1]),
                 "sanity_threshold": SANITY_THRESHOLD, "prune_share": PRUNE_SHARE,
                 "config_hash": store.config_hash, "n_images": int(x.shape[0])}  # fmt: skip
     if config.wants_data_randomization:
         dr_store = stores["data_randomization"]
 
-        def dr_info() -> dict[str, Any]:
+        def dr_info() -> JSONObject:
             if ctx.dr is None:
-                ctx.dr = comp.data_randomization_data(config)
+                ctx.dr = comp.data_randomization_data(config, options)
             return ctx.dr.info
 
         settings["data_randomization"] = dr_store.get_or_compute({"models": "info"}, dr_info)
@@ -117,7 +123,7 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateReport:
     if loc_store is not None:
         def chance() -> dict[str, float]:  # relevance mass of a uniform map: the mean mask area
             if ctx.loc is None:
-                ctx.loc = comp.localization_data(config)
+                ctx.loc = comp.localization_data(config, options)
             return {"mass": float(ctx.loc[2].flatten(1).float().mean(dim=1).mean())}
 
         settings["loc_chance_mass"] = loc_store.get_or_compute({"chance": "mass"}, chance)["mass"]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
-from smoothsal.studies.explain.config import DEFAULTS, ExplainConfig
+from smoothsal.studies.explain.config import DEFAULT_OUT, ExplainConfig
+from smoothsal.studies.options import RunOptions
 
 __all__ = ["register_cli"]
 
@@ -13,22 +13,24 @@ __all__ = ["register_cli"]
 def register_cli(app: Any) -> None:
     """Add ``smoothsal explain`` to a :class:`typer.Typer` app."""
     import typer
-
-    from smoothsal.studies._options import BATCH_SIZE, DEVICE, FRESH, MAX_MEMORY, PRECISION
     from PIL import UnidentifiedImageError
 
     from smoothsal.registry import METHODS
+    from smoothsal.studies._options import PRECISION, with_run_options
 
     method_names = ", ".join(n for n, s in METHODS.items() if s.kind == "method")
     ig_raw, ig_smoothed = ExplainConfig.registry_default("ig_steps"), ExplainConfig.registry_default("smooth_ig_steps")
+    default = ExplainConfig()
 
     @app.command("explain")
+    @with_run_options(DEFAULT_OUT)
     def explain_command(
+        options: RunOptions,
         images: Optional[list[str]] = typer.Argument(
             None, help="Image files or bundled photo names (default: all bundled photos)."
         ),
         model: str = typer.Option(
-            DEFAULTS["model"],
+            default.model,
             help="lite0 | lite1 | lite2 | torchvision:NAME | timm:NAME | hf:REPO_OR_FOLDER | package.module:factory "
             "| TorchScript file.",
         ),
@@ -36,45 +38,36 @@ def register_cli(app: Any) -> None:
             None, help="Hub models: a state-dict file (.pth/.safetensors) instead of the hub's local cache."
         ),
         random_weights: bool = typer.Option(False, help="Hub models: the untrained architecture (no weights needed)."),
-        methods: str = typer.Option(",".join(DEFAULTS["methods"]), help=f"Comma-separated: {method_names}."),
-        noise_level: float = typer.Option(DEFAULTS["noise_level"], help="σ as a fraction of each image's value range."),
-        samples: int = typer.Option(DEFAULTS["n_samples"], help="Most noisy samples per smoothed map."),
+        methods: str = typer.Option(",".join(default.methods), help=f"Comma-separated: {method_names}."),
+        noise_level: float = typer.Option(default.noise_level, help="σ as a fraction of each image's value range."),
+        samples: int = typer.Option(default.n_samples, help="Most noisy samples per smoothed map."),
         tol: Optional[float] = typer.Option(
-            DEFAULTS["tol"],
+            default.tol,
             help="Stop sampling once ‖standard error‖/‖map‖ ≤ TOL for every image (0 = always take --samples).",
         ),
         target: Optional[int] = typer.Option(None, help="Class to explain (default: each image's top-1)."),
-        out: Path = typer.Option(DEFAULTS["out_dir"], help="Output folder (results resume from it)."),
         ig_steps: Optional[int] = typer.Option(
             None, help=f"Integrated Gradients path points, raw (default: the registry's, {ig_raw})."
         ),
         smooth_ig_steps: Optional[int] = typer.Option(
             None, help=f"Integrated Gradients path points per noisy sample (default: the registry's, {ig_smoothed})."
         ),
-        batch_size: Optional[int] = BATCH_SIZE,
-        max_memory: Optional[str] = MAX_MEMORY,
-        device: str = DEVICE,
         precision: str = PRECISION,
-        seed: int = typer.Option(DEFAULTS["seed"], help="Noise seed."),
         extras: bool = typer.Option(
-            DEFAULTS["extras"],
+            default.extras,
             help="Also write the noise-level, sample-size, visualization and discriminativity figures.",
         ),
-        fresh: bool = FRESH,
-        progress: bool = typer.Option(True, help="Show progress bars."),
     ) -> None:
         """Explain images with each method, raw and smoothed; write grid.png, maps.npz, summary.json."""
-        from smoothsal.execution.memory import set_max_memory
         from smoothsal.studies.explain.run import run_explain
 
         try:
-            set_max_memory(max_memory)
             config = ExplainConfig(
-                images=tuple(images or ()), model=model, weights=weights, random_weights=random_weights, methods=methods, noise_level=noise_level, n_samples=samples,
-                tol=tol, target=target, out_dir=out, ig_steps=ig_steps, smooth_ig_steps=smooth_ig_steps,
-                batch_size=batch_size, device=device, precision=precision, seed=seed, extras=extras, fresh=fresh, progress=progress,
+                images=tuple(images or ()), model=model, weights=weights, random_weights=random_weights, methods=methods,
+                noise_level=noise_level, n_samples=samples, tol=tol, target=target, ig_steps=ig_steps,
+                smooth_ig_steps=smooth_ig_steps, precision=precision, extras=extras,
             )  # fmt: skip
-            run_explain(config, echo=typer.echo)
+            run_explain(config, options, echo=typer.echo)
         except (ValueError, FileNotFoundError, OSError, UnidentifiedImageError) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=2) from err

@@ -13,12 +13,14 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from smoothsal._core.jsontypes import JSON, JSONObject
 from smoothsal._core.validation import check_nonnegative, check_positive_int
-from smoothsal.registry import PRECISION, method_spec, parse_methods
+from smoothsal.registry import PRECISION, MethodSetting, method_spec, parse_methods
+from smoothsal.smoothing_spec import SmoothSpec
 
 __all__ = [
     "DEFAULT_METHODS",
-    "DEFAULTS",
+    "DEFAULT_OUT",
     "NOISE_LEVELS",
     "OVERRIDES",
     "SAMPLE_SIZES",
@@ -36,6 +38,8 @@ NOISE_LEVELS: tuple[float, ...] = (0.0, 0.05, 0.10, 0.20, 0.30, 0.50)
 #: plus ``n_samples`` itself.
 SAMPLE_SIZES: tuple[int, ...] = (1, 10, 50, 100, 200, 400, 800)
 
+#: Where ``smoothsal explain`` writes when no ``--out`` is given.
+DEFAULT_OUT = Path("out/explain")
 #: Config fields that override one registered method setting: field -> (method, smoothed, setting).
 #: ``None`` (the default) keeps the registry's value (:mod:`smoothsal.registry`).
 OVERRIDES: dict[str, tuple[str, bool, str]] = {
@@ -98,18 +102,13 @@ class ExplainConfig:
         target: class explained for every image; ``None`` = each image's top-1 class.
         ig_steps, smooth_ig_steps: override Integrated Gradients' path points, raw and per noisy
             sample (``None`` = the registry's values, see :data:`OVERRIDES`).
-        seed: noise seed of every smoothed map.
         extras: also draw the SmoothGrad paper's Figs. 3, 4 and 6 and the visualization choices.
         noise_levels, sample_sizes: the axes of ``noise_levels.png`` and ``sample_sizes.png``.
-        out_dir: output folder; the results store lives there, so a rerun resumes.
-        batch_size: most noisy inputs per method call; ``None`` = automatic
-            (:mod:`smoothsal.execution.memory`).
-        device: where the model runs: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:N"``, ...
-            (:func:`smoothsal.execution.devices.resolve_device`). Not part of the results' hash: maps on
-            another device agree to float32 rounding.
         precision: ``"float32"`` or a mixed precision for the forward pass (``"bf16"``, ``"fp16"``;
             :mod:`smoothsal.execution.precision`); part of the hash (it changes the maps).
-        progress: progress bars. fresh: discard the stored results in ``out_dir`` first.
+
+    How it runs (output folder, device, batch size, memory budget, the noise seed, progress bars)
+    is the :class:`~smoothsal.studies.options.RunOptions` given beside it.
     """
 
     images: tuple[str, ...] = ()
@@ -118,21 +117,15 @@ class ExplainConfig:
     random_weights: bool = False
     methods: tuple[str, ...] = DEFAULT_METHODS
     noise_level: float = 0.15
-    n_samples: int = PRECISION["n_samples"]
-    tol: float | None = PRECISION["tol"]
+    n_samples: int = PRECISION.n_samples
+    tol: float | None = PRECISION.tol
     target: int | None = None
     ig_steps: int | None = None
     smooth_ig_steps: int | None = None
-    seed: int = 0
     extras: bool = True
     noise_levels: tuple[float, ...] = NOISE_LEVELS
     sample_sizes: tuple[int, ...] = SAMPLE_SIZES
-    out_dir: Path = Path("out/explain")
-    batch_size: int | None = None
-    device: str = "auto"
     precision: str = "float32"
-    progress: bool = True
-    fresh: bool = False
 
     def __post_init__(self) -> None:
         from smoothsal.datasets.photos import BUNDLED
@@ -163,23 +156,16 @@ class ExplainConfig:
             if value is not None:
                 check_positive_int(value, name)
                 method_spec(method)  # the override's method is registered
-        check_positive_int(self.seed, "seed", minimum=0)
-        for name in ("extras", "progress", "fresh"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
+        if not isinstance(self.extras, bool):
+            raise TypeError(f"`extras` must be a bool, got {self.extras!r}")
         levels = tuple(check_nonnegative(v, "noise_levels") for v in self.noise_levels)
         if 0.0 not in levels:
             raise ValueError(f"`noise_levels` must include 0 (the vanilla gradient column), got {list(levels)}")
         self._set("noise_levels", tuple(sorted(set(levels))))
         sizes = tuple(check_positive_int(n, "sample_sizes") for n in self.sample_sizes)
         self._set("sample_sizes", tuple(sorted(set(sizes))))
-        self._set("out_dir", Path(self.out_dir))
-        if self.batch_size is not None:
-            check_positive_int(self.batch_size, "batch_size")
-        from smoothsal.execution.devices import resolve_device
         from smoothsal.execution.precision import parse_precision
 
-        resolve_device(self.device)  # names the argument if the device does not exist
         dtype = parse_precision(self.precision)
         self._set("precision", "float32" if dtype is None else str(dtype).removeprefix("torch."))
 
@@ -202,7 +188,7 @@ class ExplainConfig:
             if not Path(self.weights).is_file() and not (hub[0] == "torchvision" and self.weights.isupper()):
                 raise FileNotFoundError(f"`weights`: no file at {self.weights!r}")
 
-    def _set(self, name: str, value: Any) -> None:
+    def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
 
     # ---- derived settings ---------------------------------------------------------------------
@@ -210,7 +196,7 @@ class ExplainConfig:
         """A copy with ``changes`` (validated again)."""
         return replace(self, **changes)
 
-    def overrides(self, method: str, smoothed: bool) -> dict[str, Any]:
+    def overrides(self, method: str, smoothed: bool) -> dict[str, MethodSetting]:
         """The constructor settings the user set for ``method`` (raw or smoothed); ``{}`` = registry's."""
         return {
             setting: getattr(self, name)
@@ -218,44 +204,39 @@ class ExplainConfig:
             if target == method and smooth_flag == smoothed and getattr(self, name) is not None
         }
 
-    def method_settings(self, method: str, smoothed: bool, image_size: int | None = None) -> dict[str, Any]:
+    def method_settings(self, method: str, smoothed: bool, image_size: int | None = None) -> dict[str, MethodSetting]:
         """The full constructor settings of ``method``: the registry's, then the user's overrides."""
         spec = method_spec(method)
         return {**spec.settings(smoothed=smoothed, image_size=image_size), **self.overrides(method, smoothed)}
 
     @staticmethod
-    def registry_default(name: str) -> Any:
+    def registry_default(name: str) -> MethodSetting:
         """The registry's value of override field ``name`` (:data:`OVERRIDES`), e.g. 32 for ``ig_steps``."""
         method, smoothed, setting = OVERRIDES[name]
         return method_spec(method).settings(smoothed=smoothed).get(setting)
 
-    def smooth_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :class:`smoothsal.smoothing.Smooth` for the smoothed maps."""
-        return {
-            "noise_level": self.noise_level,
-            "n_samples": self.n_samples,
-            "tol": self.tol,
-            "seed": self.seed,
-            "batch_size": self.batch_size,
-        }
+    def smooth_spec(self, seed: int) -> SmoothSpec:
+        """The smoothing of the smoothed maps (:class:`~smoothsal.smoothing_spec.SmoothSpec`), noise seeded by ``seed``."""
+        return SmoothSpec(noise_level=self.noise_level, n_samples=self.n_samples, tol=self.tol, seed=seed)
 
     def figure_sample_sizes(self) -> list[int]:
         """The sizes of ``sample_sizes.png``: those of :attr:`sample_sizes` below ``n_samples``, and ``n_samples``."""
         return sorted({n for n in self.sample_sizes if n < self.n_samples} | {self.n_samples})
 
-    def to_hash(self) -> dict[str, Any]:
-        """The settings every stored result depends on (the results store's configuration).
+    def to_hash(self, seed: int) -> JSONObject:
+        """The settings every stored result depends on (the results store's configuration), with the
+        run's noise ``seed`` (:attr:`RunOptions.seed <smoothsal.studies.options.RunOptions.seed>`).
 
         Image files and a TorchScript model file enter with a digest of their bytes, so an edited
         file is never explained from stale maps. Left out: what selects units rather than changes
         them (``methods``, ``extras``, the figure axes and the method settings — each unit carries
-        its own) and what changes no number (``out_dir``, ``batch_size``, ``device``, ``progress``, ``fresh``).
+        its own) and what changes no number (the run options but the seed).
         """
-        images = []
+        images: list[JSON] = []
         for item in self.images:
             path = Path(item)
             images.append({"file": str(path), "sha1": _file_digest(path)} if path.is_file() else {"bundled": item})
-        model: dict[str, Any] = {"spec": self.model}
+        model: JSONObject = {"spec": self.model}
         if Path(self.model).is_file():
             model["sha1"] = _file_digest(Path(self.model))
         if self.weights is not None:
@@ -270,14 +251,10 @@ class ExplainConfig:
             "noise_level": self.noise_level,
             "n_samples": self.n_samples,
             "tol": self.tol,
-            "seed": self.seed,
+            "seed": seed,
             **({} if self.precision == "float32" else {"precision": self.precision}),
         }
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> JSONObject:
         """Every setting, JSON-ready (for ``summary.json``)."""
-        return {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(self) for v in [getattr(self, f.name)]}
-
-
-#: Default value of every field, for the CLI's option defaults.
-DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ExplainConfig)}
+        return {f.name: list(v) if isinstance(v, tuple) else v for f in fields(self) for v in [getattr(self, f.name)]}

@@ -19,7 +19,7 @@ def _explain(folder: Path) -> KnownStudy:
             "|map| summed over channels, capped at the 99th percentile, in gray (the paper's §3.1); "
             "CAMs as heat maps over the photo."
         ),
-        settings={**drop(s, "out_dir", "progress", "fresh"),
+        settings={**drop(s, "out_dir", "out", "progress", "fresh"),
                   **{k: summary[k] for k in ("image_size", "config_hash", "seconds") if k in summary}},
         notes=notes,
     )

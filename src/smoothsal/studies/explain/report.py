@@ -13,27 +13,27 @@ relative gap over the noisy samples, and the smoothed map's own gap against the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal.studies.explain.compute import ExplainResults, prediction_line  # prediction_line: one line per image, printed while computing
-from smoothsal.studies.store import write_json
+from smoothsal.studies.explain.config import ExplainConfig
+from smoothsal.studies.options import RunOptions
+from smoothsal.studies.store import to_jsonable, write_json
 
 __all__ = ["build_summary", "completeness_lines", "prediction_line", "write_maps", "write_summary"]
 
 
-def settings_line(config: Any, budget_bytes: int | None = None) -> str:
+def settings_line(config: ExplainConfig, options: RunOptions, budget_bytes: int | None = None) -> str:
     """One line stating what the run does: model, methods, noise, the sampling rule, batch."""
-    methods = config.methods if isinstance(config.methods, str) else ",".join(config.methods)
+    methods = ",".join(config.methods)
     rule = f"n ≤ {config.n_samples}, stop at relative SE {config.tol}" if config.tol else f"n = {config.n_samples}"
-    batch = f"{config.batch_size} rows per call" if config.batch_size else "automatic batch"
-    if budget_bytes is not None and not config.batch_size:
+    batch = f"{options.batch_size} rows per call" if options.batch_size else "automatic batch"
+    if budget_bytes is not None and not options.batch_size:
         batch += f" (memory budget {budget_bytes / 2**30:.1f} GiB)"
-    where = getattr(config, "device", "auto")
-    precision = getattr(config, "precision", "float32")
     return (f"settings: model {config.model}, methods {methods}, noise level {config.noise_level:.0%}, "
-            f"{rule}, seed {config.seed}, {batch}, device {where}, {precision}")
+            f"{rule}, seed {options.seed}, {batch}, device {options.device}, {config.precision}")
 
 
 def completeness_lines(results: ExplainResults) -> list[str]:
@@ -62,26 +62,26 @@ def completeness_lines(results: ExplainResults) -> list[str]:
     return lines
 
 
-def build_summary(results: ExplainResults, figures: list[str]) -> dict[str, Any]:
-    """The ``summary.json`` dictionary."""
+def build_summary(results: ExplainResults, figures: list[str]) -> JSONObject:
+    """The ``summary.json`` dictionary (``settings``: the configuration's and the run options')."""
     config = results.config
     return {
         "model": config.model,
         "image_size": results.image_size,
         "config_hash": results.config_hash,
-        "settings": config.settings(),
+        "settings": {**config.settings(), **results.options.as_dict()},
         "images": [
-            {"name": p.name, "target": int(t), "top5": top}
+            {"name": p.name, "target": int(t), "top5": to_jsonable(top)}
             for p, t, top in zip(results.photos, results.targets, results.top5)
         ],
-        "methods": results.meta,
+        "methods": to_jsonable(results.meta),
         "completeness": completeness_lines(results),
         "figures": figures,
         "seconds": results.seconds,
     }
 
 
-def write_summary(results: ExplainResults, figures: list[str], path: Path) -> dict[str, Any]:
+def write_summary(results: ExplainResults, figures: list[str], path: Path) -> JSONObject:
     """Write ``summary.json``; returns the dictionary written."""
     summary = build_summary(results, figures)
     write_json(path, summary)

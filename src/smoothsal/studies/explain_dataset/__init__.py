@@ -15,7 +15,8 @@ into the store) → :mod:`.store` (the reader API). ``smoothsal explain-dataset`
 
 Example:
     >>> from smoothsal.studies.explain_dataset import ExplainDatasetConfig, open_store, run_explain_dataset
-    >>> run_explain_dataset(ExplainDatasetConfig("images/", out_dir="maps/", model="lite0"))  # doctest: +SKIP
+    >>> from smoothsal.studies.options import RunOptions
+    >>> run_explain_dataset(ExplainDatasetConfig("images/", model="lite0"), RunOptions(out="maps/"))  # doctest: +SKIP
     >>> open_store("maps/").select(method="grad", sigma=0.15).load().shape  # doctest: +SKIP
 """
 

@@ -37,7 +37,6 @@ overall.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import math
 import os
 import socket
@@ -46,14 +45,16 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from smoothsal.execution.memory import MemorySpec
 from smoothsal.metrics._base import attribution_maps
-from smoothsal.studies.explain_dataset.config import DatasetIndex, ExplainDatasetConfig
+from smoothsal.studies.explain_dataset.config import DEFAULT_OUT, DatasetIndex, ExplainDatasetConfig
+from smoothsal.studies.options import RunOptions
 from smoothsal.studies.explain_dataset.store import (
     MapStoreError,
     MapWriter,
@@ -64,7 +65,7 @@ from smoothsal.studies.explain_dataset.store import (
     sigma_key,
 )
 
-__all__ = ["DistContext", "JobResult", "compute_dataset", "init_distributed", "rows_for", "weights_digest"]
+__all__ = ["DistContext", "JobResult", "RankStats", "compute_dataset", "init_distributed", "rows_for", "weights_digest"]
 
 
 # ---- the process group ---------------------------------------------------------------------------
@@ -171,18 +172,18 @@ def rows_for(example: Tensor, batch_size: int | None) -> int:
     return batch_size if batch_size is not None else rows_per_call(example, 1 << 30, None)
 
 
-def job_rows(model: nn.Module, example: Tensor, batch_size: int | None) -> int:
+def job_rows(model: nn.Module, example: Tensor, batch_size: int | None, max_memory: MemorySpec = None) -> int:
     """The rows per model call of the whole job (computed once, on rank 0, and sent to every rank).
 
-    ``batch_size`` if given; else :func:`rows_for`'s element budget, capped, when ``--max-memory``
-    was given, at the budget over the measured activation memory of one row of a forward+backward
-    pass (:func:`smoothsal.execution.measure.row_memory`). Fixed for the job, so the maps do not depend on
-    timings or on which rank computed them.
+    ``batch_size`` if given; else :func:`rows_for`'s element budget, capped, when ``max_memory``
+    (``--max-memory``) is given, at that budget over the measured activation memory of one row of a
+    forward+backward pass (:func:`smoothsal.execution.measure.row_memory`). Fixed for the job, so the
+    maps do not depend on timings or on which rank computed them.
     """
     from smoothsal.execution import measure, memory
 
     rows = rows_for(example, batch_size)
-    if batch_size is not None or memory.get_max_memory() is None:
+    if batch_size is not None or max_memory is None:
         return rows
 
     def forward_backward(x: Tensor) -> Tensor:
@@ -190,22 +191,25 @@ def job_rows(model: nn.Module, example: Tensor, batch_size: int | None) -> int:
         return torch.autograd.grad(model(x)[:, 0].sum(), x)[0]
 
     per_row = measure.row_memory(forward_backward, example.unsqueeze(0).repeat(2, *([1] * example.dim())))
-    return max(1, min(rows, memory.memory_budget(example.device) // per_row))
-
-
-def _takes_batch_size(name: str) -> bool:
-    from smoothsal.registry import method_spec
-
-    try:
-        return "batch_size" in inspect.signature(method_spec(name).factory).parameters
-    except (TypeError, ValueError):
-        return False
+    return max(1, min(rows, memory.memory_budget(example.device, max_memory) // per_row))
 
 
 def _load_chunk(config: ExplainDatasetConfig, ids: list[str], size: int) -> Tensor:
     from smoothsal.datasets.photos import load_image
 
     return torch.cat([load_image(config.data_dir / image_id, size).tensor for image_id in ids])
+
+
+class RankStats(TypedDict):
+    """What one rank did in a job (gathered on every rank; the throughput lines read it)."""
+
+    rank: int
+    host: str
+    device: str
+    images: int
+    maps: int
+    units: int
+    seconds: float
 
 
 @dataclass
@@ -222,7 +226,7 @@ class JobResult:
         skipped: ``{"image", "reason"}`` of each file of the folder left out (cannot be read as an image).
     """
 
-    ranks: list[dict[str, Any]]
+    ranks: list[RankStats]
     seconds: float
     images: int
     maps: int
@@ -237,7 +241,7 @@ def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("nan")
 
 
-def throughput_lines(ranks: list[dict[str, Any]]) -> list[str]:
+def throughput_lines(ranks: list[RankStats]) -> list[str]:
     """``rank r: I images, M maps in S s (… images/s, … maps/s)`` per rank, then ``overall: ...``."""
     lines = [
         f"rank {r['rank']} ({r['host']}): {r['images']} images, {r['maps']} maps in {r['seconds']:.2f} s "
@@ -311,14 +315,18 @@ def _command_line() -> str:
 
 def compute_dataset(
     config: ExplainDatasetConfig,
+    options: RunOptions | None = None,
     *,
     ctx: DistContext | None = None,
     echo: Callable[[str], Any] | None = print,
 ) -> JobResult:
-    """Explain every image of ``config.data_dir`` into the store ``config.out_dir`` (resuming).
+    """Explain every image of ``config.data_dir`` into the map store ``options.out`` (resuming).
 
     Args:
         config: the settings.
+        options: how it runs (the store: a folder or an fsspec URL, device, rows per call, memory
+            budget, global seed, progress bar, ``fresh``); ``None``:
+            :class:`~smoothsal.studies.options.RunOptions` defaults (``out/dataset``).
         ctx: this process's rank; ``None`` = start the process group of a torchrun job, or run
             as one process without torchrun. A process group started here is closed at the end.
         echo: receives rank 0's messages and throughput lines (``None``: silent).
@@ -327,18 +335,19 @@ def compute_dataset(
     """
     import smoothsal
     from smoothsal.execution.calls import predict
-    from smoothsal.execution.devices import resolve_device
-    from smoothsal.registry import build_method, method_spec
     from smoothsal.models.zoo import load_model
+    from smoothsal.registry import build_method, method_spec
 
-    device = resolve_device(config.device)
+    options = options if options is not None else RunOptions()
+    out = config.check_out(options.out_location(DEFAULT_OUT))
+    device = options.torch_device()
     own_group = ctx is None
     if ctx is None:
         ctx, device = init_distributed(device)
     try:
-        if ctx.initialized and ctx.world > 1 and str(config.out_dir).startswith("memory://"):
+        if ctx.initialized and ctx.world > 1 and str(out).startswith("memory://"):
             raise ValueError(
-                f"`out_dir`: {config.out_dir} lives in one process's memory; the {ctx.world} ranks of a torchrun job "
+                f"`out`: {out} lives in one process's memory; the {ctx.world} ranks of a torchrun job "
                 "need a store they all reach (a shared folder, or an object store URL)"
             )
         say = echo if (echo is not None and ctx.rank == 0) else (lambda _: None)
@@ -359,17 +368,17 @@ def compute_dataset(
             )
         version = smoothsal.__version__
         command = _command_line()
-        out = config.out_dir
         ids, labels = list(dataset.ids), list(dataset.labels)
         _collective_check(ctx, lambda: prepare_store(
-            out, config.store_config(size, dataset, [s["image"] for s in skipped]), images=ids, labels=labels,
-            fresh=config.fresh, code_version=version, data_dir=config.data_dir, skipped=skipped, command=command,
+            out, config.store_config(size, options.seed, dataset, [s["image"] for s in skipped]), images=ids,
+            labels=labels, fresh=options.fresh, code_version=version, data_dir=config.data_dir, skipped=skipped, command=command,
         ))  # fmt: skip
         ctx.barrier()
 
         rows = 1
         if ctx.rank == 0 or not ctx.initialized:
-            rows = job_rows(model, _load_chunk(config, ids[:1], size).to(device)[0], config.batch_size)
+            example = _load_chunk(config, ids[:1], size).to(device)[0]
+            rows = job_rows(model, example, options.batch_size, options.max_memory)
         rows = ctx.broadcast(rows)
 
         grid = [(m, sigma_key(s)) for m in config.methods for s in config.noise_levels]
@@ -382,7 +391,7 @@ def compute_dataset(
                 "method_settings": method_spec(m).settings(smoothed=s > 0, image_size=size), "sigma": s,
                 "smooth": None if s == 0 else {
                     "noise_level": s, "n_samples": config.n_samples, "tol": config.tol, "statistic": "mean",
-                    "seed": config.seed, "seed_rule": "each image's seed: image_seed(seed, image id) = 63 bits of "
+                    "seed": options.seed, "seed_rule": "each image's seed: image_seed(seed, image id) = 63 bits of "
                                                       "SHA-256 of '<seed>:<image id>'"},
                 "n_images": len(ids), "chunk_size": config.chunk_size, "image_size": size, "target": config.target,
                 "weights_sha1": digest, "command": command, "code_version": version, "created": time.strftime(
@@ -424,7 +433,7 @@ def compute_dataset(
             )
 
         bar = None
-        if ctx.rank == 0 and config.progress and job_total:
+        if ctx.rank == 0 and options.progress and job_total:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=job_total, desc="maps", unit="map", dynamic_ncols=True)
@@ -453,18 +462,17 @@ def compute_dataset(
                     raise ValueError(f"`target` 'label': class index {int(targets.max())} but the model has {n_classes} classes")
             else:
                 targets = predict(model, x, batch_size=rows).argmax(dim=1).cpu()
-            seeds = [image_seed(config.seed, i) for i in cids]
+            seeds = [image_seed(options.seed, i) for i in cids]
             for method, sigma in pending[c]:
-                extra = {"batch_size": rows} if _takes_batch_size(method) else {}
                 if sigma == 0:
-                    explainer = build_method(method, model, image_size=size, **extra)
+                    explainer = build_method(method, model, image_size=size, batch_size=rows)
                     arr = attribution_maps(explainer, x, targets.to(device), batch_size=rows).float().cpu().numpy()
                     n_used, rse = [0] * len(cids), [float("nan")] * len(cids)
                 else:
                     parts, n_used, rse = [], [], []
                     for j in range(len(cids)):
                         explainer = build_method(
-                            method, model, config.smooth_kwargs(sigma, seeds[j], rows), image_size=size, **extra
+                            method, model, config.smooth_spec(sigma, seeds[j]), image_size=size, batch_size=rows
                         )
                         est = explainer.estimate(x[j : j + 1], targets[j : j + 1].to(device))
                         parts.append(est.attributions.detach().float().cpu())
@@ -482,7 +490,8 @@ def compute_dataset(
         refresh(force=True)
         if bar is not None:
             bar.close()
-        mine_stats = {"rank": ctx.rank, "host": socket.gethostname(), "device": str(device), **counts, "seconds": seconds}
+        mine_stats = RankStats(rank=ctx.rank, host=socket.gethostname(), device=str(device), images=counts["images"],
+                               maps=counts["maps"], units=counts["units"], seconds=seconds)  # fmt: skip
         ranks = ctx.gather(mine_stats)
         lines = throughput_lines(ranks)
         total_maps = writer.committed_maps(grid, len(ids))
@@ -496,7 +505,7 @@ def compute_dataset(
                             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ranks": ranks,
                             "seconds": result.seconds, "images": result.images, "maps": result.maps,
                             "skipped": len(skipped), "command": command, "code_version": version,
-                            "settings": config.as_dict()})  # fmt: skip
+                            "settings": {**config.as_dict(), **options.as_dict()}})  # fmt: skip
             for line in lines:
                 say(line)
             if skipped:

@@ -13,18 +13,34 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal._core.validation import check_nonnegative, check_positive_int
+from smoothsal.smoothing_spec import SmoothSpec
 
-__all__ = ["IMAGE_EXTENSIONS", "QUICK", "TARGETS", "DatasetIndex", "ExplainDatasetConfig", "scan_images"]
+__all__ = [
+    "DEFAULT_OUT", "IMAGE_EXTENSIONS", "QUICK", "TARGETS", "DatasetIndex", "ExplainDatasetConfig", "QuickPreset",
+    "scan_images",
+]  # fmt: skip
 
 #: File endings read as images (case-insensitive), as torchvision's ImageFolder.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 #: ``predicted``: explain each image's top-1 class; ``label``: its ImageFolder class index.
 TARGETS: tuple[str, ...] = ("predicted", "label")
+#: Where ``smoothsal explain-dataset`` writes its map store when no ``--out`` is given.
+DEFAULT_OUT = Path("out/dataset")
+
+
+class QuickPreset(TypedDict):
+    """What ``--quick`` changes (:data:`QUICK`)."""
+
+    max_images: int
+    n_samples: int
+
+
 #: ``--quick``: the first 16 images (in id order) and 8 samples (unless ``--samples`` is given).
-QUICK: dict[str, Any] = {"max_images": 16, "n_samples": 8}
+QUICK: QuickPreset = {"max_images": 16, "n_samples": 8}
 
 
 @dataclass(frozen=True)
@@ -139,58 +155,49 @@ class ExplainDatasetConfig:
 
     Attributes:
         data_dir: a folder of images, or an ImageFolder layout (class subfolders).
-        out_dir: the map store (:mod:`smoothsal.studies.explain_dataset.store`): a folder, or an
-            fsspec URL (``s3://bucket/maps`` with s3fs installed; ``memory://`` in tests).
         model: ``lite0|lite1|lite2``, ``package.module:factory`` or a TorchScript file
             (:func:`smoothsal.models.zoo.load_model`). A store holds the maps of any number of models.
         methods: registered method names (aliases allowed).
         noise_levels: σ / (x_max − x_min) of the smoothed maps; 0 = the raw method.
         n_samples: noisy samples per smoothed map (the most, with ``tol``).
         tol: stop sampling once a map's ‖SE‖₂/‖map‖₂ ≤ ``tol`` (``None``: always ``n_samples``).
-        seed: the global seed; each image's noise seed is derived from it and the image's id
-            (:func:`~smoothsal.studies.explain_dataset.store.image_seed`).
         target: ``"predicted"`` (each image's top-1 class) or ``"label"`` (its ImageFolder class).
         image_size: side of the square model input (``None``: the model's ``image_size``, else 224).
         chunk_size: images per chunk: the unit of work, of sharding over ranks and of storage.
         max_images: keep only the first images in id order (``None``: all).
-        batch_size: most model rows per call (``None``: a fixed rule of the image size, so that
-            maps never depend on timings; see :mod:`.compute`).
-        device: ``auto|cpu|cuda|cuda:N|mps``; under torchrun with CUDA each rank takes its local GPU.
-        progress: the job's progress bar (rank 0). fresh: clear the store first.
         strict: a file of the folder that cannot be read as an image (damaged, truncated, not an
             image) is an error raised before any compute; default: it is left out with a
             warning and listed in the run summary and the store (:mod:`.validate`).
+
+    How it runs is the :class:`~smoothsal.studies.options.RunOptions` given beside it: the map
+    store (``out``: a folder, or an fsspec URL, ``s3://bucket/maps`` with s3fs installed,
+    ``memory://`` in tests), the device (under torchrun with CUDA each rank takes its local GPU),
+    the rows per model call (``batch_size``; ``None``: a fixed rule of the image size, so that maps
+    never depend on timings; see :mod:`.compute`), the memory budget, the global seed (each
+    image's noise seed is derived from it and the image's id,
+    :func:`~smoothsal.studies.explain_dataset.store.image_seed`), the progress bar (rank 0) and
+    ``fresh`` (clear the store first).
     """
 
     data_dir: Path
-    out_dir: Path | str = Path("out/dataset")
     model: str = "lite0"
     methods: tuple[str, ...] = ("grad",)
     noise_levels: tuple[float, ...] = (0.0, 0.15)
     n_samples: int = 50
     tol: float | None = None
-    seed: int = 0
     target: str = "predicted"
     image_size: int | None = None
     chunk_size: int = 16
     max_images: int | None = None
-    batch_size: int | None = None
-    device: str = "auto"
-    progress: bool = True
-    fresh: bool = False
     strict: bool = False
     dataset: DatasetIndex = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         from smoothsal.registry import parse_methods
         from smoothsal.models.zoo import IMAGE_SIZES
-        from smoothsal.studies.explain_dataset.store import as_location
 
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         set_("data_dir", Path(self.data_dir))
-        if not isinstance(self.out_dir, (str, Path)) or not str(self.out_dir).strip():
-            raise ValueError(f"`out_dir` must be a folder or a URL, got {self.out_dir!r}")
-        set_("out_dir", as_location(self.out_dir))
         if not isinstance(self.model, str) or not self.model.strip():
             raise ValueError(f"`model` must be a non-empty model spec string, got {self.model!r}")
         if self.model not in IMAGE_SIZES and ":" not in self.model and not Path(self.model).is_file():
@@ -204,7 +211,6 @@ class ExplainDatasetConfig:
         if self.tol is not None:
             tol = check_nonnegative(self.tol, "tol")
             set_("tol", tol if tol > 0 else None)
-        check_positive_int(self.seed, "seed", minimum=0)
         if self.target not in TARGETS:
             raise ValueError(f"`target` must be one of {list(TARGETS)}, got {self.target!r}")
         if self.image_size is not None:
@@ -212,15 +218,8 @@ class ExplainDatasetConfig:
         check_positive_int(self.chunk_size, "chunk_size")
         if self.max_images is not None:
             check_positive_int(self.max_images, "max_images")
-        if self.batch_size is not None:
-            check_positive_int(self.batch_size, "batch_size")
-        if not isinstance(self.device, str) or not self.device.strip():
-            raise ValueError(f"`device` must be a device name, got {self.device!r}")
-        for name in ("progress", "fresh", "strict"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
-        if isinstance(self.out_dir, Path) and self.out_dir.resolve() == self.data_dir.resolve():
-            raise ValueError("`out_dir` must not be the image folder itself")
+        if not isinstance(self.strict, bool):
+            raise TypeError(f"`strict` must be a bool, got {self.strict!r}")
         index = scan_images(self.data_dir, self.max_images)
         if self.target == "label" and index.layout != "imagefolder":
             raise ValueError(f"`target` 'label' needs an ImageFolder layout (class subfolders); {self.data_dir} is a plain folder")
@@ -236,20 +235,30 @@ class ExplainDatasetConfig:
         """A copy with ``changes`` (checked again)."""
         return replace(self, **changes)
 
-    def smooth_kwargs(self, sigma: float, seed: int, batch_size: int) -> dict[str, Any]:
-        """Keyword arguments of :class:`~smoothsal.smoothing.Smooth` for one image at ``sigma``."""
-        return {"noise_level": float(sigma), "n_samples": self.n_samples, "tol": self.tol, "seed": int(seed),
-                "batch_size": int(batch_size)}  # fmt: skip
+    def check_out(self, out: Path | str) -> Path | str:
+        """``out`` (the map store: a folder, or an fsspec URL), unless it is the image folder itself (ValueError)."""
+        from smoothsal.studies.explain_dataset.store import as_location
 
-    def store_config(self, image_size: int, dataset: DatasetIndex | None = None,
-                     skipped: Iterable[str] = ()) -> dict[str, Any]:  # fmt: skip
-        """The settings every map of the store depends on, models aside (the store's configuration).
+        out = as_location(out)
+        if isinstance(out, Path) and out.resolve() == self.data_dir.resolve():
+            raise ValueError("`out` must not be the image folder itself")
+        return out
+
+    def smooth_spec(self, sigma: float, seed: int) -> SmoothSpec:
+        """The smoothing of one image at ``sigma`` (:class:`~smoothsal.smoothing_spec.SmoothSpec`), seeded by its image seed."""
+        return SmoothSpec(noise_level=float(sigma), n_samples=self.n_samples, tol=self.tol, seed=int(seed))
+
+    def store_config(
+        self, image_size: int, seed: int, dataset: DatasetIndex | None = None, skipped: Iterable[str] = ()
+    ) -> JSONObject:
+        """The settings every map of the store depends on, models aside (the store's configuration),
+        with the run's global ``seed``.
 
         ``dataset``: the images explained (default: the folder's; the job passes it less the
         unreadable files, whose ids ``skipped`` are part of the configuration too). Left out: the
-        model (a store holds several), the output folder, the device, the batch size, the
-        progress bar, ``fresh`` and ``strict``. A run whose store configuration differs from the
-        store's is refused.
+        model (a store holds several), ``strict`` and the other run options (output folder,
+        device, batch size, progress bar, ``fresh``). A run whose store configuration differs
+        from the store's is refused.
         """
         ds = self.dataset if dataset is None else dataset
         return {
@@ -260,13 +269,14 @@ class ExplainDatasetConfig:
             "n_samples": self.n_samples,
             "tol": self.tol,
             "statistic": "mean",
-            "seed": self.seed,
+            "seed": seed,
             "target": self.target,
             "image_size": int(image_size),
             "chunk_size": self.chunk_size,
         }  # fmt: skip
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JSONObject:
         """Every setting, JSON-ready."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "dataset"}
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
+        from smoothsal.studies.store import to_jsonable
+
+        return to_jsonable({f.name: getattr(self, f.name) for f in fields(self) if f.name != "dataset"})

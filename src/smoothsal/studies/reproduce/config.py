@@ -9,43 +9,89 @@
 
 Each has a ``full`` preset (the defaults, the run to cite) and a ``quick`` one (minutes on 2 CPU
 cores; fewer noise samples, which the outputs say). ``to_hash()`` lists the settings that change
-results (the results store's configuration); output folder, device, batch size and progress bars
-do not.
+results (the results store's configuration), with the run's seed; the other run options
+(:class:`~smoothsal.studies.options.RunOptions`: output folder, device, batch size, memory budget,
+progress bars) do not.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal._core.validation import check_nonnegative, check_positive_int
 from smoothsal.datasets.photos import NATURAL_PHOTO_NAMES
+from smoothsal.registry import MethodSetting
+from smoothsal.smoothing_spec import SmoothSpec
 from smoothsal.studies.tradeoff.config import _names
 
+if TYPE_CHECKING:
+    from smoothsal.studies.train import TrainConfig
+
 __all__ = [
+    "SG_DEFAULT_OUT",
     "SG_NOISE_LEVELS",
     "SG_QUICK",
     "SG_SAMPLE_SIZES",
+    "ST_DEFAULT_OUT",
     "ST_QUICK",
+    "SmoothGradQuick",
     "SmoothGradReproConfig",
+    "StabilityQuick",
     "StabilityReproConfig",
 ]
+
+#: Where each command writes when no ``--out`` is given.
+SG_DEFAULT_OUT = Path("out/reproduce/smoothgrad")
+ST_DEFAULT_OUT = Path("out/reproduce/stability")
 
 #: SmoothGrad Fig. 3's noise levels σ / (x_max − x_min).
 SG_NOISE_LEVELS: tuple[float, ...] = (0.0, 0.025, 0.05, 0.10, 0.15, 0.20, 0.30, 0.50)
 #: SmoothGrad Fig. 4's sample sizes (the n the standard error asks for is added at run time).
 SG_SAMPLE_SIZES: tuple[int, ...] = (1, 5, 10, 20, 50, 100)
+
+
+class SmoothGradQuick(TypedDict):
+    """What ``--quick`` changes in :class:`SmoothGradReproConfig` (:data:`SG_QUICK`)."""
+
+    n_samples: int
+    line_steps: int
+    line_samples: int
+    max_sample_size: int
+    se_max_samples: int
+    fig4_images: int
+    digit_epochs: int
+    digit_models: int
+    digit_inputs: int
+
+
+class StabilityQuick(TypedDict):
+    """What ``--quick`` changes in :class:`StabilityReproConfig` (:data:`ST_QUICK`)."""
+
+    noise_levels: tuple[float, ...]
+    n_samples: int
+    n_inputs: int
+    epochs: int
+    photo_inputs: int
+    photo_samples: int
+    photo_max_samples: int
+    photo_methods: tuple[str, ...]
+    photo_noise_levels: tuple[float, ...]
+    n_boot: int
+
+
 #: ``--quick`` of ``reproduce smoothgrad``: 10 noisy samples instead of 50, a shorter line, Fig. 4 on one
 #: image up to n = 50 with the standard-error column capped at 100 samples, 2-epoch digit models
 #: (said in the outputs).
-SG_QUICK: dict[str, Any] = {
+SG_QUICK: SmoothGradQuick = {
     "n_samples": 10, "line_steps": 41, "line_samples": 4, "max_sample_size": 50, "se_max_samples": 100,
     "fig4_images": 1, "digit_epochs": 2, "digit_models": 2, "digit_inputs": 32,
 }  # fmt: skip
 #: ``--quick`` of ``reproduce stability``: a smaller σ grid, 10 noise samples instead of 100,
 #: 8 photos, two methods and 16 samples on the ImageNet models, 2-epoch digit models.
-ST_QUICK: dict[str, Any] = {
+ST_QUICK: StabilityQuick = {
     "noise_levels": (0.0, 0.05, 0.15, 0.3), "n_samples": 10, "n_inputs": 24, "epochs": 2,
     "photo_inputs": 8, "photo_samples": 16, "photo_max_samples": 16, "photo_methods": ("grad", "gradcam"), "photo_noise_levels": (0.0, 0.15, 0.3),
     "n_boot": 200,
@@ -67,25 +113,21 @@ def _check_bools(obj: Any, names: tuple[str, ...]) -> None:
 
 
 class _ReproRun:
-    """What both reproduce configurations share: the run options' checks (``out_dir``,
-    ``cache_dir``, ``batch_size``, the flags), the quick/full preset rule and ``replace``."""
+    """What both reproduce configurations share: the checks of ``cache_dir`` and ``quick``, the
+    quick/full preset rule and ``replace``."""
 
     #: the quick preset's settings (the subclass's :data:`SG_QUICK` / :data:`ST_QUICK`)
-    QUICK: dict[str, Any] = {}
+    QUICK: SmoothGradQuick | StabilityQuick
 
     def _check_run_options(self) -> None:
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        set_("out_dir", Path(self.out_dir))  # type: ignore[attr-defined]
         if self.cache_dir is not None:  # type: ignore[attr-defined]
-            set_("cache_dir", Path(self.cache_dir))  # type: ignore[attr-defined]
-        if self.batch_size is not None:  # type: ignore[attr-defined]
-            check_positive_int(self.batch_size, "batch_size")  # type: ignore[attr-defined]
-        _check_bools(self, ("quick", "progress", "fresh"))
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir))  # type: ignore[attr-defined]
+        _check_bools(self, ("quick",))
 
     @classmethod
     def preset(cls, quick: bool = False, **changes: Any) -> Any:
         """The full (defaults) or quick (:attr:`QUICK`) settings, with ``changes`` (not ``None``) on top."""
-        values = {**(cls.QUICK if quick else {}), "quick": quick}
+        values: dict[str, object] = {**(cls.QUICK if quick else {}), "quick": quick}
         values.update({k: v for k, v in changes.items() if v is not None})
         return cls(**values)
 
@@ -93,9 +135,11 @@ class _ReproRun:
         """A copy with ``changes`` (validated again)."""
         return replace(self, **changes)  # type: ignore[type-var]
 
-    def _json_settings(self) -> dict[str, Any]:
-        """Every setting, JSON-ready (paths as strings)."""
-        return {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(self) for v in [getattr(self, f.name)]}  # type: ignore[arg-type]
+    def _json_settings(self) -> JSONObject:
+        """Every setting, JSON-ready (paths as strings, tuples as lists)."""
+        from smoothsal.studies.store import to_jsonable
+
+        return to_jsonable({f.name: getattr(self, f.name) for f in fields(self)})  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -123,9 +167,11 @@ class SmoothGradReproConfig(_ReproRun):
         digit_noise: σ_train of Figs. 8–9's noisy-training regime (fraction of the value range).
         digit_epochs, digit_models, digit_inputs, digit_show: the digits 2 × 2 (models trained on
             disjoint parts of the digits, test inputs scored, inputs shown).
-        seed: noise seed (also picks the digit test inputs).
         quick: recorded in the outputs (a ``--quick`` run says so).
-        out_dir, device, batch_size, cache_dir, progress, fresh: do not change results.
+        cache_dir: where trained models are cached; does not change results.
+
+    How it runs and the seed (the noise seed; it also picks the digit test inputs) are the
+    :class:`~smoothsal.studies.options.RunOptions` given beside it.
     """
 
     QUICK = SG_QUICK  # the quick preset (not a field: no annotation)
@@ -151,14 +197,8 @@ class SmoothGradReproConfig(_ReproRun):
     digit_models: int = 3
     digit_inputs: int = 128
     digit_show: int = 4
-    seed: int = 0
     quick: bool = False
-    out_dir: Path = Path("out/reproduce/smoothgrad")
-    device: str = "auto"
-    batch_size: int | None = None
     cache_dir: Path | None = None
-    progress: bool = True
-    fresh: bool = False
 
     def __post_init__(self) -> None:
         from smoothsal.registry import parse_methods
@@ -199,25 +239,24 @@ class SmoothGradReproConfig(_ReproRun):
         check_positive_int(self.digit_models, "digit_models", minimum=2)
         check_positive_int(self.digit_inputs, "digit_inputs")
         check_positive_int(self.digit_show, "digit_show")
-        check_positive_int(self.seed, "seed", minimum=0)
         self._check_run_options()
 
-    def smooth_kwargs(self, **changes: Any) -> dict[str, Any]:
-        """Keyword arguments of :class:`~smoothsal.smoothing.Smooth` (fixed n, seeded)."""
-        return {"noise_level": self.noise_level, "n_samples": self.n_samples, "seed": self.seed,
-                "batch_size": self.batch_size, **changes}  # fmt: skip
+    def smooth_spec(self, seed: int) -> SmoothSpec:
+        """The smoothing of the smoothed maps (fixed n, seeded by ``seed``); ``.replace()`` for a figure's own."""
+        return SmoothSpec(noise_level=self.noise_level, n_samples=self.n_samples, seed=seed)
 
-    def overrides(self, method: str, smoothed: bool) -> dict[str, Any]:
+    def overrides(self, method: str, smoothed: bool) -> dict[str, MethodSetting]:
         """Constructor settings replacing the registry's: ``ig_steps`` for raw Integrated Gradients."""
         return {"steps": self.ig_steps} if method == "ig" and not smoothed and self.ig_steps is not None else {}
 
-    def to_hash(self) -> dict[str, Any]:
-        """Settings that change results. Figure axes and methods are not in it: each unit carries its own."""
+    def to_hash(self, seed: int) -> JSONObject:
+        """Settings that change results, with the run's ``seed``. Figure axes and methods are not in
+        it: each unit carries its own."""
         return {"model": self.model, "image_size": self.image_size, "images": list(self.images),
-                "noise_level": self.noise_level, "n_samples": self.n_samples, "seed": self.seed,
+                "noise_level": self.noise_level, "n_samples": self.n_samples, "seed": seed,
                 "ig_steps": self.ig_steps}  # fmt: skip
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> JSONObject:
         """Every setting, JSON-ready."""
         return self._json_settings()
 
@@ -243,10 +282,12 @@ class StabilityReproConfig(_ReproRun):
             this many (the same draws for every model: a longer run extends the same sequence).
         table_noise_level: σ of Table 1's smoothed columns (the paper: 0.15).
         n_boot: bootstrap resamples (over inputs) of the power-law fits' intervals.
-        seed: picks the digit inputs; seeds the noise (the same draws for every model).
         max_rse: the maps' relative standard error the full run must stay below (reported).
         quick: recorded in the outputs.
-        out_dir, device, batch_size, cache_dir, progress, fresh: do not change results.
+        cache_dir: where trained models are cached; does not change results.
+
+    How it runs and the seed (it picks the digit inputs and seeds the noise: the same draws for
+    every model) are the :class:`~smoothsal.studies.options.RunOptions` given beside it.
     """
 
     QUICK = ST_QUICK  # the quick preset (not a field: no annotation)
@@ -268,15 +309,9 @@ class StabilityReproConfig(_ReproRun):
     photo_max_samples: int = 400
     table_noise_level: float = 0.15
     n_boot: int = 1000
-    seed: int = 0
     max_rse: float = 0.3
     quick: bool = False
-    out_dir: Path = Path("out/reproduce/stability")
-    device: str = "auto"
-    batch_size: int | None = None
     cache_dir: Path | None = None
-    progress: bool = True
-    fresh: bool = False
 
     def __post_init__(self) -> None:
         from smoothsal.registry import parse_methods
@@ -316,25 +351,24 @@ class StabilityReproConfig(_ReproRun):
             raise ValueError(f"`photo_max_samples` must be >= photo_samples={self.photo_samples}, got {self.photo_max_samples}")
         check_nonnegative(self.table_noise_level, "table_noise_level")
         check_positive_int(self.n_boot, "n_boot", minimum=10)
-        check_positive_int(self.seed, "seed", minimum=0)
         check_nonnegative(self.max_rse, "max_rse")
         if not settings and not models:
             raise ValueError("nothing to run: `settings` and `photo_models` are both empty")
         self._check_run_options()
 
-    def train_base(self) -> Any:
+    def train_base(self) -> TrainConfig:
         """The :class:`~smoothsal.studies.train.TrainConfig` each digits setting varies."""
         from smoothsal.studies.train import TrainConfig
 
         return TrainConfig(dataset="digits", epochs=self.epochs, image_size=self.image_size)
 
-    def to_hash(self) -> dict[str, Any]:
-        """The store's configuration: only the seed. Each row carries the settings it depends on
-        (:meth:`digits_params` or :meth:`photo_params`), so changing the photos never discards the
+    def to_hash(self, seed: int) -> JSONObject:
+        """The store's configuration: only the run's ``seed``. Each row carries the settings it depends
+        on (:meth:`digits_params` or :meth:`photo_params`), so changing the photos never discards the
         digits rows and the reverse."""
-        return {"seed": self.seed}
+        return {"seed": seed}
 
-    def digits_params(self) -> dict[str, Any]:
+    def digits_params(self) -> JSONObject:
         """Settings that change a digits row."""
         return {"n_samples": self.n_samples, "n_inputs": self.n_inputs, "n_models": self.n_models,
                 "train": asdict(self.train_base())}  # fmt: skip
@@ -344,15 +378,15 @@ class StabilityReproConfig(_ReproRun):
         :data:`~smoothsal.datasets.photos.NATURAL_PHOTO_NAMES`."""
         return NATURAL_PHOTO_NAMES[: self.photo_inputs]
 
-    def photo_params(self) -> dict[str, Any]:
+    def photo_params(self) -> JSONObject:
         """Settings that change an ImageNet row (the photos by name: a change of list never reuses rows)."""
-        out = {"photo_inputs": self.photo_inputs, "photos": list(self.photo_names()), "photo_samples": self.photo_samples,
+        out: JSONObject = {"photo_inputs": self.photo_inputs, "photos": list(self.photo_names()), "photo_samples": self.photo_samples,
                "photo_models": list(self.photo_models), "photo_size": self.photo_size}  # fmt: skip
         if self.photo_max_samples > self.photo_samples:  # only then can they change a number
             out["photo_max_samples"] = self.photo_max_samples
             out["max_rse"] = self.max_rse
         return out
 
-    def settings_dict(self) -> dict[str, Any]:
+    def settings_dict(self) -> JSONObject:
         """Every setting, JSON-ready (``settings`` is a field of this configuration)."""
         return self._json_settings()

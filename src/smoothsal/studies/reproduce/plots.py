@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from smoothsal import render
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal.registry import method_label, method_spec
 from smoothsal.studies.tradeoff.plots import _series
 
@@ -73,7 +74,7 @@ def _image(x: np.ndarray) -> np.ndarray:
 
 
 # ---- SmoothGrad paper ------------------------------------------------------------------------------
-def save_line(lines: dict[str, dict[str, Any]], ends: np.ndarray, path: Path, settings: dict[str, Any]) -> tuple[Path, dict]:
+def save_line(lines: dict[str, JSONObject], ends: np.ndarray, path: Path, settings: JSONObject) -> tuple[Path, JSONObject]:
     """Fig. 2: one pixel's partial derivative (normalised by the map's max) along x + tε, ends shown."""
     fig = _figure(12.0, 3.6)
     gs = fig.add_gridspec(1, 4, width_ratios=[1, 1, 2.2, 2.2])
@@ -102,7 +103,7 @@ def save_line(lines: dict[str, dict[str, Any]], ends: np.ndarray, path: Path, se
 
 
 def save_noise_levels(fig3: dict[float, np.ndarray], displays: Sequence[np.ndarray], names: Sequence[str], path: Path,
-                      settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
+                      settings: JSONObject) -> tuple[Path, JSONObject]:  # fmt: skip
     """Fig. 3: rows = images, columns = noise levels (σ = 0 is the vanilla gradient)."""
     levels = sorted(fig3)
     rows = [[displays[i], *[render.render_map(fig3[lv][i]) for lv in levels]] for i in range(len(displays))]
@@ -113,7 +114,7 @@ def save_noise_levels(fig3: dict[float, np.ndarray], displays: Sequence[np.ndarr
 
 def save_sample_sizes(maps: np.ndarray, sizes: Sequence[int], se_maps: np.ndarray, se_n: Sequence[int],
                       displays: Sequence[np.ndarray], names: Sequence[str], path: Path,
-                      settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
+                      settings: JSONObject) -> tuple[Path, JSONObject]:  # fmt: skip
     """Fig. 4: rows = images, columns = sample sizes, then the n the standard error asks for."""
     rows = [[displays[i], *[render.render_map(m) for m in maps[i]], render.render_map(se_maps[i])]
             for i in range(maps.shape[0])]  # fmt: skip
@@ -125,7 +126,7 @@ def save_sample_sizes(maps: np.ndarray, sizes: Sequence[int], se_maps: np.ndarra
 
 
 def save_method_grid(maps: dict[str, np.ndarray], methods: Sequence[str], displays: Sequence[np.ndarray],
-                     names: Sequence[str], path: Path, settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
+                     names: Sequence[str], path: Path, settings: JSONObject) -> tuple[Path, JSONObject]:  # fmt: skip
     """Fig. 5: each method raw | smoothed, each without and with × input."""
     labels, rows = ["image"], []
     for name in methods:
@@ -146,7 +147,7 @@ def save_method_grid(maps: dict[str, np.ndarray], methods: Sequence[str], displa
 
 
 def save_smoothgrad_combined(maps: dict[str, np.ndarray], methods: Sequence[str], displays: Sequence[np.ndarray],
-                             names: Sequence[str], path: Path, settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
+                             names: Sequence[str], path: Path, settings: JSONObject) -> tuple[Path, JSONObject]:  # fmt: skip
     """Fig. 7: SmoothGrad on top of the other base methods (IG, Guided Backprop): raw | + SmoothGrad."""
     others = [m for m in methods if m != "grad"] or list(methods)
     labels = ["image"] + [lab for m in others for lab in (method_label(m), f"{method_label(m)} + SmoothGrad")]
@@ -158,7 +159,7 @@ def save_smoothgrad_combined(maps: dict[str, np.ndarray], methods: Sequence[str]
 
 
 def save_discriminativity(disc: dict[str, np.ndarray], methods: Sequence[str], display: np.ndarray,
-                          class_names: Sequence[str], path: Path, settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
+                          class_names: Sequence[str], path: Path, settings: JSONObject) -> tuple[Path, JSONObject]:  # fmt: skip
     """Fig. 6: per method (raw, smoothed), each class's map and scale(M₁) − scale(M₂) on the diverging map."""
     rows, labels = [], []
     for name in methods:
@@ -174,7 +175,7 @@ def save_discriminativity(disc: dict[str, np.ndarray], methods: Sequence[str], d
 
 
 def save_visualization(vanilla: np.ndarray, smooth: np.ndarray, display: np.ndarray, path: Path,
-                       settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
+                       settings: JSONObject) -> tuple[Path, JSONObject]:  # fmt: skip
     """The visualization lessons (SmoothGrad §3.1–3.2): |map| vs signed, 99th-percentile cap or not, × input."""
     styles = (("abs", 99.0, "|map|, 99th pct cap"), ("abs", 100.0, "|map|, no cap"),
               ("signed", 99.0, "signed, 99th pct cap"), ("signed", 100.0, "signed, no cap"),
@@ -187,7 +188,7 @@ def save_visualization(vanilla: np.ndarray, smooth: np.ndarray, display: np.ndar
 
 
 def save_digits(inputs: np.ndarray, cells: dict[tuple[str, str], np.ndarray], order: Sequence[tuple[str, str]],
-                path: Path, settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
+                path: Path, settings: JSONObject) -> tuple[Path, JSONObject]:  # fmt: skip
     """Figs. 8–9: rows = digits, columns = train plain / noisy × explain gradient / SmoothGrad."""
     names = {"plain": "train plain", "noisy": f"train σ={settings['digit_noise']:g}", "gradient": "gradient",
              "smoothgrad": f"SmoothGrad σ={settings['noise_level']:g}"}  # fmt: skip
@@ -198,13 +199,13 @@ def save_digits(inputs: np.ndarray, cells: dict[tuple[str, str], np.ndarray], or
 
 
 # ---- stability paper -------------------------------------------------------------------------------
-def _color(rows: Sequence[dict[str, Any]], method: str) -> str:
+def _color(rows: Sequence[JSONObject], method: str) -> str:
     """One colour per method across every panel (tab10 by first appearance in ``rows``)."""
     order = list(dict.fromkeys(r["method"] for r in rows))
     return f"C{order.index(method) % 10}"
 
 
-def _methods_of(rows: Sequence[dict[str, Any]], setting: str) -> list[str]:
+def _methods_of(rows: Sequence[JSONObject], setting: str) -> list[str]:
     seen: list[str] = []
     for r in rows:
         if r["setting"] == setting and r["method"] not in seen:
@@ -212,7 +213,7 @@ def _methods_of(rows: Sequence[dict[str, Any]], setting: str) -> list[str]:
     return seen
 
 
-def _curves_by_setting(rows: Sequence[dict[str, Any]], settings_order: Sequence[str], panels: Sequence[tuple[str, str]],
+def _curves_by_setting(rows: Sequence[JSONObject], settings_order: Sequence[str], panels: Sequence[tuple[str, str]],
                        height: float, *, log_top: bool = False) -> Any:  # fmt: skip
     """A figure of len(panels) rows × one column per setting: each panel one row column vs σ per method.
 
@@ -238,8 +239,8 @@ def _curves_by_setting(rows: Sequence[dict[str, Any]], settings_order: Sequence[
     return fig
 
 
-def save_stability_curves(rows: Sequence[dict[str, Any]], settings_order: Sequence[str], kind: str, path: Path,
-                          settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
+def save_stability_curves(rows: Sequence[JSONObject], settings_order: Sequence[str], kind: str, path: Path,
+                          settings: JSONObject) -> tuple[Path, JSONObject]:  # fmt: skip
     """Error vs σ per method; top: the paper's raw error (eq. 12 or 13; log axis), bottom: norm-scaled."""
     panels = [(f"{kind}_mean", f"{kind} error (raw)"), (f"{kind}_norm_mean", f"{kind} error (norm-scaled)")]
     fig = _curves_by_setting(rows, settings_order, panels, 6.6, log_top=True)
@@ -250,8 +251,8 @@ def save_stability_curves(rows: Sequence[dict[str, Any]], settings_order: Sequen
     return _save(fig, path), settings
 
 
-def save_similarity_curves(rows: Sequence[dict[str, Any]], settings_order: Sequence[str], path: Path,
-                           settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
+def save_similarity_curves(rows: Sequence[JSONObject], settings_order: Sequence[str], path: Path,
+                           settings: JSONObject) -> tuple[Path, JSONObject]:  # fmt: skip
     """SSIM and top-k IoU between two models' maps vs σ (Table 1's measures along the whole σ grid)."""
     panels = [("ssim_mean", "SSIM between models (higher = more stable)"),
               ("topk_iou_mean", "top-k IoU between models (higher = more stable)")]  # fmt: skip
@@ -261,8 +262,8 @@ def save_similarity_curves(rows: Sequence[dict[str, Any]], settings_order: Seque
     return _save(fig, path), settings
 
 
-def save_pareto(rows: Sequence[dict[str, Any]], settings_order: Sequence[str], path: Path,
-                settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
+def save_pareto(rows: Sequence[JSONObject], settings_order: Sequence[str], path: Path,
+                settings: JSONObject) -> tuple[Path, JSONObject]:  # fmt: skip
     """Norm-scaled stability error against fidelity error, one labelled point per σ."""
     n = len(settings_order)
     fig = _figure(4.0 * n, 3.8)
@@ -284,8 +285,8 @@ def save_pareto(rows: Sequence[dict[str, Any]], settings_order: Sequence[str], p
     return _save(fig, path), settings
 
 
-def save_fits(rows: Sequence[dict[str, Any]], fits: Sequence[dict[str, Any]], settings_order: Sequence[str], path: Path,
-              settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
+def save_fits(rows: Sequence[JSONObject], fits: Sequence[JSONObject], settings_order: Sequence[str], path: Path,
+              settings: JSONObject) -> tuple[Path, JSONObject]:  # fmt: skip
     """Log–log raw errors vs σ > 0 with the fitted power laws (stability ∝ σ^−a, fidelity ∝ σ^b)."""
     n = len(settings_order)
     fig = _figure(4.0 * n, 6.6)
@@ -318,14 +319,13 @@ def save_fits(rows: Sequence[dict[str, Any]], fits: Sequence[dict[str, Any]], se
     return _save(fig, path), settings
 
 
-def save_two_models(figure_maps: dict[str, dict[str, Any]], first_inputs: dict[str, np.ndarray], path: Path,
-                    settings: dict[str, Any]) -> tuple[Path, dict]:  # fmt: skip
+def save_two_models(figure_maps: dict[str, tuple[np.ndarray, float]], first_inputs: dict[str, np.ndarray], path: Path,
+                    settings: JSONObject) -> tuple[Path, JSONObject]:  # fmt: skip
     """Two models' maps of the first input, raw vs smoothed, one row per (setting, method)."""
     rows, labels = [], []
-    for key, entry in figure_maps.items():
+    for key, (m, _sigma) in figure_maps.items():  # m: [4, 1, C, H, W]
         setting, method = key.split("/", 1)
         disp = _image(first_inputs[setting]) if setting in first_inputs else None
-        m = entry["maps"]  # [4, 1, C, H, W]
         style = _style(method)
         rows.append([disp] + [render.render_map(m[k][0], disp, style=style) for k in range(4)])
         labels.append(f"{setting}\n{method_label(method)}")

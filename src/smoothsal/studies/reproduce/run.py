@@ -7,21 +7,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
-from smoothsal.studies.reproduce.config import SmoothGradReproConfig, StabilityReproConfig
+from smoothsal._core.jsontypes import JSON, JSONObject
+from smoothsal.studies.options import RunOptions
+from smoothsal.studies.reproduce.config import SG_DEFAULT_OUT, ST_DEFAULT_OUT, SmoothGradReproConfig, StabilityReproConfig
 
 __all__ = ["QUICK_NOTE", "run_smoothgrad", "run_stability"]
 
 QUICK_NOTE = "--quick run: fewer noise samples (and smaller grids) than the paper; cite the full run"
 
 
-def _quote(numbers: dict[str, Any], command: str) -> dict[str, Any]:
+def _quote(numbers: JSONObject, command: str) -> JSONObject:
     return {"command": command, "numbers": numbers}
 
 
-def run_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any] | None = print) -> dict[str, Any]:
-    """Compute (or resume) ``reproduce smoothgrad`` and write its figures, tables and manifest."""
+def run_smoothgrad(
+    config: SmoothGradReproConfig, options: RunOptions | None = None, echo: Callable[[str], object] | None = print
+) -> JSONObject:
+    """Compute (or resume) ``reproduce smoothgrad`` as ``options`` say and write its figures, tables
+    and manifest (default :class:`~smoothsal.studies.options.RunOptions`: ``out/reproduce/smoothgrad``)."""
     import numpy as np
 
     from smoothsal.studies.reproduce import plots
@@ -30,14 +35,15 @@ def run_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any] | N
     from smoothsal.studies.store import write_json
 
     t0 = time.perf_counter()
-    res = compute_smoothgrad(config, echo=echo)
-    out = config.out_dir
+    options = options if options is not None else RunOptions()
+    res = compute_smoothgrad(config, options, echo=echo)
+    out = options.out_dir(SG_DEFAULT_OUT)
     c = config
-    base = {"model": c.model, "image_size": res.image_size, "noise_level": c.noise_level, "n_samples": c.n_samples,
-            "seed": c.seed, "quick": c.quick}  # fmt: skip
-    figures: list[dict[str, Any]] = []
+    base: JSONObject = {"model": c.model, "image_size": res.image_size, "noise_level": c.noise_level,
+                        "n_samples": c.n_samples, "seed": options.seed, "quick": c.quick}  # fmt: skip
+    figures: list[JSON] = []
 
-    def add(result: tuple[Any, dict], caption: str) -> None:
+    def add(result: tuple[Path, JSONObject], caption: str) -> None:
         path, settings = result
         figures.append({"file": path.name, "caption": caption, "settings": settings})
 
@@ -82,7 +88,7 @@ def run_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any] | N
         "Visualization lessons: absolute vs signed, with and without the 99th-percentile cap, and × input")
 
     # ---- tables
-    tables: list[dict[str, Any]] = []
+    tables: list[JSON] = []
     fig3_row = {f"{lv:g}": noisy[lv] for lv in levels}
     cols = list(fig3_row)
     rp.write_csv(out / "fig3_noise_levels.csv", [{"quantity": "noisiness", **fig3_row}], ["quantity", *cols])
@@ -145,7 +151,7 @@ def run_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any] | N
     write_json(out / "results_numbers.json", _quote(numbers, command))
     summary = rp.write_manifest(
         out, "reproduce-smoothgrad", "Reproducing SmoothGrad (Smilkov et al. 2017)", figures, tables, numbers,
-        {"settings": c.settings(), "config_hash": res.config_hash, "seconds": round(time.perf_counter() - t0, 2),
+        {"settings": {**c.settings(), **options.as_dict()}, "config_hash": res.config_hash, "seconds": round(time.perf_counter() - t0, 2),
          "notes": [QUICK_NOTE] if c.quick else [], "paper": rp.paper_claims()["smoothgrad"]},
     )  # fmt: skip
     if echo is not None:
@@ -153,8 +159,11 @@ def run_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any] | N
     return summary
 
 
-def run_stability(config: StabilityReproConfig, echo: Callable[[str], Any] | None = print) -> dict[str, Any]:
-    """Compute (or resume) ``reproduce stability`` and write its figures, tables and manifest."""
+def run_stability(
+    config: StabilityReproConfig, options: RunOptions | None = None, echo: Callable[[str], object] | None = print
+) -> JSONObject:
+    """Compute (or resume) ``reproduce stability`` as ``options`` say and write its figures, tables
+    and manifest (default :class:`~smoothsal.studies.options.RunOptions`: ``out/reproduce/stability``)."""
     from smoothsal.studies.reproduce import plots
     from smoothsal.studies.reproduce import report as rp
     from smoothsal.studies.reproduce.stability import IMAGENET_SETTING, compute_stability
@@ -162,17 +171,18 @@ def run_stability(config: StabilityReproConfig, echo: Callable[[str], Any] | Non
 
     t0 = time.perf_counter()
     c = config
-    rows, extras, store = compute_stability(c, echo=echo)
-    out = c.out_dir
+    options = options if options is not None else RunOptions()
+    rows, extras, store = compute_stability(c, options, echo=echo)
+    out = options.out_dir(ST_DEFAULT_OUT)
     order = [s for s in (*c.settings, IMAGENET_SETTING if c.photo_models else None) if s]
-    base = {"settings": order, "methods": list(c.methods), "photo_methods": list(c.photo_methods),
+    base: JSONObject = {"settings": order, "methods": list(c.methods), "photo_methods": list(c.photo_methods),
             "noise_levels": list(c.noise_levels), "photo_noise_levels": list(c.photo_noise_levels),
             "n_samples": c.n_samples, "photo_samples": c.photo_samples, "n_inputs": c.n_inputs,
             "photo_inputs": c.photo_inputs, "n_models": c.n_models, "photo_models": list(c.photo_models),
             "epochs": c.epochs, "table_noise_level": c.table_noise_level, "quick": c.quick}  # fmt: skip
-    figures: list[dict[str, Any]] = []
+    figures: list[JSON] = []
 
-    def add(result: tuple[Any, dict], caption: str) -> None:
+    def add(result: tuple[Path, JSONObject], caption: str) -> None:
         path, settings = result
         figures.append({"file": path.name, "caption": caption, "settings": settings})
 
@@ -184,19 +194,20 @@ def run_stability(config: StabilityReproConfig, echo: Callable[[str], Any] | Non
         "Stability against fidelity error (norm-scaled), one point per σ: the trade-off")
     add(plots.save_similarity_curves(rows, order, out / "ssim_topk_vs_sigma.png", base),
         "SSIM and top-k IoU between two models' maps vs σ (Table 1's measures along the σ grid)")
-    fits = rp.fit_table(rows, c.n_boot, c.seed)
+    fits = rp.fit_table(rows, c.n_boot, options.seed)
     add(plots.save_fits(rows, fits, order, out / "power_law_fits.png", {**base, "n_boot": c.n_boot}),
         "Raw errors vs σ in log–log with fitted power laws and 95% bootstrap intervals (Theorem 6, Proposition 7)")
-    if extras["figure_maps"]:
-        add(plots.save_two_models(extras["figure_maps"], extras.get("first_inputs", {}), out / "two_models_maps.png", base),
+    if extras.figure_maps:
+        add(plots.save_two_models(extras.figure_maps, extras.first_inputs, out / "two_models_maps.png", base),
             "Two models' maps of one input, raw vs smoothed, per setting and method")
 
     # ---- tables
-    tables: list[dict[str, Any]] = []
+    tables: list[JSON] = []
     flat = [{k: r.get(k) for k in rp.ROW_FIELDS} for r in rows]
     rp.write_csv(out / "results.csv", flat, rp.ROW_FIELDS)
-    write_json(out / "results.json", {"config": c.settings_dict(), "config_hash": store.config_hash, "rows": rows,
-                                      "models": extras["models"], "photos": extras["photos"]})  # fmt: skip
+    settings = {**c.settings_dict(), **options.as_dict()}
+    write_json(out / "results.json", {"config": settings, "config_hash": store.config_hash, "rows": rows,
+                                      "models": extras.models, "photos": extras.photos})  # fmt: skip
     tables.append({"file": "results.csv", "caption": "every (setting, method, σ) row: raw and norm-scaled errors, SSIM, "
                                                      "top-k IoU, relative standard error"})
     table = rp.table1_rows(rows, c.table_noise_level)
@@ -250,9 +261,9 @@ def run_stability(config: StabilityReproConfig, echo: Callable[[str], Any] | Non
         notes.append(f"the ImageNet maps' relative standard error reaches {rse_max:.3f} (target < {c.max_rse})")
     summary = rp.write_manifest(
         out, "reproduce-stability", "Reproducing the stability–fidelity trade-off (Ye & Farnia 2025)", figures, tables,
-        numbers, {"settings": c.settings_dict(), "config_hash": store.config_hash,
+        numbers, {"settings": settings, "config_hash": store.config_hash,
                   "seconds": round(time.perf_counter() - t0, 2), "notes": notes, "paper": claims,
-                  "models": extras["models"], "photos": extras["photos"]},
+                  "models": extras.models, "photos": extras.photos},
     )  # fmt: skip
     if echo is not None:
         echo(f"wrote {len(figures)} figures and {len(tables)} tables to {out}/ in {summary['seconds']:.1f} s")

@@ -23,15 +23,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from smoothsal.registry import build_method
-from smoothsal.studies.reproduce.config import SmoothGradReproConfig
+from smoothsal._core.jsontypes import JSONObject
+from smoothsal.methods.base import Attribution
+from smoothsal.smoothing import Smooth
+from smoothsal.smoothing_spec import SmoothSpec
+from smoothsal.studies.options import RunOptions
+from smoothsal.studies.reproduce.config import SG_DEFAULT_OUT, SmoothGradReproConfig
 from smoothsal.studies.store import ResultsStore
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from smoothsal.studies.train import TrainConfig, TrainedModel
 
 __all__ = ["DIGIT_REGIMES", "SmoothGradResults", "compute_smoothgrad", "discriminativity_classes"]
 
@@ -46,24 +55,25 @@ class SmoothGradResults:
     """What the figures and tables of ``reproduce smoothgrad`` are drawn from (all from the store)."""
 
     config: SmoothGradReproConfig
+    options: RunOptions
     image_size: int
     class_names: list[str] | None
     names: list[str]
     displays: list[np.ndarray]
     inputs: Tensor
     targets: Tensor
-    lines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lines: dict[str, JSONObject] = field(default_factory=dict)
     line_ends: np.ndarray | None = None
     fig3: dict[float, np.ndarray] = field(default_factory=dict)
     fig4_sizes: list[int] = field(default_factory=list)
     fig4: np.ndarray | None = None
-    fig4_se: dict[str, Any] = field(default_factory=dict)
+    fig4_se: JSONObject = field(default_factory=dict)
     fig4_se_maps: np.ndarray | None = None
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     disc: dict[str, np.ndarray] = field(default_factory=dict)
     disc_classes: list[int] = field(default_factory=list)
     disc_display: np.ndarray | None = None
-    digit_rows: list[dict[str, Any]] = field(default_factory=list)
+    digit_rows: list[JSONObject] = field(default_factory=list)
     digit_maps: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     digit_inputs: np.ndarray | None = None
     config_hash: str = ""
@@ -82,18 +92,19 @@ def discriminativity_classes(logits: Tensor) -> list[int]:
     return [first, second]
 
 
-def _line(method: Any, x: Tensor, target: Tensor, config: SmoothGradReproConfig) -> tuple[Tensor, dict[str, Any]]:
+def _line(method: Attribution | Smooth, x: Tensor, target: Tensor, res: SmoothGradResults) -> tuple[Tensor, JSONObject]:
     import warnings
 
     from smoothsal.metrics.jaggedness import gradient_along_line
 
+    config, options = res.config, res.options
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         line = gradient_along_line(
-            method, x, target, t_steps=config.line_steps, eps_std=config.line_eps, seed=config.seed,
-            batch_size=config.batch_size,
+            method, x, target, t_steps=config.line_steps, eps_std=config.line_eps, seed=options.seed,
+            batch_size=options.batch_size,
         )  # fmt: skip
-    meta = {
+    meta: JSONObject = {
         "t": line.t.tolist(), "partials": line.partials.tolist(), "raw_partials": line.raw_partials.tolist(),
         "keeps_class": line.keeps_class.tolist(), "pixel": list(line.pixel), "target": line.target,
         "predicted": line.predicted, "roughness": line.roughness, "warnings": [str(w.message) for w in caught],
@@ -102,45 +113,52 @@ def _line(method: Any, x: Tensor, target: Tensor, config: SmoothGradReproConfig)
     return ends, meta
 
 
-def _progress(config: SmoothGradReproConfig, total: int) -> Any:
+def _progress(options: RunOptions, total: int) -> tqdm:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="reproduce smoothgrad", unit="unit", disable=not config.progress)
+    return tqdm(total=total, desc="reproduce smoothgrad", unit="unit", disable=not options.progress)
 
 
-def compute_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any] | None = None) -> SmoothGradResults:
-    """Load the model and photos, then compute (or read back) every unit of ``config``."""
-    from smoothsal.execution.calls import predict
-    from smoothsal.execution.devices import resolve_device
+def compute_smoothgrad(
+    config: SmoothGradReproConfig, options: RunOptions | None = None, echo: Callable[[str], object] | None = None
+) -> SmoothGradResults:
+    """Load the model and photos, then compute (or read back) every unit of ``config``, run as
+    ``options`` say (default :class:`~smoothsal.studies.options.RunOptions`: ``out/reproduce/smoothgrad``)."""
     from smoothsal.datasets.photos import bundled_photos, cat_and_coffee
-    from smoothsal.studies.explain.compute import DISCRIMINATIVITY_PHOTOS, load_images, sample_size_series
+    from smoothsal.execution.calls import predict
     from smoothsal.models.zoo import load_model
+    from smoothsal.studies.explain.compute import DISCRIMINATIVITY_PHOTOS, load_images, sample_size_series
 
     t0 = time.perf_counter()
-    device = resolve_device(config.device)
+    options = options if options is not None else RunOptions()
     loaded = load_model(config.model, image_size=config.image_size)
-    net = loaded.model.to(device).eval()
+    net = loaded.model.to(options.torch_device()).eval()
     size = loaded.image_size
     photos = load_images(config.images, size)
     inputs = torch.cat([p.tensor for p in photos])  # [N, 3, S, S] in [0, 1]
-    logits = predict(net, inputs, batch_size=config.batch_size).cpu()
+    logits = predict(net, inputs, batch_size=options.batch_size).cpu()
     targets = logits.argmax(dim=1)
-    store = ResultsStore(config.out_dir, "reproduce_smoothgrad", config.to_hash(), fresh=config.fresh)
-    res = SmoothGradResults(config, size, loaded.class_names, [p.name for p in photos], [p.display for p in photos],
-                            inputs, targets, config_hash=store.config_hash)  # fmt: skip
+    store = ResultsStore(options.out_dir(SG_DEFAULT_OUT), "reproduce_smoothgrad", config.to_hash(options.seed),
+                         fresh=options.fresh)  # fmt: skip
+    res = SmoothGradResults(config, options, size, loaded.class_names, [p.name for p in photos],
+                            [p.display for p in photos], inputs, targets, config_hash=store.config_hash)  # fmt: skip
     if echo is not None and loaded.class_names is not None:
         echo("targets: " + ", ".join(f"{n}: {loaded.class_names[int(t)].split(',')[0]}" for n, t in zip(res.names, targets)))
     n_methods = len(config.methods)
-    bar = _progress(config, 2 + len(config.noise_levels) + 2 + 4 * n_methods + len(DIGIT_REGIMES))
+    bar = _progress(options, 2 + len(config.noise_levels) + 2 + 4 * n_methods + len(DIGIT_REGIMES))
+    spec = config.smooth_spec(options.seed)
+
+    def method(name: str, smooth: SmoothSpec | None) -> Attribution | Smooth:
+        return options.build_method(name, net, smooth, image_size=size, **config.overrides(name, smooth is not None))
 
     # Fig. 2: the jagged line (gradient) and the same line under SmoothGrad
     x0, t_0 = inputs[:1], targets[:1]
     for kind in ("gradient", "smoothgrad"):
-        smooth = None if kind == "gradient" else config.smooth_kwargs(n_samples=config.line_samples)
+        smooth = None if kind == "gradient" else spec.replace(n_samples=config.line_samples)
         ends, meta = store.array(
             {"kind": "line", "explain": kind, "steps": config.line_steps, "eps": config.line_eps,
              "samples": config.line_samples if smooth else 0},
-            lambda smooth=smooth: _line(build_method("grad", net, smooth), x0, t_0, config),
+            lambda smooth=smooth: _line(method("grad", smooth), x0, t_0, res),
         )  # fmt: skip
         res.lines[kind] = meta
         res.line_ends = ends
@@ -149,11 +167,10 @@ def compute_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any]
     # Figs. 5 and 7: each method raw and smoothed
     for name in config.methods:
         for smoothed in (False, True):
-            def one(name: str = name, smoothed: bool = smoothed) -> tuple[Tensor, dict]:
+            def one(name: str = name, smoothed: bool = smoothed) -> tuple[Tensor, JSONObject]:
                 t = time.perf_counter()
-                method = build_method(name, net, config.smooth_kwargs() if smoothed else None, image_size=size,
-                                      **config.overrides(name, smoothed))  # fmt: skip
-                return method.attribute(inputs, targets), {"seconds": round(time.perf_counter() - t, 3)}
+                maps = method(name, spec if smoothed else None).attribute(inputs, targets)
+                return maps, {"seconds": round(time.perf_counter() - t, 3)}
 
             res.maps[f"{name}_smooth" if smoothed else name], _ = store.array(
                 {"kind": "map", "method": name, "smoothed": smoothed}, one
@@ -170,9 +187,9 @@ def compute_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any]
             bar.update(1)
             continue
 
-        def at_level(level: float = level) -> tuple[Tensor, dict]:
-            smooth = None if level == 0 else config.smooth_kwargs(noise_level=level)
-            return build_method("grad", net, smooth).attribute(inputs, targets), {}
+        def at_level(level: float = level) -> tuple[Tensor, JSONObject]:
+            smooth = None if level == 0 else spec.replace(noise_level=level)
+            return method("grad", smooth).attribute(inputs, targets), {}
 
         res.fig3[level], _ = store.array({"kind": "fig3", "noise_level": level}, at_level)
         bar.update(1)
@@ -181,16 +198,17 @@ def compute_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any]
     k = min(config.fig4_images, len(photos))
     sizes = list(config.sample_sizes)
 
-    def series() -> tuple[Tensor, dict]:
-        return sample_size_series(net, inputs[:k], targets[:k], sizes, config.smooth_kwargs()), {}
+    def series() -> tuple[Tensor, JSONObject]:
+        return sample_size_series(net, inputs[:k], targets[:k], sizes, spec, batch_size=options.batch_size,
+                                  max_memory=options.max_memory), {}  # fmt: skip
 
     res.fig4, _ = store.array({"kind": "fig4", "sizes": sizes, "images": k}, series)
     res.fig4_sizes = sizes
     bar.update(1)
 
-    def se_n() -> tuple[Tensor, dict]:
+    def se_n() -> tuple[Tensor, JSONObject]:
         cap = config.se_max_samples
-        sg = build_method("grad", net, config.smooth_kwargs(n_samples=cap, tol=config.tol, min_samples=min(16, cap)))
+        sg = options.build_method("grad", net, spec.replace(n_samples=cap, tol=config.tol, min_samples=min(16, cap)))
         est = sg.estimate(inputs[:k], targets[:k])
         return est.attributions, {"n_samples": est.n_samples.tolist(), "relative_stderr": est.relative_stderr().tolist(),
                                   "tol": config.tol, "cap": cap}  # fmt: skip
@@ -203,7 +221,7 @@ def compute_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any]
     # Fig. 6: discriminativity on the two-object image
     both = cat_and_coffee(size)
     refs = torch.cat([p.tensor for p in bundled_photos(list(DISCRIMINATIVITY_PHOTOS), size)])
-    res.disc_classes = discriminativity_classes(predict(net, refs, batch_size=config.batch_size).cpu())
+    res.disc_classes = discriminativity_classes(predict(net, refs, batch_size=options.batch_size).cpu())
     res.disc_display = both.display
     classes = torch.tensor(res.disc_classes)
     pair = both.tensor.expand(2, -1, -1, -1).clone()  # the same image, two targets
@@ -211,54 +229,52 @@ def compute_smoothgrad(config: SmoothGradReproConfig, echo: Callable[[str], Any]
         for smoothed in (False, True):
             res.disc[f"{name}_smooth" if smoothed else name], _ = store.array(
                 {"kind": "disc", "method": name, "smoothed": smoothed, "classes": res.disc_classes},
-                lambda name=name, smoothed=smoothed: (
-                    build_method(name, net, config.smooth_kwargs() if smoothed else None, image_size=size,
-                                 **config.overrides(name, smoothed)).attribute(pair, classes), {},
-                ),
+                lambda name=name, smoothed=smoothed: (method(name, spec if smoothed else None).attribute(pair, classes), {}),
             )  # fmt: skip
             bar.update(1)
 
     # Figs. 8-9: training noise × SmoothGrad on digits
-    _compute_digits(config, store, res, device, bar)
+    _compute_digits(res, store, bar)
     bar.close()
     res.seconds = round(time.perf_counter() - t0, 2)
     return res
 
 
-def _digit_base(config: SmoothGradReproConfig, train: str) -> Any:
+def _digit_base(config: SmoothGradReproConfig, train: str) -> TrainConfig:
     from smoothsal.studies.train import TrainConfig
 
     return TrainConfig(dataset="digits", epochs=config.digit_epochs, input_noise=config.digit_noise if train == "noisy" else 0.0)
 
 
-def _compute_digits(config: SmoothGradReproConfig, store: ResultsStore, res: SmoothGradResults, device: Any, bar: Any) -> None:
+def _compute_digits(res: SmoothGradResults, store: ResultsStore, bar: tqdm) -> None:
     from smoothsal.metrics.tradeoff import attribution_maps, stability_from_maps
     from smoothsal.studies.train import held_out_inputs, models_for_setting
 
+    config, options = res.config, res.options
     base = _digit_base(config, "plain")
-    sub = held_out_inputs("digits", base.image_size, config.digit_inputs, config.seed)
+    sub = held_out_inputs("digits", base.image_size, config.digit_inputs, options.seed)
     inputs, labels = sub.images, sub.labels
     show = min(config.digit_show, config.digit_inputs)
     res.digit_inputs = inputs[:show].numpy()
-    cache: dict[str, list[Any]] = {}
+    cache: dict[str, list[TrainedModel]] = {}
 
-    def models(train: str) -> list[Any]:
+    def models(train: str) -> list[TrainedModel]:
         if train not in cache:  # trained (or read from the model cache) only when a cell is missing
             trained = models_for_setting("DT", dataset="digits", n_models=config.digit_models,
                                          base=_digit_base(config, train), cache_dir=config.cache_dir,
-                                         progress=config.progress)  # fmt: skip
+                                         progress=options.progress)  # fmt: skip
             for t in trained:
-                t.model.to(device).eval()
+                t.model.to(options.torch_device()).eval()
             cache[train] = trained
         return cache[train]
 
     for train, explain in DIGIT_REGIMES:
-        smooth = config.smooth_kwargs() if explain == "smoothgrad" else None
+        smooth = config.smooth_spec(options.seed) if explain == "smoothgrad" else None
 
-        def cell(train: str = train, smooth: Any = smooth) -> tuple[Tensor, dict]:
+        def cell(train: str = train, smooth: SmoothSpec | None = smooth) -> tuple[Tensor, JSONObject]:
             trained = models(train)
-            maps = [attribution_maps(build_method("grad", t.model, smooth), inputs, labels, batch_size=config.batch_size)
-                    for t in trained]  # fmt: skip
+            maps = [attribution_maps(options.build_method("grad", t.model, smooth), inputs, labels,
+                                     batch_size=options.batch_size) for t in trained]  # fmt: skip
             stab = stability_from_maps(maps)
             return maps[0][:show], {
                 "train": train, "explain": explain,

@@ -26,17 +26,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from smoothsal.studies.reproduce.config import StabilityReproConfig
+from smoothsal._core.jsontypes import JSON, JSONObject
+from smoothsal.methods.base import Attribution
+from smoothsal.smoothing import Smooth
+from smoothsal.smoothing_spec import SmoothSpec
+from smoothsal.studies.options import RunOptions
+from smoothsal.studies.reproduce.config import ST_DEFAULT_OUT, StabilityReproConfig
 from smoothsal.studies.store import ResultsStore
 
 __all__ = [
     "IMAGENET_SETTING",
+    "StabilityExtras",
     "bootstrap_power_law",
     "compute_stability",
     "fit_power_law",
@@ -101,7 +107,7 @@ def bootstrap_power_law(
 
 
 # ---- rows ------------------------------------------------------------------------------------------
-def row_values(raw: list[Tensor], smoothed: list[Tensor], rse: list[float], n_samples: int) -> dict[str, Any]:
+def row_values(raw: list[Tensor], smoothed: list[Tensor], rse: list[float], n_samples: int) -> JSONObject:
     """One row from the models' unsmoothed and smoothed maps (each ``[N, C, H, W]``, same inputs)."""
     from smoothsal.metrics.tradeoff import fidelity_from_maps, stability_from_maps
 
@@ -126,124 +132,152 @@ def row_values(raw: list[Tensor], smoothed: list[Tensor], rse: list[float], n_sa
     }  # fmt: skip
 
 
-def _maps(method: Any, inputs: Tensor, targets: Tensor, batch_size: int | None) -> tuple[Tensor, tuple[list[float], list[int]]]:
-    """Maps ``[N, ...]`` (CPU) and, for a smoothed method, each map's relative standard error and samples used."""
+def _maps(
+    method: Attribution | Smooth, inputs: Tensor, targets: Tensor, batch_size: int | None
+) -> tuple[Tensor, tuple[list[float], list[int]]]:
+    """Maps ``[N, ...]`` (CPU) and, for a smoothed method, each map's relative standard error and
+    samples used (``Smooth`` runs its rows ``batch_size`` at a time; the maps do not depend on it)."""
     from smoothsal.metrics._base import attribution_maps
 
-    if not hasattr(method, "estimate"):
+    if not isinstance(method, Smooth):
         return attribution_maps(method, inputs, targets, batch_size=batch_size).cpu(), ([], [])
-    chunk = batch_size or inputs.shape[0]
-    out, rse, used = [], [], []
-    for start in range(0, inputs.shape[0], chunk):
-        est = method.estimate(inputs[start : start + chunk], targets[start : start + chunk])
-        out.append(est.attributions.detach().cpu())
-        rse += [float(v) for v in est.relative_stderr()]
-        used += [int(v) for v in est.n_samples]
-    return torch.cat(out), (rse, used)
+    est = method.estimate(inputs, targets)
+    rse = [float(v) for v in est.relative_stderr()]
+    used = [int(v) for v in est.n_samples]
+    return est.attributions.detach().cpu(), (rse, used)
 
 
-def _row_unit(setting: str, method: str, sigma: float, params: dict[str, Any]) -> dict[str, Any]:
+def _row_unit(setting: str, method: str, sigma: float, params: JSONObject) -> JSONObject:
     return {"kind": "row", "setting": setting, "method": method, "noise_level": round(float(sigma), 10), "params": params}
 
 
+@dataclass
+class _SettingData:
+    """One setting's inputs, targets, models (on the run's device) and what is recorded of them."""
+
+    inputs: Tensor
+    targets: Tensor
+    models: list[nn.Module]
+    info: list[JSON]
+    photos: list[str]
+    n_samples: int
+
+
+@dataclass
+class StabilityExtras:
+    """What :func:`compute_stability` gives beside the rows (for the figures and ``results.json``).
+
+    Attributes:
+        models: ``{setting: [model info]}``.
+        figure_maps: ``{"setting/method": (maps [4 (raw m0, raw m1, smooth m0, smooth m1), 1, C, H, W], σ)}``.
+        photos: the natural photos of the ImageNet setting, by name.
+        first_inputs: ``{setting: the first input [C, H, W]}``.
+    """
+
+    models: dict[str, list[JSON]] = field(default_factory=dict)
+    figure_maps: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)
+    photos: list[str] = field(default_factory=list)
+    first_inputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _load_setting(config: StabilityReproConfig, options: RunOptions, setting: str) -> _SettingData:
+    """The setting's data: the ImageNet models on natural photos, or digit models trained (or cached)."""
+    from smoothsal.execution.calls import predict
+
+    device = options.torch_device()
+    if setting == IMAGENET_SETTING:
+        from smoothsal.datasets.photos import natural_photos
+        from smoothsal.models.zoo import load_model
+
+        photos = natural_photos(list(config.photo_names()), config.photo_size)
+        names, x = [p.name for p in photos], torch.cat([p.tensor for p in photos])
+        models = [load_model(m).model.to(device).eval() for m in config.photo_models]
+        y = predict(models[0], x, batch_size=options.batch_size).argmax(dim=1).cpu()
+        info: list[JSON] = [{"name": m, "test_accuracy": None, "config": "ImageNet-pretrained"} for m in config.photo_models]
+        return _SettingData(x, y, models, info, names, config.photo_samples)
+    from dataclasses import asdict
+
+    from smoothsal.studies.train import held_out_inputs, models_for_setting
+
+    base = config.train_base()
+    sub = held_out_inputs("digits", base.image_size, config.n_inputs, options.seed)
+    trained = models_for_setting(setting, dataset="digits", n_models=config.n_models, base=base,
+                                 cache_dir=config.cache_dir, progress=options.progress)  # fmt: skip
+    info = [{"name": f"m{i}:{t.config.arch}-{t.config.optimizer}-aug{int(t.config.augment)}"
+             f"-split{t.config.split}", "test_accuracy": float(t.test_accuracy),
+             "config": asdict(t.config)} for i, t in enumerate(trained)]  # fmt: skip
+    return _SettingData(sub.images, sub.labels, [t.model.to(device).eval() for t in trained], info, [], config.n_samples)
+
+
 def compute_stability(
-    config: StabilityReproConfig, echo: Callable[[str], Any] | None = None
-) -> tuple[list[dict[str, Any]], dict[str, Any], ResultsStore]:
-    """Compute (or read back) every row of ``config``.
+    config: StabilityReproConfig, options: RunOptions | None = None, echo: Callable[[str], object] | None = None
+) -> tuple[list[JSONObject], StabilityExtras, ResultsStore]:
+    """Compute (or read back) every row of ``config``, run as ``options`` say (default
+    :class:`~smoothsal.studies.options.RunOptions`: ``out/reproduce/stability``).
 
     Returns:
-        ``(rows, extras, store)``: the rows (``{**unit, **values}``) in (setting, method, σ) order;
-        ``extras`` = ``{"models": {setting: [model info]}, "figure_maps": {setting: {...}},
-        "photos": [names]}``.
+        ``(rows, extras, store)``: the rows (``{**unit, **values}``) in (setting, method, σ) order,
+        and the models, figure maps, photos and first inputs (:class:`StabilityExtras`).
     """
     from tqdm.auto import tqdm
 
-    from smoothsal.execution.calls import predict
-    from smoothsal.execution.devices import resolve_device
-    from smoothsal.registry import build_method
-
-    device = resolve_device(config.device)
-    store = ResultsStore(config.out_dir, "reproduce_stability", config.to_hash(), fresh=config.fresh)
+    options = options if options is not None else RunOptions()
+    out = options.out_dir(ST_DEFAULT_OUT)
+    store = ResultsStore(out, "reproduce_stability", config.to_hash(options.seed), fresh=options.fresh)
     plan: list[tuple[str, Sequence[str], Sequence[float]]] = [
         (s, config.methods, config.noise_levels) for s in config.settings
     ]
     if config.photo_models:
         plan.append((IMAGENET_SETTING, config.photo_methods, config.photo_noise_levels))
     total = sum(len(m) * len(g) for _, m, g in plan)
-    extras: dict[str, Any] = {"models": {}, "figure_maps": {}, "photos": []}
-    bar = tqdm(total=total, desc="reproduce stability rows", disable=not config.progress)
-    rows: list[dict[str, Any]] = []
+    extras = StabilityExtras()
+    bar = tqdm(total=total, desc="reproduce stability rows", disable=not options.progress)
+    rows: list[JSONObject] = []
     for setting, methods, grid in plan:
         t_setting = time.perf_counter()
         params = config.photo_params() if setting == IMAGENET_SETTING else config.digits_params()
-        loaded: dict[str, Any] = {}
+        loaded: list[_SettingData] = []
 
-        def setup(setting: str = setting, loaded: dict[str, Any] = loaded) -> dict[str, Any]:
-            if loaded:
-                return loaded
-            if setting == IMAGENET_SETTING:
-                from smoothsal.models.zoo import load_model
-
-                from smoothsal.datasets.photos import natural_photos
-
-                photos = natural_photos(list(config.photo_names()), config.photo_size)
-                names, x = [p.name for p in photos], torch.cat([p.tensor for p in photos])
-                models = [load_model(m).model.to(device).eval() for m in config.photo_models]
-                y = predict(models[0], x, batch_size=config.batch_size).argmax(dim=1).cpu()
-                info = [{"name": m, "test_accuracy": None, "config": "ImageNet-pretrained"} for m in config.photo_models]
-                loaded.update(inputs=x, targets=y, models=models, info=info, photos=names, n_samples=config.photo_samples)
-            else:
-                from dataclasses import asdict
-
-                from smoothsal.studies.train import held_out_inputs, models_for_setting
-
-                base = config.train_base()
-                sub = held_out_inputs("digits", base.image_size, config.n_inputs, config.seed)
-                trained = models_for_setting(setting, dataset="digits", n_models=config.n_models, base=base,
-                                             cache_dir=config.cache_dir, progress=config.progress)  # fmt: skip
-                info = [{"name": f"m{i}:{t.config.arch}-{t.config.optimizer}-aug{int(t.config.augment)}"
-                         f"-split{t.config.split}", "test_accuracy": float(t.test_accuracy),
-                         "config": asdict(t.config)} for i, t in enumerate(trained)]  # fmt: skip
-                loaded.update(inputs=sub.images, targets=sub.labels, models=[t.model.to(device).eval() for t in trained],
-                              info=info, photos=[], n_samples=config.n_samples)  # fmt: skip
-            return loaded
+        def setup(setting: str = setting, loaded: list[_SettingData] = loaded) -> _SettingData:
+            if not loaded:  # the models are trained or loaded only when a row of the setting is missing
+                loaded.append(_load_setting(config, options, setting))
+            return loaded[0]
 
         for method in methods:
             raw_maps: list[Tensor] = []
-            kept: list[Any] = []
+            kept: list[nn.Module] = []
 
-            def raw(method: str = method, raw_maps: list[Tensor] = raw_maps, kept: list[Any] = kept) -> list[Tensor]:
+            def raw(method: str = method, raw_maps: list[Tensor] = raw_maps, kept: list[nn.Module] = kept) -> list[Tensor]:
                 if not raw_maps:
                     env = setup()
-                    size = int(env["inputs"].shape[-1])
-                    for m in env["models"]:
+                    size = int(env.inputs.shape[-1])
+                    for m in env.models:
                         try:  # Grad-CAM cannot explain an MLP (no conv layer): that model is left out
-                            built = build_method(method, m, image_size=size)
+                            built = options.build_method(method, m, image_size=size)
                         except ValueError:
                             continue
                         kept.append(m)
-                        raw_maps.append(_maps(built, env["inputs"], env["targets"], config.batch_size)[0])
+                        raw_maps.append(_maps(built, env.inputs, env.targets, options.batch_size)[0])
                     if len(raw_maps) < 2:
                         raise ValueError(f"{setting}/{method}: fewer than 2 models can be explained")
                 return raw_maps
 
             for sigma in grid:
-                def one(sigma: float = sigma, method: str = method) -> dict[str, Any]:
+                def one(sigma: float = sigma, method: str = method) -> JSONObject:
                     env = setup()
-                    size = int(env["inputs"].shape[-1])
-                    n = env["n_samples"]
+                    size = int(env.inputs.shape[-1])
+                    n = env.n_samples
                     if sigma == 0:
                         return row_values(raw(), raw(), [], 0)
-                    smooth = {"noise_level": float(sigma), "n_samples": n, "seed": config.seed,
-                              "batch_size": config.batch_size}  # fmt: skip
+                    smooth = SmoothSpec(noise_level=float(sigma), n_samples=n, seed=options.seed)
                     if setting == IMAGENET_SETTING and config.photo_max_samples > n:
                         # at least n samples; then n more at a time until ‖SE‖/‖map‖ ≤ max_rse (or the cap)
-                        smooth.update(n_samples=config.photo_max_samples, tol=config.max_rse, min_samples=n)
+                        smooth = smooth.replace(n_samples=config.photo_max_samples, tol=config.max_rse, min_samples=n)
                     smoothed, rse, used = [], [], []
                     raw()
                     for m in kept:
-                        maps, (r, u) = _maps(build_method(method, m, smooth, image_size=size), env["inputs"],
-                                             env["targets"], config.batch_size)  # fmt: skip
+                        built = options.build_method(method, m, smooth, image_size=size)
+                        maps, (r, u) = _maps(built, env.inputs, env.targets, options.batch_size)
                         smoothed.append(maps)
                         rse, used = rse + r, used + u
                     values = row_values(raw(), smoothed, rse, n)
@@ -260,28 +294,28 @@ def compute_stability(
                 bar.update(1)
         if loaded or _models_unit(setting, params) not in store:
             env = setup()
-            store.get_or_compute(_models_unit(setting, params), lambda env=env: {"models": env["info"], "photos": env["photos"]})
-        first, _ = store.array({"kind": "first_input", "setting": setting, "params": params}, lambda: (setup()["inputs"][0], {}))
-        extras.setdefault("first_inputs", {})[setting] = first
+            store.get_or_compute(_models_unit(setting, params), lambda env=env: {"models": env.info, "photos": env.photos})
+        first, _ = store.array({"kind": "first_input", "setting": setting, "params": params}, lambda: (setup().inputs[0], {}))
+        extras.first_inputs[setting] = first
         stored = store.get(_models_unit(setting, params)) or {}
-        extras["models"][setting] = stored.get("models", [])
+        extras.models[setting] = stored.get("models", [])
         if stored.get("photos"):
-            extras["photos"] = stored["photos"]
+            extras.photos = stored["photos"]
         for method in methods:
             unit = _fig_unit(setting, method, params)
             found = store.get(unit)
-            if found is not None and (config.out_dir / found["array"]).exists():
-                arr = np.load(config.out_dir / found["array"])  # [4 (raw m0, raw m1, smooth m0, smooth m1), 1, C, H, W]
-                extras["figure_maps"][f"{setting}/{method}"] = {"maps": arr, "noise_level": found["noise_level"]}
+            if found is not None and (out / found["array"]).exists():
+                arr = np.load(out / found["array"])  # [4 (raw m0, raw m1, smooth m0, smooth m1), 1, C, H, W]
+                extras.figure_maps[f"{setting}/{method}"] = (arr, found["noise_level"])
         if echo is not None:
             echo(f"{setting}: {len(methods)} methods × {len(grid)} σ in {time.perf_counter() - t_setting:.1f} s")
     bar.close()
     return rows, extras, store
 
 
-def _models_unit(setting: str, params: dict[str, Any]) -> dict[str, Any]:
+def _models_unit(setting: str, params: JSONObject) -> JSONObject:
     return {"kind": "models", "setting": setting, "params": params}
 
 
-def _fig_unit(setting: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+def _fig_unit(setting: str, method: str, params: JSONObject) -> JSONObject:
     return {"kind": "figure_maps", "setting": setting, "method": method, "params": params}

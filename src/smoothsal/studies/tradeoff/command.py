@@ -27,14 +27,17 @@ def _floats(text: str | None, name: str) -> list[float] | None:
 def register_cli(app: Any) -> None:
     """Add ``smoothsal tradeoff`` to a :class:`typer.Typer` app."""
     import typer
-
-    from smoothsal.studies._options import BATCH_SIZE, DEVICE, FRESH, MAX_MEMORY
     from PIL import UnidentifiedImageError
 
+    from smoothsal.studies._options import with_run_options
+    from smoothsal.studies.options import RunOptions
+    from smoothsal.studies.tradeoff.config import DEFAULT_OUT
+
     @app.command("tradeoff")
+    @with_run_options(DEFAULT_OUT)
     def tradeoff_command(
+        options: RunOptions,
         quick: bool = typer.Option(False, "--quick", help="Small run: minutes on 2 CPU cores, training included."),
-        out: Path = typer.Option(Path("out/tradeoff"), "--out", help="Output folder (results resume from it)."),
         dataset: str = typer.Option(
             "digits", "--dataset", help="digits | synthetic | mnist | photos (pretrained Lite0/1/2 on the bundled photos; setting DA)"
         ),
@@ -50,18 +53,12 @@ def register_cli(app: Any) -> None:
         models: Optional[int] = typer.Option(None, "--models", help="Models per setting (>= 2)."),
         epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs of every model."),
         ig_steps: Optional[int] = typer.Option(None, "--ig-steps", help="Integrated Gradients path points (default: the registry's)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the test inputs and the smoothing noise."),
         stability_target: Optional[float] = typer.Option(None, "--stability-target", help="Norm-scaled stability target."),
         fidelity_bound: Optional[float] = typer.Option(None, "--fidelity-bound", help="Norm-scaled fidelity bound."),
-        batch_size: Optional[int] = BATCH_SIZE,
-        max_memory: Optional[str] = MAX_MEMORY,
-        fresh: bool = FRESH,
         maps: Optional[str] = typer.Option(
             None, "--maps", help="Read the maps from this store of `smoothsal explain-dataset` (a folder or a URL; its models) "
             "instead of training."
         ),
-        device: str = DEVICE,
-        no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     ) -> None:
         """Stability vs fidelity of smoothed maps (Ye & Farnia 2025, Table 1, Figs. 2-5) and a recommended σ."""
         from smoothsal.studies.tradeoff.config import TradeoffConfig
@@ -69,23 +66,19 @@ def register_cli(app: Any) -> None:
 
         try:
             config = TradeoffConfig.preset(
-                "quick" if quick else "full", out_dir=out, dataset=dataset, methods=methods,
+                "quick" if quick else "full", dataset=dataset, methods=methods,
                 noise_levels=_floats(noise_levels, "--noise-levels"), settings=settings, n_samples=samples,
-                n_inputs=inputs, n_models=models, epochs=epochs, ig_steps=ig_steps, seed=seed,
-                stability_target=stability_target, fidelity_bound=fidelity_bound, batch_size=batch_size,
-                progress=not no_progress, fresh=fresh, maps=maps, device=device,
+                n_inputs=inputs, n_models=models, epochs=epochs, ig_steps=ig_steps,
+                stability_target=stability_target, fidelity_bound=fidelity_bound, maps=maps,
             )  # fmt: skip
-            from smoothsal.execution.memory import set_max_memory
-
-            set_max_memory(max_memory)
             note = zero_note(config)
             if note:
                 typer.echo(f"note: {note}")
-            run = run_tradeoff(config)
+            run = run_tradeoff(config, options)
         except (ValueError, FileNotFoundError, OSError, UnidentifiedImageError) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=2) from err
-        typer.echo(f"wrote {', '.join(sorted(run.paths))} to {out} ({run.computed} rows computed)")
+        typer.echo(f"wrote {', '.join(sorted(run.paths))} to {options.out_dir(DEFAULT_OUT)} ({run.computed} rows computed)")
         typer.echo(f"recommended noise level: {run.recommendation.noise_level:g}")
         typer.echo(f"  {run.recommendation.reason}")
         for key, rec in run.recommendations.items():

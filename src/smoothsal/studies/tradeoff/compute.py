@@ -29,15 +29,22 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+from smoothsal._core.jsontypes import JSON, JSONObject
+from smoothsal.registry import MethodSetting
+from smoothsal.smoothing_spec import SmoothSpec
+from smoothsal.studies.options import RunOptions
 from smoothsal.studies.store import ResultsStore
 from smoothsal.studies.tradeoff.config import PHOTO_MODELS, TradeoffConfig
+
+if TYPE_CHECKING:
+    from smoothsal.studies.train import TrainedModel
 
 __all__ = ["FIELDS", "compute", "curve_rows", "fixed_inputs", "row_unit", "rows_from_store"]
 
@@ -51,12 +58,12 @@ FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def row_unit(setting: str, method: str, noise_level: float) -> dict[str, Any]:
+def row_unit(setting: str, method: str, noise_level: float) -> JSONObject:
     """The store unit of one row."""
     return {"setting": setting, "method": method, "noise_level": round(float(noise_level), 10)}
 
 
-def _models_unit(setting: str) -> dict[str, Any]:
+def _models_unit(setting: str) -> JSONObject:
     return {"models_of": setting}
 
 
@@ -70,11 +77,11 @@ class _Pretrained:
     test_accuracy: float = float("nan")
 
 
-def fixed_inputs(config: TradeoffConfig) -> tuple[Tensor, Tensor]:
+def fixed_inputs(config: TradeoffConfig, options: RunOptions) -> tuple[Tensor, Tensor]:
     """The explained inputs ``[N, C, S, S]`` and their targets ``[N]``.
 
-    Digits / synthetic: a seeded subset of the test split with its true labels. Photos: the
-    first ``n_inputs`` bundled photos at 224² and EfficientNet-Lite0's top-1 classes.
+    Digits / synthetic: a subset of the test split drawn with ``options.seed``, with its true
+    labels. Photos: the first ``n_inputs`` bundled photos at 224² and EfficientNet-Lite0's top-1 classes.
     """
     if config.dataset == "photos":
         from smoothsal.execution.calls import predict
@@ -82,15 +89,15 @@ def fixed_inputs(config: TradeoffConfig) -> tuple[Tensor, Tensor]:
         from smoothsal.models.zoo import efficientnet_lite0
 
         x = torch.cat([p.tensor for p in bundled_photos(list(BUNDLED)[: config.n_inputs])])
-        return x, predict(efficientnet_lite0(), x, batch_size=config.batch_size).argmax(dim=1)
+        return x, predict(efficientnet_lite0(), x, batch_size=options.batch_size).argmax(dim=1)
 
     from smoothsal.studies.train import held_out_inputs
 
-    sub = held_out_inputs(config.dataset, config.base.image_size, config.n_inputs, config.seed)
+    sub = held_out_inputs(config.dataset, config.base.image_size, config.n_inputs, options.seed)
     return sub.images, sub.labels
 
 
-def _model_name(trained: Any, index: int) -> str:
+def _model_name(trained: TrainedModel | _Pretrained, index: int) -> str:
     if isinstance(trained, _Pretrained):
         return f"m{index}:{trained.name}"
     cfg = trained.config
@@ -102,11 +109,9 @@ def _model_name(trained: Any, index: int) -> str:
     return f"m{index}:" + "-".join(parts)
 
 
-def _models(config: TradeoffConfig, setting: str) -> list[Any]:
-    """The setting's models, moved to ``config.device`` (``--device``)."""
-    from smoothsal.execution.devices import resolve_device
-
-    device = resolve_device(config.device)
+def _models(config: TradeoffConfig, options: RunOptions, setting: str) -> list[TrainedModel] | list[_Pretrained]:
+    """The setting's models, moved to ``options.device`` (``--device``)."""
+    device = options.torch_device()
     if config.dataset == "photos":
         from smoothsal.models.zoo import efficientnet_lite
 
@@ -116,7 +121,7 @@ def _models(config: TradeoffConfig, setting: str) -> list[Any]:
 
         trained = models_for_setting(
             setting, dataset=config.dataset, n_models=config.n_models, base=config.base, cache_dir=config.cache_dir,
-            progress=config.progress,
+            progress=options.progress,
         )  # fmt: skip
     for t in trained:
         t.model.to(device)
@@ -126,7 +131,7 @@ def _models(config: TradeoffConfig, setting: str) -> list[Any]:
 # ---- rows ------------------------------------------------------------------------------------------
 def _row(
     sigma: float, raw: list[Tensor], smoothed: list[Tensor], names: list[str], n_samples: int
-) -> dict[str, Any]:
+) -> JSONObject:
     from smoothsal.metrics.tradeoff import fidelity_from_maps, stability_from_maps
 
     stab = stability_from_maps(smoothed)
@@ -166,12 +171,11 @@ def curve_rows(
     targets: Tensor,
     sigmas: Sequence[float],
     *,
-    n_samples: int,
-    seed: int = 0,
-    batch_size: int | None = None,
-    overrides: dict[str, Any] | None = None,
+    smooth: SmoothSpec,
+    options: RunOptions | None = None,
+    overrides: Mapping[str, MethodSetting] | None = None,
     label: str = "",
-) -> Iterator[tuple[float, dict[str, Any]]]:
+) -> Iterator[tuple[float, JSONObject]]:
     """``(σ, row values)`` of one method on a set of models, for each σ of ``sigmas``.
 
     The unsmoothed maps are computed once. Models the method cannot explain (its constructor
@@ -183,20 +187,20 @@ def curve_rows(
         models, names: the models compared and their names (same order).
         inputs, targets: ``[N, ...]`` inputs and ``[N]`` classes explained in every model.
         sigmas: noise levels (0 = unsmoothed).
-        n_samples, seed, batch_size: of :class:`~smoothsal.smoothing.Smooth`; ``batch_size`` is
-            also the inputs per method call (``None`` = automatic).
+        smooth: the smoothing (samples, seed); its noise level is replaced by each σ of ``sigmas``.
+        options: the run's batch size and memory budget (model rows per call; ``None``: defaults).
         overrides: constructor settings the user set (e.g. ``{"steps": 8}`` for IG).
         label: names the curve in warnings.
     """
     from smoothsal.metrics import attribution_maps
-    from smoothsal.registry import build_method
 
+    options = options if options is not None else RunOptions()
     overrides = dict(overrides or {})
     size = int(inputs.shape[-1]) if inputs.dim() == 4 else None
     chosen, skipped = [], []
     for i, model in enumerate(models):
         try:
-            build_method(method, model, image_size=size, **overrides)
+            options.build_method(method, model, image_size=size, **overrides)
         except ValueError as err:
             skipped.append(f"{names[i]} ({err})")
         else:
@@ -208,30 +212,24 @@ def curve_rows(
         return
     kept = [models[i] for i in chosen]
     kept_names = [names[i] for i in chosen]
-    raw = [
-        attribution_maps(build_method(method, m, image_size=size, **overrides), inputs, targets, batch_size=batch_size)
-        for m in kept
-    ]  # each [N, C or 1, H, W]
+    def maps(model: nn.Module, spec: SmoothSpec | None) -> Tensor:
+        built = options.build_method(method, model, spec, image_size=size, **overrides)
+        return attribution_maps(built, inputs, targets, batch_size=options.batch_size)
+
+    raw = [maps(m, None) for m in kept]  # each [N, C or 1, H, W]
     for sigma in sigmas:
-        smoothed = raw
-        if sigma > 0:
-            smooth = {"noise_level": float(sigma), "n_samples": n_samples, "seed": seed, "batch_size": batch_size}
-            smoothed = [
-                attribution_maps(
-                    build_method(method, m, smooth, image_size=size, **overrides), inputs, targets, batch_size=batch_size
-                )
-                for m in kept
-            ]
-        yield float(sigma), _row(float(sigma), raw, smoothed, kept_names, n_samples)
+        smoothed = raw if sigma == 0 else [maps(m, smooth.replace(noise_level=float(sigma))) for m in kept]
+        yield float(sigma), _row(float(sigma), raw, smoothed, kept_names, smooth.n_samples)
 
 
 def compute(
     config: TradeoffConfig,
+    options: RunOptions,
     store: ResultsStore,
     *,
-    on_row: Callable[[dict[str, Any]], None] | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
-    """Compute every missing row of ``config`` into ``store``.
+    on_row: Callable[[JSONObject], None] | None = None,
+) -> tuple[list[JSONObject], dict[str, list[JSON]], int]:
+    """Compute every missing row of ``config`` into ``store``, run as ``options`` say.
 
     Returns:
         ``(rows, models, computed)``: the rows of the requested grid in (setting, method, σ)
@@ -244,16 +242,17 @@ def compute(
         return rows_from_store(config, store, on_row=on_row)
     wanted = [(s, m, g) for s in config.settings for m in config.methods for g in config.noise_levels]
     pending = [w for w in wanted if row_unit(*w) not in store]
-    inputs, labels = fixed_inputs(config) if pending else (None, None)
+    inputs, labels = fixed_inputs(config, options) if pending else (None, None)
+    smooth = SmoothSpec(n_samples=config.n_samples, seed=options.seed)  # σ: each row's
     computed = 0
-    with tqdm(total=len(pending), desc="tradeoff rows", disable=not config.progress) as bar:
+    with tqdm(total=len(pending), desc="tradeoff rows", disable=not options.progress) as bar:
         for setting in config.settings:
             todo = [w for w in pending if w[0] == setting]
             if not todo and _models_unit(setting) in store:
                 continue
-            trained = _models(config, setting)
+            trained = _models(config, options, setting)
             names = [_model_name(t, i) for i, t in enumerate(trained)]
-            info = [
+            info: list[JSON] = [
                 {"name": n, "test_accuracy": float(t.test_accuracy),
                  "config": dataclasses.asdict(t.config) if hasattr(t, "config") else "ImageNet-pretrained"}
                 for n, t in zip(names, trained)
@@ -266,9 +265,8 @@ def compute(
                     continue
                 produced = 0
                 rows = curve_rows(
-                    method, [t.model for t in trained], names, inputs, labels, sigmas, n_samples=config.n_samples,
-                    seed=config.seed, batch_size=config.batch_size, overrides=config.method_overrides(method),
-                    label=f"{setting}/{method}",
+                    method, [t.model for t in trained], names, inputs, labels, sigmas, smooth=smooth, options=options,
+                    overrides=config.method_overrides(method), label=f"{setting}/{method}",
                 )  # fmt: skip
                 for sigma, values in rows:
                     unit = row_unit(setting, method, sigma)
@@ -291,8 +289,8 @@ def rows_from_store(
     config: TradeoffConfig,
     store: ResultsStore,
     *,
-    on_row: Callable[[dict[str, Any]], None] | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
+    on_row: Callable[[JSONObject], None] | None = None,
+) -> tuple[list[JSONObject], dict[str, list[JSON]], int]:
     """:func:`compute`'s result with the maps read from the map store ``config.maps``.
 
     For each method, the inputs are the images that every model of the map store has a map of at
@@ -301,7 +299,7 @@ def rows_from_store(
     """
     maps = config.map_store  # opened once, by the config's checks
     models = maps.models()
-    info = [{"name": m, "weights_sha1": maps.model_info.get(m, {}).get("weights_sha1")} for m in models]
+    info: list[JSON] = [{"name": m, "weights_sha1": maps.model_info.get(m, {}).get("weights_sha1")} for m in models]
     setting = "store"
     if _models_unit(setting) not in store:
         store.put(_models_unit(setting), {"models": info})

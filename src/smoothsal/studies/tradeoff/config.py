@@ -22,11 +22,23 @@ import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal._core.validation import check_nonnegative, check_positive_int
+from smoothsal.registry import MethodSetting
 
-__all__ = ["DATASETS", "FULL", "PHOTO_MODELS", "PRESETS", "QUICK", "SETTINGS", "SETTING_LABELS", "TradeoffConfig"]
+if TYPE_CHECKING:
+    from smoothsal.studies.explain_dataset.store import MapStore
+    from smoothsal.studies.train import TrainConfig
+
+__all__ = [
+    "DATASETS", "DEFAULT_OUT", "FULL", "PHOTO_MODELS", "PRESETS", "QUICK", "SETTINGS", "SETTING_LABELS", "TradeoffConfig",
+    "TradeoffPreset",
+]  # fmt: skip
+
+#: Where ``smoothsal tradeoff`` writes when no ``--out`` is given.
+DEFAULT_OUT = Path("out/tradeoff")
 
 #: Table 1's three ways two models differ (Ye & Farnia 2025, arXiv:2411.05837, §6).
 SETTINGS: dict[str, str] = {
@@ -41,8 +53,21 @@ DATASETS: tuple[str, ...] = ("digits", "synthetic", "mnist", "photos")
 #: the pretrained models compared on ``dataset="photos"`` (setting DA: same data, other architectures)
 PHOTO_MODELS: tuple[str, ...] = ("lite0", "lite1", "lite2")
 
+
+
+class TradeoffPreset(TypedDict, total=False):
+    """Settings a preset (:data:`QUICK`, :data:`FULL`, :data:`PHOTOS`, :data:`MNIST`) gives :class:`TradeoffConfig`."""
+
+    noise_levels: tuple[float, ...]
+    n_inputs: int
+    n_samples: int
+    n_models: int
+    epochs: int | None
+    settings: tuple[str, ...]
+
+
 #: Full run: Table 1's setup at a size a CPU finishes overnight (``epochs=None``: TrainConfig's default).
-FULL: dict[str, Any] = {
+FULL: TradeoffPreset = {
     "noise_levels": (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5),
     "n_inputs": 128,
     "n_samples": 64,
@@ -50,7 +75,7 @@ FULL: dict[str, Any] = {
     "epochs": None,
 }
 #: Quick run: minutes on 2 CPU cores, training included.
-QUICK: dict[str, Any] = {
+QUICK: TradeoffPreset = {
     "noise_levels": (0.0, 0.05, 0.15, 0.3),
     "n_inputs": 20,
     "n_samples": 10,
@@ -58,10 +83,10 @@ QUICK: dict[str, Any] = {
     "epochs": 2,
 }
 #: Defaults of ``dataset="photos"`` (three pretrained networks, a handful of photos).
-PHOTOS: dict[str, Any] = {"settings": ("DA",), "n_inputs": 4, "epochs": None}
+PHOTOS: TradeoffPreset = {"settings": ("DA",), "n_inputs": 4, "epochs": None}
 #: Defaults of ``dataset="mnist"``: a pair per setting (MNIST's DR and DA have two recipes / archs)
-MNIST: dict[str, Any] = {"n_models": 2}
-PRESETS: dict[str, dict[str, Any]] = {"quick": QUICK, "full": FULL}
+MNIST: TradeoffPreset = {"n_models": 2}
+PRESETS: dict[str, TradeoffPreset] = {"quick": QUICK, "full": FULL}
 
 
 def _names(value: Any, name: str) -> tuple[str, ...]:
@@ -83,7 +108,6 @@ class TradeoffConfig:
     """Every setting of the stability–fidelity study (defaults: the :data:`FULL` preset).
 
     Attributes:
-        out_dir: folder of the results store and the output files.
         dataset: ``"digits"``, ``"synthetic"``, ``"mnist"`` (classifiers trained by
             :mod:`smoothsal.studies.train`; MNIST: its recipes, two models per setting) or
             ``"photos"`` (pretrained EfficientNet-Lite0/1/2 on the bundled photos; setting DA only).
@@ -97,21 +121,19 @@ class TradeoffConfig:
         ig_steps: Integrated Gradients path points; ``None`` keeps the registry's settings.
         base: the :class:`~smoothsal.studies.train.TrainConfig` each setting varies (default: the
             dataset's default config).
-        seed: picks the test inputs and seeds the smoothing noise.
         table_noise_level: σ of ``table1.md``'s smoothed columns (Table 1's 0.15).
         stability_target, fidelity_bound: recommendation rules on the norm-scaled errors.
-        batch_size: inputs (noisy inputs under smoothing) per method call; ``None`` = automatic
-            (:mod:`smoothsal.execution.memory`). Does not change results.
         cache_dir: where trained models are cached (default: ``$SMOOTHSAL_CACHE``).
-        progress: show progress bars. fresh: delete the results store first.
         maps: a map store of ``smoothsal explain-dataset`` to read the maps from instead of
             training and explaining (``dataset`` becomes ``"store"``, settings ``("store",)``,
             ``n_models``/``n_inputs``/``n_samples`` those of the store).
-        device: where the models run (``auto``: CUDA when present); results do not depend on it.
         zero_added: set when σ = 0 was not in the requested grid and was added.
+
+    How it runs (output folder, device, batch size, memory budget, progress bars) and the seed (it
+    picks the test inputs and seeds the smoothing noise) are the
+    :class:`~smoothsal.studies.options.RunOptions` given beside it.
     """
 
-    out_dir: Path = Path("out/tradeoff")
     dataset: str = "digits"
     methods: tuple[str, ...] = ("grad", "ig", "gradcam", "gradcam++")
     settings: tuple[str, ...] = ("DT", "DR", "DA")
@@ -121,17 +143,12 @@ class TradeoffConfig:
     n_models: int = FULL["n_models"]
     epochs: int | None = FULL["epochs"]
     ig_steps: int | None = None
-    base: Any = None
-    seed: int = 0
+    base: TrainConfig | None = None
     table_noise_level: float = 0.15
     stability_target: float | None = None
     fidelity_bound: float | None = None
-    batch_size: int | None = None
     cache_dir: Path | None = None
-    progress: bool = True
-    fresh: bool = False
     maps: Path | str | None = None
-    device: str = "auto"
     zero_added: bool = field(default=False, init=False)
 
     @classmethod
@@ -149,7 +166,7 @@ class TradeoffConfig:
         given = {k: v for k, v in settings.items() if v is not None}
         if given.get("maps") is not None:  # the store says what there is; the preset's grid does not apply
             return cls(**given)
-        values = dict(PRESETS[name])
+        values: dict[str, object] = dict(PRESETS[name])
         if given.get("dataset") == "photos":
             values.update(PHOTOS)
         if given.get("dataset") == "mnist":
@@ -166,9 +183,6 @@ class TradeoffConfig:
         from smoothsal.studies.train import MNIST_BASE, TrainConfig, setting_configs
 
         set_ = lambda name, value: object.__setattr__(self, name, value)
-        set_("out_dir", Path(self.out_dir))
-        if not isinstance(self.device, str) or not self.device.strip():
-            raise ValueError(f"`device` must be a device name, got {self.device!r}")
         if self.maps is not None:
             self._check_maps()
             return
@@ -198,15 +212,7 @@ class TradeoffConfig:
             check_positive_int(self.epochs, "epochs")
         if self.ig_steps is not None:
             check_positive_int(self.ig_steps, "ig_steps", minimum=2)
-        check_positive_int(self.seed, "seed", minimum=0)
-        check_nonnegative(self.table_noise_level, "table_noise_level")
-        set_("stability_target", _optional_nonnegative(self.stability_target, "stability_target"))
-        set_("fidelity_bound", _optional_nonnegative(self.fidelity_bound, "fidelity_bound"))
-        if self.batch_size is not None:
-            check_positive_int(self.batch_size, "batch_size")
-        for name in ("progress", "fresh"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
+        self._check_recommendation()
 
         if self.dataset == "photos":
             if settings != ("DA",):
@@ -229,16 +235,19 @@ class TradeoffConfig:
             base = MNIST_BASE if self.dataset == "mnist" else TrainConfig(dataset=self.dataset)
         if not isinstance(base, TrainConfig):
             raise TypeError(f"`base` must be a smoothsal.studies.train.TrainConfig or None, got {type(base).__name__}")
-        changes: dict[str, Any] = {"dataset": self.dataset}
-        if self.epochs is not None:
-            changes["epochs"] = self.epochs
-        base = dataclasses.replace(base, **changes)
+        base = dataclasses.replace(base, dataset=self.dataset, epochs=self.epochs if self.epochs is not None else base.epochs)
         set_("base", base)
         for setting in settings:  # checks n_models against the setting (DA has 4 architectures)
             setting_configs(setting, self.dataset, self.n_models, base)
 
+    def _check_recommendation(self) -> None:
+        """The table's σ and the recommendation rules (with or without ``maps``)."""
+        check_nonnegative(self.table_noise_level, "table_noise_level")
+        object.__setattr__(self, "stability_target", _optional_nonnegative(self.stability_target, "stability_target"))
+        object.__setattr__(self, "fidelity_bound", _optional_nonnegative(self.fidelity_bound, "fidelity_bound"))
+
     @functools.cached_property
-    def map_store(self) -> Any:
+    def map_store(self) -> MapStore | None:
         """The map store ``maps``, opened once (its index read once) for the checks, the hash and
         the rows; ``None`` without ``maps``. Cached in the instance's ``__dict__``, outside the
         dataclass fields, so the config stays frozen and its hash and equality are unchanged."""
@@ -287,20 +296,16 @@ class TradeoffConfig:
         set_("n_samples", int(store.config.get("n_samples", 0)))
         set_("base", None)
         set_("epochs", None)
-        check_nonnegative(self.table_noise_level, "table_noise_level")
-        set_("stability_target", _optional_nonnegative(self.stability_target, "stability_target"))
-        set_("fidelity_bound", _optional_nonnegative(self.fidelity_bound, "fidelity_bound"))
-        for name in ("progress", "fresh"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
+        self._check_recommendation()
 
-    def to_hash(self) -> dict[str, Any]:
-        """The settings that change a row's numbers (the store's configuration).
+    def to_hash(self, seed: int) -> JSONObject:
+        """The settings that change a row's numbers (the store's configuration), with the run's ``seed``.
 
         Methods, settings and the σ grid are not in it: each row is keyed by its own
-        (setting, method, σ), so adding a method or a σ reuses the finished rows. Output folder,
-        progress bars, batch size and device do not change results. With ``maps``: the store's
-        configuration, models and number of maps (a store that grew gives new rows).
+        (setting, method, σ), so adding a method or a σ reuses the finished rows. The other run
+        options (output folder, progress bars, batch size, device) do not change results. With
+        ``maps``: the store's configuration, models and number of maps (a store that grew gives new
+        rows); the seed plays no part (nothing is drawn).
         """
         if self.maps is not None:
             store = self.map_store
@@ -316,17 +321,19 @@ class TradeoffConfig:
             "n_samples": self.n_samples,
             "n_models": self.n_models,
             "ig_steps": self.ig_steps,
-            "seed": self.seed,
+            "seed": seed,
             "base": None if self.base is None else dataclasses.asdict(self.base),
         }
 
-    def method_overrides(self, name: str) -> dict[str, Any]:
+    def method_overrides(self, name: str) -> dict[str, MethodSetting]:
         """Constructor settings the user set for method ``name`` (only ``--ig-steps`` today)."""
         return {"steps": self.ig_steps} if name == "ig" and self.ig_steps is not None else {}
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JSONObject:
         """Every setting as plain JSON-ready values (for ``results.json``)."""
+        from smoothsal.studies.store import to_jsonable
+
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["base"] = None if self.base is None else dataclasses.asdict(self.base)
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
+        return to_jsonable(out)
 

@@ -13,11 +13,13 @@ import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from smoothsal._core.jsontypes import JSON, JSONObject
 from smoothsal.metrics.tradeoff import Recommendation, recommend_noise_level
+from smoothsal.studies.options import RunOptions
 from smoothsal.studies.store import write_json
 from smoothsal.studies.tradeoff.compute import FIELDS
+from smoothsal.studies.tradeoff.config import TradeoffConfig
 
 __all__ = ["recommend", "table1_markdown", "table_noise_level", "write_reports"]
 
@@ -25,7 +27,7 @@ _LIST_FIELDS = ("pair_stability", "pair_stability_norm", "pair_ssim", "pair_topk
 
 
 def recommend(
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[JSONObject],
     grid: Sequence[float],
     stability_target: float | None = None,
     fidelity_bound: float | None = None,
@@ -36,7 +38,7 @@ def recommend(
     overall σ is chosen on the mean of the curves' errors at each σ. Only curves with a row for
     every σ of ``grid`` count.
     """
-    curves: dict[str, dict[float, dict[str, Any]]] = {}
+    curves: dict[str, dict[float, JSONObject]] = {}
     for r in rows:
         curves.setdefault(f"{r['setting']}/{r['method']}", {})[r["noise_level"]] = r
     complete = {k: v for k, v in curves.items() if all(g in v for g in grid)}
@@ -72,11 +74,11 @@ def _bold_pair(a: float, b: float) -> tuple[str, str]:
 
 
 def table1_markdown(
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[JSONObject],
     methods: Sequence[str],
     settings: Sequence[str],
     sigma: float,
-    info: dict[str, Any],
+    info: JSONObject,
 ) -> str:
     """Table 1 of Ye & Farnia 2025 (arXiv:2411.05837): method × setting; SSIM and top-k IoU of two
     models' maps, raw (σ = 0) vs smoothed (σ = ``sigma``, or the nearest σ of the rows); the
@@ -115,7 +117,7 @@ def table1_markdown(
     return "\n".join(lines) + "\n"
 
 
-def _csv_value(row: dict[str, Any], key: str) -> Any:
+def _csv_value(row: JSONObject, key: str) -> JSON:
     value = row.get(key)
     if key in _LIST_FIELDS:
         return " ".join(repr(float(v)) for v in value or [])
@@ -126,19 +128,20 @@ def _csv_value(row: dict[str, Any], key: str) -> Any:
 
 def write_reports(
     out: Path,
-    rows: Sequence[dict[str, Any]],
-    config: dict[str, Any],
+    rows: Sequence[JSONObject],
+    config: TradeoffConfig,
+    options: RunOptions,
     config_hash: str,
-    models: dict[str, Any],
-    grid: Sequence[float],
-    methods: Sequence[str],
-    settings: Sequence[str],
-    table_sigma: float,
-    overall: Recommendation,
-    per_curve: dict[str, Recommendation],
+    models: dict[str, list[JSON]],
+    recommendations: tuple[Recommendation, dict[str, Recommendation]],
     notes: Sequence[str] = (),
 ) -> dict[str, Path]:
-    """Write ``results.csv``, ``recommendation.json``, ``results.json`` and ``table1.md``; returns their paths."""
+    """Write ``results.csv``, ``recommendation.json``, ``results.json`` and ``table1.md``; returns their paths.
+
+    ``recommendations``: the overall σ and one per curve (:func:`recommend`).
+    """
+    overall, per_curve = recommendations
+    info = {**config.as_dict(), **options.as_dict(), "out_dir": str(out)}
     paths: dict[str, Path] = {}
     paths["results.csv"] = out / "results.csv"
     tmp = out / "results.csv.tmp"
@@ -156,9 +159,10 @@ def write_reports(
     paths["recommendation.json"] = write_json(out / "recommendation.json", rec)
     paths["results.json"] = write_json(
         out / "results.json",
-        {"config": config, "config_hash": config_hash, "noise_levels": list(grid), "notes": list(notes),
+        {"config": info, "config_hash": config_hash, "noise_levels": list(config.noise_levels), "notes": list(notes),
          "models": models, "rows": list(rows), "recommendation": rec},
     )  # fmt: skip
     paths["table1.md"] = out / "table1.md"
-    paths["table1.md"].write_text(table1_markdown(rows, methods, settings, table_sigma, config))
+    table = table1_markdown(rows, config.methods, config.settings, config.table_noise_level, info)
+    paths["table1.md"].write_text(table)
     return paths

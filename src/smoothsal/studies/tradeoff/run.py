@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal.metrics.tradeoff import Recommendation
-from smoothsal.studies.tradeoff.config import TradeoffConfig
+from smoothsal.studies.options import RunOptions
+from smoothsal.studies.tradeoff.config import DEFAULT_OUT, TradeoffConfig
 
 __all__ = ["TradeoffRun", "run_tradeoff", "zero_note"]
 
@@ -26,15 +27,16 @@ class TradeoffRun:
         recommendations: ``{"DT/grad": Recommendation, ...}``, one per curve.
         paths: output name -> file.
         computed: rows computed by this call (the others were read back from the store).
-        config: the settings used (σ = 0 added to the grid where it was missing).
+        config: the settings used (σ = 0 added to the grid where it was missing). options: how it ran.
     """
 
-    rows: list[dict[str, Any]]
+    rows: list[JSONObject]
     recommendation: Recommendation
     recommendations: dict[str, Recommendation]
     paths: dict[str, Path]
     computed: int
     config: TradeoffConfig
+    options: RunOptions
 
 
 def zero_note(config: TradeoffConfig) -> str | None:
@@ -48,9 +50,10 @@ def zero_note(config: TradeoffConfig) -> str | None:
 
 
 def run_tradeoff(
-    config: TradeoffConfig, *, on_row: Callable[[dict[str, Any]], None] | None = None
+    config: TradeoffConfig, options: RunOptions | None = None, *, on_row: Callable[[JSONObject], None] | None = None
 ) -> TradeoffRun:
-    """Run the study of ``config`` and write its outputs into ``config.out_dir``.
+    """Run the study of ``config`` as ``options`` say and write its outputs into ``options.out``
+    (default :class:`~smoothsal.studies.options.RunOptions`: ``out/tradeoff``).
 
     Finished rows are read back from the results store in ``out_dir``
     (:class:`~smoothsal.studies.store.ResultsStore`); a changed configuration computes its own rows
@@ -64,21 +67,19 @@ def run_tradeoff(
     from smoothsal.studies.tradeoff.plots import plot_curves, plot_pareto
     from smoothsal.studies.tradeoff.report import recommend, write_reports
 
-    out = config.out_dir
-    store = ResultsStore(out, "tradeoff", config.to_hash(), fresh=config.fresh)
-    rows, models, computed = compute(config, store, on_row=on_row)
+    options = options if options is not None else RunOptions()
+    out = options.out_dir(DEFAULT_OUT)
+    store = ResultsStore(out, "tradeoff", config.to_hash(options.seed), fresh=options.fresh)
+    rows, models, computed = compute(config, options, store, on_row=on_row)
     grid = list(config.noise_levels)
     overall, per_curve = recommend(rows, grid, config.stability_target, config.fidelity_bound)
     note = zero_note(config)
-    info = {**config.as_dict(), "out_dir": str(out)}
-    paths = write_reports(
-        out, rows, info, store.config_hash, models, grid, config.methods, config.settings, config.table_noise_level,
-        overall, per_curve, notes=[note] if note else [],
-    )  # fmt: skip
+    paths = write_reports(out, rows, config, options, store.config_hash, models, (overall, per_curve),
+                          notes=[note] if note else [])  # fmt: skip
     paths["models.json"] = write_json(out / "models.json", models)
     paths["stability_vs_sigma.png"] = plot_curves(rows, config.methods, config.settings, "stability",
                                                   out / "stability_vs_sigma.png")  # fmt: skip
     paths["fidelity_vs_sigma.png"] = plot_curves(rows, config.methods, config.settings, "fidelity",
                                                  out / "fidelity_vs_sigma.png")  # fmt: skip
     paths["pareto.png"] = plot_pareto(rows, config.methods, config.settings, per_curve, out / "pareto.png")
-    return TradeoffRun(rows, overall, per_curve, paths, computed, config)
+    return TradeoffRun(rows, overall, per_curve, paths, computed, config, options)

@@ -20,24 +20,49 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, Union
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from smoothsal.registry import build_method
+from smoothsal.methods.base import Attribution
+from smoothsal.smoothing import Smooth
+from smoothsal.studies.options import RunOptions
 from smoothsal.studies.store import ResultsStore
-from smoothsal.studies.train_noise.config import EXPLAIN_REGIMES, TRAIN_REGIMES, TrainNoiseConfig
+from smoothsal.studies.train_noise.config import DEFAULT_OUT, EXPLAIN_REGIMES, TRAIN_REGIMES, TrainNoiseConfig
 
-__all__ = ["FIELDS", "TrainNoiseResults", "compute_train_noise", "load_test_inputs"]
+if TYPE_CHECKING:
+    from smoothsal.studies.train import TrainedModel
+
+__all__ = ["FIELDS", "TrainNoiseResults", "TrainNoiseRow", "compute_train_noise", "load_test_inputs"]
+
+
+class TrainNoiseRow(TypedDict):
+    """One cell of the 2 × 2: a row of ``results.csv``, in column order."""
+
+    train: str
+    explain: str
+    train_noise: float
+    explain_noise: float
+    n_models: int
+    n_inputs: int
+    n_samples: int
+    test_accuracy: float
+    stability_mean: float
+    stability_std: float
+    stability_norm_mean: float
+    stability_norm_std: float
+    ssim_mean: float
+    topk_iou_mean: float
+    localization_mean: float
+    localization_std: float
+    mask_fraction: float
+    config_hash: str
+
 
 #: columns of ``results.csv``, in order
-FIELDS: tuple[str, ...] = (
-    "train", "explain", "train_noise", "explain_noise", "n_models", "n_inputs", "n_samples", "test_accuracy",
-    "stability_mean", "stability_std", "stability_norm_mean", "stability_norm_std", "ssim_mean", "topk_iou_mean",
-    "localization_mean", "localization_std", "mask_fraction", "config_hash",
-)  # fmt: skip
+FIELDS: tuple[str, ...] = tuple(TrainNoiseRow.__annotations__)
 
 
 @dataclass
@@ -45,7 +70,7 @@ class TrainNoiseResults:
     """What the grid and the tables are drawn from.
 
     Attributes:
-        config: the run's settings.
+        config: the run's settings. options: how it ran.
         rows: the four cells (``FIELDS``), in the order plain/gradient, plain/smoothgrad,
             noisy/gradient, noisy/smoothgrad.
         shown: the inputs of the grid ``[n_show, C, H, W]``.
@@ -54,50 +79,51 @@ class TrainNoiseResults:
     """
 
     config: TrainNoiseConfig
-    rows: list[dict[str, Any]]
+    options: RunOptions
+    rows: list[TrainNoiseRow]
     shown: Tensor
     grid_maps: dict[tuple[str, str], np.ndarray]
     config_hash: str
 
 
-def load_test_inputs(config: TrainNoiseConfig) -> tuple[Tensor, Tensor, Tensor]:
+def load_test_inputs(config: TrainNoiseConfig, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """The fixed test inputs ``[N, C, H, W]``, their labels ``[N]`` and object masks ``[N, 1, H, W]``.
 
     ``N = config.n_inputs`` drawn without replacement from the synthetic test split with
-    ``config.seed``. Raises ``ValueError`` when the split holds fewer than ``n_inputs`` images.
+    ``seed`` (the run's). Raises ``ValueError`` when the split holds fewer than ``n_inputs`` images.
     """
     from smoothsal.studies.train import held_out_inputs
 
-    sub = held_out_inputs("synthetic", config.train_config().image_size, config.n_inputs, config.seed)
+    sub = held_out_inputs("synthetic", config.train_config().image_size, config.n_inputs, seed)
     return sub.images, sub.labels, sub.masks
 
 
-def _explainer(config: TrainNoiseConfig, explain: str) -> Callable[[torch.nn.Module], Any]:
+def _explainer(
+    config: TrainNoiseConfig, options: RunOptions, explain: str
+) -> Callable[[nn.Module], Union[Attribution, Smooth]]:
     """``model -> method`` of one column: the gradient, or SmoothGrad (Smilkov et al. 2017, arXiv:1706.03825)."""
-    smooth = config.smooth_kwargs() if explain == "smoothgrad" else None
-    return lambda model: build_method("grad", model, smooth)
+    smooth = config.smooth_spec(options.seed) if explain == "smoothgrad" else None
+    return options.method_factory("grad", smooth)
 
 
 def _cell(
-    config: TrainNoiseConfig,
+    results: TrainNoiseResults,
     train: str,
     explain: str,
-    trained: list[Any],
+    trained: list[TrainedModel],
     inputs: Tensor,
     labels: Tensor,
     masks: Tensor,
-    config_hash: str,
-) -> dict[str, Any]:
+) -> TrainNoiseRow:
     """One cell's row: stability across the regime's models and localization on the masks."""
     from smoothsal.metrics.localization import relevance_mass
     from smoothsal.metrics.tradeoff import attribution_maps, stability_from_maps
 
-    from smoothsal.execution.devices import resolve_device
-
-    make = _explainer(config, explain)
-    device = resolve_device(config.device)  # the small models train on the CPU; they are explained here
+    config, options = results.config, results.options
+    make = _explainer(config, options, explain)
+    device = options.torch_device()  # the small models train on the CPU; they are explained here
     maps = [
-        attribution_maps(make(t.model.to(device)), inputs, labels, batch_size=config.batch_size).cpu()
+        attribution_maps(make(t.model.to(device)), inputs, labels, batch_size=options.batch_size).cpu()
         for t in trained
     ]  # [models] × [N, C, H, W]
     stab = stability_from_maps(maps)
@@ -121,47 +147,49 @@ def _cell(
         "localization_mean": float(per_model.mean()),
         "localization_std": float(per_model.std()),
         "mask_fraction": float(masks.float().mean()),
-        "config_hash": config_hash,
+        "config_hash": results.config_hash,
     }
 
 
-def compute_train_noise(config: TrainNoiseConfig) -> TrainNoiseResults:
-    """Compute (or read back) the four cells and the grid's maps of ``config``."""
+def compute_train_noise(config: TrainNoiseConfig, options: RunOptions | None = None) -> TrainNoiseResults:
+    """Compute (or read back) the four cells and the grid's maps of ``config``, run as ``options`` say
+    (default :class:`~smoothsal.studies.options.RunOptions`: ``out/train_noise``)."""
     from tqdm.auto import tqdm
 
     from smoothsal.studies.train import models_for_setting
 
-    inputs, labels, masks = load_test_inputs(config)  # checked before the store is touched or a model trained
-    store = ResultsStore(config.out_dir, "train_noise", config.to_hash(), fresh=config.fresh)
+    options = options if options is not None else RunOptions()
+    inputs, labels, masks = load_test_inputs(config, options.seed)  # checked before the store is touched or a model trained
+    store = ResultsStore(options.out_dir(DEFAULT_OUT), "train_noise", config.to_hash(options.seed), fresh=options.fresh)
     show = min(config.n_show, config.n_inputs)
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    grid_maps: dict[tuple[str, str], np.ndarray] = {}
+    results = TrainNoiseResults(config, options, [], inputs[:show], {}, store.config_hash)
+    rows: dict[tuple[str, str], TrainNoiseRow] = {}
     with tqdm(total=len(TRAIN_REGIMES) * len(EXPLAIN_REGIMES), desc="train-noise cells",
-              disable=not config.progress) as bar:  # fmt: skip
+              disable=not options.progress) as bar:  # fmt: skip
         for train in TRAIN_REGIMES:
-            models: list[Any] = []
+            models: list[TrainedModel] = []
 
-            def trained(train: str = train, models: list[Any] = models) -> list[Any]:
+            def trained(train: str = train, models: list[TrainedModel] = models) -> list[TrainedModel]:
                 if not models:  # train or load only when a unit of this regime is missing
                     models.extend(models_for_setting(
                         "DT", dataset="synthetic", n_models=config.n_models, base=config.train_config(train),
-                        cache_dir=config.cache_dir, progress=config.progress,
+                        cache_dir=config.cache_dir, progress=options.progress,
                     ))  # fmt: skip
                 return models
 
             for explain in EXPLAIN_REGIMES:
                 grid_unit = {"kind": "grid", "train": train, "explain": explain, "n_show": show}
-                grid_maps[(train, explain)], _ = store.array(
+                results.grid_maps[(train, explain)], _ = store.array(
                     grid_unit,
                     lambda e=explain: (
-                        _explainer(config, e)(trained()[0].model).attribute(inputs[:show], labels[:show]),
+                        _explainer(config, options, e)(trained()[0].model).attribute(inputs[:show], labels[:show]),
                         {},
                     ),
                 )
-                rows[(train, explain)] = store.get_or_compute(
+                rows[(train, explain)] = store.get_or_compute(  # type: ignore[assignment]
                     {"kind": "cell", "train": train, "explain": explain},
-                    lambda t=train, e=explain: _cell(config, t, e, trained(), inputs, labels, masks, store.config_hash),
+                    lambda t=train, e=explain: _cell(results, t, e, trained(), inputs, labels, masks),
                 )
                 bar.update(1)
-    order = [(t, e) for t in TRAIN_REGIMES for e in EXPLAIN_REGIMES]
-    return TrainNoiseResults(config, [rows[k] for k in order], inputs[:show], grid_maps, store.config_hash)
+    results.rows = [rows[(t, e)] for t in TRAIN_REGIMES for e in EXPLAIN_REGIMES]
+    return results

@@ -8,23 +8,38 @@ data is generated or model trained.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal._core.validation import check_nonnegative, check_positive_int
+from smoothsal.smoothing_spec import SmoothSpec
 
 if TYPE_CHECKING:
     from smoothsal.studies.train import TrainConfig
 
-__all__ = ["DEFAULTS", "EXPLAIN_REGIMES", "FULL", "QUICK", "TRAIN_REGIMES", "TrainNoiseConfig"]
+__all__ = ["DEFAULT_OUT", "EXPLAIN_REGIMES", "FULL", "QUICK", "TRAIN_REGIMES", "TrainNoiseConfig", "TrainNoisePreset"]
 
 #: rows of the 2 × 2: train without / with input-noise augmentation
 TRAIN_REGIMES: tuple[str, ...] = ("plain", "noisy")
 #: columns of the 2 × 2: explain with the gradient / with SmoothGrad
 EXPLAIN_REGIMES: tuple[str, ...] = ("gradient", "smoothgrad")
+#: Where ``smoothsal train-noise`` writes when no ``--out`` is given.
+DEFAULT_OUT = Path("out/train_noise")
+
+
+class TrainNoisePreset(TypedDict):
+    """The settings the quick preset changes (:data:`QUICK`, and their full values :data:`FULL`)."""
+
+    n_inputs: int
+    n_samples: int
+    n_models: int
+    epochs: int | None
+
+
 #: the quick preset: changes to the defaults for a few minutes on 2 CPU cores
-QUICK: dict[str, Any] = {"n_inputs": 24, "n_samples": 16, "n_models": 2, "epochs": 4}
+QUICK: TrainNoisePreset = {"n_inputs": 24, "n_samples": 16, "n_models": 2, "epochs": 4}
 
 
 def _check_positive(value: float, name: str) -> float:
@@ -49,12 +64,12 @@ class TrainNoiseConfig:
         base: the :class:`smoothsal.studies.train.TrainConfig` to start from (``None`` = its
             defaults); its dataset is forced to ``"synthetic"`` (the masks are known) and its
             ``input_noise`` is set per regime.
-        seed: picks the test inputs and seeds SmoothGrad.
         n_show: test inputs shown in ``train_noise_grid.png``.
-        out_dir: output folder; the results store lives there, so a rerun resumes.
         cache_dir: trained-model cache (``None`` = ``$SMOOTHSAL_CACHE/models``).
-        batch_size: inputs per method call; ``None`` = automatic (:mod:`smoothsal.execution.memory`).
-        progress: progress bars. fresh: discard the stored results in ``out_dir`` first.
+
+    How it runs (output folder, device, batch size, memory budget, progress bars) and the seed (it
+    picks the test inputs and seeds SmoothGrad) are the :class:`~smoothsal.studies.options.RunOptions`
+    given beside it.
     """
 
     train_noise: float = 0.2
@@ -64,14 +79,8 @@ class TrainNoiseConfig:
     n_models: int = 3
     epochs: int | None = None
     base: TrainConfig | None = None
-    seed: int = 0
     n_show: int = 4
-    out_dir: Path = Path("out/train_noise")
     cache_dir: Path | None = None
-    batch_size: int | None = None
-    device: str = "auto"
-    progress: bool = True
-    fresh: bool = False
 
     def __post_init__(self) -> None:
         from smoothsal.studies.train import TrainConfig
@@ -85,21 +94,11 @@ class TrainNoiseConfig:
             check_positive_int(self.epochs, "epochs")
         if self.base is not None and not isinstance(self.base, TrainConfig):
             raise TypeError(f"`base` must be a TrainConfig or None, got {type(self.base).__name__}")
-        check_positive_int(self.seed, "seed", minimum=0)
         check_positive_int(self.n_show, "n_show")
-        self._set("out_dir", Path(self.out_dir))
         if self.cache_dir is not None:
             self._set("cache_dir", Path(self.cache_dir))
-        if self.batch_size is not None:
-            check_positive_int(self.batch_size, "batch_size")
-        from smoothsal.execution.devices import resolve_device
 
-        resolve_device(self.device)  # names the argument if the device does not exist
-        for name in ("progress", "fresh"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
-
-    def _set(self, name: str, value: Any) -> None:
+    def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
 
     @classmethod
@@ -117,21 +116,18 @@ class TrainNoiseConfig:
         from smoothsal.studies.train import TrainConfig
 
         base = self.base if self.base is not None else TrainConfig(dataset="synthetic")
-        changes: dict[str, Any] = {"dataset": "synthetic", "input_noise": self.train_noise if train == "noisy" else 0.0}
-        if self.epochs is not None:
-            changes["epochs"] = self.epochs
-        return replace(base, **changes)
+        return replace(base, dataset="synthetic", input_noise=self.train_noise if train == "noisy" else 0.0,
+                       epochs=self.epochs if self.epochs is not None else base.epochs)  # fmt: skip
 
-    def smooth_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :class:`smoothsal.smoothing.Smooth` for the SmoothGrad column."""
-        return {"noise_level": self.explain_noise, "n_samples": self.n_samples, "seed": self.seed,
-                "batch_size": self.batch_size}  # fmt: skip
+    def smooth_spec(self, seed: int) -> SmoothSpec:
+        """The smoothing of the SmoothGrad column (:class:`~smoothsal.smoothing_spec.SmoothSpec`), seeded by ``seed``."""
+        return SmoothSpec(noise_level=self.explain_noise, n_samples=self.n_samples, seed=seed)
 
-    def to_hash(self) -> dict[str, Any]:
-        """The settings that change results (the results store's configuration).
+    def to_hash(self, seed: int) -> JSONObject:
+        """The settings that change results (the results store's configuration), with the run's ``seed``.
 
-        Left out: ``n_show`` (the grid's units carry it), ``out_dir``, ``cache_dir``,
-        ``batch_size``, ``device`` (maps agree to float32 rounding), ``progress`` and ``fresh``.
+        Left out: ``n_show`` (the grid's units carry it), ``cache_dir`` and the other run options
+        (output folder, batch size, device: maps agree to float32 rounding, progress bars, ``fresh``).
         """
         return {
             "train_noise": self.train_noise,
@@ -139,12 +135,11 @@ class TrainNoiseConfig:
             "n_inputs": self.n_inputs,
             "n_samples": self.n_samples,
             "n_models": self.n_models,
-            "seed": self.seed,
+            "seed": seed,
             "train": asdict(self.train_config("plain")),
         }
 
 
-#: Default value of every field (the full run), for the CLI's option defaults.
-DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrainNoiseConfig)}
 #: The full preset (the defaults) of the settings :data:`QUICK` changes.
-FULL: dict[str, Any] = {k: DEFAULTS[k] for k in QUICK}
+FULL: TrainNoisePreset = {"n_inputs": TrainNoiseConfig.n_inputs, "n_samples": TrainNoiseConfig.n_samples,
+                          "n_models": TrainNoiseConfig.n_models, "epochs": TrainNoiseConfig.epochs}  # fmt: skip

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from smoothsal.studies.store import write_json
-from smoothsal.studies.train_noise.compute import FIELDS, TrainNoiseResults
+from smoothsal.studies.train_noise.compute import FIELDS, TrainNoiseResults, TrainNoiseRow
 
 __all__ = ["format_table", "write_csv", "write_results_json"]
 
@@ -25,11 +25,11 @@ def write_csv(results: TrainNoiseResults, path: Path) -> Path:
 
 def write_results_json(results: TrainNoiseResults, path: Path) -> Path:
     """``results.json``: the configuration (its hashed settings and hash) and the four rows."""
-    return write_json(path, {"config": results.config.to_hash(), "config_hash": results.config_hash,
+    return write_json(path, {"config": results.config.to_hash(results.options.seed), "config_hash": results.config_hash,
                              "rows": results.rows})  # fmt: skip
 
 
-def format_table(rows: list[dict[str, Any]]) -> list[str]:
+def format_table(rows: Sequence[TrainNoiseRow]) -> list[str]:
     """The lines printed by the command: stability (norm-scaled), localization, SSIM, top-k IoU per cell."""
     lines = ["train  explain     stability(norm)  localization  SSIM   top-k IoU"]
     for r in rows:
