@@ -16,13 +16,14 @@ from smoothsal.metrics.intervals import bootstrap_interval, images_needed, ratio
 from smoothsal.metrics.sanity import MPRT_THRESHOLD
 from smoothsal.studies.evaluate import EvaluateConfig, register_cli, run_evaluate
 from smoothsal.studies.evaluate.report import COLUMNS, COLUMNS_MD, PER_IMAGE, SANITY_MD, arrow
+from smoothsal.studies.options import RunOptions
 
 QUICK_TINY = {"steps": 12, "fc_runs": 32, "mprt_checkpoints": 3, "roughness_pairs": 2, "ig_steps": 4, "line_steps": 5}
 
 
 def evaluate(out, **settings):
     """``run_evaluate`` of the quick preset with the tiny settings, no progress bar."""
-    return run_evaluate(EvaluateConfig.preset("quick", out_dir=out, progress=False, **{**QUICK_TINY, **settings}))
+    return run_evaluate(EvaluateConfig.preset("quick", **{**QUICK_TINY, **settings}), RunOptions(out=out, progress=False))
 
 
 def tiny_cnn(seed: int = 0) -> nn.Module:

@@ -28,6 +28,7 @@ from smoothsal.studies.evaluate import EvaluateConfig, register_cli, run_evaluat
 from smoothsal.studies.evaluate import compute as comp
 from smoothsal.studies.evaluate.config import store_model_of
 from smoothsal.studies.explain_dataset import ExplainDatasetConfig, open_store, run_explain_dataset
+from smoothsal.studies.options import RunOptions
 
 TINYNET = """
 import os
@@ -52,11 +53,21 @@ def tiny_cnn_b():
 
 MODEL = "tinynet_ev:tiny_cnn"
 N_IMAGES, N_SAMPLES, SIGMA = 6, 4, 0.2
-STORE_SETTINGS = dict(methods=("grad", "gradcam"), noise_levels=(0.0, SIGMA), n_samples=N_SAMPLES, chunk_size=4,
-                      batch_size=8, progress=False, device="cpu")  # fmt: skip
+STORE_SETTINGS = dict(methods=("grad", "gradcam"), noise_levels=(0.0, SIGMA), n_samples=N_SAMPLES, chunk_size=4)
 #: the quick preset, shrunk; the store's σ and samples, so that every method row reads the store
 TINY = dict(model=MODEL, methods="grad,gradcam", noise_level=SIGMA, n_samples=N_SAMPLES, steps=8, fc_runs=8,
-            line_steps=5, progress=False, device="cpu", localization=False, data_randomization=False)  # fmt: skip
+            line_steps=5, localization=False, data_randomization=False)  # fmt: skip
+
+
+def run_options(out, **kw):
+    """The run options of these tests: CPU, no progress bar (the store's job: 8 rows per call)."""
+    return RunOptions(out=out, device="cpu", progress=False, **kw)
+
+
+def make_store(data_dir, out, model=MODEL, **changes):
+    """``explain-dataset`` of ``model`` on ``data_dir`` into the map store ``out``."""
+    config = ExplainDatasetConfig(data_dir, model=model, **{**STORE_SETTINGS, **changes})
+    run_explain_dataset(config, run_options(out, batch_size=8), echo=None)
 METHOD_ROWS = ["grad", "grad_smooth", "gradcam", "gradcam_smooth"]
 
 
@@ -72,7 +83,7 @@ def store(tmp_path_factory):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / "images" / f"img{i}.png")
     sys.path.insert(0, str(root / "mod"))
     out = root / "store"
-    run_explain_dataset(ExplainDatasetConfig(root / "images", out_dir=out, model=MODEL, **STORE_SETTINGS), echo=None)
+    make_store(root / "images", out)
     yield out
     sys.path.remove(str(root / "mod"))
     sys.modules.pop("tinynet_ev", None)
@@ -102,8 +113,8 @@ def test_sections_use_the_stored_maps_images_and_targets_bit_for_bit(store, tmp_
         return real_sparseness(maps, **kw)
 
     monkeypatch.setattr("smoothsal.metrics.complexity.sparseness", spy)
-    rep = run_evaluate(EvaluateConfig.preset("quick", out_dir=tmp_path, maps=store, sections="complexity,faithfulness",
-                                             **TINY))  # fmt: skip
+    rep = run_evaluate(EvaluateConfig.preset("quick", maps=store, sections="complexity,faithfulness", **TINY),
+                       run_options(tmp_path))  # fmt: skip
     ms = open_store(store)
     ids = ms.images()[:4]  # the quick preset: the store's first 4 images in id order
     assert rep.settings["images"] == ids and rep.settings["n_images"] == 4
@@ -137,37 +148,37 @@ def test_rows_with_other_settings_are_computed_and_said_so_once(store, tmp_path,
     compute, called = no_compute_for(["grad", "gradcam"])  # the raw rows still come from the store
     monkeypatch.setattr(comp, "compute_row_maps", compute)
     with pytest.warns(UserWarning, match="n_samples 5 here, 4 in the store") as record:
-        rep = run_evaluate(EvaluateConfig.preset("quick", out_dir=tmp_path / "a", maps=store, sections="complexity",
-                                                 **{**TINY, "n_samples": 5}))  # fmt: skip
+        rep = run_evaluate(EvaluateConfig.preset("quick", maps=store, sections="complexity", **{**TINY, "n_samples": 5}),
+                           run_options(tmp_path / "a"))  # fmt: skip
     assert len([w for w in record if "map store" in str(w.message)]) == 1
     assert sorted(called) == ["grad_smooth", "gradcam_smooth", "random", "sobel"]
     assert rep.settings["map_store"]["rows_from_store"] == ["grad", "gradcam"]
     called.clear()
     with pytest.warns(UserWarning, match=r"holds 0 of the 4 maps of \(grad, σ = 0.1\)"):
-        rep = run_evaluate(EvaluateConfig.preset("quick", out_dir=tmp_path / "b", maps=store, sections="complexity",
-                                                 **{**TINY, "noise_level": 0.1}))  # fmt: skip
+        rep = run_evaluate(EvaluateConfig.preset("quick", maps=store, sections="complexity", **{**TINY, "noise_level": 0.1}),
+                           run_options(tmp_path / "b"))  # fmt: skip
     assert sorted(called) == ["grad_smooth", "gradcam_smooth", "random", "sobel"]
     # a rerun on the same store reads everything back from the results store
     with pytest.warns(UserWarning, match="map store"):
-        rep = run_evaluate(EvaluateConfig.preset("quick", out_dir=tmp_path / "b", maps=store, sections="complexity",
-                                                 **{**TINY, "noise_level": 0.1}))  # fmt: skip
+        rep = run_evaluate(EvaluateConfig.preset("quick", maps=store, sections="complexity", **{**TINY, "noise_level": 0.1}),
+                           run_options(tmp_path / "b"))  # fmt: skip
     assert rep.computed == 0
 
 
 def test_wrong_model_is_a_clear_error(store, tmp_path, monkeypatch):
     tinynet = sys.modules["tinynet_ev"]
     with pytest.raises(ValueError, match=r"`model` 'tinynet_ev:tiny_cnn_b' has no maps in the map store"):
-        EvaluateConfig.preset("quick", out_dir=tmp_path, maps=store, **{**TINY, "model": "tinynet_ev:tiny_cnn_b"})
+        EvaluateConfig.preset("quick", maps=store, **{**TINY, "model": "tinynet_ev:tiny_cnn_b"})
     with pytest.raises(ValueError, match="no model of the map store .* has these weights"):
-        EvaluateConfig.preset("quick", out_dir=tmp_path, maps=store, **{**TINY, "model": tinynet.tiny_cnn(1)})
+        EvaluateConfig.preset("quick", maps=store, **{**TINY, "model": tinynet.tiny_cnn(1)})
     # a module with the store's weights is that model of the store
     assert store_model_of(open_store(store), tinynet.tiny_cnn(0)) == MODEL
-    EvaluateConfig.preset("quick", out_dir=tmp_path, maps=store, **{**TINY, "model": tinynet.tiny_cnn(0)})
+    EvaluateConfig.preset("quick", maps=store, **{**TINY, "model": tinynet.tiny_cnn(0)})
     # the same spec now loads other weights: refused before any map is used
     monkeypatch.setenv("TINY_EV_SEED", "1")
-    config = EvaluateConfig.preset("quick", out_dir=tmp_path, maps=store, sections="complexity", **TINY)
+    config = EvaluateConfig.preset("quick", maps=store, sections="complexity", **TINY)
     with pytest.raises(ValueError, match=r"`model` 'tinynet_ev:tiny_cnn' loads other weights .* than the map store"):
-        run_evaluate(config)
+        run_evaluate(config, run_options(tmp_path))
     app = study_cli_app(register_cli)
     bad = CliRunner().invoke(app, ["evaluate", "--maps", str(store), "--model", MODEL, "--quick", "--out",
                                    str(tmp_path / "cli"), "--no-progress", "--device", "cpu"])  # fmt: skip
@@ -178,11 +189,11 @@ def test_a_folder_that_is_not_a_store_is_a_clear_error(store, tmp_path):
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match=r"`maps`: .*plain is not a smoothsal map store"):
-        EvaluateConfig.preset("quick", out_dir=tmp_path / "out", maps=tmp_path / "plain", **TINY)
+        EvaluateConfig.preset("quick", maps=tmp_path / "plain", **TINY)
     with pytest.raises(FileNotFoundError, match="`maps`: no map store at"):
-        EvaluateConfig.preset("quick", out_dir=tmp_path / "out", maps=tmp_path / "missing", **TINY)
+        EvaluateConfig.preset("quick", maps=tmp_path / "missing", **TINY)
     with pytest.raises(ValueError, match="`maps` and `images`/`photos` exclude each other"):
-        EvaluateConfig.preset("quick", out_dir=tmp_path / "out", maps=store, images=["astronaut"], **TINY)
+        EvaluateConfig.preset("quick", maps=store, images=["astronaut"], **TINY)
     app = study_cli_app(register_cli)
     bad = CliRunner().invoke(app, ["evaluate", "--maps", str(tmp_path / "plain"), "--model", MODEL, "--quick",
                                    "--out", str(tmp_path / "out")])  # fmt: skip
@@ -190,25 +201,23 @@ def test_a_folder_that_is_not_a_store_is_a_clear_error(store, tmp_path):
 
 
 def test_a_changed_store_changes_the_key_and_the_cli_reads_the_store(store, tmp_path):
-    base = EvaluateConfig.preset("quick", out_dir=tmp_path, maps=store, **TINY)
-    key = base.to_hash()
+    base = EvaluateConfig.preset("quick", maps=store, **TINY)
+    key = base.to_hash(0)
     ms = open_store(store)
     assert key["maps"] == {"store_config": ms.config_hash, "n_maps": N_IMAGES * 4, "store_images": 4}
-    assert "maps" not in EvaluateConfig.preset("quick", out_dir=tmp_path, model=MODEL).to_hash()  # old keys unchanged
-    assert EvaluateConfig.preset("full", out_dir=tmp_path, maps=store, **TINY).store_images is None  # full: all images
+    assert "maps" not in EvaluateConfig.preset("quick", model=MODEL).to_hash(0)  # old keys unchanged
+    assert EvaluateConfig.preset("full", maps=store, **TINY).store_images is None  # full: all images
     # the store grows (a second model's maps): another key
     grown = tmp_path / "grown"
     shutil.copytree(store, grown)
     header = {"data_dir": str(ms.data_dir)}
-    run_explain_dataset(ExplainDatasetConfig(header["data_dir"], out_dir=grown, model="tinynet_ev:tiny_cnn_b",
-                                             **STORE_SETTINGS), echo=None)  # fmt: skip
-    grown_key = EvaluateConfig.preset("quick", out_dir=tmp_path, maps=grown, **TINY).to_hash()
+    make_store(header["data_dir"], grown, model="tinynet_ev:tiny_cnn_b")
+    grown_key = EvaluateConfig.preset("quick", maps=grown, **TINY).to_hash(0)
     assert grown_key["maps"]["n_maps"] == 2 * N_IMAGES * 4 and grown_key != key
     # a store of another configuration (3 samples): another key
     other = tmp_path / "other"
-    run_explain_dataset(ExplainDatasetConfig(header["data_dir"], out_dir=other, model=MODEL,
-                                             **{**STORE_SETTINGS, "n_samples": 3}), echo=None)  # fmt: skip
-    other_key = EvaluateConfig.preset("quick", out_dir=tmp_path, maps=other, **TINY).to_hash()
+    make_store(header["data_dir"], other, n_samples=3)
+    other_key = EvaluateConfig.preset("quick", maps=other, **TINY).to_hash(0)
     assert other_key["maps"]["store_config"] != ms.config_hash and other_key != key
     # the CLI: --maps and --store-images reach the report
     app = study_cli_app(register_cli)

@@ -14,17 +14,22 @@ from smoothsal.methods.gradient import VanillaGradient
 from smoothsal.models.zoo import imagenet_classes, load_model
 from smoothsal.registry import PRECISION, build_method
 from smoothsal.studies.explain import ExplainConfig, register_cli, run_explain
+from smoothsal.smoothing_spec import SmoothSpec
 from smoothsal.studies.explain.compute import sample_size_series
+from smoothsal.studies.options import RunOptions
 
 TINY = "conftest:small_cnn"  # an eager model from a package.module:factory spec (CAMs need hooks)
 
 
-def _tiny_config(out, **kw):
+def _tiny_config(**kw):
     settings = dict(images=("chelsea", "coffee"), model=TINY, methods=("grad", "ig", "gradcam"), n_samples=3, tol=None,
-                    ig_steps=8, smooth_ig_steps=2, noise_levels=(0.0, 0.2), sample_sizes=(1, 2), out_dir=out,
-                    progress=False)  # fmt: skip
+                    ig_steps=8, smooth_ig_steps=2, noise_levels=(0.0, 0.2), sample_sizes=(1, 2))  # fmt: skip
     settings.update(kw)
     return ExplainConfig(**settings)
+
+
+def _options(out, **kw):
+    return RunOptions(out=out, progress=False, **kw)
 
 
 def _records(out):
@@ -96,7 +101,7 @@ def test_load_model_specs(scripted_model):
 def test_config_defaults_come_from_the_registry():
     config = ExplainConfig()
     assert (config.n_samples, config.tol) == (PRECISION.n_samples, PRECISION.tol)
-    assert config.ig_steps is None and config.smooth_ig_steps is None and config.batch_size is None
+    assert config.ig_steps is None and config.smooth_ig_steps is None
     # no override: the registry's settings; an override replaces only its own (method, raw|smoothed)
     assert config.method_settings("ig", False)["steps"] == ExplainConfig.registry_default("ig_steps")
     assert config.method_settings("ig", True)["steps"] == ExplainConfig.registry_default("smooth_ig_steps")
@@ -117,8 +122,6 @@ def test_config_defaults_come_from_the_registry():
         ({"tol": -0.1}, ValueError, "`tol` must be a finite number >= 0"),
         ({"target": -2}, ValueError, "`target` must be >= 0, got -2"),
         ({"ig_steps": 0}, ValueError, "`ig_steps` must be >= 1, got 0"),
-        ({"seed": -1}, ValueError, "`seed` must be >= 0"),
-        ({"batch_size": 0}, ValueError, "`batch_size` must be >= 1, got 0"),
         ({"noise_levels": (0.1, 0.2)}, ValueError, "`noise_levels` must include 0"),
         ({"sample_sizes": (0, 5)}, ValueError, "`sample_sizes` must be >= 1, got 0"),
         ({"images": ("dog.png",)}, FileNotFoundError, "no image file at 'dog.png'"),
@@ -144,25 +147,36 @@ def test_config_hash_holds_only_settings_that_change_results(tmp_path):
     from PIL import Image
 
     a = ExplainConfig(images=("chelsea",))
-    # output folder, batch size, progress, fresh, methods and extras do not change a stored unit
-    same = replace(a, out_dir=tmp_path, batch_size=4, progress=False, fresh=True, methods=("grad",), extras=False)
-    assert same.to_hash() == a.to_hash()
-    for changed in (replace(a, noise_level=0.2), replace(a, seed=1), replace(a, n_samples=10), replace(a, target=3),
+    # methods and extras do not change a stored unit (nor do the run options but the seed)
+    same = replace(a, methods=("grad",), extras=False)
+    assert same.to_hash(0) == a.to_hash(0)
+    assert a.to_hash(1) != a.to_hash(0)  # the noise seed does
+    for changed in (replace(a, noise_level=0.2), replace(a, n_samples=10), replace(a, target=3),
                     replace(a, model="lite1"), replace(a, images=("coffee",))):  # fmt: skip
-        assert changed.to_hash() != a.to_hash()
+        assert changed.to_hash(0) != a.to_hash(0)
     # an image file enters by its content: editing it changes the hash
     path = tmp_path / "img.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
-    before = ExplainConfig(images=(str(path),)).to_hash()
+    before = ExplainConfig(images=(str(path),)).to_hash(0)
     Image.fromarray(np.full((8, 8, 3), 255, np.uint8)).save(path)
-    assert ExplainConfig(images=(str(path),)).to_hash() != before
+    assert ExplainConfig(images=(str(path),)).to_hash(0) != before
+
+
+def test_config_hash_of_a_setting_is_what_older_stores_were_keyed_by():
+    """A results store written before the run options left the config is found again: the hashed
+    settings are the same keys and values (the seed now comes from RunOptions)."""
+    from smoothsal.studies.store import stable_hash
+
+    hashed = ExplainConfig(images=("chelsea",), noise_level=0.2, n_samples=8, tol=None).to_hash(3)
+    assert hashed == {"model": {"spec": "lite0"}, "images": [{"bundled": "chelsea"}], "target": None,
+                      "noise_level": 0.2, "n_samples": 8, "tol": None, "seed": 3}  # fmt: skip
+    assert stable_hash(hashed) == stable_hash(dict(reversed(list(hashed.items()))))
 
 
 # ---- compute, store, outputs ----------------------------------------------------------------------
 def test_run_explain_writes_every_output_with_the_right_values(tmp_path):
     out = tmp_path / "out"
-    config = _tiny_config(out)
-    summary = run_explain(config, echo=None)
+    summary = run_explain(_tiny_config(), _options(out), echo=None)
     assert {"grid.png", "maps.npz", "summary.json", "noise_levels.png", "sample_sizes.png", "visualization.png"} <= {
         p.name for p in out.iterdir()
     }
@@ -177,7 +191,7 @@ def test_run_explain_writes_every_output_with_the_right_values(tmp_path):
     torch.testing.assert_close(targets, model(x).argmax(dim=1))  # target=None: each image's top-1
     # the maps are the methods' maps: raw gradient, and SmoothGrad with the config's sampling rule
     torch.testing.assert_close(torch.from_numpy(maps["grad"]), VanillaGradient(model).attribute(x, targets))
-    smooth = build_method("grad", model, smooth={"noise_level": 0.15, "n_samples": 3, "seed": 0})
+    smooth = build_method("grad", model, SmoothSpec(noise_level=0.15, n_samples=3, seed=0))
     torch.testing.assert_close(torch.from_numpy(maps["grad_smooth"]), smooth.attribute(x, targets))
     assert summary["methods"]["grad"]["smooth"]["n_samples"] == [3, 3]
 
@@ -222,19 +236,19 @@ def test_run_explain_writes_every_output_with_the_right_values(tmp_path):
 
 def test_run_explain_resumes_and_never_mixes_configurations(tmp_path):
     out = tmp_path / "out"
-    first = run_explain(_tiny_config(out), echo=None)
+    first = run_explain(_tiny_config(), _options(out), echo=None)
     maps1 = dict(np.load(out / "maps.npz"))
     n_records = len(_records(out))
     assert n_records == 6 + 2 + 1  # 3 methods × raw/smooth, 2 noise levels, 1 sample-size series
 
-    again = run_explain(_tiny_config(out), echo=None)  # everything read back: no new record
+    again = run_explain(_tiny_config(), _options(out), echo=None)  # everything read back: no new record
     assert len(_records(out)) == n_records
     maps2 = dict(np.load(out / "maps.npz"))
     assert maps1.keys() == maps2.keys() and all(np.array_equal(maps1[k], maps2[k]) for k in maps1)
     assert again["methods"] == first["methods"]
 
     # another noise level: nothing of the old run is reused, and its records stay in the file
-    other = run_explain(_tiny_config(out, noise_level=0.3), echo=None)
+    other = run_explain(_tiny_config(noise_level=0.3), _options(out), echo=None)
     assert len(_records(out)) == 2 * n_records
     assert other["config_hash"] != first["config_hash"]
     maps3 = dict(np.load(out / "maps.npz"))
@@ -242,20 +256,20 @@ def test_run_explain_resumes_and_never_mixes_configurations(tmp_path):
     np.testing.assert_array_equal(maps3["grad"], maps1["grad"])  # recomputed: the raw map is unchanged
 
     # a user override of IG's raw steps changes one unit only: the raw IG maps
-    run_explain(_tiny_config(out, ig_steps=4), echo=None)
+    run_explain(_tiny_config(ig_steps=4), _options(out), echo=None)
     assert len(_records(out)) == 2 * n_records + 1
     assert not np.allclose(np.load(out / "maps.npz")["ig"], maps1["ig"])
     # --fresh empties the store
-    run_explain(_tiny_config(out, fresh=True, methods=("grad",), extras=False), echo=None)
+    run_explain(_tiny_config(methods=("grad",), extras=False), _options(out, fresh=True), echo=None)
     assert len(_records(out)) == 2
 
 
 def test_sample_size_series_is_the_running_mean_of_one_draw_sequence():
     net, x, t = small_cnn(), torch.rand(1, 3, 16, 16), torch.tensor([1])
-    kw = {"noise_level": 0.2, "n_samples": 10, "batch_size": 4, "seed": 3, "tol": None}
-    series = sample_size_series(net, x, t, [1, 4, 10], kw)[0]
+    spec = SmoothSpec(noise_level=0.2, n_samples=10, seed=3)
+    series = sample_size_series(net, x, t, [1, 4, 10], spec, batch_size=4)[0]
     for n, m in zip([1, 4, 10], series):
-        direct = build_method("grad", net, smooth={**kw, "n_samples": n}).attribute(x, t)[0]
+        direct = build_method("grad", net, spec.replace(n_samples=n), batch_size=4).attribute(x, t)[0]
         torch.testing.assert_close(m, direct, rtol=1e-5, atol=1e-6)
 
 
@@ -264,12 +278,12 @@ def test_the_sample_size_figure_is_kept_from_the_grids_smoothgrad(tmp_path):
     equal to the separately drawn series, and its last panel is the grid's map."""
     from smoothsal.studies.explain.compute import compute_explain
 
-    res = compute_explain(_tiny_config(tmp_path / "o", methods=("grad",), n_samples=6, sample_sizes=(1, 3)))
+    res = compute_explain(_tiny_config(methods=("grad",), n_samples=6, sample_sizes=(1, 3)), _options(tmp_path / "o"))
     rec = [json.loads(line) for line in _records(tmp_path / "o")]
     unit = next(r for r in rec if r["unit"].get("kind") == "sample_sizes")
     assert unit["values"]["source"] == "snapshots of the grid's SmoothGrad"
     net = small_cnn()
-    drawn = sample_size_series(net, res.inputs[:1], res.targets[:1], [1, 3, 6], res.config.smooth_kwargs())[0]
+    drawn = sample_size_series(net, res.inputs[:1], res.targets[:1], [1, 3, 6], res.config.smooth_spec(0))[0]
     torch.testing.assert_close(torch.as_tensor(res.sample_size_maps), drawn, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(torch.as_tensor(res.sample_size_maps[-1]), torch.as_tensor(res.maps["grad_smooth"][0]))
 
@@ -383,9 +397,11 @@ def test_zoo_model_runs_channels_last_with_the_same_predictions_and_maps():
 def test_the_run_states_its_settings(tmp_path):
     from smoothsal.studies.explain.report import settings_line
 
-    config = _tiny_config(tmp_path, tol=0.3, n_samples=64, noise_level=0.2, seed=5)
-    assert settings_line(config, 3 * 2**30) == (
+    config = _tiny_config(tol=0.3, n_samples=64, noise_level=0.2)
+    assert settings_line(config, _options(tmp_path, seed=5), 3 * 2**30) == (
         f"settings: model {TINY}, methods grad,ig,gradcam, noise level 20%, n ≤ 64, stop at relative SE 0.3, "
         "seed 5, automatic batch (memory budget 3.0 GiB), device auto, float32"
     )
-    assert settings_line(_tiny_config(tmp_path, batch_size=4)).endswith("n = 3, seed 0, 4 rows per call, device auto, float32")
+    assert settings_line(_tiny_config(), _options(tmp_path, batch_size=4)).endswith(
+        "n = 3, seed 0, 4 rows per call, device auto, float32"
+    )

@@ -44,6 +44,7 @@ from smoothsal.studies.explain_dataset import (
     scan_images,
 )
 from smoothsal.studies.explain_dataset.compute import DistContext, job_rows, rows_for
+from smoothsal.studies.options import RunOptions
 from smoothsal.studies.explain_dataset.store import PAUSE_ENV
 
 TINYNET = """
@@ -78,8 +79,8 @@ def tiny_cnn_logged():
 
 MODEL = "tinynet_ds:tiny_cnn"
 # CPU also on a GPU machine: the jobs use gloo, and the maps are compared with the library on CPU
-SETTINGS = dict(methods=("grad", "ig", "gradcam"), noise_levels=(0.0, 0.2), n_samples=6, chunk_size=3, batch_size=4,
-                progress=False, device="cpu")  # fmt: skip
+SETTINGS = dict(methods=("grad", "ig", "gradcam"), noise_levels=(0.0, 0.2), n_samples=6, chunk_size=3)
+RUN = dict(batch_size=4, progress=False, device="cpu")  # the run options of every job here
 CLI_ARGS = ["--model", MODEL, "--methods", "grad,ig,gradcam", "--noise-levels", "0,0.2", "--samples", "6",
             "--chunk-size", "3", "--batch-size", "4", "--no-progress", "--device", "cpu"]  # fmt: skip
 N_IMAGES, N_UNITS_PER_CHUNK = 20, 6
@@ -103,15 +104,20 @@ def data(tmp_path_factory):
     sys.modules.pop("tinynet_ds", None)
 
 
-def config(data, out, **kw):
-    return ExplainDatasetConfig(data[0], out_dir=out, **{"model": MODEL, **SETTINGS, **kw})
+def config(data, **kw):
+    return ExplainDatasetConfig(data[0], **{"model": MODEL, **SETTINGS, **kw})
+
+
+def run_job(data, out, *, fresh=False, ctx=None, **kw):
+    """``explain-dataset`` of :func:`config` (``kw``: its changes) into the map store ``out`` (a folder or a URL)."""
+    return run_explain_dataset(config(data, **kw), RunOptions(out=out, fresh=fresh, **RUN), echo=None, ctx=ctx)
 
 
 @pytest.fixture(scope="module")
 def single(data, tmp_path_factory):
     """A single-process run (no process group) of the full settings."""
     out = tmp_path_factory.mktemp("single") / "store"
-    result = run_explain_dataset(config(data, out), echo=None)
+    result = run_job(data, out)
     assert result.maps == N_IMAGES * N_UNITS_PER_CHUNK and result.total_maps == N_IMAGES * N_UNITS_PER_CHUNK
     return out
 
@@ -197,7 +203,7 @@ def test_scan_images_reads_imagefolder_and_plain_folders(data, tmp_path):
     with pytest.raises(FileNotFoundError, match="data_dir"):
         scan_images(tmp_path / "missing")
     with pytest.raises(ValueError, match="'label' needs an ImageFolder"):
-        ExplainDatasetConfig(plain, out_dir=tmp_path / "o", model=MODEL, target="label")
+        ExplainDatasetConfig(plain, model=MODEL, target="label")
 
 
 def test_image_seeds_depend_on_the_global_seed_and_the_image_id_only():
@@ -209,17 +215,11 @@ def test_image_seeds_depend_on_the_global_seed_and_the_image_id_only():
 def test_rows_per_call_are_fixed_for_the_job_and_capped_by_max_memory(data):
     import tinynet_ds
 
-    from smoothsal.execution.memory import set_max_memory
-
     model, x = tinynet_ds.tiny_cnn(), torch.rand(3, 16, 16)
-    assert job_rows(model, x, 4) == 4  # --batch-size is obeyed
+    assert job_rows(model, x, 4) == 4 == job_rows(model, x, 4, "200KB")  # --batch-size is obeyed
     assert job_rows(model, x, None) == 2**22 // (3 * 16 * 16)  # the element budget, no timing involved
-    set_max_memory("200KB")
-    try:
-        capped = job_rows(model, x, None)
-        assert 1 <= capped < 2**22 // (3 * 16 * 16) and job_rows(model, x, None) == capped
-    finally:
-        set_max_memory(None)
+    capped = job_rows(model, x, None, "200KB")
+    assert 1 <= capped < 2**22 // (3 * 16 * 16) and job_rows(model, x, None, "200KB") == capped
 
 
 # ---- values ------------------------------------------------------------------------------------------
@@ -292,16 +292,16 @@ def test_a_store_at_an_fsspec_url_equals_the_local_one(data, single):
 
     url = f"memory://smoothsal-test-{uuid.uuid4().hex[:8]}/store"
     try:
-        result = run_explain_dataset(config(data, url), echo=None)
+        result = run_job(data, url)
         assert result.total_maps == N_IMAGES * N_UNITS_PER_CHUNK
         assert not Path(url).exists() and not Path("memory:").exists()  # nothing written locally
         store = open_store(url)
         assert store.path == url and store.verify() == N_IMAGES * N_UNITS_PER_CHUNK
         assert_same_maps(single, url)
-        again = run_explain_dataset(config(data, url), echo=None)  # resumes through the URL too
+        again = run_job(data, url)  # resumes through the URL too
         assert again.maps == 0 and again.total_maps == N_IMAGES * N_UNITS_PER_CHUNK
         with pytest.raises(ValueError, match="one process's memory"):  # ranks of a torchrun job cannot share it
-            run_explain_dataset(config(data, url), echo=None, ctx=DistContext(rank=0, world=2, initialized=True))
+            run_job(data, url, ctx=DistContext(rank=0, world=2, initialized=True))
     finally:
         fs = fsspec.filesystem("memory")
         if fs.exists(url):
@@ -311,8 +311,8 @@ def test_a_store_at_an_fsspec_url_equals_the_local_one(data, single):
 def test_rank_shares_run_one_after_the_other_equal_a_single_run(data, single, tmp_path):
     out = tmp_path / "shared"
     for rank in (1, 0):  # any order; three ranks' shares fill the same store
-        run_explain_dataset(config(data, out), echo=None, ctx=DistContext(rank=rank, world=3))
-    run_explain_dataset(config(data, out), echo=None, ctx=DistContext(rank=2, world=3))
+        run_job(data, out, ctx=DistContext(rank=rank, world=3))
+    run_job(data, out, ctx=DistContext(rank=2, world=3))
     assert units(out) == units(single)
     assert_same_maps(single, out)
 
@@ -385,42 +385,43 @@ def test_a_job_sigkilled_mid_write_recomputes_exactly_that_unit(data, single, tm
     torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])
     assert len(open_store(out)) == sum(min(3, N_IMAGES - 3 * c) for _, c in units(out))  # the 13 committed units only
 
-    resumed = run_explain_dataset(config(data, out, methods=("grad",)), echo=None)
+    resumed = run_job(data, out, methods=("grad",))
     assert resumed.ranks[0]["units"] == 1 and resumed.maps == len(range(chunk * 3, min(chunk * 3 + 3, N_IMAGES)))
     clean = tmp_path / "clean"
-    run_explain_dataset(config(data, clean, methods=("grad",)), echo=None)
+    run_job(data, clean, methods=("grad",))
     assert_same_maps(clean, out)  # bit for bit, the torn chunk overwritten
     assert open_store(out).verify() == N_IMAGES * 2
 
 
 # ---- errors -----------------------------------------------------------------------------------------
 def _small(data, out, **kw):
-    return config(data, out, **{"methods": ("grad",), "max_images": 4, "chunk_size": 2, **kw})
+    """:func:`run_job` of a small job: the gradient of 4 images, chunks of 2."""
+    return run_job(data, out, **{"methods": ("grad",), "max_images": 4, "chunk_size": 2, **kw})
 
 
 def test_a_changed_configuration_refuses_to_mix_unless_fresh(data, tmp_path):
     out = tmp_path / "store"
-    run_explain_dataset(_small(data, out), echo=None)
+    _small(data, out)
     before = open_store(out).select(sigma=0.2).load()
     with pytest.raises(MapStoreError, match=r"another configuration \(n_samples: 6 -> 7\).*--fresh"):
-        run_explain_dataset(_small(data, out, n_samples=7), echo=None)
+        _small(data, out, n_samples=7)
     assert torch.equal(open_store(out).select(sigma=0.2).load(), before)  # untouched
-    again = run_explain_dataset(_small(data, out), echo=None)  # the same settings resume: nothing to do
+    again = _small(data, out)  # the same settings resume: nothing to do
     assert again.maps == 0 and again.total_maps == 8
-    run_explain_dataset(_small(data, out, n_samples=7, fresh=True), echo=None)
+    _small(data, out, n_samples=7, fresh=True)
     store = open_store(out)
     assert store.config["n_samples"] == 7 and {e.n_samples for e in store.select(sigma=0.2)} == {7} and len(store) == 8
     # a second model joins the store; the same spec with other weights is refused
-    run_explain_dataset(_small(data, out, n_samples=7, model="tinynet_ds:tiny_cnn_b"), echo=None)
+    _small(data, out, n_samples=7, model="tinynet_ds:tiny_cnn_b")
     assert open_store(out).models() == ["tinynet_ds:tiny_cnn", "tinynet_ds:tiny_cnn_b"]
     ts = tmp_path / "net.pt"
     import tinynet_ds
 
     torch.jit.script(tinynet_ds.tiny_cnn()).save(str(ts))
-    run_explain_dataset(_small(data, out, n_samples=7, model=str(ts), image_size=16), echo=None)
+    _small(data, out, n_samples=7, model=str(ts), image_size=16)
     torch.jit.script(tinynet_ds.tiny_cnn(5)).save(str(ts))
     with pytest.raises(MapStoreError, match="other weights"):
-        run_explain_dataset(_small(data, out, n_samples=7, model=str(ts), image_size=16), echo=None)
+        _small(data, out, n_samples=7, model=str(ts), image_size=16)
 
 
 def test_corrupted_or_foreign_stores_give_clear_errors(data, tmp_path):
@@ -429,7 +430,7 @@ def test_corrupted_or_foreign_stores_give_clear_errors(data, tmp_path):
     (foreign / "thesis.tex").write_text("precious")
     for fresh in (False, True):  # --fresh never deletes a folder that is not a store
         with pytest.raises(MapStoreError, match="not a smoothsal map store"):
-            run_explain_dataset(_small(data, foreign, fresh=fresh), echo=None)
+            _small(data, foreign, fresh=fresh)
     assert (foreign / "thesis.tex").read_text() == "precious"
     with pytest.raises(FileNotFoundError, match="no map store"):
         open_store(tmp_path / "missing")
@@ -437,7 +438,7 @@ def test_corrupted_or_foreign_stores_give_clear_errors(data, tmp_path):
         open_store(foreign)
 
     out = tmp_path / "store"
-    run_explain_dataset(_small(data, out), echo=None)
+    _small(data, out)
     assert len(open_store(out)) == 8
     # a leftover of a killed local write beside a marker (the local store writes <key>.<uuid>.partial, then
     # renames): not a marker
@@ -445,7 +446,7 @@ def test_corrupted_or_foreign_stores_give_clear_errors(data, tmp_path):
     (out / group / "committed" / "c" / "1.3f2a.partial").write_bytes(b"\x01")
     (out / group / "committed" / "c" / "1").unlink()
     assert len(open_store(out)) == 6 and not any(e.row in (2, 3) for e in open_store(out).select(sigma=0))
-    run_explain_dataset(_small(data, out), echo=None)  # recomputed
+    _small(data, out)  # recomputed
     assert len(open_store(out)) == 8
     # a chunk object changed after it was committed: its checksum fails
     chunk = next(p for p in sorted((out / group / "maps" / "c").rglob("*")) if p.is_file())
@@ -465,10 +466,10 @@ def test_corrupted_or_foreign_stores_give_clear_errors(data, tmp_path):
     with pytest.raises(MapStoreError, match="not a smoothsal map store"):
         open_store(out)
     with pytest.raises(MapStoreError, match="not a smoothsal map store"):
-        run_explain_dataset(_small(data, out, fresh=True), echo=None)  # never deleted
+        _small(data, out, fresh=True)  # never deleted
     (out / "zarr.json").write_text("\x00\x01")
     with pytest.raises(MapStoreError, match="corrupted"):
-        run_explain_dataset(_small(data, out, fresh=True), echo=None)
+        _small(data, out, fresh=True)
 
 
 def test_cli_explains_a_folder_and_reports_bad_arguments(data, tmp_path, monkeypatch):
@@ -626,13 +627,13 @@ def test_tradeoff_reads_stability_and_fidelity_from_a_store(data, tmp_path):
     from smoothsal.studies.tradeoff import TradeoffConfig, register_cli as tradeoff_cli, run_tradeoff
 
     out = tmp_path / "maps"
-    run_explain_dataset(_small(data, out, max_images=6), echo=None)
+    _small(data, out, max_images=6)
     with pytest.raises(ValueError, match="stability needs >= 2"):
-        TradeoffConfig.preset("quick", maps=out, out_dir=tmp_path / "t_one")
-    run_explain_dataset(_small(data, out, model="tinynet_ds:tiny_cnn_copy", max_images=6), echo=None)  # the same network
-    run_explain_dataset(_small(data, out, model="tinynet_ds:tiny_cnn_b", max_images=6), echo=None)
+        TradeoffConfig.preset("quick", maps=out)
+    _small(data, out, model="tinynet_ds:tiny_cnn_copy", max_images=6)  # the same network
+    _small(data, out, model="tinynet_ds:tiny_cnn_b", max_images=6)
     with pytest.warns(UserWarning, match="different classes"):
-        run = run_tradeoff(TradeoffConfig.preset("full", maps=out, out_dir=tmp_path / "t", progress=False, device="cpu"))
+        run = run_tradeoff(TradeoffConfig.preset("full", maps=out), RunOptions(out=tmp_path / "t", progress=False, device="cpu"))
     assert [(r["setting"], r["method"], r["noise_level"]) for r in run.rows] == [("store", "grad", 0.0), ("store", "grad", 0.2)]
     store = open_store(out)
     images = store.images()

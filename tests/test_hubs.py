@@ -175,7 +175,7 @@ def test_weights_options_are_checked():
         ExplainConfig(images=("chelsea",), model="timm:vit_small_patch16_224", weights="/no/such.pth")
     a = ExplainConfig(images=("chelsea",), model="timm:vit_small_patch16_224", random_weights=True)
     b = ExplainConfig(images=("chelsea",), model="timm:vit_small_patch16_224")
-    assert a.to_hash() != b.to_hash()  # untrained maps never resume as pretrained ones
+    assert a.to_hash(0) != b.to_hash(0)  # untrained maps never resume as pretrained ones
 
 
 def test_cli_explain_on_an_hf_folder(hf_folder, tmp_path):

@@ -68,19 +68,19 @@ def test_resolve_device() -> None:
             resolve_device("cuda:0")
 
 
-def test_explain_config_checks_device_and_precision(tmp_path) -> None:
+def test_explain_config_checks_precision_and_run_options_the_device() -> None:
     from smoothsal.studies.explain.config import ExplainConfig
+    from smoothsal.studies.options import RunOptions
 
-    plain = ExplainConfig(out_dir=tmp_path)
-    half = ExplainConfig(out_dir=tmp_path, precision="bf16")
+    plain = ExplainConfig()
+    half = ExplainConfig(precision="bf16")
     assert half.precision == "bfloat16"
-    assert half.to_hash()["precision"] == "bfloat16" and "precision" not in plain.to_hash()
-    assert ExplainConfig(out_dir=tmp_path, device="cpu").to_hash() == plain.to_hash()  # device changes no number
+    assert half.to_hash(0)["precision"] == "bfloat16" and "precision" not in plain.to_hash(0)
     with pytest.raises(ValueError, match="precision"):
-        ExplainConfig(out_dir=tmp_path, precision="int4")
+        ExplainConfig(precision="int4")
+    assert RunOptions(device="cpu").torch_device() == torch.device("cpu")  # the device is a run option: no hash
     with pytest.raises(ValueError, match="device"):
-        ExplainConfig(out_dir=tmp_path, device="tpu")
-
+        RunOptions(device="tpu")
 
 
 def test_attribution_leaves_parameters_untouched() -> None:

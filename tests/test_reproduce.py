@@ -13,6 +13,7 @@ from conftest import small_cnn
 pytest.importorskip("typer")
 pytest.importorskip("matplotlib")
 
+from smoothsal.studies.options import RunOptions  # noqa: E402
 from smoothsal.studies.reproduce import SmoothGradReproConfig, StabilityReproConfig, run_smoothgrad, run_stability  # noqa: E402
 from smoothsal.studies.reproduce.plots import grid_pixels  # noqa: E402
 from smoothsal.studies.reproduce.report import convergence, correct_side_share, side_by_side  # noqa: E402
@@ -63,11 +64,12 @@ def _check_manifest(out, figures, tables):
 def test_smoothgrad_tiny_run_writes_every_figure_and_table(tmp_path, cache):
     out = tmp_path / "sg"
     config = SmoothGradReproConfig.preset(
-        True, model="conftest:small_cnn", image_size=16, out_dir=out, n_samples=3, noise_levels=(0, 0.1, 0.3),
+        True, model="conftest:small_cnn", image_size=16, n_samples=3, noise_levels=(0, 0.1, 0.3),
         sample_sizes=(1, 2, 4), max_sample_size=4, fig4_images=1, line_steps=5, methods=("grad", "guided"), line_samples=2, digit_epochs=1,
-        digit_models=2, digit_inputs=8, digit_show=2, cache_dir=cache, progress=False, tol=0.5,
+        digit_models=2, digit_inputs=8, digit_show=2, cache_dir=cache, tol=0.5,
     )  # fmt: skip
-    run_smoothgrad(config, echo=None)
+    options = RunOptions(out=out, progress=False)
+    run_smoothgrad(config, options, echo=None)
     g = lambda r, c, rl=True: grid_pixels(r, c, rl, True, True)  # noqa: E731
     figures = {
         "fig2_jagged_line.png": (1200, 360),
@@ -89,19 +91,20 @@ def test_smoothgrad_tiny_run_writes_every_figure_and_table(tmp_path, cache):
     assert len(numbers["fig8_9"]) == 4 and numbers["quick"] is True
     # resume: a second run reads every unit back and computes nothing
     records = (out / "records.jsonl").read_text()
-    run_smoothgrad(config, echo=None)
+    run_smoothgrad(config, options, echo=None)
     assert (out / "records.jsonl").read_text() == records
 
 
 def test_stability_tiny_run_writes_every_figure_and_table(tmp_path, cache):
     out = tmp_path / "st"
     config = StabilityReproConfig.preset(
-        True, out_dir=out, settings=("DT",), methods=("grad", "gradcam"), noise_levels=(0, 0.1, 0.3), n_samples=3,
+        True, settings=("DT",), methods=("grad", "gradcam"), noise_levels=(0, 0.1, 0.3), n_samples=3,
         n_inputs=6, n_models=2, epochs=1, photo_models=("test_reproduce:tiny_a", "test_reproduce:tiny_b"),
         photo_inputs=3, photo_size=24, photo_methods=("grad",), photo_noise_levels=(0, 0.15, 0.3), photo_samples=4,
-        n_boot=20, cache_dir=cache, progress=False,
+        n_boot=20, cache_dir=cache,
     )  # fmt: skip
-    run_stability(config, echo=None)
+    options = RunOptions(out=out, progress=False)
+    run_stability(config, options, echo=None)
     n_settings = 2  # DT, DA-ImageNet
     figures = {
         "stability_vs_sigma.png": (400 * n_settings, 660),
@@ -127,7 +130,7 @@ def test_stability_tiny_run_writes_every_figure_and_table(tmp_path, cache):
     assert photo and all(0 < float(r["rse_max"]) for r in photo)
     assert "imagenet_rse_max" in manifest["numbers"]
     records = (out / "records.jsonl").read_text()
-    run_stability(config, echo=None)
+    run_stability(config, options, echo=None)
     assert (out / "records.jsonl").read_text() == records
 
 

@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from smoothsal.metrics.tradeoff import stability_error
 from smoothsal.registry import method_factory, method_label
+from smoothsal.smoothing_spec import SmoothSpec
+from smoothsal.studies.options import RunOptions
 from smoothsal.studies.tradeoff import TradeoffConfig, register_cli, run_tradeoff
 from smoothsal.studies.tradeoff.compute import curve_rows
 from smoothsal.studies.tradeoff.report import recommend, table_noise_level
@@ -30,8 +32,9 @@ TINY = dict(
     n_samples=3,
     n_models=3,
     base=TINY_BASE,
-    progress=False,
 )
+#: the settings of RunOptions (the rest are TradeoffConfig's)
+RUN_KEYS = ("batch_size", "progress", "fresh", "seed", "device", "max_memory")
 FILES = (
     "results.csv",
     "results.json",
@@ -54,15 +57,24 @@ def _cache_env(model_cache, monkeypatch):
     monkeypatch.setenv("SMOOTHSAL_CACHE", str(model_cache))
 
 
-def tiny(out, **settings):
-    return TradeoffConfig(out_dir=out, **{**TINY, **settings})
+def tiny(**settings):
+    return TradeoffConfig(**{**TINY, **{k: v for k, v in settings.items() if k not in RUN_KEYS}})
+
+
+def options(out, **settings):
+    return RunOptions(out=out, **{"progress": False, **{k: v for k, v in settings.items() if k in RUN_KEYS}})
+
+
+def run_tiny(out, *, on_row=None, **settings):
+    """``run_tradeoff`` of the tiny config (``settings``: its changes and the run options)."""
+    return run_tradeoff(tiny(**settings), options(out, **settings), on_row=on_row)
 
 
 def run(out, **settings):
-    """``run_tradeoff`` of the tiny config; Grad-CAM's "left out the MLP" warnings are silenced."""
+    """:func:`run_tiny` with Grad-CAM's "left out the MLP" warnings silenced."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*left out", category=UserWarning)
-        return run_tradeoff(tiny(out, **settings))
+        return run_tiny(out, **settings)
 
 
 class Interrupted(RuntimeError):
@@ -87,7 +99,7 @@ def test_smoothing_lowers_the_stability_error_of_two_jagged_models():
     w1, w2 = torch.full((16,), 20.0), torch.full((16,), 25.0)
     models = [SumSin(w1), SumSin(w2)]
     targets = torch.zeros(8, dtype=torch.long)
-    rows = dict(curve_rows("grad", models, ["a", "b"], x, targets, [0.0, 1.0], n_samples=400, seed=0))
+    rows = dict(curve_rows("grad", models, ["a", "b"], x, targets, [0.0, 1.0], smooth=SmoothSpec(n_samples=400, seed=0)))
 
     g1, g2 = w1 * torch.cos(w1 * x), w2 * torch.cos(w2 * x)  # [8, 16] exact gradients
     assert rows[0.0]["stability_mean"] == pytest.approx(float((g1 - g2).norm(dim=1).mean()), rel=1e-5)
@@ -203,12 +215,13 @@ def test_config_is_checked_before_any_work(tmp_path):
         (dict(noise_levels=(0.0,)), "σ > 0"),
         (dict(n_models=5, settings=("DA",)), "n_models"),
         (dict(table_noise_level=-1.0), "table_noise_level"),
-        (dict(batch_size=0), "batch_size"),
         (dict(ig_steps=1), "ig_steps"),
     ]
     for settings, message in cases:
         with pytest.raises(ValueError, match=message):
-            tiny(tmp_path, **settings)
+            tiny(**settings)
+    with pytest.raises(ValueError, match="batch_size"):
+        options(tmp_path, batch_size=0)
     assert not any(tmp_path.iterdir())  # nothing was written
     with pytest.raises(ValueError, match=r"settings.*DA"):
         TradeoffConfig.preset("quick", dataset="photos", settings=("DT",))
@@ -219,26 +232,26 @@ def test_config_is_checked_before_any_work(tmp_path):
 
 
 def test_presets_aliases_and_the_sigma_zero_rule(tmp_path):
-    quick = TradeoffConfig.preset("quick", out_dir=tmp_path)
+    quick = TradeoffConfig.preset("quick")
     assert quick.noise_levels == (0.0, 0.05, 0.15, 0.3) and quick.base.epochs == 2 and not quick.zero_added
     assert TradeoffConfig.preset("quick", base=TINY_BASE).base.epochs == 1  # a given base keeps its epochs
     assert TradeoffConfig().n_inputs == 128 and TradeoffConfig().base.epochs == TrainConfig().epochs
     photos = TradeoffConfig.preset("quick", dataset="photos")
     assert photos.settings == ("DA",) and photos.n_inputs == 4 and photos.base is None
-    config = tiny(tmp_path, methods="smoothgrad,integrated_gradients", noise_levels=(0.3, 0.15))
+    config = tiny(methods="smoothgrad,integrated_gradients", noise_levels=(0.3, 0.15))
     assert config.methods == ("grad", "ig")
     assert config.noise_levels == (0.0, 0.15, 0.3) and config.zero_added
-    # the hash holds what changes results, not where they go
-    assert tiny(tmp_path / "x", batch_size=4, progress=True).to_hash() == tiny(tmp_path).to_hash()
-    assert tiny(tmp_path, n_samples=4).to_hash() != tiny(tmp_path).to_hash()
-    assert config.method_overrides("ig") == {} and tiny(tmp_path, ig_steps=8).method_overrides("ig") == {"steps": 8}
-    assert tiny(tmp_path, ig_steps=8).method_overrides("grad") == {}
+    # the hash holds what changes results (the run options: only the seed), not where they go
+    assert tiny(methods=("grad",)).to_hash(0) == tiny().to_hash(0)
+    assert tiny(n_samples=4).to_hash(0) != tiny().to_hash(0) and tiny().to_hash(1) != tiny().to_hash(0)
+    assert config.method_overrides("ig") == {} and tiny(ig_steps=8).method_overrides("ig") == {"steps": 8}
+    assert tiny(ig_steps=8).method_overrides("grad") == {}
 
 
 # ---- run_tradeoff ------------------------------------------------------------------------------------
 def test_run_tradeoff_writes_every_output(tmp_path):
     with pytest.warns(UserWarning, match="DA/gradcam: left out m2:mlp"):
-        result = run_tradeoff(tiny(tmp_path))
+        result = run_tiny(tmp_path)
     for name in FILES:
         assert (tmp_path / name).stat().st_size > 0, name
     for name in ("stability_vs_sigma.png", "fidelity_vs_sigma.png", "pareto.png"):
@@ -311,13 +324,13 @@ def test_run_tradeoff_resumes_after_an_interruption(tmp_path):
     # a fixed batch size: bitwise equality (the automatic one learns between runs, and a CPU
     # convolution's last bits can depend on its batch size)
     with pytest.raises(Interrupted):
-        run_tradeoff(tiny(tmp_path / "a", batch_size=8), on_row=stop_after_three)
+        run_tiny(tmp_path / "a", batch_size=8, on_row=stop_after_three)
     assert len((tmp_path / "a" / "records.jsonl").read_text().splitlines()) == 1 + 3  # models of DT + 3 rows
     first = list(seen)
 
     seen.clear()
     with pytest.warns(UserWarning, match="left out"):
-        again = run_tradeoff(tiny(tmp_path / "a", batch_size=8), on_row=lambda row: seen.append(
+        again = run_tiny(tmp_path / "a", batch_size=8, on_row=lambda row: seen.append(
             (row["setting"], row["method"], row["noise_level"])))  # fmt: skip
     assert again.computed == 9 and len(seen) == 9 and not set(first) & set(seen)  # nothing recomputed
 
@@ -337,7 +350,7 @@ def test_a_changed_configuration_never_mixes_with_old_rows(tmp_path):
     assert [int(r["n_samples"]) for r in _csv_rows(tmp_path / "results.csv")] == [0, 4]  # ... or mixed in
     assert run(tmp_path, **small).computed == 0  # the old records are kept
     assert run(tmp_path, **small).rows == old.rows
-    assert run_tradeoff(tiny(tmp_path, **small, n_samples=4, fresh=True)).computed == 2  # --fresh clears
+    assert run_tiny(tmp_path, **small, n_samples=4, fresh=True).computed == 2  # --fresh clears
 
 
 def test_a_grid_without_zero_gets_it(tmp_path):
@@ -403,14 +416,14 @@ def test_tradeoff_cli_reports_bad_options_before_any_work(tmp_path, args, messag
 
 def test_photos_need_the_da_setting(tmp_path):
     with pytest.raises(ValueError, match=r"settings.*DA"):
-        TradeoffConfig(out_dir=tmp_path, dataset="photos", settings=("DT",), n_inputs=2)
+        TradeoffConfig(dataset="photos", settings=("DT",), n_inputs=2)
 
 
 @pytest.mark.slow
 def test_photos_compare_the_pretrained_lite_models(tmp_path):
-    config = TradeoffConfig.preset("quick", out_dir=tmp_path, dataset="photos", methods=("grad",),
-                                   noise_levels=(0.0, 0.15), n_inputs=1, n_samples=2, progress=False)  # fmt: skip
-    result = run_tradeoff(config)
+    config = TradeoffConfig.preset("quick", dataset="photos", methods=("grad",), noise_levels=(0.0, 0.15), n_inputs=1,
+                                   n_samples=2)  # fmt: skip
+    result = run_tradeoff(config, options(tmp_path))
     assert [r["noise_level"] for r in result.rows] == [0.0, 0.15]
     models = json.loads((tmp_path / "models.json").read_text())["DA"]
     assert [m["name"] for m in models] == ["m0:lite0", "m1:lite1", "m2:lite2"]

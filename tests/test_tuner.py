@@ -161,15 +161,16 @@ def test_a_study_chooses_a_batch_within_the_budget(tmp_path):
     """Issue 13: a study on a model whose per-row activation is known keeps rows × bytes under the budget."""
     from PIL import Image
 
-    from smoothsal.studies.explain import run_explain
+    from smoothsal.studies.explain import ExplainConfig, run_explain
+    from smoothsal.studies.options import RunOptions
 
     img = tmp_path / "square.png"
     Image.fromarray((torch.rand(32, 32, 3) * 255).to(torch.uint8).numpy()).save(img)
     budget = 4 * 10**6
-    memory.set_max_memory(budget)
-    run_explain(images=(str(img),), model="test_tuner:wide_conv", methods=("grad",), n_samples=40, tol=None,
-                noise_levels=(0.0, 0.2), sample_sizes=(1, 2), extras=False, out_dir=tmp_path / "out",
-                progress=False, echo=None)  # fmt: skip
+    config = ExplainConfig(images=(str(img),), model="test_tuner:wide_conv", methods=("grad",), n_samples=40, tol=None,
+                           noise_levels=(0.0, 0.2), sample_sizes=(1, 2), extras=False)  # fmt: skip
+    run_explain(config, RunOptions(out=tmp_path / "out", max_memory=budget, progress=False), echo=None)
+    assert memory.get_max_memory() is None  # the budget went with the run, not into a process global
     assert CALLS and max(CALLS) * RELU_ROW_BYTES <= budget
     assert max(CALLS) > 1  # it did batch
 
