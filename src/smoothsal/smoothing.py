@@ -50,7 +50,7 @@ from smoothsal.execution.memory import MemorySpec, memory_budget
 from smoothsal.execution.tuner import RowTuner, work_key
 from smoothsal.methods.base import ConvergenceDelta, model_of
 from smoothsal.noise import Sampler, SeedSpec, make_generator, noise_sigma, noise_stream
-from smoothsal.smoothing_spec import STATISTICS, SmoothSpec
+from smoothsal.smoothing_spec import STATISTICS, SmoothSpec  # noqa: F401 (STATISTICS: its old home)
 
 
 @dataclass

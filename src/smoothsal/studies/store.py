@@ -31,17 +31,32 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, Union
 
 import numpy as np
 
-__all__ = ["ResultsStore", "stable_hash", "write_json", "to_jsonable"]
+if TYPE_CHECKING:
+    from torch import Tensor
+
+from smoothsal._core.jsontypes import JSON, JSONObject
+
+__all__ = ["Record", "ResultsStore", "stable_hash", "write_json", "to_jsonable"]
 
 RECORDS = "records.jsonl"
 ARRAYS = "arrays"
 
 
-def to_jsonable(value: Any) -> Any:
+class Record(TypedDict):
+    """One line of ``records.jsonl``: a finished unit of one study under one configuration."""
+
+    study: str
+    config_hash: str
+    key: str
+    unit: JSONObject
+    values: JSONObject
+
+
+def to_jsonable(value: object) -> JSON:
     """``value`` with tuples as lists, numpy/torch scalars and arrays as Python numbers and lists."""
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
@@ -56,13 +71,13 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def stable_hash(obj: Any, length: int = 16) -> str:
+def stable_hash(obj: object, length: int = 16) -> str:
     """Hex digest of the canonical JSON of ``obj`` (key order and tuple/list do not matter)."""
     text = json.dumps(to_jsonable(obj), sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:length]
 
 
-def write_json(path: str | Path, payload: Any) -> Path:
+def write_json(path: str | Path, payload: object) -> Path:
     """Write ``payload`` as indented JSON through a temporary file; returns ``path``."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -89,7 +104,7 @@ class ResultsStore:
         0.5
     """
 
-    def __init__(self, folder: str | Path, study: str, config: Mapping[str, Any], *, fresh: bool = False) -> None:
+    def __init__(self, folder: str | Path, study: str, config: Mapping[str, object], *, fresh: bool = False) -> None:
         self.folder = Path(folder)
         self.study = study
         self.config = to_jsonable(dict(config))
@@ -98,7 +113,7 @@ class ResultsStore:
             self.clear()
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json(self.folder / "config.json", {"study": study, "config_hash": self.config_hash, "config": self.config})
-        self._records: dict[str, dict[str, Any]] = {}
+        self._records: dict[str, Record] = {}
         self._order: list[str] = []
         self._drop_partial_line()
         for record in self._read_lines():
@@ -108,27 +123,27 @@ class ResultsStore:
                 self._records[record["key"]] = record
 
     # ---- keys and lookup ---------------------------------------------------------------------
-    def key(self, unit: Mapping[str, Any]) -> str:
+    def key(self, unit: Mapping[str, object]) -> str:
         """The key of ``unit`` under this study and configuration."""
         return stable_hash({"study": self.study, "config": self.config_hash, "unit": unit})
 
-    def get(self, unit: Mapping[str, Any]) -> dict[str, Any] | None:
+    def get(self, unit: Mapping[str, object]) -> JSONObject | None:
         """The values recorded for ``unit`` by a run of this configuration, or ``None``."""
         record = self._records.get(self.key(unit))
         return None if record is None else dict(record["values"])
 
-    def __contains__(self, unit: Mapping[str, Any]) -> bool:
+    def __contains__(self, unit: Mapping[str, object]) -> bool:
         return self.key(unit) in self._records
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[JSONObject]:
         """``{**unit, **values}`` of every unit of this configuration, in the order first recorded."""
         return [{**self._records[k]["unit"], **self._records[k]["values"]} for k in self._order]
 
     # ---- writing -----------------------------------------------------------------------------
-    def put(self, unit: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    def put(self, unit: Mapping[str, object], values: Mapping[str, object]) -> JSONObject:
         """Record ``values`` for ``unit`` at once; returns them as a resumed run will read them."""
         key = self.key(unit)
-        record = {
+        record: Record = {
             "study": self.study,
             "config_hash": self.config_hash,
             "key": key,
@@ -148,15 +163,15 @@ class ResultsStore:
         return dict(record["values"])
 
     def get_or_compute(
-        self, unit: Mapping[str, Any], compute: Callable[[], Mapping[str, Any]]
-    ) -> dict[str, Any]:
+        self, unit: Mapping[str, object], compute: Callable[[], Mapping[str, object]]
+    ) -> JSONObject:
         """The recorded values of ``unit``, or ``compute()``'s, recorded first."""
         found = self.get(unit)
         return found if found is not None else self.put(unit, compute())
 
     def array(
-        self, unit: Mapping[str, Any], compute: Callable[[], tuple[Any, Mapping[str, Any]]]
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+        self, unit: Mapping[str, object], compute: Callable[[], tuple[Union[Tensor, np.ndarray], Mapping[str, object]]]
+    ) -> tuple[np.ndarray, JSONObject]:
         """An array and its metadata for ``unit``: read back, or ``compute() -> (array, meta)`` and store.
 
         The array (numpy or torch) is saved to ``arrays/<key>.npy`` before the record is appended.
@@ -193,7 +208,7 @@ class ResultsStore:
             with path.open("r+b") as fh:
                 fh.truncate(data.rfind(b"\n") + 1)
 
-    def _read_lines(self) -> Iterator[dict[str, Any]]:
+    def _read_lines(self) -> Iterator[Record]:
         path = self.folder / RECORDS
         if not path.exists():
             return

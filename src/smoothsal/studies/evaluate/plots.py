@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal.metrics.jaggedness import JaggedLine
 from smoothsal.studies.evaluate.config import SANITY_THRESHOLD
 
@@ -22,15 +23,15 @@ __all__ = ["lines_from_json", "plot_jaggedness", "plot_perturbation_curves", "pl
 _CHANNEL_COLOURS = ("tab:red", "tab:green", "tab:blue")
 
 
-def _style(row: dict[str, Any], i: int) -> dict[str, Any]:
+def _style(row: JSONObject, i: int) -> dict[str, object]:
     from matplotlib import colormaps
 
     colour = colormaps["tab20"](i % 20)
     return {"color": colour, "ls": ":" if row["kind"] == "control" else ("--" if row["smoothed"] else "-"), "lw": 1.4}
 
 
-def _curve_pair(path: Path, rows: Sequence[dict[str, Any]], record: str, x: str,
-                panels: Sequence[tuple[str, str, str]], **line: Any) -> Path:
+def _curve_pair(path: Path, rows: Sequence[JSONObject], record: str, x: str,
+                panels: Sequence[tuple[str, str, str]], **line: object) -> Path:
     """Two panels sharing the y axis (target probability): for each row with a ``record`` dict, its
     curve ``record[key]`` against ``record[x]``; ``panels``: ``(key, title, x label)`` per panel."""
     from matplotlib.figure import Figure
@@ -53,7 +54,7 @@ def _curve_pair(path: Path, rows: Sequence[dict[str, Any]], record: str, x: str,
     return Path(path)
 
 
-def plot_perturbation_curves(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+def plot_perturbation_curves(path: Path, rows: Sequence[JSONObject]) -> Path:
     """Mean deletion and insertion curves of every row (most relevant first)."""
     return _curve_pair(path, rows, "_curves", "fractions", [
         ("deletion", "deletion (most relevant first; lower AUC is better)", "fraction of patches removed"),
@@ -61,7 +62,7 @@ def plot_perturbation_curves(path: Path, rows: Sequence[dict[str, Any]]) -> Path
     ])  # fmt: skip
 
 
-def plot_road_curves(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+def plot_road_curves(path: Path, rows: Sequence[JSONObject]) -> Path:
     """Mean ROAD curves of every row: most relevant first (MoRF) and least relevant first (LeRF)."""
     return _curve_pair(path, rows, "_road", "levels", [
         ("morf", "ROAD, most relevant first (lower is better)", "fraction of pixels removed and imputed"),
@@ -69,7 +70,7 @@ def plot_road_curves(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     ], marker="o", ms=3)  # fmt: skip
 
 
-def plot_randomization(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+def plot_randomization(path: Path, rows: Sequence[JSONObject]) -> Path:
     """|Spearman| and SSIM between the original and the randomized model's maps vs cascade depth; for
     sampled rows (smoothed, random) a dotted line of the row's colour marks its reference: the
     Spearman between two independent estimates of the original map."""

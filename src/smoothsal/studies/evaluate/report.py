@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal.metrics.intervals import MIN_IMAGES
 
 __all__ = ["COLUMNS", "COLUMNS_MD", "LOCALIZATION_MD", "SANITY_MD", "Column", "arrow", "markdown_tables",
@@ -137,7 +138,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _cell(row: dict[str, Any], col: Column) -> str:
+def _cell(row: JSONObject, col: Column) -> str:
     """A number with its interval ``0.213 [0.150, 0.281]``, a verdict, or a plain value."""
     value = row.get(col.key)
     ci = row.get(f"{col.key}_ci")
@@ -156,7 +157,7 @@ def _header(columns: Sequence[Column]) -> list[str]:
     return ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
 
 
-def _line(row: dict[str, Any], columns: Sequence[Column]) -> str:
+def _line(row: JSONObject, columns: Sequence[Column]) -> str:
     return "| " + " | ".join([row["label"]] + [_cell(row, c) for c in columns]) + " |"
 
 
@@ -175,14 +176,14 @@ def _floats(values: Sequence[Any]) -> list[float]:
     return [float("nan") if v is None else float(v) for v in values]
 
 
-def summarize_rows(rows: list[dict[str, Any]], seed: int = 0) -> None:
+def summarize_rows(rows: list[JSONObject], seed: int = 0) -> None:
     """In place: every ``_per_image`` list -> ``row[key]`` (estimate) and ``row[key + "_ci"]``
     (its 95 % interval over images); the verdicts of MPRT, sMPRT (a raw row takes its smoothed
     row's MPRT, the same average over noisy inputs), eMPRT and data randomization."""
     from smoothsal.metrics.intervals import bootstrap_interval
     from smoothsal.metrics.sanity import emprt_verdict, retained_similarity
 
-    def put(row: dict[str, Any], key: str, iv: Any) -> None:
+    def put(row: JSONObject, key: str, iv: Any) -> None:
         row[key] = iv.estimate
         d = iv.to_dict()
         row[f"{key}_ci"] = [d["low"], d["high"]]
@@ -217,7 +218,7 @@ def summarize_rows(rows: list[dict[str, Any]], seed: int = 0) -> None:
             row.update(smprt="(is smoothed)")
 
 
-def markdown_tables(rows: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
+def markdown_tables(rows: Sequence[JSONObject], settings: JSONObject) -> str:
     """The report card as Markdown: the sanity table, the main table, then the localization table."""
     lines: list[str] = []
     if any("sanity" in r for r in rows):
@@ -258,7 +259,7 @@ def _clean(value: Any) -> Any:
 
 
 def write_reports(
-    out: Path, rows: Sequence[dict[str, Any]], settings: dict[str, Any], table: str, lines: dict[str, Any]
+    out: Path, rows: Sequence[JSONObject], settings: JSONObject, table: str, lines: JSONObject
 ) -> dict[str, Path]:
     """Write ``report.csv``, ``report.json`` and ``report.md``; returns their paths."""
     paths: dict[str, Path] = {}

@@ -1,8 +1,8 @@
 """What ``smoothsal report`` shows of an explain folder: each figure after the SmoothGrad paper's, from ``summary.json``."""
 
 from pathlib import Path
-from typing import Any
 
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal.studies.report import html as H
 from smoothsal.studies.report.describe import SG, KnownFile, KnownStudy, StudyKnowledge, drop, pct, read_json, rows_table
 
@@ -33,7 +33,7 @@ def _explain(folder: Path) -> KnownStudy:
     method_rows = []
     for method, maps in (summary.get("methods") or {}).items():
         for which, values in (maps or {}).items():
-            row: dict[str, Any] = {"method": method, "map": which}
+            row: JSONObject = {"method": method, "map": which}
             for k, v in (values or {}).items():
                 row[k] = ", ".join(H.fmt(x) for x in v) if isinstance(v, list) else v
             method_rows.append(row)

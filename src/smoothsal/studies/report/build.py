@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal.studies.report import html as H
 from smoothsal.studies.report.known import KNOWN, KnownFile, identify
 from smoothsal.studies.store import write_json
@@ -72,7 +73,7 @@ class Item:
     file: str
     kind: str
     caption: str = ""
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: JSONObject = field(default_factory=dict)
     numbers: list[str] = field(default_factory=list)
     data: list[str] = field(default_factory=list)
     href: str = ""
@@ -91,7 +92,7 @@ class Study:
     source: str  # "manifest", "built-in", "generic"
     description: str = ""
     command: str = ""
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: JSONObject = field(default_factory=dict)
     figures: list[Item] = field(default_factory=list)
     tables: list[Item] = field(default_factory=list)
     raw: list[Item] = field(default_factory=list)
@@ -214,7 +215,7 @@ def npz_contents(path: Path) -> list[list[Any]]:
     return rows
 
 
-def _read_manifest(folder: Path, study: Study) -> dict[str, Any] | None:
+def _read_manifest(folder: Path, study: Study) -> JSONObject | None:
     path = folder / MANIFEST
     if not path.is_file():
         return None
@@ -228,7 +229,7 @@ def _read_manifest(folder: Path, study: Study) -> dict[str, Any] | None:
         return None
 
 
-def _manifest_items(folder: Path, manifest: dict[str, Any], study: Study) -> dict[str, Item]:
+def _manifest_items(folder: Path, manifest: JSONObject, study: Study) -> dict[str, Item]:
     items: dict[str, Item] = {}
     for key, kind in (("figures", "figure"), ("tables", "table")):
         entries = manifest.get(key) or []

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal.studies.report import html as H
 
 __all__ = [
@@ -43,7 +44,7 @@ class KnownFile:
 
     kind: str
     caption: str
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: JSONObject = field(default_factory=dict)
     numbers: list[str] = field(default_factory=list)
     data: list[str] = field(default_factory=list)
 
@@ -55,7 +56,7 @@ class KnownStudy:
     title: str
     command: str
     description: str = ""
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: JSONObject = field(default_factory=dict)
     files: dict[str, KnownFile] = field(default_factory=dict)
     numbers: list[str] = field(default_factory=list)
     report_card: str = ""
@@ -106,7 +107,7 @@ def read_csv_rows(folder: Path, name: str, notes: list[str]) -> list[dict[str, s
         return None
 
 
-def json_and_rows(folder: Path, stem: str, notes: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def json_and_rows(folder: Path, stem: str, notes: list[str]) -> tuple[JSONObject, list[JSONObject]]:
     """A study's ``{stem}.json`` (``{}`` when absent) and its rows: the JSON's ``rows``, else those of ``{stem}.csv``."""
     data = read_json(folder, f"{stem}.json", notes) or {}
     rows = data.get("rows") if isinstance(data, dict) else None
@@ -115,12 +116,12 @@ def json_and_rows(folder: Path, stem: str, notes: list[str]) -> tuple[dict[str, 
     return (data if isinstance(data, dict) else {}), rows
 
 
-def rows_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+def rows_table(rows: list[JSONObject], columns: list[str]) -> str:
     cols = [c for c in columns if any(c in r for r in rows)]
     return H.table(cols, [[r.get(c, "") for c in cols] for r in rows])
 
 
-def drop(settings: dict[str, Any], *keys: str) -> dict[str, Any]:
+def drop(settings: JSONObject, *keys: str) -> JSONObject:
     return {k: v for k, v in settings.items() if k not in keys}
 
 

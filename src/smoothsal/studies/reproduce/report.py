@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from smoothsal import render
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal.studies.store import write_json
 
 __all__ = [
@@ -59,7 +60,7 @@ ROW_FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def paper_claims() -> dict[str, Any]:
+def paper_claims() -> JSONObject:
     """``smoothsal/data/paper_claims.json``: what the papers report (directions; numbers only where known)."""
     return json.loads(resources.files("smoothsal").joinpath("data/paper_claims.json").read_text())
 
@@ -100,7 +101,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
+def write_csv(path: Path, rows: Sequence[JSONObject], columns: Sequence[str]) -> Path:
     """Write ``rows`` (dicts) as CSV with ``columns``."""
     path = Path(path)
     with path.open("w", newline="") as fh:
@@ -111,7 +112,7 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]
     return path
 
 
-def write_markdown(path: Path, title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str],
+def write_markdown(path: Path, title: str, rows: Sequence[JSONObject], columns: Sequence[str],
                    note: str = "", headers: Sequence[str] | None = None) -> Path:  # fmt: skip
     """Write ``rows`` as a Markdown table with a title and a note."""
     lines = [f"# {title}", ""]
@@ -123,8 +124,8 @@ def write_markdown(path: Path, title: str, rows: Sequence[dict[str, Any]], colum
     return Path(path)
 
 
-def write_manifest(out: Path, study: str, title: str, figures: Sequence[dict[str, Any]],
-                   tables: Sequence[dict[str, Any]], numbers: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def write_manifest(out: Path, study: str, title: str, figures: Sequence[JSONObject],
+                   tables: Sequence[JSONObject], numbers: JSONObject, extra: JSONObject) -> JSONObject:  # fmt: skip
     """Write ``manifest.json`` and ``summary.json`` (the manifest + ``extra``); returns the summary."""
     manifest = {"study": study, "title": title, "figures": list(figures), "tables": list(tables), "numbers": numbers}
     write_json(out / "manifest.json", manifest)
@@ -134,12 +135,12 @@ def write_manifest(out: Path, study: str, title: str, figures: Sequence[dict[str
 
 
 # ---- stability tables ------------------------------------------------------------------------------
-def _curves(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+def _curves(rows: Sequence[JSONObject]) -> list[tuple[str, str]]:
     """The (setting, method) pairs of ``rows``, in first-seen order."""
     return list(dict.fromkeys((r["setting"], r["method"]) for r in rows))
 
 
-def table1_rows(rows: Sequence[dict[str, Any]], sigma: float) -> list[dict[str, Any]]:
+def table1_rows(rows: Sequence[JSONObject], sigma: float) -> list[JSONObject]:
     """Table 1: per (setting, method), raw (σ = 0) vs smoothed (σ = ``sigma`` or the nearest σ > 0)."""
     from smoothsal.studies.tradeoff.report import table_noise_level
 
@@ -162,7 +163,7 @@ def table1_rows(rows: Sequence[dict[str, Any]], sigma: float) -> list[dict[str, 
     return out
 
 
-def side_by_side(table: Sequence[dict[str, Any]], claims: dict[str, Any]) -> list[dict[str, Any]]:
+def side_by_side(table: Sequence[JSONObject], claims: JSONObject) -> list[JSONObject]:
     """Each Table 1 row beside the paper's: its number where known, else its direction, and whether ours agrees.
 
     Agreement is on the direction the paper reports: smoothed > raw for SSIM and for top-k IoU.
@@ -184,7 +185,7 @@ def side_by_side(table: Sequence[dict[str, Any]], claims: dict[str, Any]) -> lis
     return out
 
 
-def fit_table(rows: Sequence[dict[str, Any]], n_boot: int, seed: int) -> list[dict[str, Any]]:
+def fit_table(rows: Sequence[JSONObject], n_boot: int, seed: int) -> list[JSONObject]:
     """Power-law exponents of the raw stability and fidelity errors per (setting, method), with intervals.
 
     A description only, never a verdict: Theorem 6 and Proposition 7 are upper bounds, and a bound

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from smoothsal._core.jsontypes import JSONObject
 from smoothsal.metrics.tradeoff import Recommendation
 from smoothsal.studies.tradeoff.config import SETTING_LABELS
 
@@ -19,13 +19,13 @@ __all__ = ["plot_curves", "plot_pareto"]
 _CURVE_LABELS = {"stability": "stability error", "fidelity": "fidelity error"}
 
 
-def _series(rows: Sequence[dict[str, Any]], setting: str, method: str, column: str) -> tuple[list[float], list[float]]:
+def _series(rows: Sequence[JSONObject], setting: str, method: str, column: str) -> tuple[list[float], list[float]]:
     pts = sorted((r["noise_level"], r[column]) for r in rows if r["setting"] == setting and r["method"] == method)
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
 def plot_curves(
-    rows: Sequence[dict[str, Any]], methods: Sequence[str], settings: Sequence[str], kind: str, path: Path
+    rows: Sequence[JSONObject], methods: Sequence[str], settings: Sequence[str], kind: str, path: Path
 ) -> Path:
     """Error vs σ, one line per method with a ±1 std band, one column per setting.
 
@@ -70,7 +70,7 @@ def plot_curves(
 
 
 def plot_pareto(
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[JSONObject],
     methods: Sequence[str],
     settings: Sequence[str],
     per_curve: dict[str, Recommendation],
