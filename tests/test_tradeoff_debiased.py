@@ -26,6 +26,7 @@ from smoothsal.metrics.tradeoff import (
 from smoothsal.noise import noise_sigma
 from smoothsal.registry import build_method
 from smoothsal.smoothing import Smooth
+from smoothsal.smoothing_spec import SmoothSpec
 
 
 def _sumsin_moments(w: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,7 +145,7 @@ def test_eq13_fidelity_of_ig_vanishes_as_sigma_vanishes_when_raw_and_smoothed_us
     scale = raw.flatten(1).norm(dim=1).mean().item()
 
     def fid(level: float, inner: str) -> float:
-        smooth = build_method("ig", net, {"noise_level": level, "n_samples": 8, "seed": 0}, inner=inner)
+        smooth = build_method("ig", net, SmoothSpec(noise_level=level, n_samples=8, seed=0), inner=inner)
         return fidelity_from_maps(smooth.attribute(x, 0), raw).mean / scale
 
     tiny_same, tiny_display = fid(1e-4, "raw"), fid(1e-4, "smoothed")
