@@ -15,7 +15,7 @@ import importlib
 import sys
 from typing import Any
 
-from smoothsal import datasets, execution, interop, maps, metrics, models, noise, registry, render
+from smoothsal import datasets, execution, interop, maps, methods, metrics, models, noise, registry, render
 from smoothsal.methods import (
     Attribution,
     ConvergenceDelta,
@@ -27,6 +27,7 @@ from smoothsal.methods import (
     GradientXInput,
     GuidedBackprop,
     IntegratedGradients,
+    LayerMethod,
     Occlusion,
     RandomAttribution,
     SobelEdges,
@@ -54,36 +55,24 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+#: every method of :mod:`smoothsal.methods` (its ``__all__``), then the rest of the public API
 __all__ = [
-    "Attribution",
-    "VanillaGradient",
-    "GradientXInput",
-    "IntegratedGradients",
-    "ExpectedGradients",
-    "GuidedBackprop",
-    "Deconvnet",
-    "DeepLift",
-    "GradCAM",
-    "GradCAMPlusPlus",
-    "Occlusion",
-    "SobelEdges",
-    "RandomAttribution",
+    *methods.__all__,
     "Smooth",
     "SmoothGrad",
     "SmoothEstimate",
     "SmoothSpec",
     "smooth",
-    "ConvergenceDelta",
     "METHODS",
     "build_method",
     "method_factory",
     "register",
-    "preserve_model",
     "datasets",
     "execution",
     "hubs",
     "interop",
     "maps",
+    "methods",
     "models",
     "noise",
     "registry",

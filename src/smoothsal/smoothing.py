@@ -229,26 +229,17 @@ class Smooth:
             user's own). Its ``.model`` is used to resolve ``target=None``. A Captum attribution
             object is adapted by :func:`smoothsal.interop.from_captum` (its model is its
             ``forward_func``).
-        noise_level: σ as a fraction of each sample's value range,
-            σ = noise_level × (x_max − x_min) (the paper's definition; 0.1–0.2 works well for
-            ImageNet models). With ``value_range=(lo, hi)``, σ = noise_level × (hi − lo) for all.
-        n_samples: number of noisy samples (the maximum when ``tol`` is set).
-        statistic: ``"mean"`` (SmoothGrad), ``"square"`` (SmoothGrad²) or ``"var"`` (VarGrad).
-        sampler: ``"gaussian"`` (the paper), ``"uniform"`` (same variance), ``"antithetic"``
-            (pairs ε, −ε), ``"lhs"`` (Latin hypercube over the ``n_samples`` draws), a callable
-            ``(shape, generator, device, dtype) -> standard noise``, or a
-            :class:`~smoothsal.noise.NoiseStream` subclass (see :mod:`smoothsal.noise`).
+        noise_level, n_samples, statistic, sampler, seed, value_range, tol, min_samples: the
+            smoothed map's settings, checked as one :class:`~smoothsal.smoothing_spec.SmoothSpec`
+            (each is described there): σ = noise_level × (x_max − x_min) of each sample (or of
+            ``value_range``), ``n_samples`` noisy samples (the most, with ``tol``), the statistic
+            ``"mean"`` (SmoothGrad), ``"square"`` (SmoothGrad²) or ``"var"`` (VarGrad), the
+            sampler, and the seed (an int: the same map every call; a ``torch.Generator``:
+            advanced by each call).
         batch_size: most model rows per call: noisy inputs, times the wrapped method's rows per
             input where it has them (IG's ``steps``); ``None`` (default):
             chosen automatically, learned from the calls' timings under the memory budget
             ``max_memory``. Never changes the result.
-        seed: an int (a fresh generator each call: the same map every call) or a
-            ``torch.Generator`` (advanced by each call).
-        value_range: ``(lo, hi)`` of the input space, or ``None`` for each sample's own range.
-        tol: an image stops sampling once its relative standard error is ≤ ``tol`` (checked at
-            every multiple of ``min_samples`` samples); ``None`` always takes ``n_samples``.
-        min_samples: fewest samples before ``tol`` may stop the sampling, and the interval of
-            the checks.
         max_memory: the memory budget of the automatic ``batch_size`` (any form of
             :func:`smoothsal.execution.memory.parse_memory`: ``"4GB"``, ``"25%"``, bytes); ``None``:
             the default budget (:func:`smoothsal.execution.memory.memory_budget`). Never changes the result.
@@ -578,31 +569,14 @@ def _cat_deltas(deltas: list) -> Any:
 class SmoothGrad(Smooth):
     """SmoothGrad: :class:`Smooth` around :class:`~smoothsal.methods.gradient.VanillaGradient`.
 
-    ``SmoothGrad(model, **kw)`` is ``Smooth(VanillaGradient(model), **kw)``, with the same settings.
+    ``SmoothGrad(model, **kw)`` is ``Smooth(VanillaGradient(model), **kw)`` (the same keyword
+    arguments); ``SmoothGrad.from_spec(model, spec)`` is ``Smooth.from_spec(VanillaGradient(model), spec)``.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        noise_level: float = 0.15,
-        n_samples: int = 50,
-        statistic: str = "mean",
-        sampler: str | Sampler = "gaussian",
-        batch_size: int | None = None,
-        seed: SeedSpec = 0,
-        value_range: tuple[float, float] | None = None,
-        tol: float | None = None,
-        min_samples: int = 16,
-        *,
-        max_memory: MemorySpec = None,
-    ) -> None:
+    def __init__(self, model: nn.Module, **kwargs: Any) -> None:
         from smoothsal.methods.gradient import VanillaGradient
 
-        super().__init__(
-            VanillaGradient(model), noise_level=noise_level, n_samples=n_samples, statistic=statistic, sampler=sampler,
-            batch_size=batch_size, seed=seed, value_range=value_range, tol=tol, min_samples=min_samples,
-            max_memory=max_memory,
-        )  # fmt: skip
+        super().__init__(VanillaGradient(model), **kwargs)
 
     @classmethod
     def from_spec(  # type: ignore[override]

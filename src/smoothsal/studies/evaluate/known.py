@@ -3,31 +3,26 @@
 from pathlib import Path
 
 from smoothsal.studies.report import html as H
-from smoothsal.studies.report.describe import SG, KnownFile, KnownStudy, StudyKnowledge, drop, json_and_rows, rows_table
+from smoothsal.studies.report.describe import SG, KnownFile, KnownStudy, StudyKnowledge, rows_table, study_results
 
 
 def _evaluate(folder: Path) -> KnownStudy:
-    notes: list[str] = []
-    report, rows = json_and_rows(folder, "report", notes)
-    settings = report.get("settings") or {}
-    known = KnownStudy(
-        title="Report card: sanity, faithfulness, complexity",
-        command="smoothsal evaluate",
+    known, report, rows = study_results(
+        folder, "report", "settings", title="Report card: sanity, faithfulness, complexity", command="smoothsal evaluate",
         description=(
             "Every method raw and smoothed, scored by the metrics' own directions (↑ higher is better, ↓ lower): the "
             "cascading model-parameter randomization sanity check (Adebayo et al. 2018, arXiv:1810.03292), "
             "deletion/insertion, ROAD, faithfulness correlation, monotonicity, complexity, jaggedness, pruning; with "
             "control rows (edge detector, random map) that must fail."
         ),
-        settings=drop(settings, "out_dir", "out", "progress", "fresh") if isinstance(settings, dict) else {},
-        notes=notes,
-    )
+    )  # fmt: skip
+    settings = report.get("settings") or {}
     md = folder / "report.md"
     if md.is_file():
         try:
             known.report_card = H.markdown_to_html(md.read_text(errors="replace"), heading_offset=2)
         except OSError as err:
-            notes.append(f"report.md could not be read ({err}).")
+            known.notes.append(f"report.md could not be read ({err}).")
     f = known.files
     f["deletion_insertion.png"] = KnownFile(
         "figure",

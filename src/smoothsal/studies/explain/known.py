@@ -4,25 +4,20 @@ from pathlib import Path
 
 from smoothsal._core.jsontypes import JSONObject
 from smoothsal.studies.report import html as H
-from smoothsal.studies.report.describe import SG, KnownFile, KnownStudy, StudyKnowledge, drop, pct, read_json, rows_table
+from smoothsal.studies.report.describe import SG, KnownFile, KnownStudy, StudyKnowledge, joined, pct, rows_table, study_results
 
 
 def _explain(folder: Path) -> KnownStudy:
-    notes: list[str] = []
-    summary = read_json(folder, "summary.json", notes) or {}
-    s = summary.get("settings") or {}
-    known = KnownStudy(
-        title="Explain: every method, raw and smoothed",
-        command="smoothsal explain",
+    known, summary, _ = study_results(
+        folder, "summary", "settings", title="Explain: every method, raw and smoothed", command="smoothsal explain",
         description=(
             f"Each image explained by each method, raw and smoothed with Gaussian noise ({SG}); maps are "
             "|map| summed over channels, capped at the 99th percentile, in gray (the paper's §3.1); "
             "CAMs as heat maps over the photo."
         ),
-        settings={**drop(s, "out_dir", "out", "progress", "fresh"),
-                  **{k: summary[k] for k in ("image_size", "config_hash", "seconds") if k in summary}},
-        notes=notes,
-    )
+    )  # fmt: skip
+    known.settings.update({k: summary[k] for k in ("image_size", "config_hash", "seconds") if k in summary})
+    s = summary.get("settings") or {}
     nl = s.get("noise_level")
     rule = (f"n ≤ {s.get('n_samples')}, stop at relative standard error {s['tol']}" if s.get("tol")
             else f"n = {s.get('n_samples')}")  # fmt: skip
@@ -69,8 +64,7 @@ def _explain(folder: Path) -> KnownStudy:
     levels = s.get("noise_levels")
     f["noise_levels.png"] = KnownFile(
         "figure",
-        f"SmoothGrad of {first} at noise levels σ/(x_max − x_min) = "
-        + (", ".join(pct(v) for v in levels) if isinstance(levels, list) else "several levels")
+        f"SmoothGrad of {first} at noise levels σ/(x_max − x_min) = {joined(levels, pct, 'several levels')}"
         + f" ({rule}); σ = 0 is the vanilla gradient. {SG} Fig. 3: 10–20 % balances sharpness against keeping the object.",
         settings={**common, "noise_levels": levels, "image": first},
     )
@@ -80,8 +74,7 @@ def _explain(folder: Path) -> KnownStudy:
         sizes = [v for v in sizes if v < n] + [n]
     f["sample_sizes.png"] = KnownFile(
         "figure",
-        f"SmoothGrad of {first} at growing sample sizes n = "
-        + (", ".join(str(v) for v in sizes) if isinstance(sizes, list) else "…")
+        f"SmoothGrad of {first} at growing sample sizes n = {joined(sizes)}"
         + f" (noise level {pct(nl)}), each n extending the same noise draws: {SG} Fig. 4 (the map settles as n grows).",
         settings={**common, "sample_sizes": sizes, "image": first},
     )

@@ -28,10 +28,12 @@ __all__ = [
     "StudyKnowledge",
     "drop",
     "json_and_rows",
+    "joined",
     "pct",
     "read_csv_rows",
     "read_json",
     "rows_table",
+    "study_results",
 ]
 
 SG = "SmoothGrad (Smilkov et al. 2017, arXiv:1706.03825)"
@@ -114,6 +116,31 @@ def json_and_rows(folder: Path, stem: str, notes: list[str]) -> tuple[JSONObject
     if not isinstance(rows, list):
         rows = read_csv_rows(folder, f"{stem}.csv", notes) or []
     return (data if isinstance(data, dict) else {}), rows
+
+
+#: settings a study writes that change no number: not shown with its figures
+RUN_ONLY: tuple[str, ...] = ("out_dir", "out", "progress", "fresh")
+
+
+def study_results(
+    folder: Path, stem: str, settings_key: str, *, title: str, command: str, description: str
+) -> tuple[KnownStudy, JSONObject, list[JSONObject]]:
+    """The :class:`KnownStudy` of a folder whose results are ``{stem}.json`` (rows: its ``rows``, else
+    ``{stem}.csv``), with the settings stored under ``settings_key`` less :data:`RUN_ONLY`; and
+    those results and rows, for the study's captions and numbers."""
+    notes: list[str] = []
+    data, rows = json_and_rows(folder, stem, notes)
+    settings = data.get(settings_key)
+    known = KnownStudy(
+        title=title, command=command, description=description,
+        settings=drop(settings, *RUN_ONLY) if isinstance(settings, dict) else {}, notes=notes,
+    )  # fmt: skip
+    return known, data, rows
+
+
+def joined(values: object, show: Callable[[object], str] = str, missing: str = "…") -> str:
+    """``"a, b, c"`` of a list of values (each through ``show``), or ``missing`` when it is not a list."""
+    return ", ".join(show(v) for v in values) if isinstance(values, list) else missing
 
 
 def rows_table(rows: list[JSONObject], columns: list[str]) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 from smoothsal._core.jsontypes import JSONObject
 from smoothsal._core.validation import check_nonnegative, check_positive_int
@@ -112,16 +112,25 @@ def _check_bools(obj: Any, names: tuple[str, ...]) -> None:
             raise TypeError(f"`{name}` must be a bool, got {getattr(obj, name)!r}")
 
 
+@dataclass(frozen=True)
 class _ReproRun:
-    """What both reproduce configurations share: the checks of ``cache_dir`` and ``quick``, the
-    quick/full preset rule and ``replace``."""
+    """What both reproduce configurations share: ``quick`` and ``cache_dir`` and their checks, the
+    quick/full preset rule and ``replace``.
+
+    Attributes:
+        quick: recorded in the outputs (a ``--quick`` run says so).
+        cache_dir: where trained models are cached; does not change results.
+    """
 
     #: the quick preset's settings (the subclass's :data:`SG_QUICK` / :data:`ST_QUICK`)
-    QUICK: SmoothGradQuick | StabilityQuick
+    QUICK: ClassVar[SmoothGradQuick | StabilityQuick]
+
+    quick: bool = False
+    cache_dir: Path | None = None
 
     def _check_run_options(self) -> None:
-        if self.cache_dir is not None:  # type: ignore[attr-defined]
-            object.__setattr__(self, "cache_dir", Path(self.cache_dir))  # type: ignore[attr-defined]
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         _check_bools(self, ("quick",))
 
     @classmethod
@@ -133,13 +142,13 @@ class _ReproRun:
 
     def replace(self, **changes: Any) -> Any:
         """A copy with ``changes`` (validated again)."""
-        return replace(self, **changes)  # type: ignore[type-var]
+        return replace(self, **changes)
 
     def _json_settings(self) -> JSONObject:
         """Every setting, JSON-ready (paths as strings, tuples as lists)."""
         from smoothsal.studies.store import to_jsonable
 
-        return to_jsonable({f.name: getattr(self, f.name) for f in fields(self)})  # type: ignore[arg-type]
+        return to_jsonable({f.name: getattr(self, f.name) for f in fields(self)})
 
 
 @dataclass(frozen=True)
@@ -167,8 +176,7 @@ class SmoothGradReproConfig(_ReproRun):
         digit_noise: σ_train of Figs. 8–9's noisy-training regime (fraction of the value range).
         digit_epochs, digit_models, digit_inputs, digit_show: the digits 2 × 2 (models trained on
             disjoint parts of the digits, test inputs scored, inputs shown).
-        quick: recorded in the outputs (a ``--quick`` run says so).
-        cache_dir: where trained models are cached; does not change results.
+        quick, cache_dir: see :class:`_ReproRun`.
 
     How it runs and the seed (the noise seed; it also picks the digit test inputs) are the
     :class:`~smoothsal.studies.options.RunOptions` given beside it.
@@ -197,8 +205,6 @@ class SmoothGradReproConfig(_ReproRun):
     digit_models: int = 3
     digit_inputs: int = 128
     digit_show: int = 4
-    quick: bool = False
-    cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
         from smoothsal.registry import parse_methods
@@ -283,8 +289,7 @@ class StabilityReproConfig(_ReproRun):
         table_noise_level: σ of Table 1's smoothed columns (the paper: 0.15).
         n_boot: bootstrap resamples (over inputs) of the power-law fits' intervals.
         max_rse: the maps' relative standard error the full run must stay below (reported).
-        quick: recorded in the outputs.
-        cache_dir: where trained models are cached; does not change results.
+        quick, cache_dir: see :class:`_ReproRun`.
 
     How it runs and the seed (it picks the digit inputs and seeds the noise: the same draws for
     every model) are the :class:`~smoothsal.studies.options.RunOptions` given beside it.
@@ -310,8 +315,6 @@ class StabilityReproConfig(_ReproRun):
     table_noise_level: float = 0.15
     n_boot: int = 1000
     max_rse: float = 0.3
-    quick: bool = False
-    cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
         from smoothsal.registry import parse_methods

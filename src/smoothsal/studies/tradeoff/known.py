@@ -3,26 +3,24 @@
 from pathlib import Path
 
 from smoothsal.studies.report import html as H
-from smoothsal.studies.report.describe import YF, KnownFile, KnownStudy, StudyKnowledge, drop, json_and_rows, read_json, rows_table
+from smoothsal.studies.report.describe import YF, KnownFile, KnownStudy, StudyKnowledge, read_json, rows_table, study_results
 
 
 def _tradeoff(folder: Path) -> KnownStudy:
-    notes: list[str] = []
-    results, rows = json_and_rows(folder, "results", notes)
-    rec = read_json(folder, "recommendation.json", notes) or results.get("recommendation") or {}
-    config = results.get("config") or {}
-    known = KnownStudy(
-        title="Stability–fidelity trade-off of Gaussian smoothing",
+    known, results, rows = study_results(
+        folder, "results", "config", title="Stability–fidelity trade-off of Gaussian smoothing",
         command="smoothsal tradeoff",
         description=(
             f"Stability error (eq. 12 of {YF}: ‖S₁ − S₂‖₂ between the maps of two models trained on different data "
             "(DT), recipes (DR) or architectures (DA)) and fidelity error (eq. 13: ‖Smooth_σ(S) − S‖₂ for one "
             "model) against the noise level σ; larger σ should lower the first and raise the second."
         ),
-        settings={**drop(config, "out_dir", "progress", "fresh"),
-                  **({"noise_levels": results["noise_levels"]} if "noise_levels" in results else {})},
-        notes=notes,
-    )
+    )  # fmt: skip
+    notes = known.notes
+    rec = read_json(folder, "recommendation.json", notes) or results.get("recommendation") or {}
+    config = results.get("config") or {}
+    if "noise_levels" in results:
+        known.settings["noise_levels"] = results["noise_levels"]
     for note in results.get("notes") or []:
         known.notes.append(str(note))
     key = ["setting", "method", "noise_level", "n_pairs", "n_inputs", "n_samples"]

@@ -2,23 +2,18 @@
 
 from pathlib import Path
 
-from smoothsal.studies.report.describe import SG, KnownFile, KnownStudy, StudyKnowledge, drop, json_and_rows, rows_table
+from smoothsal.studies.report.describe import SG, KnownFile, KnownStudy, StudyKnowledge, rows_table, study_results
 
 
 def _train_noise(folder: Path) -> KnownStudy:
-    notes: list[str] = []
-    results, rows = json_and_rows(folder, "results", notes)
-    config = results.get("config") or {}
-    known = KnownStudy(
-        title="Training with noise × explaining with noise",
-        command="smoothsal train-noise",
+    known, results, rows = study_results(
+        folder, "results", "config", title="Training with noise × explaining with noise", command="smoothsal train-noise",
         description=(
             f"The 2 × 2 of {SG} Figs. 8–9 on the synthetic shapes (object masks known): models trained plain or "
             "with input-noise augmentation, explained with the gradient or with SmoothGrad."
         ),
-        settings=drop(config, "out_dir", "progress", "fresh") if isinstance(config, dict) else {},
-        notes=notes,
-    )
+    )  # fmt: skip
+    config = results.get("config") or {}
     cols = ["train", "explain", "n_models", "n_inputs", "n_samples", "test_accuracy", "stability_norm_mean",
             "stability_norm_std", "ssim_mean", "topk_iou_mean", "localization_mean", "localization_std", "mask_fraction"]  # fmt: skip
     known.files["train_noise_grid.png"] = KnownFile(
