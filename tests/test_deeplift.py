@@ -236,18 +236,17 @@ def test_model_is_restored_after_success_and_after_a_failure():
 def test_summation_to_delta_on_pretrained_efficientnet_lite0():
     from smoothsal.models.zoo import efficientnet_lite0
 
-    model = efficientnet_lite0()
-    try:
-        from smoothsal.datasets.photos import load_photo
+    pytest.importorskip("skimage", reason="the photo comes from scikit-image: pip install scikit-image")
+    from smoothsal.datasets.photos import load_photo
 
-        x = load_photo("chelsea").tensor  # [1, 3, 224, 224] in [0, 1]
-    except ImportError:
-        x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    model = efficientnet_lite0()
+    x = load_photo("chelsea").tensor  # [1, 3, 224, 224] in [0, 1]: a real photo, never a stand-in
     attr, _d = DeepLift(model).attribute_with_delta(x)
-    gap = _d.absolute
     target = model(x).argmax(1)
-    delta_f = _logit_delta(model, x, torch.zeros_like(x), target)
-    assert attr.shape == x.shape and torch.isfinite(attr).all()
+    delta_f = _logit_delta(model, x, torch.zeros_like(x), target)  # F(x) - F(black), recomputed here
+    gap = (attr.flatten(1).sum(dim=1) - delta_f).abs()  # the gap, from the map itself
+    torch.testing.assert_close(_d.absolute, gap, rtol=1e-3, atol=1e-4)  # the reported gap is that gap
+    assert float(delta_f.abs()[0]) > 1.0  # the photo is far from the baseline: the check is not 0 ≈ 0
     assert float(gap[0]) <= 1e-3 * float(delta_f.abs()[0]), (float(gap[0]), float(delta_f[0]))
     assert all("forward" not in m.__dict__ for m in model.modules())
 

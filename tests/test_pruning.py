@@ -81,13 +81,27 @@ def test_ideal_map_keeps_confidence_at_small_q_random_map_needs_more():
     assert (r_random.mass_kept[:-1] < 1).all()
 
 
-def test_zero_map_mass_is_the_pixel_share_and_cam_maps_work():
+def test_zero_map_mass_is_the_pixel_share():
     x = torch.rand(2, 3, 10, 10)
     model = RegionModel()
     res = attribution_pruning(model, x, torch.zeros(2, 1, 10, 10), q=(1, 10, 55))
     torch.testing.assert_close(res.mass_kept, torch.tensor([[0.01, 0.01], [0.10, 0.10], [0.55, 0.55]]))
-    res3 = attribution_pruning(model, x, torch.rand(2, 10, 10), q=(50,))  # [B, H, W] maps
-    assert res3.confidence_kept.shape == (1, 2)
+
+
+def test_a_map_without_channel_axis_prunes_the_same_pixels_of_every_channel():
+    torch.manual_seed(2)
+    x = torch.rand(2, 3, 4, 4)
+    a = torch.arange(16.0).reshape(1, 4, 4).repeat(2, 1, 1)  # [B, H, W]: the last row is the top 25 %
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 3)).eval()
+    res = attribution_pruning(model, x, a, targets=[0, 2], q=(25,), baseline=0.3)
+    pruned = torch.full_like(x, 0.3)
+    pruned[:, :, 3, :] = x[:, :, 3, :]  # every channel of the kept pixels
+    with torch.no_grad():
+        p, p_pruned = (model(v).softmax(1)[[0, 1], [0, 2]] for v in (x, pruned))
+    torch.testing.assert_close(res.confidence_kept[0], p_pruned / p)
+    torch.testing.assert_close(res.mass_kept[0], torch.full((2,), (12 + 13 + 14 + 15) / 120.0))
+    cam = attribution_pruning(model, x, a[:, None], targets=[0, 2], q=(25,), baseline=0.3)  # [B, 1, H, W]: the same
+    torch.testing.assert_close(cam.confidence_kept, res.confidence_kept)
 
 
 def test_smallest_q_sentinel_is_inf_when_never_reached():

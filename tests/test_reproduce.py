@@ -165,13 +165,32 @@ def test_side_by_side_reports_disagreement():
     assert "direction only" in row["paper"]
 
 
-def test_natural_photos_load_offline():
-    from smoothsal.datasets.photos import natural_photos
+def test_natural_photos_are_the_named_offline_images_in_order():
+    """The ImageNet setting's photos are the bundled photos then the natural ones, each the image
+    its source package ships (checked against scikit-image and scikit-learn directly), grey photos
+    as three equal channels."""
+    import skimage.data
+    from sklearn.datasets import load_sample_images
 
-    photos = natural_photos(list(StabilityReproConfig(photo_inputs=18).photo_names()), size=16)
-    names, x = [p.name for p in photos], torch.cat([p.tensor for p in photos])
-    assert len(set(names)) == 18 and x.shape == (18, 3, 16, 16)
-    assert len({tuple(v.flatten()[:32].tolist()) for v in x}) == 18  # 18 different images
+    from smoothsal.datasets.photos import BUNDLED, load_photo, natural_photos, to_tensor
+
+    names = list(StabilityReproConfig(photo_inputs=18).photo_names())
+    photos = dict(zip(names, natural_photos(names, size=16)))
+    assert [p.name for p in photos.values()] == names and names[: len(BUNDLED)] == list(BUNDLED)
+    samples = load_sample_images()
+    china = samples.images[[f.endswith("china.jpg") for f in samples.filenames].index(True)]
+    direct = {
+        "chelsea": load_photo("chelsea", 16).tensor,
+        "china": to_tensor(china, 16),
+        "camera": to_tensor(skimage.data.camera(), 16),
+        "motorcycle_right": to_tensor(skimage.data.stereo_motorcycle()[1], 16),
+    }
+    for name, expected in direct.items():
+        assert torch.equal(photos[name].tensor, expected), name
+    grey = photos["camera"].tensor[0]
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
+    assert not torch.equal(photos["china"].tensor[0, 0], photos["china"].tensor[0, 1])
+    assert not torch.equal(photos["motorcycle_left"].tensor, photos["motorcycle_right"].tensor)
 
 
 @pytest.mark.parametrize(

@@ -72,10 +72,20 @@ def test_lhs_hits_each_stratum_once(n):
         assert torch.equal(strata, torch.arange(n, dtype=torch.float64).unsqueeze(1).expand(n, 300))
 
 
-def test_lhs_orders_differ_between_coordinates():
+def test_lhs_orders_are_independent_between_coordinates():
+    """Each coordinate visits its 16 strata in its own order (a keyed permutation and shift): no two
+    of 500 coordinates share an order (two independent random orders of 16 agree with probability
+    1/16! ≈ 5e-14; a shared key would make them cyclic shifts of one order, at most 16 distinct),
+    and the orders of neighbouring coordinates are uncorrelated: the Spearman correlation of two
+    independent random permutations of n = 16 has mean 0 and variance 1/(n − 1)."""
     u = torch.special.ndtr(_draws("lhs", 16, (500,)))
-    ranks = u.argsort(dim=0).T  # [500, 16]: each coordinate's order
-    assert torch.unique(ranks, dim=0).shape[0] > 490
+    ranks = u.argsort(dim=0).argsort(dim=0).double()  # [16, 500]: the rank of each draw, per coordinate
+    assert torch.unique(ranks.T, dim=0).shape[0] == 500
+    centred = ranks - ranks.mean(dim=0)
+    rho = (centred[:, :-1] * centred[:, 1:]).sum(dim=0) / (centred[:, 0] ** 2).sum()  # [499] neighbour pairs
+    se = (1 / 15 / 499) ** 0.5
+    assert abs(float(rho.mean())) < 4 * se, float(rho.mean())
+    assert abs(float(rho.var()) - 1 / 15) < 0.25 / 15, float(rho.var())  # its spread is that of random orders
 
 
 def test_lhs_memory_does_not_grow_with_n():

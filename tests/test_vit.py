@@ -273,10 +273,48 @@ def test_guided_backprop_on_a_vit_names_what_it_does_not_cover_and_is_the_gradie
         GuidedBackprop(model, on_uncovered="ignore")
 
 
-def test_guided_backprop_on_resnet_covers_everything():
+class _GuidedReLU(torch.autograd.Function):
+    """ReLU whose backward passes only positive gradients where the input was positive (Springenberg
+    et al. 2015, arXiv:1412.6806, eq. 5): an independent implementation, by module replacement."""
+
+    @staticmethod
+    def forward(ctx, x):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(x)
+        return x.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        (x,) = ctx.saved_tensors
+        return grad.clamp_min(0) * (x > 0)
+
+
+class _GuidedReLUModule(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _GuidedReLU.apply(x)
+
+
+def test_guided_backprop_on_resnet_covers_everything_and_equals_the_rule_by_hand():
+    import copy
+
+    model = _tv_resnet18()
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    assert uncovered_nonlinearities(model, (nn.ReLU, nn.ReLU6, nn.LeakyReLU)) == {}  # only ReLU is nonlinear
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        GuidedBackprop(_tv_resnet18())  # only ReLU, batch-norm, pooling, linear: nothing to report
+        warnings.simplefilter("error")  # nothing to report
+        got = GuidedBackprop(model).attribute(x, target=[1, 3])
+    guided = copy.deepcopy(model)
+    for parent in guided.modules():  # every ReLU (resnet reuses one per block) becomes the guided one
+        for name, child in parent.named_children():
+            if isinstance(child, nn.ReLU):
+                setattr(parent, name, _GuidedReLUModule())
+    xg = x.clone().requires_grad_(True)
+    out = guided(xg)
+    (expected,) = torch.autograd.grad(out[[0, 1], [1, 3]].sum(), xg)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    plain = VanillaGradient(model).attribute(x, target=[1, 3])
+    assert not torch.allclose(got, plain, atol=1e-6)  # the rule changed the map: the check is not the gradient's
+    assert all(m.inplace for m in relus)  # torchvision's in-place ReLUs are restored
 
 
 def test_deeplift_on_transformers_warns_and_keeps_raising_for_a_bare_softmax():
