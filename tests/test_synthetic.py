@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from smoothsal.datasets.base import ImageDataset
-from smoothsal.datasets.synthetic import SHAPES, make_synthetic, synthetic_scenes
+from smoothsal.datasets.synthetic import SHAPES, SceneStyle, make_synthetic, synthetic_scenes
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_each_class_has_its_geometry(scenes):
 
 def test_rotation_changes_only_the_pose():
     upright = synthetic_scenes(12, seed=0)
-    rotated = synthetic_scenes(12, seed=0, rotation=180.0)
+    rotated = synthetic_scenes(12, seed=0, style=SceneStyle(rotation=180.0))
     assert torch.equal(upright.labels, rotated.labels)
     assert not torch.equal(upright.masks, rotated.masks)
     sq = rotated.masks[(rotated.labels == 0)][:, 0]
@@ -85,7 +85,7 @@ def test_rotation_changes_only_the_pose():
 
 
 def test_background_without_distractors_is_smooth_texture():
-    bg = synthetic_scenes(8, seed=0, n_distractors=0).backgrounds
+    bg = synthetic_scenes(8, seed=0, style=SceneStyle(n_distractors=0)).backgrounds
     assert 0.3 - 1e-6 <= bg.min() and bg.max() <= 0.7 + 1e-6
     assert (bg[..., 1:] - bg[..., :-1]).abs().max() < 0.1  # neighbouring pixels are close
 

@@ -27,6 +27,7 @@ mask is exactly the set of pixels that carry the object's colour.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -52,6 +53,33 @@ class SyntheticScenes(NamedTuple):
     backgrounds: Tensor  # [N, 3, S, S]
     masks: Tensor  # [N, 1, S, S] bool
     labels: Tensor  # [N] long
+
+
+@dataclass(frozen=True)
+class SceneStyle:
+    """How the scenes of :func:`make_synthetic` look, checked when built.
+
+    Attributes:
+        n_distractors: soft Gaussian blobs per image, drawn under the object.
+        scale: range of the object radius as a fraction of the image side, within ``(0, 0.38]`` (so
+            that the whole object stays inside the image).
+        rotation: each object is rotated by a uniform random angle in ``[-rotation, rotation]``
+            degrees (0: upright squares, disks, upward triangles and upright crosses).
+    """
+
+    n_distractors: int = 3
+    scale: tuple[float, float] = (0.22, 0.34)
+    rotation: float = 0.0
+
+    def __post_init__(self) -> None:
+        n = self.n_distractors
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"`n_distractors` must be an int >= 0, got {n!r}")
+        check_nonnegative(self.rotation, "rotation")
+        lo, hi = (check_nonnegative(s, "scale") for s in self.scale)
+        if not 0 < lo <= hi <= 0.38:  # keeps every shape inside the image for size >= 16
+            raise ValueError(f"`scale` must satisfy 0 < scale[0] <= scale[1] <= 0.38, got {tuple(self.scale)}")
+        object.__setattr__(self, "scale", (lo, hi))
 
 
 def make_synthetic(
@@ -83,34 +111,26 @@ def make_synthetic(
         >>> ds.images.shape, ds.masks.shape, ds.num_classes
         (torch.Size([8, 3, 16, 16]), torch.Size([8, 1, 16, 16]), 4)
     """
-    scenes = synthetic_scenes(n, size, seed, n_distractors=n_distractors, scale=scale, rotation=rotation)
+    style = SceneStyle(n_distractors=n_distractors, scale=scale, rotation=rotation)
+    scenes = synthetic_scenes(n, size, seed, style)
     return ImageDataset(scenes.images, scenes.labels, scenes.masks, len(SHAPES), list(SHAPES))
 
 
 def synthetic_scenes(
-    n: int,
-    size: int = 32,
-    seed: int | torch.Generator = 0,
-    *,
-    n_distractors: int = 3,
-    scale: tuple[float, float] = (0.22, 0.34),
-    rotation: float = 0.0,
+    n: int, size: int = 32, seed: int | torch.Generator = 0, style: SceneStyle = SceneStyle()
 ) -> SyntheticScenes:
-    """The functional core of :func:`make_synthetic`; also returns the object-free backgrounds."""
+    """The functional core of :func:`make_synthetic` (its scenes drawn in the ``style`` given); also
+    returns the object-free backgrounds."""
     check_positive_int(n, "n")
     check_positive_int(size, "size", minimum=16)
-    if isinstance(n_distractors, bool) or not isinstance(n_distractors, int) or n_distractors < 0:
-        raise ValueError(f"`n_distractors` must be an int >= 0, got {n_distractors!r}")
-    check_nonnegative(rotation, "rotation")
-    lo, hi = (check_nonnegative(s, "scale") for s in scale)
-    if not 0 < lo <= hi <= 0.38:  # keeps every shape inside the image for size >= 16
-        raise ValueError(f"`scale` must satisfy 0 < scale[0] <= scale[1] <= 0.38, got {tuple(scale)}")
+    if not isinstance(style, SceneStyle):
+        raise TypeError(f"`style` must be a SceneStyle, got {type(style).__name__}")
     gen = make_generator(seed)
 
     labels = torch.arange(n) % len(SHAPES)
     labels = labels[torch.randperm(n, generator=gen)]
-    backgrounds = _backgrounds(n, size, n_distractors, gen)  # [N, 3, S, S]
-    masks = _shape_masks(labels, size, (lo, hi), rotation, gen)  # [N, 1, S, S]
+    backgrounds = _backgrounds(n, size, style.n_distractors, gen)  # [N, 3, S, S]
+    masks = _shape_masks(labels, size, style.scale, style.rotation, gen)  # [N, 1, S, S]
     colours = _object_colours(n, gen)  # [N, 3, 1, 1]
     images = torch.where(masks, colours, backgrounds)
     return SyntheticScenes(images, backgrounds, masks, labels)

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 from smoothsal._core.jsontypes import JSONObject
 from smoothsal._core.validation import check_nonnegative, check_positive_int
 from smoothsal.datasets.photos import NATURAL_PHOTO_NAMES
-from smoothsal.registry import MethodSetting
+from smoothsal.registry import MethodSetting, parse_methods
 from smoothsal.smoothing_spec import SmoothSpec
-from smoothsal.studies.tradeoff.config import _names
+from smoothsal.studies.tradeoff.config import SETTINGS, _names
 
 if TYPE_CHECKING:
     from smoothsal.studies.train import TrainConfig
@@ -106,6 +106,11 @@ def _floats(values: Any, name: str) -> tuple[float, ...]:
     return out
 
 
+def _method_names(value: str | tuple[str, ...], name: str) -> tuple[str, ...]:
+    """Registered method names (``"grad,ig"`` or a sequence; aliases resolved), each once."""
+    return tuple(parse_methods(list(_names(value, name)), kinds=("method",)))
+
+
 def _check_bools(obj: Any, names: tuple[str, ...]) -> None:
     for name in names:
         if not isinstance(getattr(obj, name), bool):
@@ -128,9 +133,13 @@ class _ReproRun:
     quick: bool = False
     cache_dir: Path | None = None
 
+    def _set(self, name: str, value: object) -> None:
+        """Set a checked field of the frozen configuration (its normalized value)."""
+        object.__setattr__(self, name, value)
+
     def _check_run_options(self) -> None:
         if self.cache_dir is not None:
-            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+            self._set("cache_dir", Path(self.cache_dir))
         _check_bools(self, ("quick",))
 
     @classmethod
@@ -207,28 +216,25 @@ class SmoothGradReproConfig(_ReproRun):
     digit_show: int = 4
 
     def __post_init__(self) -> None:
-        from smoothsal.registry import parse_methods
-
-        s = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"`model` must be a non-empty model spec, got {self.model!r}")
         if self.image_size is not None:
             check_positive_int(self.image_size, "image_size", minimum=8)
-        s("images", _names(self.images, "images"))
+        self._set("images", _names(self.images, "images"))
         if len(self.images) < 4:
             raise ValueError(f"`images` must name at least 4 images (the rows of Fig. 3), got {list(self.images)}")
-        s("methods", tuple(parse_methods(list(_names(self.methods, "methods")), kinds=("method",))))
+        self._set("methods", _method_names(self.methods, "methods"))
         if check_nonnegative(self.noise_level, "noise_level") == 0:
             raise ValueError(f"`noise_level` must be > 0, got {self.noise_level}")
         check_positive_int(self.n_samples, "n_samples")
         levels = _floats(self.noise_levels, "noise_levels")
-        s("noise_levels", levels if 0.0 in levels else (0.0, *levels))
+        self._set("noise_levels", levels if 0.0 in levels else (0.0, *levels))
         check_positive_int(self.max_sample_size, "max_sample_size")
         sizes = tuple(sorted({check_positive_int(int(n), "sample_sizes") for n in self.sample_sizes}))
         sizes = tuple(n for n in sizes if n <= self.max_sample_size)
         if not sizes:
             raise ValueError(f"`sample_sizes` must hold a size <= max_sample_size={self.max_sample_size}")
-        s("sample_sizes", sizes)
+        self._set("sample_sizes", sizes)
         check_positive_int(self.fig4_images, "fig4_images")
         if not 0 < check_nonnegative(self.tol, "tol") < 1:
             raise ValueError(f"`tol` must lie in (0, 1), got {self.tol}")
@@ -317,22 +323,18 @@ class StabilityReproConfig(_ReproRun):
     max_rse: float = 0.3
 
     def __post_init__(self) -> None:
-        from smoothsal.registry import parse_methods
-        from smoothsal.studies.tradeoff.config import SETTINGS
-
-        s = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         settings = tuple(_names(self.settings, "settings")) if self.settings else ()
         unknown = [x for x in settings if x not in SETTINGS]
         if unknown:
             raise ValueError(f"`settings` must be names from {list(SETTINGS)}, got unknown {unknown}")
-        s("settings", settings)
-        s("methods", tuple(parse_methods(list(_names(self.methods, "methods")), kinds=("method",))))
+        self._set("settings", settings)
+        self._set("methods", _method_names(self.methods, "methods"))
         for name in ("noise_levels", "photo_noise_levels"):
             grid = _floats(getattr(self, name), name)
             grid = grid if 0.0 in grid else (0.0, *grid)
             if len(grid) < 2:
                 raise ValueError(f"`{name}` must hold a σ > 0, got {list(getattr(self, name))}")
-            s(name, grid)
+            self._set(name, grid)
         check_positive_int(self.n_samples, "n_samples")
         check_positive_int(self.n_inputs, "n_inputs", minimum=2)
         check_positive_int(self.n_models, "n_models", minimum=2)
@@ -343,11 +345,11 @@ class StabilityReproConfig(_ReproRun):
         models = _names(self.photo_models, "photo_models") if self.photo_models else ()
         if len(models) == 1:
             raise ValueError(f"`photo_models` must name 0 or >= 2 models, got {list(models)}")
-        s("photo_models", models)
+        self._set("photo_models", models)
         check_positive_int(self.photo_inputs, "photo_inputs", minimum=2)
         if self.photo_inputs > len(NATURAL_PHOTO_NAMES):
             raise ValueError(f"`photo_inputs` must be <= {len(NATURAL_PHOTO_NAMES)} (the natural photos), got {self.photo_inputs}")
-        s("photo_methods", tuple(parse_methods(list(_names(self.photo_methods, "photo_methods")), kinds=("method",))))
+        self._set("photo_methods", _method_names(self.photo_methods, "photo_methods"))
         check_positive_int(self.photo_samples, "photo_samples")
         check_positive_int(self.photo_size, "photo_size", minimum=8)
         if check_positive_int(self.photo_max_samples, "photo_max_samples") < self.photo_samples:
