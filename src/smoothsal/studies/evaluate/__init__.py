@@ -11,7 +11,7 @@ photos, the quick one the 4 bundled ones. A verdict is stated only where its int
 the threshold (the rule is fixed in :mod:`smoothsal.metrics.sanity`), otherwise "inconclusive"
 with the images for 80 % power.
 
-Outputs in ``out_dir``: ``report.csv``, ``report.json``, ``report.md``,
+Outputs in the run's output folder (``RunOptions.out``): ``report.csv``, ``report.json``, ``report.md``,
 ``deletion_insertion.png``, ``road.png``, ``randomization.png`` and ``jaggedness.png``. Every finished
 (section, row) result and every map goes to the results store
 (:class:`~smoothsal.studies.store.ResultsStore`) at once, so a rerun skips finished work.

@@ -5,7 +5,7 @@ photos: each method's raw map next to its smoothed map (:class:`~smoothsal.smoot
 sampled to the precision of :data:`smoothsal.registry.PRECISION`), and, with ``extras``, the
 noise-level (Fig. 3), sample-size (Fig. 4) and discriminativity (Fig. 6) figures and the
 visualization choices. Writes ``grid.png``, ``maps.npz``, ``summary.json`` and the extra figures
-into ``out_dir``, where the results store lets an interrupted run resume.
+into the run's output folder (``RunOptions.out``), where the results store lets an interrupted run resume.
 
 Example:
     >>> from smoothsal.studies.explain import ExplainConfig, run_explain

@@ -123,15 +123,15 @@ def save_discriminativity(results: ExplainResults, path: Path) -> Path:
     disc = results.discriminativity
     if disc is None or results.class_names is None:
         raise ValueError("discriminativity.png needs a model with class names and extras=True")
-    names = [results.class_names[c].split(",")[0] for c in disc["classes"]]
+    names = [results.class_names[c].split(",")[0] for c in disc.classes]
     rows = [
         [
-            disc["display"],
+            disc.display,
             render.render_map(m[0]),
             render.render_map(m[1]),
             render.diverging_rgb(render.discriminativity(m[0], m[1])),
         ]
-        for m in disc["maps"]  # [2 classes, C, H, W] for the gradient, then SmoothGrad
+        for m in disc.maps  # [2 classes, C, H, W] for the gradient, then SmoothGrad
     ]
     return render.save_grid(
         rows,

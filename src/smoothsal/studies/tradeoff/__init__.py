@@ -13,7 +13,8 @@ Steps: :mod:`.config` (settings) → :mod:`.compute` (rows into the results stor
 
 Example:
     >>> from smoothsal.studies.tradeoff import TradeoffConfig, run_tradeoff
-    >>> run = run_tradeoff(TradeoffConfig.preset("quick", out_dir="out/tradeoff"))  # doctest: +SKIP
+    >>> from smoothsal.studies.options import RunOptions
+    >>> run = run_tradeoff(TradeoffConfig.preset("quick"), RunOptions(out="out/tradeoff"))  # doctest: +SKIP
     >>> run.recommendation.noise_level  # doctest: +SKIP
 """
 

@@ -55,7 +55,7 @@ def run_tradeoff(
     """Run the study of ``config`` as ``options`` say and write its outputs into ``options.out``
     (default :class:`~smoothsal.studies.options.RunOptions`: ``out/tradeoff``).
 
-    Finished rows are read back from the results store in ``out_dir``
+    Finished rows are read back from the results store in the output folder
     (:class:`~smoothsal.studies.store.ResultsStore`); a changed configuration computes its own rows
     and leaves the others' records untouched. ``on_row`` is called with each newly computed row
     after it was recorded.

@@ -17,12 +17,13 @@ For each cell: the stability error across models trained on **disjoint** parts o
 set (Ye & Farnia 2025, arXiv:2411.05837, eq. 12: DT pairs, raw and norm-scaled, with SSIM and
 top-k IoU), and localization against the ground-truth masks (see
 :mod:`~smoothsal.studies.train_noise.compute`). Writes ``results.csv`` and ``results.json`` (one
-row per cell), and ``train_noise_grid.png`` into ``out_dir``, where the results store lets an
+row per cell), and ``train_noise_grid.png`` into the run's output folder (``RunOptions.out``), where the results store lets an
 interrupted run resume.
 
 Example:
     >>> from smoothsal.studies.train_noise import TrainNoiseConfig, run_train_noise
-    >>> rows = run_train_noise(TrainNoiseConfig.quick(out_dir="out/train_noise"))  # doctest: +SKIP
+    >>> from smoothsal.studies.options import RunOptions
+    >>> rows = run_train_noise(TrainNoiseConfig.quick(), RunOptions(out="out/train_noise"))  # doctest: +SKIP
 """
 
 from smoothsal.studies.train_noise.command import register_cli
