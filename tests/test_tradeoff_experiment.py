@@ -227,7 +227,7 @@ def test_config_is_checked_before_any_work(tmp_path):
         TradeoffConfig.preset("quick", dataset="photos", settings=("DT",))
     with pytest.raises(ValueError, match="`preset`"):
         TradeoffConfig.preset("medium")
-    mnist = TradeoffConfig.preset("quick", dataset="mnist", out_dir=tmp_path)
+    mnist = TradeoffConfig.preset("quick", dataset="mnist")
     assert mnist.n_models == 2 and mnist.base.arch == "lenet" and mnist.base.image_size == 28
 
 
