@@ -16,24 +16,7 @@ import sys
 from typing import Any
 
 from smoothsal import datasets, execution, interop, maps, methods, metrics, models, noise, registry, render
-from smoothsal.methods import (
-    Attribution,
-    ConvergenceDelta,
-    Deconvnet,
-    DeepLift,
-    ExpectedGradients,
-    GradCAM,
-    GradCAMPlusPlus,
-    GradientXInput,
-    GuidedBackprop,
-    IntegratedGradients,
-    LayerMethod,
-    Occlusion,
-    RandomAttribution,
-    SobelEdges,
-    VanillaGradient,
-    preserve_model,
-)
+from smoothsal.methods import *  # noqa: F403 (every method: methods.__all__, re-exported below)
 from smoothsal.models import hubs, zoo
 from smoothsal.registry import METHODS, build_method, method_factory, register
 from smoothsal.smoothing import Smooth, SmoothEstimate, SmoothGrad, smooth

@@ -8,7 +8,6 @@ not a map store or lacks the model) prints ``error: ...`` and exits with code 2 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 __all__ = ["register_cli"]

@@ -8,7 +8,6 @@ exits with code 2 before any work.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 __all__ = ["register_cli"]
