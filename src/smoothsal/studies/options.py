@@ -9,8 +9,9 @@ process-wide: two studies in one process with other options do not see each othe
 
 What the study computes (its methods, noise levels, images, ...) is its own configuration
 (``<Study>Config``); of the run options only ``seed`` changes a number, so only the seed enters
-the results store's configuration hash. :meth:`RunOptions.build_method` is the registry's
-:func:`~smoothsal.registry.build_method` with the run's ``batch_size`` and ``max_memory``.
+the results store's configuration hash. :meth:`RunOptions.build_method`, :meth:`~RunOptions.predict`
+and :meth:`~RunOptions.attribution_maps` are the library's, run with the run's ``batch_size`` and
+``max_memory``: the harness runs rows through them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from smoothsal._core.jsontypes import JSONObject
 from smoothsal._core.validation import check_positive_int
@@ -135,6 +136,18 @@ class RunOptions:
         """:func:`smoothsal.registry.method_factory` with this run's ``batch_size`` and ``max_memory``."""
         return method_factory(name, smooth, image_size=image_size, batch_size=self.batch_size,
                               max_memory=self.max_memory, **settings)  # fmt: skip
+
+    def predict(self, model: nn.Module, inputs: Tensor) -> Tensor:
+        """The model's logits ``[B, classes]`` (:func:`smoothsal.execution.calls.predict`), run with this run's rows settings."""
+        from smoothsal.execution.calls import predict
+
+        return predict(model, inputs, batch_size=self.batch_size)
+
+    def attribution_maps(self, method: Attribution | Smooth, inputs: Tensor, targets: Tensor | None = None) -> Tensor:
+        """``method``'s maps of ``inputs`` (:func:`smoothsal.metrics.attribution_maps`), run with this run's rows settings."""
+        from smoothsal.metrics import attribution_maps
+
+        return attribution_maps(method, inputs, targets, batch_size=self.batch_size)
 
     def replace(self, **changes: Any) -> RunOptions:
         """A copy with ``changes`` (checked again)."""

@@ -269,7 +269,6 @@ def load_data(
 
     With ``config.maps``: the store's images and targets (:func:`load_store_data`).
     """
-    from smoothsal.execution.calls import predict
 
     if config.maps is not None:
         return load_store_data(config, options)[:5]
@@ -278,7 +277,7 @@ def load_data(
     if size is None:
         size = int(config.images.shape[-1]) if isinstance(config.images, Tensor) else int(getattr(net, "image_size", 224))
     x, names = _load_images(config, size)
-    targets = predict(net, x, batch_size=options.batch_size).argmax(dim=1)
+    targets = options.predict(net, x).argmax(dim=1)
     return net, x, targets, names, class_names
 
 
@@ -360,14 +359,13 @@ DR_IMAGE_SIZE = 32
 def data_randomization_data(config: EvaluateConfig, options: RunOptions) -> DRData:
     """Train (or load from the cache) the digits CNN on true and on shuffled labels, and draw the
     held-out digits to explain (``config.dr_images``, drawn with the run's seed)."""
-    from smoothsal.execution.calls import predict
     from smoothsal.studies.train import TrainConfig, held_out_inputs, train_model
 
     device = options.torch_device()
     if isinstance(config.data_randomization, tuple):
         model, rand, x = config.data_randomization
         model, rand, x = model.to(device), rand.to(device), x.detach().float()
-        targets = predict(model, x, batch_size=options.batch_size).argmax(dim=1)
+        targets = options.predict(model, x).argmax(dim=1)
         info: JSONObject = {"dataset": "user", "arch": type(model).__name__, "epochs": None, "n_images": int(x.shape[0]),
                             "true_label_test_accuracy": None, "shuffled_label_test_accuracy": None}  # fmt: skip
         rows = {r.key: r for r in build_rows(config, options, int(x.shape[-1]))}
@@ -379,7 +377,7 @@ def data_randomization_data(config: EvaluateConfig, options: RunOptions) -> DRDa
     data = held_out_inputs("digits", DR_IMAGE_SIZE, config.dr_images, options.seed)
     x = data.images.float()
     model, rand = true.model.to(device), shuffled.model.to(device)
-    targets = predict(model, x, batch_size=options.batch_size).argmax(dim=1)
+    targets = options.predict(model, x).argmax(dim=1)
     info = {"dataset": "digits", "arch": "cnn", "epochs": true.config.epochs, "n_images": int(x.shape[0]),
             "true_label_test_accuracy": true.test_accuracy,
             "shuffled_label_test_accuracy": shuffled.test_accuracy}  # fmt: skip

@@ -36,7 +36,6 @@ from torch import Tensor
 
 from smoothsal._core.jsontypes import JSONObject
 from smoothsal.datasets.photos import Photo, bundled_photos, cat_and_coffee, load_image
-from smoothsal.execution.calls import predict
 from smoothsal.execution.memory import MemorySpec
 from smoothsal.registry import build_method, method_label
 from smoothsal.smoothing_spec import SmoothSpec
@@ -237,7 +236,7 @@ def compute_explain(
     size = loaded.image_size
     photos = load_images(config.images, size)
     inputs = torch.cat([p.tensor for p in photos])  # [N, 3, S, S] in [0, 1]
-    logits = predict(net, inputs, batch_size=options.batch_size)  # [N, classes]
+    logits = options.predict(net, inputs)  # [N, classes]
     n_classes = logits.shape[1]
     if config.target is not None and config.target >= n_classes:
         raise ValueError(
@@ -341,7 +340,7 @@ def _compute_discriminativity(
 
     def compute() -> tuple[Tensor, JSONObject]:
         refs = torch.cat([p.tensor for p in bundled_photos(list(DISCRIMINATIVITY_PHOTOS), size)])
-        classes = predict(net, refs, batch_size=options.batch_size).argmax(dim=1)  # [2]
+        classes = options.predict(net, refs).argmax(dim=1)  # [2]
         x = both.tensor.expand(2, -1, -1, -1).clone()  # [2, 3, S, S]: the same image, two targets
         raw = options.build_method("grad", net).attribute(x, classes)
         smooth = options.build_method("grad", net, results.config.smooth_spec(options.seed)).attribute(x, classes)

@@ -125,7 +125,6 @@ def compute_smoothgrad(
     """Load the model and photos, then compute (or read back) every unit of ``config``, run as
     ``options`` say (default :class:`~smoothsal.studies.options.RunOptions`: ``out/reproduce/smoothgrad``)."""
     from smoothsal.datasets.photos import bundled_photos, cat_and_coffee
-    from smoothsal.execution.calls import predict
     from smoothsal.models.zoo import load_model
     from smoothsal.studies.explain.compute import DISCRIMINATIVITY_PHOTOS, load_images, sample_size_series
 
@@ -136,7 +135,7 @@ def compute_smoothgrad(
     size = loaded.image_size
     photos = load_images(config.images, size)
     inputs = torch.cat([p.tensor for p in photos])  # [N, 3, S, S] in [0, 1]
-    logits = predict(net, inputs, batch_size=options.batch_size).cpu()
+    logits = options.predict(net, inputs).cpu()
     targets = logits.argmax(dim=1)
     store = ResultsStore(options.out_dir(SG_DEFAULT_OUT), "reproduce_smoothgrad", config.to_hash(options.seed),
                          fresh=options.fresh)  # fmt: skip
@@ -221,7 +220,7 @@ def compute_smoothgrad(
     # Fig. 6: discriminativity on the two-object image
     both = cat_and_coffee(size)
     refs = torch.cat([p.tensor for p in bundled_photos(list(DISCRIMINATIVITY_PHOTOS), size)])
-    res.disc_classes = discriminativity_classes(predict(net, refs, batch_size=options.batch_size).cpu())
+    res.disc_classes = discriminativity_classes(options.predict(net, refs).cpu())
     res.disc_display = both.display
     classes = torch.tensor(res.disc_classes)
     pair = both.tensor.expand(2, -1, -1, -1).clone()  # the same image, two targets
@@ -247,7 +246,7 @@ def _digit_base(config: SmoothGradReproConfig, train: str) -> TrainConfig:
 
 
 def _compute_digits(res: SmoothGradResults, store: ResultsStore, bar: tqdm) -> None:
-    from smoothsal.metrics.tradeoff import attribution_maps, stability_from_maps
+    from smoothsal.metrics.tradeoff import stability_from_maps
     from smoothsal.studies.train import held_out_inputs, models_for_setting
 
     config, options = res.config, res.options
@@ -273,8 +272,7 @@ def _compute_digits(res: SmoothGradResults, store: ResultsStore, bar: tqdm) -> N
 
         def cell(train: str = train, smooth: SmoothSpec | None = smooth) -> tuple[Tensor, JSONObject]:
             trained = models(train)
-            maps = [attribution_maps(options.build_method("grad", t.model, smooth), inputs, labels,
-                                     batch_size=options.batch_size) for t in trained]  # fmt: skip
+            maps = [options.attribution_maps(options.build_method("grad", t.model, smooth), inputs, labels) for t in trained]
             stab = stability_from_maps(maps)
             return maps[0][:show], {
                 "train": train, "explain": explain,

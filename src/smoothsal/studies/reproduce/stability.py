@@ -133,14 +133,12 @@ def row_values(raw: list[Tensor], smoothed: list[Tensor], rse: list[float], n_sa
 
 
 def _maps(
-    method: Attribution | Smooth, inputs: Tensor, targets: Tensor, batch_size: int | None
+    method: Attribution | Smooth, inputs: Tensor, targets: Tensor, options: RunOptions
 ) -> tuple[Tensor, tuple[list[float], list[int]]]:
     """Maps ``[N, ...]`` (CPU) and, for a smoothed method, each map's relative standard error and
-    samples used (``Smooth`` runs its rows ``batch_size`` at a time; the maps do not depend on it)."""
-    from smoothsal.metrics._base import attribution_maps
-
+    samples used (``Smooth`` runs its rows as it was built to, the run's; the maps do not depend on it)."""
     if not isinstance(method, Smooth):
-        return attribution_maps(method, inputs, targets, batch_size=batch_size).cpu(), ([], [])
+        return options.attribution_maps(method, inputs, targets).cpu(), ([], [])
     est = method.estimate(inputs, targets)
     rse = [float(v) for v in est.relative_stderr()]
     used = [int(v) for v in est.n_samples]
@@ -182,7 +180,6 @@ class StabilityExtras:
 
 def _load_setting(config: StabilityReproConfig, options: RunOptions, setting: str) -> _SettingData:
     """The setting's data: the ImageNet models on natural photos, or digit models trained (or cached)."""
-    from smoothsal.execution.calls import predict
 
     device = options.torch_device()
     if setting == IMAGENET_SETTING:
@@ -192,7 +189,7 @@ def _load_setting(config: StabilityReproConfig, options: RunOptions, setting: st
         photos = natural_photos(list(config.photo_names()), config.photo_size)
         names, x = [p.name for p in photos], torch.cat([p.tensor for p in photos])
         models = [load_model(m).model.to(device).eval() for m in config.photo_models]
-        y = predict(models[0], x, batch_size=options.batch_size).argmax(dim=1).cpu()
+        y = options.predict(models[0], x).argmax(dim=1).cpu()
         info: list[JSON] = [{"name": m, "test_accuracy": None, "config": "ImageNet-pretrained"} for m in config.photo_models]
         return _SettingData(x, y, models, info, names, config.photo_samples)
     from dataclasses import asdict
@@ -257,7 +254,7 @@ def compute_stability(
                         except ValueError:
                             continue
                         kept.append(m)
-                        raw_maps.append(_maps(built, env.inputs, env.targets, options.batch_size)[0])
+                        raw_maps.append(_maps(built, env.inputs, env.targets, options)[0])
                     if len(raw_maps) < 2:
                         raise ValueError(f"{setting}/{method}: fewer than 2 models can be explained")
                 return raw_maps
@@ -277,7 +274,7 @@ def compute_stability(
                     raw()
                     for m in kept:
                         built = options.build_method(method, m, smooth, image_size=size)
-                        maps, (r, u) = _maps(built, env.inputs, env.targets, options.batch_size)
+                        maps, (r, u) = _maps(built, env.inputs, env.targets, options)
                         smoothed.append(maps)
                         rse, used = rse + r, used + u
                     values = row_values(raw(), smoothed, rse, n)

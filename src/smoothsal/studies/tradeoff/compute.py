@@ -84,12 +84,11 @@ def fixed_inputs(config: TradeoffConfig, options: RunOptions) -> tuple[Tensor, T
     labels. Photos: the first ``n_inputs`` bundled photos at 224² and EfficientNet-Lite0's top-1 classes.
     """
     if config.dataset == "photos":
-        from smoothsal.execution.calls import predict
         from smoothsal.datasets.photos import BUNDLED, bundled_photos
         from smoothsal.models.zoo import efficientnet_lite0
 
         x = torch.cat([p.tensor for p in bundled_photos(list(BUNDLED)[: config.n_inputs])])
-        return x, predict(efficientnet_lite0(), x, batch_size=options.batch_size).argmax(dim=1)
+        return x, options.predict(efficientnet_lite0(), x).argmax(dim=1)
 
     from smoothsal.studies.train import held_out_inputs
 
@@ -192,7 +191,6 @@ def curve_rows(
         overrides: constructor settings the user set (e.g. ``{"steps": 8}`` for IG).
         label: names the curve in warnings.
     """
-    from smoothsal.metrics import attribution_maps
 
     options = options if options is not None else RunOptions()
     overrides = dict(overrides or {})
@@ -214,7 +212,7 @@ def curve_rows(
     kept_names = [names[i] for i in chosen]
     def maps(model: nn.Module, spec: SmoothSpec | None) -> Tensor:
         built = options.build_method(method, model, spec, image_size=size, **overrides)
-        return attribution_maps(built, inputs, targets, batch_size=options.batch_size)
+        return options.attribution_maps(built, inputs, targets)
 
     raw = [maps(m, None) for m in kept]  # each [N, C or 1, H, W]
     for sigma in sigmas:

@@ -117,13 +117,13 @@ def _cell(
 ) -> TrainNoiseRow:
     """One cell's row: stability across the regime's models and localization on the masks."""
     from smoothsal.metrics.localization import relevance_mass
-    from smoothsal.metrics.tradeoff import attribution_maps, stability_from_maps
+    from smoothsal.metrics.tradeoff import stability_from_maps
 
     config, options = results.config, results.options
     make = _explainer(config, options, explain)
     device = options.torch_device()  # the small models train on the CPU; they are explained here
     maps = [
-        attribution_maps(make(t.model.to(device)), inputs, labels, batch_size=options.batch_size).cpu()
+        options.attribution_maps(make(t.model.to(device)), inputs, labels).cpu()
         for t in trained
     ]  # [models] × [N, C, H, W]
     stab = stability_from_maps(maps)
