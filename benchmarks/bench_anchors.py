@@ -70,7 +70,7 @@ from torch import nn
 
 import smoothsal
 from smoothsal.datasets import load_photo
-from smoothsal.execution import tuner
+from smoothsal.execution import policy
 from smoothsal.methods.grad_cam import resolve_layer
 from smoothsal.models.zoo import efficientnet_lite0
 
@@ -267,12 +267,12 @@ def interleaved(configs: dict[str, Callable[[], Any]], rounds: int, min_seconds:
 
 
 def learned_rows() -> dict[str, int]:
-    """Rows per call the tuner settled on, per work (what it runs: smooth-of-method, or ig)."""
+    """Rows per call the learned policy settled on, per work (what it runs: smooth-of-method, or ig)."""
     out = {}
-    for key, state in tuner._learned.items():
+    for key, state in policy.learned_sizes().items():
         what = key[-1]
         name = "/".join(str(w) for w in what if w is not None) if isinstance(what, tuple) else str(what)
-        out[name] = state.best()
+        out[name] = state["best"]
     return out
 
 
@@ -474,7 +474,7 @@ def main() -> None:
             info[f"{mname}_sigma_abs_{k}img"] = [round(float(s), 5) for s in sig]
             sig_c = float(sig.mean())  # Captum: one σ for the tensor
             ours = smoothsal.SmoothGrad(model, noise_level=NOISE, n_samples=N)
-            tuner.clear_learned()
+            policy.clear_learned()
             t0 = time.perf_counter()
             m_ours = ours.attribute(x)
             first = time.perf_counter() - t0
@@ -540,7 +540,7 @@ def main() -> None:
             t = model(x).argmax(1)
         sig_c = float(sigma_abs(x)[0])
         ig_ours = smoothsal.IntegratedGradients(model, steps=32)
-        tuner.clear_learned()
+        policy.clear_learned()
         t0 = time.perf_counter()
         m_ours = ig_ours.attribute(x)
         first = time.perf_counter() - t0
@@ -568,7 +568,7 @@ def main() -> None:
         # ---- SmoothGrad of IG, same total work: 16 samples x 4 steps = 64 rows
         ns, st = 16, 4
         sig_ours = smoothsal.Smooth(smoothsal.IntegratedGradients(model, steps=st), noise_level=NOISE, n_samples=ns)
-        tuner.clear_learned()
+        policy.clear_learned()
         t0 = time.perf_counter()
         m_ours = sig_ours.attribute(x)
         first = time.perf_counter() - t0

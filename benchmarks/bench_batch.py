@@ -2,12 +2,14 @@
 
 The work: 2 bundled photos (224×224) × 50 noisy samples = 100 rows, each a forward pass and the
 backward pass of the target logit (what :class:`smoothsal.Smooth` around a vanilla gradient does),
-run in batches of 4, 8, 16, 32, 64 rows and of the size :func:`smoothsal.execution.probe.choose_batch_size`
-picks. The sizes are run interleaved, 3 rounds; the table gives the median time and its ratio to
-the fastest fixed size, all from this one run. Also printed: the row memory counted by
-:func:`smoothsal.execution.measure.row_memory` (saved tensors) against the CPU allocator's real peak from
-the PyTorch profiler's memory trace, the cost of the choice (row memory + probe), and the largest
-difference between the maps of different batch sizes (must be float rounding only).
+run in batches of 4, 8, 16, 32, 64 rows and of the size the learned policy settles on
+(:class:`smoothsal.execution.policy.LearnedRows`, run to its end by
+:func:`smoothsal.execution.runner.settle`). The sizes are run interleaved, 3 rounds; the table gives
+the median time and its ratio to the fastest fixed size, all from this one run. Also printed: the
+row memory measured by :func:`smoothsal.execution.measure.row_memory` (the peak of the live
+tensors) against the CPU allocator's real peak from the PyTorch profiler's memory trace, the cost
+of the choice (row memory + learning), and the largest difference between the maps of different
+batch sizes (must be float rounding only).
 
 Run: ``.venv/bin/python benchmarks/bench_batch.py`` (writes ``benchmarks/results/batch.json``).
 """
@@ -24,7 +26,9 @@ from pathlib import Path
 import torch
 
 from smoothsal.datasets import load_photo
-from smoothsal.execution import measure, memory, probe
+from smoothsal.execution import measure, memory
+from smoothsal.execution.policy import LearnedRows, clear_learned
+from smoothsal.execution.runner import settle
 from smoothsal.models.zoo import efficientnet_lite0
 
 FIXED = (4, 8, 16, 32, 64)
@@ -89,7 +93,7 @@ def main() -> None:
             total.index_add_(0, torch.arange(start, stop) % n_images, grad)
         return (total / args.samples).float()
 
-    # ---- memory of one row: saved-tensor count vs the allocator's real peak --------------------
+    # ---- memory of one row: the live-tensor peak vs the allocator's real peak -------------------
     example, example_targets = rows_of(0, 4)
     t0 = time.perf_counter()
     row_bytes = measure.row_memory(
@@ -101,24 +105,13 @@ def main() -> None:
     profiler_row = (peak4 - peak2) / 2
 
     # ---- the automatic choice -----------------------------------------------------------------
-    key = (
-        "efficientnet_lite0",
-        tuple(x.shape[1:]),
-        x.dtype,
-        str(x.device),
-        "smooth:grad",
-    )
     budget = memory.memory_budget(x.device)
+    clear_learned()
+    learned = LearnedRows(None, x[0], "bench_batch:grad")
     t0 = time.perf_counter()
-    auto = probe.choose_batch_size(
-        lambda k: grad_rows(*rows_of(0, k)),
-        row_bytes=row_bytes,
-        max_rows=n_rows,
-        device=x.device,
-        key=key,
-    )
+    auto = settle(learned, lambda k: grad_rows(*rows_of(0, k)), most=n_rows)
     t_choose = time.perf_counter() - t0
-    probe_rates = next(r for k, r in probe._probes.items() if k[0] == key)
+    probe_rates = learned.state.rates
 
     # ---- interleaved timing -------------------------------------------------------------------
     sizes = list(FIXED) + ([auto] if auto not in FIXED else [])
@@ -140,11 +133,11 @@ def main() -> None:
         f"EfficientNet-Lite0 224x224, {torch.get_num_threads()} threads, torch {torch.__version__}"
     )
     print(
-        f"row memory: {memory.format_bytes(row_bytes)}/row counted (saved tensors), "
+        f"row memory: {memory.format_bytes(row_bytes)}/row measured (live peak), "
         f"{memory.format_bytes(profiler_row)}/row allocator peak (profiler); measured in {t_row_memory:.1f} s"
     )
     print(
-        f"budget {memory.format_bytes(budget)} -> cap {budget // row_bytes} rows; probe rows/s "
+        f"budget {memory.format_bytes(budget)} -> cap {budget // row_bytes} rows; learned rows/s "
         + ", ".join(f"{k}: {r:.1f}" for k, r in sorted(probe_rates.items()))
         + f"; chose {auto} in {t_choose:.1f} s"
     )
@@ -183,7 +176,7 @@ def main() -> None:
         "row_memory_seconds": t_row_memory,
         "budget_bytes": budget,
         "cap_rows": budget // row_bytes,
-        "probe_rows_per_s": {str(k): r for k, r in sorted(probe_rates.items())},
+        "learned_rows_per_s": {str(k): r for k, r in sorted(probe_rates.items())},
         "auto_batch": auto,
         "choose_seconds": t_choose,
         "rounds": args.rounds,

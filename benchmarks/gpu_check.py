@@ -9,7 +9,7 @@ on a machine without CUDA it says so and exits 0. It checks:
 * SmoothGrad on CUDA draws its noise from a CUDA generator (another stream than the CPU's), so it
   is compared through its standard errors: ‖CUDA − CPU‖ / √(‖SE_CUDA‖² + ‖SE_CPU‖²) should be
   about 1 (two independent estimates of one expectation);
-* the rows per call the tuner learns on the GPU and the throughput at fixed sizes (medians of 3).
+* the rows per call the learned policy settles on on the GPU and the throughput at fixed sizes (medians of 3).
 
 Writes ``benchmarks/results/gpu.json`` and prints it.
 """
@@ -36,7 +36,7 @@ def main() -> int:
         print("no CUDA device: nothing to check")
         return 0
     import smoothsal as ss
-    from smoothsal.execution import tuner
+    from smoothsal.execution import policy
 
     out: dict = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
     cpu_model = ss.zoo.efficientnet_lite0()
@@ -57,7 +57,7 @@ def main() -> int:
     se = torch.sqrt(est_gpu.stderr.cpu().flatten(1).norm(dim=1) ** 2 + est_cpu.stderr.flatten(1).norm(dim=1) ** 2)
     out["smoothgrad_diff_over_se"] = (diff / se).tolist()  # about 1 for two independent estimates
 
-    tuner.clear_learned()
+    policy.clear_learned()
     xg = x.cuda()
     timings = {}
     for size in (None, 8, 32, 128):
@@ -70,7 +70,7 @@ def main() -> int:
             runs.append(time.perf_counter() - t0)
         timings["auto" if size is None else str(size)] = statistics.median(runs)
     out["smoothgrad_seconds_512_rows"] = timings
-    out["learned"] = {str(k[-1]): {"best": s.best(), "cap": s.cap, "rates": s.rates} for k, s in tuner._learned.items()}
+    out["learned"] = {str(k[-1]): s for k, s in policy.learned_sizes().items()}
 
     path = HERE / "results" / "gpu.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,30 +1,26 @@
-"""Tests of smoothsal.execution.memory: budget parsing, row memory, batch choice, cache, OOM retry.
+"""Tests of smoothsal.execution.memory and .measure: budget parsing, the scoped limit, the default
+budget from the OS (mocked), the memory of a row, and the allocator's bound on kept memory.
 
-Fast and deterministic: no assertion depends on timing (the throughput probe only decides among
-sizes that all satisfy the asserted bounds).
+Fast and deterministic: no assertion depends on timing or on this machine's free memory.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import pytest
 import torch
 from torch import nn
 
-from smoothsal.execution import memory, probe
-from smoothsal.execution.measure import row_memory
-from smoothsal.execution.memory import BatchMemoryError, memory_budget, parse_memory, set_max_memory
-from smoothsal.execution.probe import choose_batch_size, clear_cache, run_with_oom_retry
-
-
-@pytest.fixture(autouse=True)
-def _reset():
-    set_max_memory(None)
-    clear_cache()
-    yield
-    set_max_memory(None)
-    clear_cache()
+from smoothsal.execution import allocator, memory
+from smoothsal.execution.measure import _measure, row_memory
+from smoothsal.execution.memory import (
+    BatchMemoryError,
+    default_budget,
+    items_in_budget,
+    memory_budget,
+    memory_limit,
+    parse_memory,
+    set_max_memory,
+)
 
 
 # ---- budget parsing --------------------------------------------------------------------------
@@ -62,26 +58,118 @@ def test_parse_memory_rejects_bad_values_naming_the_option(spec):
     assert "4GB" in str(info.value)  # the message shows the expected forms
 
 
-def test_set_max_memory_validates_before_any_work():
+def test_memory_limit_is_scoped_validated_first_and_restored():
     with pytest.raises(ValueError, match="max_memory"):
-        set_max_memory("four gigabytes")
-    assert memory.get_max_memory() is None  # a bad value leaves the setting unchanged
+        with memory_limit("four gigabytes"):
+            pass
+    assert memory.get_max_memory() is None
+    with memory_limit("3000B"):
+        assert memory_budget("cpu") == 3000
+        with memory_limit("1KB"):
+            assert memory_budget("cpu") == 1000  # the innermost block wins
+        assert memory_budget("cpu") == 3000
+        assert memory_budget("cpu", max_memory="2KB") == 2000  # a call's own budget wins over the block
+    assert memory.get_max_memory() is None
+    with pytest.raises(RuntimeError, match="inside"), memory_limit("1KB"):
+        raise RuntimeError("inside")
+    assert memory.get_max_memory() is None  # restored after an error too
 
 
-def test_memory_budget_bytes_fraction_and_default(monkeypatch):
+def test_memory_limit_does_not_leak_into_other_threads():
+    import threading
+
+    seen = []
+    with memory_limit("1KB"):
+        thread = threading.Thread(target=lambda: seen.append(memory.get_max_memory()))
+        thread.start()
+        thread.join()
+    assert seen == [None]
+
+
+def test_set_max_memory_is_deprecated_and_still_sets_the_limit_here():
+    import contextvars
+
+    def body():
+        with pytest.warns(DeprecationWarning, match="memory_limit"):
+            set_max_memory("3000B")
+        return memory_budget("cpu")
+
+    assert contextvars.copy_context().run(body) == 3000  # (run in a copy: the setting ends with it)
+    assert memory.get_max_memory() is None
+
+
+def test_a_fraction_is_taken_of_the_memory_available_now(monkeypatch):
     monkeypatch.setattr(memory, "available_memory", lambda device=None: 8_000)
-    set_max_memory("3000B")
-    assert memory_budget("cpu") == 3000  # bytes are taken as given
-    set_max_memory("0.25")
-    assert memory_budget("cpu") == 2000  # a fraction of what is available now
-    set_max_memory(None)
-    assert memory_budget("cpu") == int(memory.DEFAULT_FRACTION * 8_000)
-    assert memory_budget("cpu", max_memory="1KB") == 1000  # per-call override
+    assert memory_budget("cpu", max_memory="0.25") == 2000
+    assert memory_budget("cpu", max_memory="50%") == 4000
+    assert memory_budget("cpu", max_memory=3000) == 3000  # bytes are taken as given
 
 
-def test_available_memory_is_positive_on_this_machine():
-    assert memory.available_memory("cpu") > 0
-    assert memory_budget("cpu") > 0
+@pytest.mark.parametrize(
+    ("device", "available", "expected"),
+    [
+        ("cpu", 4 * 2**30, 2**30),  # a quarter of 4 GiB: below the cap
+        ("cpu", 24 * 2**30, 2 * 2**30),  # a quarter of 24 GiB is 6 GiB: capped at 2 GiB
+        ("cuda", 24 * 2**30, 12 * 2**30),  # an accelerator: half of its free memory, no cap
+        ("mps", 10 * 2**30, 5 * 2**30),  # other accelerators as CUDA
+    ],
+)
+def test_the_default_budget_formula(monkeypatch, device, available, expected):
+    monkeypatch.setattr(memory, "available_memory", lambda dev=None: available)
+    assert default_budget(device) == expected
+    assert memory_budget(device) == expected  # no limit set: the default
+
+
+def _fake_proc(monkeypatch, tmp_path, meminfo_kib, cgroup=None):
+    files = {"/proc/meminfo": f"MemTotal: 999999999 kB\nMemAvailable: {meminfo_kib} kB\n"}
+    if cgroup is not None:
+        files["/sys/fs/cgroup/memory.max"], files["/sys/fs/cgroup/memory.current"] = cgroup
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        if path in files:
+            target = tmp_path / path.strip("/").replace("/", "_")
+            target.write_text(files[path])
+            return real_open(target, *args, **kwargs)
+        if str(path).startswith(("/proc/", "/sys/fs/cgroup")):
+            raise OSError("not on this test machine")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.setattr(allocator, "free_heap_bytes", lambda: 0)
+
+
+def test_available_memory_reads_meminfo_and_the_cgroup_limit(monkeypatch, tmp_path):
+    _fake_proc(monkeypatch, tmp_path, meminfo_kib=8 * 2**20)  # 8 GiB available, no cgroup limit
+    assert memory.available_memory("cpu") == 8 * 2**30
+    assert default_budget("cpu") == 2 * 2**30
+    _fake_proc(monkeypatch, tmp_path, meminfo_kib=8 * 2**20, cgroup=(str(3 * 2**30), str(2**30)))
+    assert memory.available_memory("cpu") == 2 * 2**30  # the container's room: 3 GiB limit - 1 GiB used
+    assert default_budget("cpu") == 2**29  # a quarter of it
+    _fake_proc(monkeypatch, tmp_path, meminfo_kib=8 * 2**20, cgroup=("max", str(2**30)))
+    assert memory.available_memory("cpu") == 8 * 2**30  # "max": no limit
+
+
+def test_the_free_heap_counts_as_available(monkeypatch, tmp_path):
+    _fake_proc(monkeypatch, tmp_path, meminfo_kib=2**20)
+    monkeypatch.setattr(allocator, "free_heap_bytes", lambda: 5 * 2**20)
+    assert memory.available_memory("cpu") == 2**30 + 5 * 2**20
+
+
+def test_items_in_budget():
+    assert items_in_budget(100, 10**6, "cpu", "80MB", share=1 / 8) == 10
+    assert items_in_budget(5, 10**6, "cpu", "80MB", share=1 / 8) == 5  # at most all of them
+    assert items_in_budget(100, 10**9, "cpu", "80MB") == 1  # at least one
+    with pytest.raises(ValueError, match="share"):
+        items_in_budget(1, 1, "cpu", "1MB", share=0)
+
+
+def test_out_of_memory_errors_are_recognised():
+    assert memory.is_out_of_memory(torch.cuda.OutOfMemoryError("x"))
+    assert memory.is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate"))
+    assert memory.is_out_of_memory(MemoryError())
+    assert not memory.is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not memory.is_out_of_memory(BatchMemoryError("one row does not fit"))
 
 
 # ---- row memory ------------------------------------------------------------------------------
@@ -105,12 +193,12 @@ def _grad_of_logit(model: nn.Module):
 
 
 def test_row_memory_of_a_linear_chain_matches_the_hand_count():
-    # Per row, float32: the first Linear saves its input x (D_IN), Tanh saves its output (D_HIDDEN),
-    # which the second Linear saves again (same storage: counted once); the call returns the
-    # gradient of x (D_IN). Weights are saved too but do not grow with rows (they cancel).
-    expected = 4 * (D_IN + D_HIDDEN + D_IN)
+    # Per row, float32, at the worst moment (the Tanh's backward has just returned): the input x
+    # (D_IN), the Tanh output saved for backward (D_HIDDEN), the gradient arriving at it
+    # (D_HIDDEN) and the gradient it returns (D_HIDDEN). Weights do not grow with rows (they cancel).
+    expected = 4 * (D_IN + 3 * D_HIDDEN)
     measured = row_memory(_grad_of_logit(_chain()), torch.rand(8, D_IN))
-    assert measured == pytest.approx(expected, rel=0.02)
+    assert measured == expected
 
 
 def test_row_memory_scales_with_the_width():
@@ -119,7 +207,7 @@ def test_row_memory_scales_with_the_width():
         nn.Linear(D_IN, 4 * D_HIDDEN), nn.Tanh(), nn.Linear(4 * D_HIDDEN, D_OUT)
     )
     wide = row_memory(_grad_of_logit(wide_model), torch.rand(8, D_IN))
-    assert wide - narrow == pytest.approx(4 * 3 * D_HIDDEN, rel=0.02)
+    assert wide - narrow == 4 * 3 * (4 * D_HIDDEN - D_HIDDEN)  # three hidden-sized tensors, 4x as wide
 
 
 def test_row_memory_of_one_row_is_an_upper_bound():
@@ -133,240 +221,38 @@ def test_row_memory_rejects_empty_rows():
         row_memory(lambda rows: rows, torch.empty(0, 3))
 
 
-# ---- choose_batch_size -----------------------------------------------------------------------
-class _Counter:
-    """fn(k) for choose_batch_size: a tiny forward+backward, recording each k it is called with."""
+def test_a_forward_pass_without_gradient_is_measured_by_its_live_peak():
+    # Under no_grad nothing is saved for backward; the peak is an activation and the next one:
+    # per row, the hidden layer's output (D_HIDDEN) and the Tanh's (D_HIDDEN) at once.
+    model = _chain()
 
-    def __init__(self) -> None:
-        self.sizes: list[int] = []
-        self.model = _chain()
+    def forward(rows):
+        with torch.no_grad():
+            return model(rows)
 
-    def __call__(self, k: int) -> torch.Tensor:
-        self.sizes.append(k)
-        return _grad_of_logit(self.model)(torch.rand(k, D_IN))
-
-
-@pytest.mark.parametrize(
-    ("budget", "row_bytes"),
-    [(10_000, 1_000), (7_000, 1_000), (3_000, 1_000), (1_000, 1_000)],
-)
-def test_choice_never_exceeds_the_memory_cap(budget, row_bytes):
-    fn = _Counter()
-    size = choose_batch_size(
-        fn,
-        row_bytes=row_bytes,
-        max_rows=1000,
-        device="cpu",
-        key=("cap", budget),
-        max_memory=budget,
-    )
-    cap = budget // row_bytes
-    assert 1 <= size <= cap
-    assert (
-        max(fn.sizes, default=1) <= cap
-    )  # the probe never runs a batch above the cap either
+    assert row_memory(forward, torch.rand(8, D_IN)) == 4 * (D_IN + 2 * D_HIDDEN)
 
 
-def test_choice_never_exceeds_max_rows_nor_the_set_budget():
-    fn = _Counter()
-    set_max_memory(64 * 1536)  # 64 rows of 1536 bytes
-    size = choose_batch_size(fn, row_bytes=1536, max_rows=20, device="cpu", key="rows")
-    assert 1 <= size <= 20
-    assert max(fn.sizes) <= 20
+def test_work_of_several_model_calls_peaks_at_its_largest_call():
+    model = _chain()
+    one = _measure(lambda: _grad_of_logit(model)(torch.rand(4, D_IN)), torch.device("cpu"))
+    four = _measure(lambda: [_grad_of_logit(model)(torch.rand(4, D_IN)) for _ in range(4)][-1],
+                    torch.device("cpu"))  # fmt: skip
+    assert four < 2 * one  # calls run one after another: their memory is not added up
 
 
-def test_choice_measures_row_bytes_when_not_given():
-    fn = _Counter()
-    # 4 rows of the chain (about 1.5 KiB each) plus its fixed part fit; 5 rows do not
-    per_row = row_memory(_grad_of_logit(fn.model), torch.rand(8, D_IN))
-    size = choose_batch_size(
-        fn, max_rows=1000, device="cpu", key="measured", max_memory=4 * per_row + 100
-    )
-    assert 1 <= size <= 4
+def test_the_allocator_trims_when_the_free_heap_exceeds_the_budget(monkeypatch):
+    trims = []
 
+    class Libc:
+        def malloc_trim(self, pad):
+            trims.append(pad)
+            return 1
 
-def test_one_row_that_does_not_fit_raises_naming_max_memory():
-    fn = _Counter()
-    with pytest.raises(BatchMemoryError, match="max_memory") as info:
-        choose_batch_size(
-            fn,
-            row_bytes=2_000_000,
-            max_rows=50,
-            device="cpu",
-            key="big",
-            max_memory="1MB",
-        )
-    assert isinstance(info.value, MemoryError) and isinstance(info.value, ValueError)
-    assert "1.9 MiB" in str(info.value) and "976.6 KiB" in str(
-        info.value
-    )  # needed vs budget
-    assert fn.sizes == []  # nothing ran
-
-
-def test_cache_returns_the_same_size_without_calling_fn_again():
-    fn = _Counter()
-    kwargs = {
-        "row_bytes": 1_000,
-        "device": "cpu",
-        "key": ("model", (D_IN,), torch.float32, "cpu", "grad"),
-    }
-    first = choose_batch_size(fn, max_rows=64, max_memory="64KB", **kwargs)
-    calls = len(fn.sizes)
-    assert calls > 0  # the first choice probed
-    again = choose_batch_size(fn, max_rows=64, max_memory="64KB", **kwargs)
-    assert again == first
-    assert len(fn.sizes) == calls  # cached: fn not called again
-    assert (
-        choose_batch_size(fn, max_rows=1, max_memory="64KB", **kwargs) == 1
-    )  # still capped by max_rows
-    assert len(fn.sizes) == calls
-    clear_cache()
-    choose_batch_size(fn, max_rows=64, max_memory="64KB", **kwargs)
-    assert len(fn.sizes) > calls  # chosen again after clear_cache()
-
-
-def test_cache_is_per_budget_setting():
-    fn = _Counter()
-    choose_batch_size(
-        fn, row_bytes=1_000, max_rows=64, device="cpu", key="k", max_memory="64KB"
-    )
-    calls = len(fn.sizes)
-    small = choose_batch_size(
-        fn, row_bytes=1_000, max_rows=64, device="cpu", key="k", max_memory="2KB"
-    )
-    assert small <= 2
-    assert (
-        len(fn.sizes) > calls
-    )  # a new budget is a new choice, never a cached size above it
-
-
-def test_no_probe_when_only_one_row_fits_or_is_asked():
-    fn = _Counter()
-    assert (
-        choose_batch_size(
-            fn, row_bytes=1_000, max_rows=64, device="cpu", key="a", max_memory=1_999
-        )
-        == 1
-    )
-    assert (
-        choose_batch_size(
-            fn, row_bytes=1_000, max_rows=1, device="cpu", key="b", max_memory="1MB"
-        )
-        == 1
-    )
-    assert fn.sizes == []
-
-
-def test_probe_without_time_gives_the_memory_cap():
-    fn = _Counter()
-    size = choose_batch_size(
-        fn,
-        row_bytes=1_000,
-        max_rows=64,
-        device="cpu",
-        key="c",
-        max_memory=10_000,
-        probe_seconds=0,
-    )
-    assert size == 10 and fn.sizes == []
-
-
-def test_choose_batch_size_validates_arguments():
-    with pytest.raises(ValueError, match="max_rows"):
-        choose_batch_size(_Counter(), row_bytes=1, max_rows=0, device="cpu", key="x")
-    with pytest.raises(ValueError, match="row_bytes"):
-        choose_batch_size(_Counter(), row_bytes=0, max_rows=4, device="cpu", key="y")
-
-
-def test_candidates():
-    assert probe._candidates(1) == [1]
-    assert probe._candidates(3) == [1, 2, 3]
-    assert probe._candidates(16) == [4, 8, 16]
-    assert probe._candidates(100) == [4, 8, 16, 32, 64, 100]
-
-
-# ---- out-of-memory retry ---------------------------------------------------------------------
-def _job(data: torch.Tensor, fail_above: int, tried: list[int]):
-    """The whole job in batches of ``batch``; 'out of memory' for batches above ``fail_above``."""
-
-    def run(batch: int) -> torch.Tensor:
-        tried.append(batch)
-        if batch > fail_above:
-            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return torch.cat(
-            [(chunk * 2).sum(1, keepdim=True) for chunk in data.split(batch)]
-        )
-
-    return run
-
-
-def test_oom_retry_halves_and_gives_the_same_result():
-    data = torch.rand(50, 7)
-    reference = _job(data, fail_above=64, tried=[])(64)
-    tried: list[int] = []
-    with pytest.warns(RuntimeWarning, match="out of memory at batch size 64") as record:
-        result = run_with_oom_retry(_job(data, fail_above=10, tried=tried), 64)
-    assert tried == [64, 32, 16, 8]
-    assert len(record) == 1  # warned once, though it halved three times
-    torch.testing.assert_close(result, reference)
-
-
-def test_oom_retry_without_error_does_not_warn():
-    data = torch.rand(5, 3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        result = run_with_oom_retry(_job(data, fail_above=8, tried=[]), 8)
-    assert result.shape == (5, 1)
-
-
-def test_oom_retry_reraises_at_one_row():
-    tried: list[int] = []
-    with (
-        pytest.warns(RuntimeWarning),
-        pytest.raises(RuntimeError, match="out of memory"),
-    ):
-        run_with_oom_retry(_job(torch.rand(4, 2), fail_above=0, tried=tried), 4)
-    assert tried == [4, 2, 1]
-
-
-def test_oom_retry_recognises_the_cuda_error_type_and_cpu_allocator():
-    assert memory.is_out_of_memory(torch.cuda.OutOfMemoryError("x"))
-    assert memory.is_out_of_memory(
-        RuntimeError(
-            "DefaultCPUAllocator: can't allocate memory: you tried to allocate"
-        )
-    )
-    assert not memory.is_out_of_memory(RuntimeError("shape mismatch"))
-    assert not memory.is_out_of_memory(BatchMemoryError("one row does not fit"))
-
-
-def test_oom_retry_does_not_swallow_other_errors():
-    def boom(batch: int):
-        raise ValueError("not a memory problem")
-
-    with pytest.raises(ValueError, match="not a memory problem"):
-        run_with_oom_retry(boom, 8)
-
-
-def test_oom_retry_lowers_the_cached_size():
-    fn = _Counter()
-    size = choose_batch_size(
-        fn,
-        row_bytes=1,
-        max_rows=64,
-        device="cpu",
-        key="oom",
-        max_memory="1MB",
-        probe_seconds=0,
-    )
-    assert size == 64
-    with pytest.warns(RuntimeWarning):
-        run_with_oom_retry(
-            _job(torch.rand(64, 2), fail_above=16, tried=[]), size, key="oom"
-        )
-    assert (
-        choose_batch_size(
-            fn, row_bytes=1, max_rows=64, device="cpu", key="oom", max_memory="1MB"
-        )
-        == 16
-    )
+    monkeypatch.setitem(allocator._state, "kept", True)
+    monkeypatch.setattr(allocator, "_libc", lambda: Libc())
+    monkeypatch.setattr(allocator, "free_heap_bytes", lambda: 3_000)
+    assert allocator.trim_above(5_000) is False and trims == []
+    assert allocator.trim_above(2_000) is True and trims == [0]
+    monkeypatch.setitem(allocator._state, "kept", False)  # not keeping freed memory: nothing to trim
+    assert allocator.trim_above(2_000) is False and trims == [0]

@@ -43,9 +43,9 @@ from smoothsal.studies.explain_dataset import (
     run_explain_dataset,
     scan_images,
 )
-from smoothsal.studies.explain_dataset.compute import DistContext, job_rows, rows_for
+from smoothsal.studies.explain_dataset.compute import DistContext, job_batch_size
 from smoothsal.studies.options import RunOptions
-from smoothsal.studies.explain_dataset.store import PAUSE_ENV
+from smoothsal.studies.explain_dataset.store import PAUSE_ENV, MapWriter, prepare_store, register_model
 
 TINYNET = """
 import torch
@@ -212,14 +212,36 @@ def test_image_seeds_depend_on_the_global_seed_and_the_image_id_only():
     assert 0 <= image_seed(7, "x") < 2**63
 
 
-def test_rows_per_call_are_fixed_for_the_job_and_capped_by_max_memory(data):
+def test_rows_per_call_are_fixed_for_the_job_by_the_learned_rule_before_it(data, tmp_path):
+    import json
+
     import tinynet_ds
 
+    from smoothsal.execution.measure import row_memory
+    from smoothsal.execution.policy import clear_learned
+
     model, x = tinynet_ds.tiny_cnn(), torch.rand(3, 16, 16)
-    assert job_rows(model, x, 4) == 4 == job_rows(model, x, 4, "200KB")  # --batch-size is obeyed
-    assert job_rows(model, x, None) == 2**22 // (3 * 16 * 16)  # the element budget, no timing involved
-    capped = job_rows(model, x, None, "200KB")
-    assert 1 <= capped < 2**22 // (3 * 16 * 16) and job_rows(model, x, None, "200KB") == capped
+    store = tmp_path / "store"
+    prepare_store(store, {"chunk_size": 2}, images=["a.png"], labels=[0])
+    assert job_batch_size(model, x, 4, store, "m") == 4  # --batch-size is obeyed
+    clear_learned()
+    rows = job_batch_size(model, x, None, store, "m", "1MB")  # settled before the job
+    assert rows >= 1 and job_batch_size(model, x, None, store, "m", "1MB") == rows  # kept
+    clear_learned()
+    capped = job_batch_size(model, x, None, store, "m", "200KB")
+
+    def forward_backward(rows):
+        rows = rows.detach().requires_grad_(True)
+        return torch.autograd.grad(model(rows)[:, 0].sum(), rows)[0]
+
+    per_row = row_memory(forward_backward, x.unsqueeze(0).repeat(4, 1, 1, 1))  # the learned cap's row is larger
+    assert 1 <= capped and capped * per_row <= 200_000
+    for spec, runs in (("m", (5, 3)), ("other", (9,))):
+        key = register_model(store, spec, {"weights_sha1": "0"})
+        for r in runs:
+            MapWriter(store, key, 0).add_run({"model": spec, "rows_per_call": r})
+    assert job_batch_size(model, x, None, store, "m") == 3  # a resumed job keeps the last job's grouping
+    assert job_batch_size(model, x, None, store, "other") == 9
 
 
 # ---- values ------------------------------------------------------------------------------------------
@@ -241,7 +263,7 @@ def test_stored_maps_equal_the_library_called_by_hand(data, single):
         # the raw maps of a chunk come from one batch (3 images): equal up to float rounding
         torch.testing.assert_close(raw.load(), VanillaGradient(model).attribute(x, target=target), rtol=1e-5, atol=1e-9)
         seed = image_seed(0, image_id)
-        smooth = Smooth(VanillaGradient(model), noise_level=0.2, n_samples=6, seed=seed, batch_size=rows_for(x[0], 4))
+        smooth = Smooth(VanillaGradient(model), noise_level=0.2, n_samples=6, seed=seed, batch_size=4)
         est = smooth.estimate(x, target=target)
         sm = store.select(method="grad", sigma=0.2, images=[image_id])
         assert sm[0].seed == seed and sm[0].n_samples == 6

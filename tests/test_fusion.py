@@ -162,3 +162,35 @@ def test_a_model_without_batchnorm_is_returned_without_a_probe_pass():
     model[0].forward = lambda x, f=model[0].forward: (calls.append(1), f(x))[1]
     twin, report = fold_batchnorm(model, _x()[:1])
     assert twin is model and report.folded == () and calls == []
+
+
+def test_the_fold_cache_holds_models_weakly_and_at_most_max_folded(monkeypatch):
+    import gc
+
+    from smoothsal.execution import folding as folding_module
+
+    monkeypatch.setattr(folding_module, "MAX_FOLDED", 2)
+    models = [conv_bn_net() for _ in range(3)]
+    before = folding_module.cached_models()
+    twins = [folded(m, _x()) for m in models]
+    assert all(t is not m for t, m in zip(twins, models))
+    assert folding_module.cached_models() <= 2  # the least recently used copy went first
+    assert folded(models[2], _x()) is twins[2]  # the most recent is still cached
+    del twins
+    kept = folding_module.cached_models()
+    models.pop()
+    gc.collect()
+    assert folding_module.cached_models() == kept - 1 >= 0  # a dead model's copy goes with it
+    assert before <= 2
+
+
+def test_the_folding_switch_is_per_thread_and_restored_by_the_block():
+    import threading
+
+    seen = []
+    with folding(False):
+        thread = threading.Thread(target=lambda: seen.append(folding_enabled()))
+        thread.start()
+        thread.join()
+        assert not folding_enabled()
+    assert seen == [True] and folding_enabled()

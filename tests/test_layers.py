@@ -176,7 +176,7 @@ def test_the_library_never_imports_the_harness(harness: str) -> None:
 # ---- names that moved keep working ---------------------------------------------------------------
 #: deprecated alias module -> the modules its names moved to
 DEPRECATED = {
-    "smoothsal.batching": ("smoothsal.execution.memory", "smoothsal.execution.measure", "smoothsal.execution.probe"),
+    "smoothsal.batching": ("smoothsal.execution.memory", "smoothsal.execution.measure"),
     "smoothsal.fusion": ("smoothsal.execution.folding",),
     "smoothsal.allocator": ("smoothsal.execution.allocator",),
     "smoothsal.precision": ("smoothsal.execution.precision",),
@@ -198,7 +198,7 @@ def test_the_library_imports_no_deprecated_alias() -> None:
     [
         ("smoothsal.batching", "set_max_memory", "smoothsal.execution.memory"),
         ("smoothsal.batching", "row_memory", "smoothsal.execution.measure"),
-        ("smoothsal.batching", "choose_batch_size", "smoothsal.execution.probe"),
+        ("smoothsal.batching", "memory_budget", "smoothsal.execution.memory"),
         ("smoothsal.fusion", "folded", "smoothsal.execution.folding"),
         ("smoothsal.allocator", "keep_freed_memory", "smoothsal.execution.allocator"),
         ("smoothsal.precision", "MixedPrecision", "smoothsal.execution.precision"),

@@ -64,6 +64,7 @@ from smoothsal._core.validation import TargetSpec, check_inputs
 from smoothsal.execution.calls import resolve_model_targets
 from smoothsal.execution.devices import to_model_device
 from smoothsal.execution.guard import preserve_model
+from smoothsal.execution.policy import RowContext
 from smoothsal.methods.base import ConvergenceDelta
 
 __all__ = [
@@ -168,13 +169,10 @@ class CaptumMethod:
         has_convergence_delta: whether :meth:`attribute_with_delta` works (Captum's
             ``has_convergence_delta()``: IG, DeepLIFT, ...).
         rows_per_input: model rows one input costs (IG's ``n_steps``), so that ``Smooth`` counts
-            its rows per call in model rows; the adapter then runs each call's rows in one model
-            call through Captum's ``internal_batch_size``.
+            its rows per call in model rows; under a caller's
+            :class:`~smoothsal.execution.policy.RowContext` (:meth:`attribute_rows`) the adapter
+            runs each model call's rows through Captum's ``internal_batch_size``.
     """
-
-    #: set by ``Smooth`` for one call: the model rows that call may run at once (see
-    #: :attr:`smoothsal.methods.base.Attribution.outer_rows`).
-    outer_rows: int | None = None
 
     def __init__(self, method: Any, /, **attribute_kwargs: Any) -> None:
         if not is_captum_method(method):
@@ -207,10 +205,10 @@ class CaptumMethod:
         steps = self.attribute_kwargs.get("n_steps", _default(self.captum.attribute, "n_steps"))
         return int(steps) if isinstance(steps, int) and steps > 0 else 1
 
-    def _kwargs(self) -> dict[str, Any]:
+    def _kwargs(self, context: RowContext | None) -> dict[str, Any]:
         kw = dict(self.attribute_kwargs)
-        if self.outer_rows is not None and "internal_batch_size" not in kw and self.rows_per_input > 1:
-            kw["internal_batch_size"] = self.outer_rows  # all of this call's rows in one model call
+        if context is not None and "internal_batch_size" not in kw and self.rows_per_input > 1:
+            kw["internal_batch_size"] = context.rows_per_call  # the caller's rows per model call
         return kw
 
     def _targets(self, x: Tensor, target: TargetSpec) -> Any:
@@ -230,13 +228,15 @@ class CaptumMethod:
             with preserve_model(self.model) if self.model is not None else contextlib.nullcontext():
                 yield
 
-    def _call(self, inputs: Tensor, target: TargetSpec, with_delta: bool = False) -> tuple[Tensor, Tensor | None]:
+    def _call(
+        self, inputs: Tensor, target: TargetSpec, with_delta: bool = False, context: RowContext | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """Captum's ``attribute`` on a detached copy of ``inputs`` moved to the model's device,
         under :meth:`_guard`: its attributions as one detached tensor and, with ``with_delta``,
         its detached convergence delta (else ``None``), both still on the model's device."""
         check_inputs(inputs)
         x = to_model_device(self.model, inputs.detach()).clone()
-        kw = self._kwargs()
+        kw = self._kwargs(context)
         if with_delta:
             kw["return_convergence_delta"] = True
         with self._guard():
@@ -269,7 +269,26 @@ class CaptumMethod:
         """
         if not self.has_convergence_delta:
             raise TypeError(f"{type(self.captum).__name__} has no convergence delta (has_convergence_delta() is False)")
-        attr, delta = self._call(inputs, target, with_delta=True)
+        return self._with_delta(inputs, target, None)
+
+    def attribute_rows(
+        self, inputs: Tensor, target: TargetSpec, context: RowContext, *, with_delta: bool = False
+    ) -> Tensor | tuple[Tensor, ConvergenceDelta]:
+        """:meth:`attribute` (or :meth:`attribute_with_delta`) under a caller's rows: a Captum method
+        that batches (``internal_batch_size``) runs at most ``context.rows_per_call`` rows per
+        model call (see :meth:`smoothsal.methods.base.Attribution.attribute_rows`)."""
+        if not isinstance(context, RowContext):
+            raise TypeError(f"`context` must be a RowContext, got {type(context).__name__}")
+        if with_delta:
+            if not self.has_convergence_delta:
+                raise TypeError(f"{type(self.captum).__name__} has no convergence delta (has_convergence_delta() is False)")
+            return self._with_delta(inputs, target, context)
+        return self._call(inputs, target, context=context)[0].to(inputs.device)
+
+    def _with_delta(
+        self, inputs: Tensor, target: TargetSpec, context: RowContext | None
+    ) -> tuple[Tensor, ConvergenceDelta]:
+        attr, delta = self._call(inputs, target, with_delta=True, context=context)
         delta = delta.reshape(-1).to(attr.dtype)
         if delta.shape[0] != attr.shape[0]:
             raise ValueError(f"Captum returned {delta.shape[0]} deltas for {attr.shape[0]} inputs")

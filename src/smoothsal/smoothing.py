@@ -18,8 +18,14 @@ How it runs:
 * noisy copies are evaluated in calls of several rows (images × draws) of the wrapped method,
   and folded into running sums: memory holds one call's copies, whatever ``n_samples`` is. The
   rows per call are chosen, not guessed (``batch_size=None``): learned from the timings of the
-  real calls under a memory budget (:mod:`smoothsal.execution.tuner`, :mod:`smoothsal.execution.memory`), and an
-  out-of-memory error halves them and retries; a given ``batch_size`` is obeyed;
+  real calls under a memory budget (:mod:`smoothsal.execution.policy`,
+  :mod:`smoothsal.execution.memory`), and an out-of-memory error halves them and retries
+  (:mod:`smoothsal.execution.runner`); a given ``batch_size`` is obeyed. A method that batches
+  rows itself (Integrated Gradients: ``steps`` rows per noisy input) runs each call's rows as
+  ``Smooth`` says (:meth:`~smoothsal.methods.base.Attribution.attribute_rows` with a
+  :class:`~smoothsal.execution.policy.RowContext` that also names each input's draw); the images
+  whose running sums are held at once are those that fit an eighth of the budget
+  (:func:`smoothsal.execution.memory.items_in_budget`);
 * every sample carries noise (no noise-free sample, unlike Zennit's last sample, which biases
   fidelity measurements);
 * draw ``j`` is the same standard-normal tensor for every image of the batch (scaled by each
@@ -46,8 +52,9 @@ from torch import Tensor, nn
 from smoothsal._core.validation import TargetSpec, check_inputs, check_positive_int
 from smoothsal.execution.calls import resolve_model_targets
 from smoothsal.execution.devices import to_model_device
-from smoothsal.execution.memory import MemorySpec, memory_budget
-from smoothsal.execution.tuner import RowTuner, work_key
+from smoothsal.execution.memory import MemorySpec, items_in_budget
+from smoothsal.execution.policy import RowContext, RowPolicy
+from smoothsal.execution.runner import policy_for, run_call
 from smoothsal.methods.base import ConvergenceDelta, model_of
 from smoothsal.noise import Sampler, SeedSpec, make_generator, noise_sigma, noise_stream
 from smoothsal.smoothing_spec import STATISTICS, SmoothSpec  # noqa: F401 (STATISTICS: its old home)
@@ -415,7 +422,7 @@ class Smooth:
         device = inputs.device
         inputs = to_model_device(self.model, inputs.detach())  # inputs (and noise) follow the model
         targets = self._resolve_targets(inputs, target)
-        per_chunk = self._images_per_chunk(inputs)
+        per_chunk = self._images_held(inputs)
         results = [
             self._estimate_chunk(inputs[i : i + per_chunk], targets[i : i + per_chunk], with_delta, snaps)
             for i in range(0, inputs.shape[0], per_chunk)
@@ -445,17 +452,16 @@ class Smooth:
             return torch.as_tensor(target, dtype=torch.long).reshape(-1).expand(inputs.shape[0]).clone()
         return resolve_model_targets(model, inputs, target)
 
-    def _images_per_chunk(self, inputs: Tensor) -> int:
+    def _images_held(self, inputs: Tensor) -> int:
         """Images whose running sums are held at once: float64 sums take 3 (5 for VarGrad) copies
-        of each image; at most an eighth of the memory budget goes to them."""
+        of each image, plus the shift in the input's dtype; an eighth of the memory budget goes to them."""
         copies = 5 if self.statistic == "var" else 3
-        per_image = max(1, inputs[0].numel() * 8 * copies)
-        return max(1, min(inputs.shape[0], memory_budget(inputs.device) // 8 // per_image))
+        per_image = inputs[0].numel() * (8 * copies + inputs.element_size())
+        return items_in_budget(inputs.shape[0], per_image, inputs.device, self.max_memory, share=1 / 8)
 
-    def _tuner(self, x: Tensor, rows_per_input: int) -> RowTuner:
+    def _policy(self, x: Tensor, rows_per_input: int) -> RowPolicy:
         what = ("smooth", type(self.method).__name__, rows_per_input)
-        return RowTuner(work_key(self.model, x[0], what), device=x.device, fixed=self.batch_size,
-                        max_memory=self.max_memory)  # fmt: skip
+        return policy_for(self.model, x[0], what, batch_size=self.batch_size, max_memory=self.max_memory)
 
     def _estimate_chunk(
         self, x: Tensor, targets: Tensor, with_delta: bool = False, snapshots: tuple[int, ...] = ()
@@ -463,7 +469,7 @@ class Smooth:
         """Smooth a chunk of images.
 
         Draw ``j`` is one standard-noise tensor shared by the images still sampling. Each call
-        takes the rows the tuner asks for: several draws of all active images, or, when fewer
+        takes the rows the policy asks for: several draws of all active images, or, when fewer
         rows than images are asked for, one draw of a group of images. With ``tol`` an image
         leaves as soon as its relative standard error is small enough (checked at multiples of
         ``min_samples``), and the images left get more draws per call.
@@ -473,7 +479,7 @@ class Smooth:
         gen = make_generator(self.seed, x.device)
         stream = noise_stream(self.sampler, self.n_samples, tuple(x.shape[1:]), gen, x.device, x.dtype)
         r = max(1, int(getattr(self.method, "rows_per_input", 1)))  # model rows per noisy input
-        tuner = self._tuner(x, r)
+        policy = self._policy(x, r)
         moments = _RunningMoments(need_fourth=self.statistic == "var", n_images=b)
         gaps = _DeltaSums(b, x.device) if with_delta else None  # the inner runs' completeness gaps
         active = torch.arange(b, device=x.device)  # images still sampling
@@ -485,7 +491,7 @@ class Smooth:
             if self.tol is not None:  # no call crosses a check
                 stop = min(stop, (done // self.min_samples + 1) * self.min_samples)
             stop = min([stop, *(n for n in snapshots if n > done)])  # nor a snapshot
-            k = tuner.next_size((stop - done) * a * r)  # model rows asked for
+            k = policy.next_size((stop - done) * a * r)  # model rows asked for
             m = max(1, k // r)  # noisy inputs this call
             s = min(max(1, m // a), stop - done)  # draws this call
             # draws in order, one per sample, shared by the images: the batch never changes the map
@@ -493,10 +499,12 @@ class Smooth:
             for group in active.split(m) if s == 1 else (active,):
                 noisy = x[group].unsqueeze(0) + sigma[group].unsqueeze(0) * eps.unsqueeze(1)  # [s, G, ...]
                 deltas: list | None = [] if gaps is not None else None
-                attr = self._attribute_rows(tuner, k, noisy.flatten(0, 1), targets[group].repeat(s), r, deltas)  # [s*G, ...]
+                draws = torch.arange(done, done + s, device=x.device).repeat_interleave(group.numel())  # [s*G]
+                attr = self._attribute_rows(policy, k, noisy.flatten(0, 1), targets[group].repeat(s), r, draws,
+                                            deltas)  # [s*G, ...]  # fmt: skip
                 attr = attr.reshape(s, group.numel(), *attr.shape[1:])
                 if gaps is not None:
-                    gaps.add(_cat_deltas(deltas), group, s)
+                    gaps.add(ConvergenceDelta.cat(deltas), group, s)
                 moments.add(attr * attr if self.statistic == "square" else attr, group)
             done += s
             if done in snapshots:  # the images that stopped earlier have no estimate at this n
@@ -513,30 +521,34 @@ class Smooth:
         return out
 
     def _attribute_rows(
-        self, tuner: RowTuner, k: int, rows: Tensor, targets: Tensor, r: int, deltas: list | None = None
+        self, policy: RowPolicy, k: int, rows: Tensor, targets: Tensor, r: int, draws: Tensor,
+        deltas: list | None = None,
     ) -> Tensor:
-        """The wrapped method on the noisy inputs ``rows`` (``r`` model rows each); a method that
-        batches rows itself (``r > 1``, e.g. IG) runs each call's rows in one model call, so one
-        tuner, this one, chooses the rows of both. With a list ``deltas``, the method's
-        ``attribute_with_delta`` runs and each call's ConvergenceDelta is appended, in row order."""
+        """The wrapped method on the noisy inputs ``rows`` (``r`` model rows each, draw ``draws[i]``
+        each), as the call of ``k`` rows the policy asked for (:func:`smoothsal.execution.runner.run_call`:
+        an out-of-memory error halves the calls for good). A method with ``attribute_rows`` (every
+        smoothsal method, the Captum adapter) is told to run each call's rows in one model call
+        (:class:`~smoothsal.execution.policy.RowContext`), so one policy, this one, chooses the rows
+        of both; another method is called with ``attribute``. With a list ``deltas``, the method's
+        delta is computed too and each call's ConvergenceDelta appended, in row order."""
+        nested = getattr(self.method, "attribute_rows", None)
 
-        def call(lo: int, hi: int) -> Tensor:
+        def work(lo: int, hi: int) -> Tensor:
+            t = targets[lo:hi]
+            if nested is not None:
+                context = RowContext((hi - lo) * r, draws[lo:hi], self.n_samples)
+                out = nested(rows[lo:hi], t, context, with_delta=deltas is not None)
+            elif deltas is None:
+                out = self.method.attribute(rows[lo:hi], target=t)
+            else:
+                out = self.method.attribute_with_delta(rows[lo:hi], target=t)
             if deltas is None:
-                return self.method.attribute(rows[lo:hi], target=targets[lo:hi])
-            attr, delta = self.method.attribute_with_delta(rows[lo:hi], target=targets[lo:hi])
+                return out
+            attr, delta = out
             deltas.append(delta)
             return attr
 
-        def work(lo: int, hi: int) -> Tensor:
-            if r == 1:
-                return call(lo, hi)
-            self.method.outer_rows = (hi - lo) * r
-            try:
-                return call(lo, hi)
-            finally:
-                self.method.outer_rows = None
-
-        return tuner.run_split(k, rows.shape[0], work, unit=r)
+        return run_call(policy, k, rows.shape[0], work, unit=r)
 
     def _finish(self, moments: _RunningMoments, dtype: torch.dtype) -> SmoothEstimate:
         n = moments._count()  # [B, 1, ...]
@@ -554,16 +566,6 @@ class Smooth:
             stderr=se.to(dtype),
             n_samples=moments.n.to(torch.long),
         )
-
-
-def _cat_deltas(deltas: list) -> Any:
-    """One ConvergenceDelta of the calls' deltas, in row order."""
-    if len(deltas) == 1:
-        return deltas[0]
-    from smoothsal.methods.base import ConvergenceDelta
-
-    steps = None if any(d.steps is None for d in deltas) else torch.cat([d.steps for d in deltas])
-    return ConvergenceDelta(torch.cat([d.delta for d in deltas]), torch.cat([d.expected for d in deltas]), steps)
 
 
 class SmoothGrad(Smooth):

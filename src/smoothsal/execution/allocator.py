@@ -11,10 +11,16 @@ sampled method faults every page of its activations in again and the kernel zero
 maximum with ``mallopt(3)``, so blocks come from the heap and stay there for the next call: the
 same work then takes 0.6× the time with almost no system time and no page faults.
 
-The cost: the process keeps its peak heap (what the largest call needed) instead of returning it
-to the system between calls; :func:`smoothsal.execution.memory.available_memory` counts the free part
-of that heap as available, so the memory budget of later work is not lowered by it. It changes
-only *when* memory goes back to the system, never what a computation returns.
+The cost: the process would keep its peak heap (what the largest call needed) instead of
+returning it to the system between calls. Two bounds keep that to the budget's worth:
+:func:`trim_above` gives the heap's free pages back (``malloc_trim``) when its free part exceeds
+the memory budget of the work that just ran (the runner, :mod:`smoothsal.execution.runner`, asks
+after each call of a learned policy on the CPU; a call of the learned size itself fits the budget,
+so the calls of a job reuse their memory and fault nothing in), and the top of the heap is
+trimmed by glibc itself beyond 2 GiB (``M_TRIM_THRESHOLD``, an ``int``).
+:func:`smoothsal.execution.memory.available_memory` counts the free part of the heap as
+available, so the memory budget of later work is not lowered by it. It changes only *when*
+memory goes back to the system, never what a computation returns.
 
 When: smoothsal calls :func:`prepare` before a method, ``Smooth`` or a forward-only metric runs
 on the CPU; it calls :func:`keep_freed_memory` once per process, unless the environment sets
@@ -34,17 +40,17 @@ import threading
 
 import torch
 
-__all__ = ["ENV", "free_heap_bytes", "keep_freed_memory", "kept", "prepare"]
+__all__ = ["ENV", "free_heap_bytes", "keep_freed_memory", "kept", "prepare", "trim_above"]
 
 #: environment variable: ``0`` leaves the allocator as it is
 ENV = "SMOOTHSAL_KEEP_FREED_MEMORY"
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 _MMAP_THRESHOLD = 1 << 30  # blocks up to 1 GiB come from the heap
-_TRIM_THRESHOLD = (1 << 31) - 1  # never trim the heap's top (mallopt takes an int)
+_TRIM_THRESHOLD = (1 << 31) - 1  # the heap's top is trimmed beyond 2 GiB (the largest int mallopt takes)
 _GLIBC_DEFAULTS = (128 * 1024, 128 * 1024)  # the static defaults restored by keep_freed_memory(False)
 
 _lock = threading.Lock()
-_state = {"decided": False, "kept": False}
+_state = {"decided": False, "kept": False, "trims": 0}
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -107,3 +113,22 @@ def free_heap_bytes() -> int:
         return 0
     fn.restype = _Mallinfo2
     return int(fn().fordblks)
+
+
+def trim_above(budget: int) -> bool:
+    """Give the heap's free pages back to the system when its free part exceeds ``budget`` bytes.
+
+    Only while freed memory is kept (:func:`kept`) and where glibc has ``malloc_trim``; returns
+    whether it trimmed. ``malloc_trim(0)`` releases every whole free page of every arena (the
+    next calls fault them in again: this is the price of the bound, paid only when a larger
+    call or other work left more than a budget of free heap behind).
+    """
+    if not _state["kept"] or free_heap_bytes() <= budget:
+        return False
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
+    if trim is None:
+        return False
+    trim(0)
+    _state["trims"] += 1
+    return True

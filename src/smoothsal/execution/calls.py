@@ -1,72 +1,114 @@
-"""Calling the model, written once: predictions in batches and ``target``/``targets`` resolution.
+"""Calling the model, written once: forward passes in batches and ``target``/``targets`` resolution.
 
 Every method, metric and study that needs the model's prediction goes through :func:`predict`
-(model guarded by :func:`~smoothsal.execution.guard.preserve_model`, no gradient, output checked
-to be ``[B, classes]``) and :func:`resolve_model_targets`; how many rows one call takes without a
-measured choice is :func:`rows_per_call`.
+or, for rows it builds on demand (masked or perturbed copies), :func:`forward_rows`: model guarded
+by :func:`~smoothsal.execution.guard.preserve_model`, no gradient, output checked to be
+``[B, classes]``, rows per call from the one runner (:mod:`smoothsal.execution.runner`);
+``target=None`` is resolved by :func:`resolve_model_targets`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
+
 import torch
 from torch import Tensor, nn
 
-from smoothsal._core.validation import TargetSpec, check_logits, resolve_targets
+from smoothsal._core.validation import TargetSpec, check_logits, check_positive_int, resolve_targets
 from smoothsal.execution.devices import to_model_device
 from smoothsal.execution.folding import folded
 from smoothsal.execution.guard import preserve_model
+from smoothsal.execution.memory import MemorySpec
+from smoothsal.execution.policy import RowPolicy
+from smoothsal.execution.runner import policy_for, run_rows
 
-__all__ = ["predict", "resolve_model_targets", "row_chunks", "rows_per_call"]
-
-#: Without a measured choice, one call holds at most this many input elements (16 MiB of float32:
-#: 27 rows of 3×224×224, 4,096 rows of 1×32×32), and at least one row.
-DEFAULT_MAX_ELEMENTS = 2**22
+__all__ = ["forward_rows", "predict", "resolve_model_targets"]
 
 
-def rows_per_call(example: Tensor, total_rows: int, batch_size: int | None = None) -> int:
-    """How many rows like ``example`` (one row, ``[...]``) one model call takes.
+def forward_rows(
+    model: nn.Module,
+    n_rows: int,
+    build: Callable[[int, int], Tensor],
+    *,
+    example: Tensor,
+    batch_size: int | None = None,
+    max_memory: MemorySpec = None,
+    policy: RowPolicy | None = None,
+    fold: bool = True,
+    what: Hashable = "forward",
+) -> Tensor:
+    """Logits ``[n_rows, classes]`` of rows built on demand, ``build(lo, hi) -> [hi - lo, ...]``.
 
-    A given ``batch_size`` is obeyed. ``None`` is the automatic choice: every method, metric and
-    study that runs many rows asks here, so the rule lives in one place.
+    Args:
+        model: the classifier; run in eval mode (restored afterwards), without gradient, as its
+            BatchNorm-folded copy where there is one (:func:`smoothsal.execution.folding.folded`:
+            the same function).
+        n_rows: rows to run.
+        build: makes rows ``lo..hi-1`` on the model's device (so memory holds one call's rows).
+        example: one row ``[...]`` like the real ones (the policy's key, the folding probe).
+        batch_size: most model rows per call (a row: one forward(+backward) pass of one input-shaped
+            tensor); ``None``: learned from the calls' timings under the memory budget. Never changes the
+            result. Here a row is one forward pass of one input.
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
+        policy: the rows-per-call policy to use instead (e.g. a caller's :class:`~smoothsal.execution.policy.RowContext`).
+        fold: run the BatchNorm-folded copy where there is one (``False``: the model as given).
+        what: what is run (learned apart from other work on the same rows).
+    """
+    if policy is None:
+        policy = policy_for(model, example, ("forward", what), batch_size=batch_size, max_memory=max_memory)
+    with preserve_model(model, warn_training=False), torch.no_grad():
+        run = folded(model, example[None]) if fold else model
+
+        def work(lo: int, hi: int) -> Tensor:
+            return check_logits(run(build(lo, hi)), hi - lo)
+
+        return run_rows(policy, n_rows, work)
+
+
+def predict(
+    model: nn.Module, inputs: Tensor, *, batch_size: int | None = None, max_memory: MemorySpec = None
+) -> Tensor:
+    """Logits ``[B, classes]`` of ``model`` on ``inputs`` in eval mode, without gradient.
+
+    Args:
+        model: the classifier (its train/eval state is restored afterwards, see ``preserve_model``).
+        inputs: ``[B, ...]``.
+        batch_size: most model rows per call (a row: one forward(+backward) pass of one input-shaped
+            tensor); ``None``: learned from the calls' timings under the memory budget. Never changes the
+            result. Here a row is one forward pass of one input.
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
+
+    The forward passes run the model's BatchNorm-folded copy where there is one
+    (:func:`smoothsal.execution.folding.folded`: the same function; this is how deletion/insertion,
+    faithfulness correlation and pruning call it).
     """
     if batch_size is not None:
-        return max(1, int(batch_size))
-    per_row = max(1, example.numel())
-    return max(1, min(total_rows, DEFAULT_MAX_ELEMENTS // per_row))
-
-
-def row_chunks(n_rows: int, batch_size: int | None) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` covering ``range(n_rows)`` in chunks of ``batch_size`` (one chunk if ``None``)."""
-    size = n_rows if batch_size is None else max(1, int(batch_size))
-    return [(s, min(s + size, n_rows)) for s in range(0, n_rows, max(1, size))]
-
-
-def predict(model: nn.Module, inputs: Tensor, *, batch_size: int | None = None) -> Tensor:
-    """Logits ``[B, classes]`` of ``model`` on ``inputs`` in eval mode, without gradient, in chunks of
-    ``batch_size`` rows (``None``: :func:`rows_per_call`'s automatic rule).
-
-    The model's train/eval state is restored afterwards (see ``preserve_model``). The forward
-    passes run the model's BatchNorm-folded copy where there is one (:func:`smoothsal.execution.folding.folded`:
-    the same function; this is how deletion/insertion, faithfulness correlation and pruning call it).
-    """
+        check_positive_int(batch_size, "batch_size")
     x = to_model_device(model, inputs)
-    size = rows_per_call(x[0], x.shape[0], batch_size)
-    with preserve_model(model, warn_training=False), torch.no_grad():
-        run = folded(model, x)
-        parts = [check_logits(run(x[a:b]), b - a) for a, b in row_chunks(x.shape[0], size)]
-    return torch.cat(parts).to(inputs.device)
+    if x.shape[0] == 0:
+        raise ValueError("`inputs` must hold at least one row")
+    logits = forward_rows(model, x.shape[0], lambda lo, hi: x[lo:hi], example=x[0], batch_size=batch_size,
+                          max_memory=max_memory)  # fmt: skip
+    return logits.to(inputs.device)
 
 
 def resolve_model_targets(
-    model: nn.Module, inputs: Tensor, targets: TargetSpec, *, batch_size: int | None = None
+    model: nn.Module,
+    inputs: Tensor,
+    targets: TargetSpec,
+    *,
+    batch_size: int | None = None,
+    max_memory: MemorySpec = None,
 ) -> Tensor:
     """``targets`` as a LongTensor ``[B]``; ``None`` = the model's predicted class (one forward pass).
 
     Explicit targets are checked against the model's number of classes (the forward pass is then
-    made on the first sample only).
+    made on the first sample only). ``batch_size``, ``max_memory``: as for :func:`predict`.
     """
     probe = inputs if targets is None else inputs[:1]
-    logits = predict(model, probe, batch_size=batch_size)
+    logits = predict(model, probe, batch_size=batch_size, max_memory=max_memory)
     if targets is None:
         return resolve_targets(None, logits)
     return resolve_targets(targets, logits.expand(inputs.shape[0], -1))

@@ -34,17 +34,23 @@ also read elsewhere, e.g. by a skip connection before the BatchNorm, fails this 
 
 :func:`folded` caches the copy per model and rebuilds it when any parameter or buffer changes
 (its storage or its version counter: ``.to(device)``, an optimizer step, ``load_state_dict``).
-A model with hooks of its own is never folded (the hooks may expect the original modules).
-``with smoothsal.execution.folding.folding(False):`` (or :func:`set_folding`) turns folding off, e.g. to
-compare with another library bit for bit.
+The cache holds the model weakly (the copy goes when the model is garbage-collected) and keeps
+the copies of at most :data:`MAX_FOLDED` models (the least recently used go first): each copy is
+a whole model's weights. A model with hooks of its own is never folded (the hooks may expect the
+original modules). ``with smoothsal.execution.folding.folding(False):`` turns folding off, e.g.
+to compare with another library bit for bit; the switch is a :class:`contextvars.ContextVar`:
+it holds in the thread (and ``asyncio`` task) that set it, as a thread-local would, and a
+``with`` block restores it on exit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -54,36 +60,50 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from smoothsal.execution.guard import MODULE_HOOK_DICTS
 
-__all__ = ["FOLD_TOLERANCE", "FoldReport", "fold_batchnorm", "folded", "folding", "folding_enabled", "set_folding"]
+__all__ = [
+    "FOLD_TOLERANCE",
+    "MAX_FOLDED",
+    "FoldReport",
+    "cached_models",
+    "fold_batchnorm",
+    "folded",
+    "folding",
+    "folding_enabled",
+    "set_folding",
+]
 
 #: the folded copy is used only when ``max |f_folded(x) - f(x)| <= FOLD_TOLERANCE * max(1, max |f(x)|)``
 #: on the probe input (float32 rounding gives ~1e-6; a wrong fold gives O(1))
 FOLD_TOLERANCE = 1e-3
+#: folded copies kept at once (each holds a whole model's weights); the least recently used go first.
+MAX_FOLDED = 4
 
-_state = threading.local()
+_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("smoothsal_folding", default=True)
 
 
 def folding_enabled() -> bool:
-    """Whether the methods that may fold BatchNorm do so (default ``True``)."""
-    return getattr(_state, "enabled", True)
+    """Whether the methods that may fold BatchNorm do so here (default ``True``)."""
+    return _enabled.get()
 
 
 def set_folding(enabled: bool) -> None:
-    """Turn BatchNorm folding on or off for this thread."""
+    """Turn BatchNorm folding on or off in the current context (this thread, until changed);
+    prefer ``with folding(enabled):``, which restores it."""
     if not isinstance(enabled, bool):
         raise TypeError(f"`enabled` must be a bool, got {enabled!r}")
-    _state.enabled = enabled
+    _enabled.set(enabled)
 
 
 @contextlib.contextmanager
 def folding(enabled: bool) -> Iterator[None]:
     """Context manager: BatchNorm folding on or off inside the block, restored afterwards."""
-    before = folding_enabled()
-    set_folding(enabled)
+    if not isinstance(enabled, bool):
+        raise TypeError(f"`enabled` must be a bool, got {enabled!r}")
+    token = _enabled.set(enabled)
     try:
         yield
     finally:
-        set_folding(before)
+        _enabled.reset(token)
 
 
 @dataclass(frozen=True)
@@ -246,15 +266,55 @@ def _fingerprint(model: nn.Module) -> tuple:
     )
 
 
-_cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module | None]] = weakref.WeakKeyDictionary()
+class _FoldCache:
+    """Folded copies per model: the model held weakly, at most :data:`MAX_FOLDED` of them (LRU)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()  # a model's weakref callback may run inside a locked section
+        self.entries: OrderedDict[int, tuple[weakref.ref, tuple, nn.Module | None]] = OrderedDict()
+
+    def get(self, model: nn.Module) -> tuple[tuple, nn.Module | None] | None:
+        with self.lock:
+            hit = self.entries.get(id(model))
+            if hit is None or hit[0]() is not model:
+                return None
+            self.entries.move_to_end(id(model))
+            return hit[1], hit[2]
+
+    def put(self, model: nn.Module, key: tuple, twin: nn.Module | None) -> None:
+        ident = id(model)
+
+        def forget(ref: weakref.ref, ident: int = ident) -> None:  # the model was garbage-collected
+            with self.lock:
+                hit = self.entries.get(ident)
+                if hit is not None and hit[0] is ref:
+                    del self.entries[ident]
+
+        with self.lock:
+            self.entries[ident] = (weakref.ref(model, forget), key, twin)
+            self.entries.move_to_end(ident)
+            while len(self.entries) > MAX_FOLDED:
+                self.entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.entries)
+
+
+_cache = _FoldCache()
+
+
+def cached_models() -> int:
+    """How many models have a folded copy (or a "nothing to fold") cached now."""
+    return len(_cache)
 
 
 def folded(model: nn.Module, probe: Tensor) -> nn.Module:
     """The model to run for a method that uses ``model`` as a function: its BatchNorm-folded copy, or itself.
 
     Itself when folding is off (:func:`folding`), the model has hooks, is a TorchScript module,
-    has nothing to fold or the fold fails its check. The copy is cached per model and rebuilt
-    when the model's parameters or buffers change.
+    has nothing to fold or the fold fails its check. The copy is cached per model (weakly, at most
+    :data:`MAX_FOLDED` models) and rebuilt when the model's parameters or buffers change.
     """
     if not folding_enabled() or isinstance(model, torch.jit.ScriptModule) or _has_hooks(model):
         return model
@@ -263,5 +323,5 @@ def folded(model: nn.Module, probe: Tensor) -> nn.Module:
     if hit is not None and hit[0] == key:
         return hit[1] if hit[1] is not None else model
     twin, report = fold_batchnorm(model, probe[:1].detach())
-    _cache[model] = (key, twin if report.used else None)
+    _cache.put(model, key, twin if report.used else None)
     return twin

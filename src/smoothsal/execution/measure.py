@@ -1,7 +1,8 @@
-r"""The memory of one row: bytes a forward+backward keeps, measured on a few real rows.
+r"""The memory of one row: the peak bytes of a call's tensors, measured on a few real rows.
 
 How many rows fit in one call is the memory budget (:mod:`smoothsal.execution.memory`) divided
-by what one row needs, measured here.
+by what one row needs, measured here (:class:`~smoothsal.execution.policy.LearnedRows` measures
+the first call of each work with :func:`_measure`).
 
 How row memory is measured
 --------------------------
@@ -9,25 +10,24 @@ CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` — 
 the caching allocator, minus what was allocated before.
 
 CPU: PyTorch keeps no peak statistic for the CPU allocator, and the resident set size is blurred
-by ``malloc`` reusing freed pages. We count instead what autograd *keeps*: a
-:class:`torch.autograd.graph.saved_tensors_hooks` pack hook adds up the bytes of every tensor
-saved for backward (each storage counted once, by its data pointer), plus the input rows and
-what the call returns (the attributions: the input's gradient). This is the bulk of a forward+backward's peak: activations are
-held from the forward pass until the backward pass frees them. It is measured at two row counts
-``k1 < k2`` so the fixed part (weights saved by ``linear``/``conv``, buffers) cancels:
-``per_row = (bytes(k2) − bytes(k1)) / (k2 − k1)``.
+by ``malloc`` reusing freed pages. We take instead the **peak of the live tensors**: a
+``TorchDispatchMode`` sees every tensor each operator returns (the forward pass, and the
+backward pass, which autograd runs with the caller's dispatch modes), and after each operator
+adds up the storages it allocated that are still alive (each counted once, by its storage; a
+view or in-place result of an argument, e.g. a weight's transpose, is no allocation; one that
+was freed drops out, so the work of several model calls in a row peaks at its largest call, as
+on CUDA). This is
+what a forward+backward holds at its worst moment: the activations saved for backward plus the
+gradients alive during the backward pass; for a forward pass without gradient, an activation
+and the next one. On EfficientNet-Lite0 at 224 px: 79.8 MiB per row of a forward+backward (the
+tensors autograd saves alone are 78.4 MiB, and the CPU allocator's peak growth from the PyTorch
+profiler's memory trace is 78.9 MiB: ``benchmarks/bench_batch.py``), 12.3 MiB per row of a
+forward pass. The fixed part (weights, buffers) is separated by :func:`row_memory`, which
+measures two row counts ``k1 < k2``: ``per_row = (bytes(k2) − bytes(k1)) / (k2 − k1)``.
 
-Limits of the CPU count (why the default budget is only a fraction of free memory):
-
-* transient buffers that are not saved (an op's workspace, the gradient buffers alive during the
-  backward pass, the largest of which is about one activation) are not counted; on
-  EfficientNet-Lite0 at 224 px the count (78.4 MiB/row) is within 1% of the CPU allocator's real
-  peak growth per row taken from the PyTorch profiler's memory trace (78.9 MiB/row;
-  ``benchmarks/bench_batch.py`` prints both), but a network with large unsaved temporaries can
-  exceed it;
-* tensors a custom ``autograd.Function`` stores on ``ctx`` as attributes (instead of
-  ``save_for_backward``) and tensors kept alive by module hooks are invisible to the hook;
-* work under ``torch.no_grad()`` saves nothing, so its count is only the input and the output.
+Limits of the CPU count: an operator's own workspace (never returned) is not seen, and a tensor
+freed between two operators counts until the next one (an upper bound). The input rows made
+before the call are not seen either: :func:`row_memory` adds them.
 
 Everything is device-agnostic and never changes results: a batch size only changes how rows are
 grouped into calls.
@@ -41,6 +41,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 __all__ = ["row_memory"]
 
@@ -55,7 +58,7 @@ def _sync(dev: torch.device) -> None:
 def _storage_key(t: Tensor) -> tuple[int, int]:
     try:
         storage = t.untyped_storage()
-        return storage.data_ptr(), storage.nbytes()
+        return storage._cdata, storage.nbytes()
     except (
         RuntimeError,
         NotImplementedError,
@@ -78,10 +81,36 @@ def _out_bytes(out: Any, seen: set[int]) -> int:
     return 0
 
 
-def _measure(
-    call: Callable[[], Any], dev: torch.device, extra: tuple[Tensor, ...] = ()
-) -> int:
-    """Bytes one ``call()`` needs: the peak (CUDA) or the saved-tensor count (CPU, see the module doc)."""
+class _LivePeak(TorchDispatchMode):
+    """Peak bytes of the tensor storages alive during a call, seen from the operators' outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: dict[int, tuple[StorageWeakRef, int]] = {}
+        self.total = 0  # bytes of the storages in `live`
+        self.peak = 0
+        self.seen: set[int] = set()  # every storage counted (allocated during the call)
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for key in [k for k, (ref, _) in self.live.items() if ref.expired()]:
+            self.total -= self.live.pop(key)[1]
+        given = {_storage_key(t)[0] for t in tree_flatten((args, kwargs))[0] if isinstance(t, Tensor)}
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, Tensor) and t.layout == torch.strided:
+                storage = t.untyped_storage()
+                key = storage._cdata
+                if key in self.live or key in given:  # known, or a view / in-place result of an argument
+                    continue
+                self.seen.add(key)
+                self.live[key] = (StorageWeakRef(storage), storage.nbytes())
+                self.total += storage.nbytes()
+        self.peak = max(self.peak, self.total)
+        return out
+
+
+def _measure(call: Callable[[], Any], dev: torch.device, extra: tuple[Tensor, ...] = ()) -> int:
+    """Peak bytes one ``call()`` needs (see the module doc), plus the tensors ``extra`` made before it."""
     if dev.type == "cuda":
         _sync(dev)
         torch.cuda.reset_peak_memory_stats(dev)
@@ -89,27 +118,11 @@ def _measure(
         call()
         _sync(dev)
         return max(int(torch.cuda.max_memory_allocated(dev) - before), 0)
-    seen: set[int] = set()
-    kept: list[Tensor] = []  # held until the end: a freed storage's address could be reused by a
-    total = 0  # later tensor (the returned gradient), which the pointer check would then miss
-
-    def pack(t: Tensor) -> Tensor:
-        nonlocal total
-        ptr, nbytes = _storage_key(t)
-        if ptr not in seen:
-            seen.add(ptr)
-            kept.append(t)
-            total += nbytes
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = call()
+    live = _LivePeak()
+    with live:
+        call()
     _sync(dev)
-    total += _out_bytes(
-        out, seen
-    )  # what the call returns (the attributions), if not saved
-    total += _out_bytes(extra, seen)  # the input rows, if no op saved them
-    return total
+    return live.peak + _out_bytes(extra, set(live.seen))  # the input rows, made before the call
 
 
 def _per_row(m1: int, k1: int, m2: int, k2: int) -> int:
@@ -134,9 +147,8 @@ def row_memory(fn: Callable[[Tensor], Any], example_rows: Tensor) -> int:
             is returned (an upper bound).
 
     Returns:
-        bytes per row (≥ 1). CUDA: from the allocator's peak. CPU: bytes saved for backward, plus
-        the input rows and what ``fn`` returns (e.g. the attributions), each storage counted once
-        (see the module docstring for what this misses).
+        bytes per row (≥ 1). CUDA: from the allocator's peak. CPU: from the peak of the live
+        tensors, plus the input rows (see the module docstring for what this misses).
     """
     if (
         not isinstance(example_rows, Tensor)
@@ -157,13 +169,3 @@ def row_memory(fn: Callable[[Tensor], Any], example_rows: Tensor) -> int:
     m1 = _measure(lambda: fn(small), dev, (small,))
     m2 = _measure(lambda: fn(large), dev, (large,))
     return _per_row(m1, k1, m2, k2)
-
-
-def _rows_memory_of(fn: Callable[[int], Any], dev: torch.device) -> int:
-    """Per-row bytes of ``fn(k)`` (the rows are built inside ``fn``: their own bytes are not seen on CPU)."""
-    if dev.type != "cpu":  # the CPU count is exact from the first call
-        fn(1)  # warm-up
-    m1 = _measure(lambda: fn(1), dev)
-    m2 = _measure(lambda: fn(2), dev)
-    return _per_row(m1, 1, m2, 2)
-

@@ -1,54 +1,79 @@
 r"""The memory budget of automatic batching: how much activation memory one call may use, per device.
 
 Smoothing (SmoothGrad, Smilkov et al. 2017, arXiv:1706.03825), Integrated Gradients and the
-metrics run many *rows* (noisy copies, path points, masked images) through one forward+backward
+metrics run many *rows* (noisy copies, path points, masked images) through one forward(+backward)
 pass each. How many rows go into one call changes only the grouping, never the result, but it
-changes the speed a lot (on a 2-core CPU, EfficientNet-Lite0 at 224 px is 2x slower at 32 rows
-than at 16) and the peak memory (256 rows of it exceed 24 GB). The memory side of that choice:
+changes the speed (on a 2-core CPU, EfficientNet-Lite0 at 224 px runs as fast at 4 to 16 rows per
+call as at any larger size) and the peak memory (80 MiB of activations per row of a
+forward+backward: 256 rows exceed 20 GB). The memory side of that choice:
 
-* the **memory budget** per device (:func:`set_max_memory`, :func:`memory_budget`): by default
-  half of the memory available now (CPU: ``MemAvailable`` of ``/proc/meminfo``, bounded by the
-  cgroup limit; CUDA: the device's free memory plus PyTorch's cached, unused blocks), parsed from
-  the forms of :func:`parse_memory`;
+* the **memory budget** per device, :func:`memory_budget`: a ``max_memory`` given to the call, else
+  the limit of the enclosing :func:`memory_limit` block, else the default :func:`default_budget`:
+  ``min(fraction × available, cap)`` with the fraction and cap of :data:`DEFAULT_BUDGETS` (CPU:
+  a quarter of the available memory, at most 2 GiB; accelerators: half of the free device memory).
+  The forms of a budget are those of :func:`parse_memory`;
 * :class:`BatchMemoryError` when not one row fits, and the out-of-memory helpers
-  (:func:`is_out_of_memory`, :func:`release_memory`) a runner uses to halve the batch and retry.
+  (:func:`is_out_of_memory`, :func:`release_memory`) the runner (:mod:`smoothsal.execution.runner`)
+  uses to halve the rows per call and retry.
 
-The memory of one row is measured in :mod:`smoothsal.execution.measure`; the rows per call are
-learned by :mod:`smoothsal.execution.tuner`. Nothing here changes results.
+Why the CPU default is capped at 2 GiB: a CPU gains nothing from calls larger than a few rows (the
+cores are busy from ~4 rows of a 224-px image on), so the learned rows per call
+(:mod:`smoothsal.execution.policy`) only need room for that plateau: 2 GiB holds 27 rows of
+Lite0's forward+backward (the fastest size measured is 16, 1.2 GiB) and 16 of a ResNet-50's. A
+larger budget only lets the search climb a flat plateau (ties go to the larger size) and keeps
+more resident memory: with half of the free memory as the budget, ``smoothsal evaluate --quick``
+peaked at 6.6 GB resident. A quarter of the available memory bounds it on small machines. On an
+accelerator the memory is the device's own and throughput grows with the rows per call until the
+device is saturated, so half of its free memory is the default there, as before.
+
+The memory of one row is measured in :mod:`smoothsal.execution.measure`. Nothing here changes results.
 
 Example:
     >>> parse_memory("4GB"), format_bytes(1536)
     (4000000000, '1.5 KiB')
+    >>> with memory_limit("512MB"):
+    ...     memory_budget("cpu")
+    512000000
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import gc
 import os
 import re
 import sys
-import threading
+import warnings
+from collections.abc import Iterator
 
 import torch
 
 __all__ = [
-    "DEFAULT_FRACTION",
+    "DEFAULT_BUDGETS",
     "BatchMemoryError",
     "DeviceSpec",
     "MemorySpec",
     "available_memory",
+    "default_budget",
     "format_bytes",
     "get_max_memory",
     "is_out_of_memory",
+    "items_in_budget",
     "memory_budget",
+    "memory_limit",
     "parse_memory",
     "release_memory",
     "set_max_memory",
 ]
 
-#: Fraction of the available memory that automatic batching may use when no budget is set. Half,
-#: because the CPU row count misses transient buffers, and other work shares the machine.
-DEFAULT_FRACTION = 0.5
+#: The default budget per device type, ``(fraction of the available memory, cap in bytes or None)``:
+#: :func:`default_budget` is ``min(fraction × available, cap)`` (module docstring: why these).
+#: Other device types use the ``"cuda"`` entry.
+DEFAULT_BUDGETS: dict[str, tuple[float, int | None]] = {
+    "cpu": (0.25, 2 * 2**30),
+    "cuda": (0.5, None),
+}
 #: Memory when nothing can be measured (no /proc/meminfo, no sysconf, not Windows).
 _FALLBACK_AVAILABLE = 4 * 2**30
 
@@ -88,8 +113,8 @@ class BatchMemoryError(MemoryError, ValueError):
 
 
 # ---- memory budget ---------------------------------------------------------------------------
-_lock = threading.Lock()
-_max_memory: int | float | None = None  # None: DEFAULT_FRACTION of the available memory
+#: the limit of the enclosing :func:`memory_limit` block (parsed), ``None`` for the default.
+_limit: contextvars.ContextVar[int | float | None] = contextvars.ContextVar("smoothsal_max_memory", default=None)
 
 
 def parse_memory(text: MemorySpec) -> int | float:
@@ -153,26 +178,52 @@ def parse_memory(text: MemorySpec) -> int | float:
     return value
 
 
-def set_max_memory(spec: MemorySpec) -> None:
-    """Set the process-wide activation-memory budget of automatic batching.
+@contextlib.contextmanager
+def memory_limit(spec: MemorySpec) -> Iterator[None]:
+    """Within the block, automatic batching uses ``spec`` as its memory budget wherever no call
+    was given a ``max_memory`` of its own.
 
     Args:
-        spec: ``None`` for the default (:data:`DEFAULT_FRACTION` of the memory available on the
-            device at the time of each choice), or any form of :func:`parse_memory` (``"4GB"``,
-            ``"0.25"``, ``2**30``). Parsed now, so a bad value fails before any work.
+        spec: any form of :func:`parse_memory` (``"4GB"``, ``"25%"``, ``0.25``, ``2**30``), or
+            ``None`` for the default (:func:`default_budget`). Parsed on entry, so a bad value fails
+            before any work.
 
-    The budget is part of the cache key of :func:`choose_batch_size`: after a change, sizes are
-    chosen again.
+    The limit is a :class:`contextvars.ContextVar`: it holds in this thread (and in the
+    ``asyncio`` tasks started within the block), not in other threads, and is restored on exit,
+    also when the block raises. Blocks nest (the innermost wins).
+
+    Example:
+        >>> with memory_limit("2GB"):
+        ...     memory_budget("cpu")
+        2000000000
     """
-    global _max_memory
     value = None if spec is None else parse_memory(spec)
-    with _lock:
-        _max_memory = value
+    token = _limit.set(value)
+    try:
+        yield
+    finally:
+        _limit.reset(token)
+
+
+def set_max_memory(spec: MemorySpec) -> None:
+    """Deprecated: use ``with memory_limit(spec):`` or pass ``max_memory=`` to the call.
+
+    Sets the budget of the current context (for the main thread's top level: until changed), as
+    :func:`memory_limit` does without an end. Kept so that code written against it still runs; a
+    setting without a scope is the hidden process state the library avoids (issue 18).
+    """
+    warnings.warn(
+        "smoothsal.execution.memory.set_max_memory is deprecated: use `with "
+        "smoothsal.execution.memory.memory_limit(spec):` or pass max_memory= to the call",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    _limit.set(None if spec is None else parse_memory(spec))
 
 
 def get_max_memory() -> int | float | None:
-    """The budget set by :func:`set_max_memory`: bytes (int), a fraction (float) or ``None``."""
-    return _max_memory
+    """The limit in effect here (:func:`memory_limit`): bytes (int), a fraction (float) or ``None``."""
+    return _limit.get()
 
 
 def _device(device: DeviceSpec) -> torch.device:
@@ -290,22 +341,52 @@ def available_memory(device: DeviceSpec = None) -> int:
     return _cpu_available() + free_heap_bytes()
 
 
+def default_budget(device: DeviceSpec = None) -> int:
+    """The budget when none is set: ``min(fraction × available_memory(device), cap)`` with the
+    fraction and cap of :data:`DEFAULT_BUDGETS` for the device's type (module docstring: why)."""
+    dev = _device(device)
+    fraction, cap = DEFAULT_BUDGETS.get(dev.type, DEFAULT_BUDGETS["cuda"])
+    budget = int(fraction * available_memory(dev))
+    return budget if cap is None else min(budget, cap)
+
+
 def memory_budget(device: DeviceSpec = None, max_memory: MemorySpec = None) -> int:
     """Bytes of activation memory automatic batching may use on ``device`` now.
 
     Args:
         device: where the work runs (``"cpu"``, ``"cuda:0"``, a :class:`torch.device`).
-        max_memory: a budget for this call, overriding :func:`set_max_memory` (any form of
-            :func:`parse_memory`); ``None`` uses the process-wide setting.
+        max_memory: a budget for this call (any form of :func:`parse_memory`); ``None`` uses the
+            limit of the enclosing :func:`memory_limit` block, else :func:`default_budget`.
 
-    A byte budget is returned as is; a fraction (the default :data:`DEFAULT_FRACTION`) is taken
-    of :func:`available_memory` at the time of the call.
+    A byte budget is returned as is; a fraction is taken of :func:`available_memory` at the time
+    of the call.
     """
-    spec = parse_memory(max_memory) if max_memory is not None else _max_memory
+    spec = parse_memory(max_memory) if max_memory is not None else _limit.get()
+    if spec is None:
+        return default_budget(device)
     if isinstance(spec, int):
         return spec
-    fraction = DEFAULT_FRACTION if spec is None else spec
-    return int(fraction * available_memory(device))
+    return int(spec * available_memory(device))
+
+
+def items_in_budget(
+    n: int, bytes_per_item: int, device: DeviceSpec = None, max_memory: MemorySpec = None, *, share: float = 1.0
+) -> int:
+    """How many of ``n`` items of ``bytes_per_item`` bytes each to hold at once: as many as fit in
+    ``share`` of the memory budget (:func:`memory_budget` of ``device`` and ``max_memory``), at
+    least one, at most ``n``.
+
+    For state that lives through a whole job rather than one call (``Smooth``'s float64 running
+    sums per image take an eighth of the budget, so the calls' rows keep the rest).
+
+    Example:
+        >>> items_in_budget(100, 10**6, "cpu", "80MB", share=1 / 8)
+        10
+    """
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"`share` must be in (0, 1], got {share!r}")
+    room = int(share * memory_budget(device, max_memory))
+    return max(1, min(n, room // max(1, int(bytes_per_item))))
 
 
 def format_bytes(n: float) -> str:

@@ -16,6 +16,26 @@ Methods with a completeness property (the attributions sum to :math:`F(x) - F(x'
 Gradients, DeepLIFT) set ``has_convergence_delta = True`` and implement
 :meth:`Attribution._attribute_and_delta`; callers ask :attr:`Attribution.has_convergence_delta`,
 never the method's name (as Captum's ``has_convergence_delta``).
+
+**Rows, and callers that batch them** (the nested-rows protocol). A *row* is one forward(+backward)
+of one input-shaped tensor through the model. A method declares what one input costs,
+:attr:`Attribution.rows_per_input` (1 for a gradient, ``steps`` for Integrated Gradients, 2 for
+DeepLIFT, which runs each input with its baseline). A caller that runs many inputs and chooses
+the rows of each call itself (:class:`~smoothsal.smoothing.Smooth`,
+:func:`~smoothsal.metrics.attribution_maps`) sizes a call as inputs × ``rows_per_input`` rows with
+its own policy (:mod:`smoothsal.execution.policy`) and calls
+:meth:`Attribution.attribute_rows` ``(inputs, target, context)`` with a
+:class:`~smoothsal.execution.policy.RowContext`: the method then runs those inputs in model calls
+of at most ``context.rows_per_call`` rows, learns no size of its own and lets an out-of-memory
+error reach the caller, whose runner halves its calls for good. So one policy, the caller's,
+chooses the rows of both levels. The context also carries the draw index of each input
+(``context.draws``: ``Smooth``'s sample ``j`` of each noisy input) for a method that spreads its
+work over the draws. A method whose ``_attribute`` runs its inputs in one model call needs
+nothing more (the base's :meth:`~Attribution.attribute_rows` splits the inputs to fit the
+context); one that batches rows itself (Integrated Gradients) sets :attr:`Attribution.reads_row_context`
+and takes ``context=`` in ``_attribute``/``_attribute_and_delta``. A user's method object with only
+``attribute(inputs, target)`` also works under ``Smooth``: it is called once per call the
+caller sized.
 """
 
 from __future__ import annotations
@@ -31,6 +51,7 @@ from smoothsal.execution.calls import resolve_model_targets
 from smoothsal.execution.devices import to_model_device
 from smoothsal.execution.folding import folded
 from smoothsal.execution.guard import preserve_model  # re-exported: smoothsal.methods.preserve_model
+from smoothsal.execution.policy import RowContext
 
 
 @dataclass(frozen=True)
@@ -81,6 +102,15 @@ class ConvergenceDelta:
         total = attributions.detach().flatten(1).sum(dim=1)
         return cls(delta=(total - expected.detach()).detach(), expected=expected.detach(), **extra)
 
+    @classmethod
+    def cat(cls, deltas: list[ConvergenceDelta]) -> ConvergenceDelta:
+        """One delta of several calls' deltas, in order (``steps``/``converged`` kept where all have them)."""
+        if len(deltas) == 1:
+            return deltas[0]
+        join = lambda name: None if any(getattr(d, name) is None for d in deltas) else torch.cat(  # noqa: E731
+            [getattr(d, name) for d in deltas])
+        return cls(join("delta"), join("expected"), join("steps"), join("converged"))
+
     def to(self, device: torch.device | str) -> ConvergenceDelta:
         """The same delta with every tensor on ``device``."""
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
@@ -119,13 +149,14 @@ class Attribution:
     #: methods: IG, DeepLIFT). A plain attribute, so ``getattr(method, "has_convergence_delta", False)``
     #: works on any object.
     has_convergence_delta: bool = False
-    #: model rows one input costs (Integrated Gradients: its path points); ``Smooth`` counts its
-    #: rows per call in these units.
+    #: model rows one input costs (Integrated Gradients: its path points; DeepLIFT: 2, the input
+    #: and its baseline); a caller that batches (``Smooth``) counts its rows per call in these units.
     rows_per_input: int = 1
-    #: set by a caller that chooses the rows per call itself (``Smooth``) for the duration of a
-    #: call: a method that batches its own rows (IG) then runs them all in one model call, so that
-    #: one tuner, not two nested ones, learns the batch size. ``None``: the method chooses.
-    outer_rows: int | None = None
+    #: whether ``_attribute`` and ``_attribute_and_delta`` take a ``context=`` keyword
+    #: (:class:`~smoothsal.execution.policy.RowContext`, or ``None`` at the top level): a method
+    #: that batches its own rows (IG) runs them as the caller's context says. ``False``: the
+    #: method runs its inputs in one model call, and :meth:`attribute_rows` splits them to fit.
+    reads_row_context: bool = False
     #: whether the method uses the model only as a function of its input, so that it may run the
     #: model's BatchNorm-folded copy (:func:`smoothsal.execution.folding.folded`: same function, 1.38× faster on
     #: Lite0). ``False`` for methods that read or hook the model's modules (CAMs, Guided Backprop, DeepLIFT).
@@ -141,16 +172,12 @@ class Attribution:
 
         Args:
             inputs: float tensor ``[B, ...]`` (``[B, C, H, W]`` for images), preprocessed for the model.
-            target: ``None`` (each sample's predicted class), an int (every sample), or a
+            target: ``None`` (each sample's predicted class), an int, or a
                 sequence/tensor of ``B`` class indices.
         Returns:
             float tensor shaped like ``inputs`` (``[B, 1, H, W]`` for CAM methods).
         """
-        check_inputs(inputs, ndim=self.required_ndim)
-        x = to_model_device(self.model, inputs.detach())  # inputs follow the model's device
-        with preserve_model(self.model):
-            out = self._attribute(x, target)
-        return out.detach().to(inputs.device)
+        return self._run(inputs, target, None, with_delta=False)
 
     __call__ = attribute
 
@@ -158,11 +185,57 @@ class Attribution:
         """Attributions and their :class:`ConvergenceDelta` (only where :meth:`has_convergence_delta`)."""
         if not self.has_convergence_delta:
             raise TypeError(f"{type(self).__name__} has no convergence delta (has_convergence_delta is False)")
+        return self._run(inputs, target, None, with_delta=True)
+
+    def attribute_rows(
+        self, inputs: Tensor, target: TargetSpec, context: RowContext, *, with_delta: bool = False
+    ) -> Tensor | tuple[Tensor, ConvergenceDelta]:
+        """:meth:`attribute` (or, ``with_delta``, :meth:`attribute_with_delta`) under a caller's rows.
+
+        The caller (``Smooth``, ``attribution_maps``) chose the rows of this call with its own
+        policy: the method runs ``inputs`` in model calls of at most ``context.rows_per_call``
+        rows (module docstring: the nested-rows protocol), and an out-of-memory error propagates
+        to the caller. The result is the same as :meth:`attribute`'s.
+
+        Args:
+            inputs: float tensor ``[B, ...]``.
+            target: as for :meth:`attribute`.
+            context: the caller's :class:`~smoothsal.execution.policy.RowContext`.
+            with_delta: also return the :class:`ConvergenceDelta` (only where :attr:`has_convergence_delta`).
+        """
+        if with_delta and not self.has_convergence_delta:
+            raise TypeError(f"{type(self).__name__} has no convergence delta (has_convergence_delta is False)")
+        if not isinstance(context, RowContext):
+            raise TypeError(f"`context` must be a RowContext, got {type(context).__name__}")
+        return self._run(inputs, target, context, with_delta=with_delta)
+
+    def _run(
+        self, inputs: Tensor, target: TargetSpec, context: RowContext | None, *, with_delta: bool
+    ) -> Any:
         check_inputs(inputs, ndim=self.required_ndim)
-        x = to_model_device(self.model, inputs.detach())
+        x = to_model_device(self.model, inputs.detach())  # inputs follow the model's device
         with preserve_model(self.model):
-            attr, delta = self._attribute_and_delta(x, target)
-        return attr.detach().to(inputs.device), delta.to(inputs.device)
+            if self.reads_row_context:
+                out = self._attribute_and_delta(x, target, context=context) if with_delta else \
+                    self._attribute(x, target, context=context)
+            else:
+                out = self._split(x, target, context, with_delta)
+        if with_delta:
+            attr, delta = out
+            return attr.detach().to(inputs.device), delta.to(inputs.device)
+        return out.detach().to(inputs.device)
+
+    def _split(self, x: Tensor, target: TargetSpec, context: RowContext | None, with_delta: bool) -> Any:
+        """A method that runs its inputs in one model call: in pieces that fit ``context`` (one piece without)."""
+        b = x.shape[0]
+        per_call = b if context is None else max(1, context.rows_per_call // max(1, self.rows_per_input))
+        run = self._attribute_and_delta if with_delta else self._attribute
+        if per_call >= b:
+            return run(x, target)
+        parts = [run(x[lo : lo + per_call], _target_part(target, lo, lo + per_call, b)) for lo in range(0, b, per_call)]
+        if not with_delta:
+            return torch.cat(parts)
+        return torch.cat([a for a, _ in parts]), ConvergenceDelta.cat([d for _, d in parts])
 
     def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -200,6 +273,14 @@ class Attribution:
         params = {k: v for k, v in vars(self).items() if k != "model" and not k.startswith("_")}
         inner = ", ".join(f"{k}={v!r}" for k, v in params.items())
         return f"{type(self).__name__}({type(self.model).__name__}{', ' if inner else ''}{inner})"
+
+
+def _target_part(target: TargetSpec, lo: int, hi: int, b: int) -> TargetSpec:
+    """The targets of inputs ``lo:hi`` of ``b``: a per-sample spec is sliced, ``None`` and an int are kept."""
+    if target is None or isinstance(target, int):
+        return target
+    t = torch.as_tensor(target).reshape(-1)
+    return t[lo:hi] if t.numel() == b else target
 
 
 def model_of(method: Any) -> nn.Module | None:

@@ -257,6 +257,8 @@ class DeepLift(Attribution):
     """
 
     has_convergence_delta = True
+    #: each input runs with its baseline in one forward+backward: two model rows.
+    rows_per_input = 2
 
     def __init__(
         self,

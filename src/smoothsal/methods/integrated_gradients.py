@@ -61,7 +61,10 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._core.validation import TargetSpec, check_choice, check_nonnegative, check_positive_int, resolve_targets
-from smoothsal.execution.tuner import RowTuner, work_key
+from smoothsal.execution.calls import forward_rows
+from smoothsal.execution.memory import MemorySpec
+from smoothsal.execution.policy import RowContext, RowPolicy
+from smoothsal.execution.runner import policy_for, run_rows
 from smoothsal.methods.base import Attribution, ConvergenceDelta
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
 
@@ -127,11 +130,15 @@ class IntegratedGradients(Attribution):
         baseline: see :func:`~smoothsal.methods.baselines.make_baseline` (``"black"``, ``"blur"``,
             ``"uniform"``, a number, a tensor broadcastable to the inputs, or a callable).
         rule: one of :data:`RULES`.
-        batch_size: the most path rows (path points × images) per forward/backward. The
-            ``steps × B`` rows are processed in chunks, so memory holds one chunk of path inputs
-            (and its graph) plus the running sum ``[B, ...]``. ``None`` = as many rows as fit
-            in one call, learned from the calls' timings under the memory budget
-            (:mod:`smoothsal.execution.tuner`); an out-of-memory error halves it and retries the same rows.
+        batch_size: most model rows per call (a row: one forward(+backward) pass of one input-shaped
+            tensor); ``None``: learned from the calls' timings under the memory budget. Never changes the
+            result. Here a row is one path point of one image (or a forward row of :math:`F(x)`,
+            :math:`F(x')`); memory holds one call's path rows and the running sum ``[B, ...]``; an
+            out-of-memory error halves the rows and retries the same rows. Under a caller that batches
+            (``Smooth``) the caller's rows rule instead
+            (:meth:`~smoothsal.methods.base.Attribution.attribute_rows`).
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
         seed: int or ``torch.Generator`` for the ``"uniform"`` baseline.
         tol: ``steps="auto"``: largest relative gap :math:`|\delta| / |F_c(x) - F_c(x')|` to stop at.
         map_tol: ``steps="auto"``: largest relative change :math:`\lVert A_j - A_{j-1}\rVert / \lVert A_j\rVert`
@@ -158,6 +165,7 @@ class IntegratedGradients(Attribution):
 
     has_convergence_delta = True
     folds_batchnorm = True
+    reads_row_context = True
 
     @property
     def rows_per_input(self) -> int:  # type: ignore[override]
@@ -177,6 +185,7 @@ class IntegratedGradients(Attribution):
         map_tol: float = 0.05,
         min_steps: int = 8,
         max_steps: int = 256,
+        max_memory: MemorySpec = None,
     ) -> None:
         super().__init__(model)
         if isinstance(steps, str):
@@ -189,6 +198,7 @@ class IntegratedGradients(Attribution):
         self.baseline = check_baseline_spec(baseline)
         self.rule = rule
         self.batch_size = _check_batch_size(batch_size)
+        self.max_memory = max_memory
         self.seed = seed
         self.tol = check_nonnegative(tol, "tol")
         self.map_tol = check_nonnegative(map_tol, "map_tol")
@@ -219,51 +229,70 @@ class IntegratedGradients(Attribution):
         self._last_levels = value
 
     # ---- implementation ------------------------------------------------------------------
-    def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:
+    def _policy(self, inputs: Tensor, context: RowContext | None) -> RowPolicy:
+        """The caller's rows (``context``), else this method's own: ``batch_size`` or learned."""
+        if context is not None:
+            return context.policy()
+        return policy_for(self.model, inputs[0], ("ig", self.rule), batch_size=self.batch_size, max_memory=self.max_memory)
+
+    def _attribute(self, inputs: Tensor, target: TargetSpec, *, context: RowContext | None = None) -> Tensor:
         if self.steps == "auto":  # the rule needs the gap: F(x) and F(x') are computed anyway
-            return self._attribute_and_delta(inputs, target)[0]
+            return self._attribute_and_delta(inputs, target, context=context)[0]
         # no gap asked for: F(x') is not needed, and F(x) only to predict the class (target=None);
         # explicit targets (as Smooth passes) are checked against the first path chunk's logits
+        policy = self._policy(inputs, context)
         baseline = make_baseline(self.baseline, inputs, seed=self.seed)
         targets = None
         if target is None:
-            with torch.no_grad():
-                targets = resolve_targets(None, self._logits(inputs))
+            targets = resolve_targets(None, self._forward(inputs, context))
         alphas, weights = quadrature(self.steps, self.rule)
-        avg_grad = self._path_average_gradient(inputs, baseline, targets, target, alphas=alphas, weights=weights)
+        avg_grad = self._path_average_gradient(inputs, baseline, targets, target, alphas=alphas, weights=weights,
+                                               policy=policy)  # fmt: skip
         self.last_steps = torch.full((inputs.shape[0],), self.steps, dtype=torch.long, device=inputs.device)
         return (inputs - baseline) * avg_grad
 
-    def _attribute_and_delta(self, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, ConvergenceDelta]:
+    def _attribute_and_delta(
+        self, inputs: Tensor, target: TargetSpec, *, context: RowContext | None = None
+    ) -> tuple[Tensor, ConvergenceDelta]:
         b = inputs.shape[0]
+        policy = self._policy(inputs, context)
         baseline = make_baseline(self.baseline, inputs, seed=self.seed)
-        f_x, f_base = self._end_logits(inputs, baseline)
+        f_x, f_base = self._end_logits(inputs, baseline, context)
         targets = resolve_targets(target, f_x)
         delta_f = (f_x - f_base).gather(1, targets[:, None]).squeeze(1)  # [B]
         if self.steps == "auto":
-            attr, steps, converged = self._auto(inputs, baseline, targets, delta_f)
+            attr, steps, converged = self._auto(inputs, baseline, targets, delta_f, policy)
             self.last_steps = steps
             return attr, ConvergenceDelta.of(attr, delta_f, steps=steps, converged=converged)
         alphas, weights = quadrature(self.steps, self.rule)
-        avg_grad = self._path_average_gradient(inputs, baseline, targets, alphas=alphas, weights=weights)
+        avg_grad = self._path_average_gradient(inputs, baseline, targets, alphas=alphas, weights=weights, policy=policy)
         attr = (inputs - baseline) * avg_grad
         steps = torch.full((b,), self.steps, dtype=torch.long, device=inputs.device)
         self.last_steps = steps
         return attr, ConvergenceDelta.of(attr, delta_f, steps=steps)
 
-    def _end_logits(self, inputs: Tensor, baseline: Tensor) -> tuple[Tensor, Tensor]:
-        """``(F(x), F(x'))``, ``[B, classes]`` each, in one forward pass. A baseline that is the same for
+    def _forward(self, rows: Tensor, context: RowContext | None) -> Tensor:
+        """Logits of forward rows: in calls of the caller's size under a context, else of the
+        forward policy (:func:`smoothsal.execution.calls.forward_rows`: batch_size or learned)."""
+        policy = None if context is None else context.policy()
+        return forward_rows(self.model, rows.shape[0], lambda lo, hi: rows[lo:hi], example=rows[0],
+                            batch_size=self.batch_size, max_memory=self.max_memory, policy=policy,
+                            fold=self.folds_batchnorm, what="ig-ends")  # fmt: skip
+
+    def _end_logits(self, inputs: Tensor, baseline: Tensor, context: RowContext | None = None) -> tuple[Tensor, Tensor]:
+        """``(F(x), F(x'))``, ``[B, classes]`` each, as forward rows. A baseline that is the same for
         every row (black, a constant; what ``Smooth`` passes with every noisy copy of an image)
         is run once, not ``B`` times."""
         b = inputs.shape[0]
-        with torch.no_grad():
-            if b > 1 and bool((baseline == baseline[:1]).all()):
-                ends = self._logits(torch.cat([inputs, baseline[:1]]))  # [B + 1, classes]
-                return ends[:b], ends[b:].expand(b, -1)
-            ends = self._logits(torch.cat([inputs, baseline]))  # [2B, classes]: F(x) then F(x')
+        if b > 1 and bool((baseline == baseline[:1]).all()):
+            ends = self._forward(torch.cat([inputs, baseline[:1]]), context)  # [B + 1, classes]
+            return ends[:b], ends[b:].expand(b, -1)
+        ends = self._forward(torch.cat([inputs, baseline]), context)  # [2B, classes]: F(x) then F(x')
         return ends[:b], ends[b:]
 
-    def _auto(self, inputs: Tensor, baseline: Tensor, targets: Tensor, delta_f: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _auto(
+        self, inputs: Tensor, baseline: Tensor, targets: Tensor, delta_f: Tensor, policy: RowPolicy
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """``steps="auto"``: refine each image's path by doubling until the stopping rule holds.
 
         Returns the attributions ``[B, ...]``, the points used ``[B]`` and whether the rule was met ``[B]``.
@@ -284,10 +313,12 @@ class IntegratedGradients(Attribution):
             x, x0 = inputs[active], baseline[active]
             if nested and running is not None:  # S_2m = S_m / 2 + Σ_mid ∇F / (2m), m = previous intervals
                 alphas, weights = _midpoints(intervals // 2)
-                running = running / 2 + self._path_average_gradient(x, x0, targets[active], alphas=alphas, weights=weights)
+                running = running / 2 + self._path_average_gradient(x, x0, targets[active], alphas=alphas,
+                                                                    weights=weights, policy=policy)  # fmt: skip
             else:  # first level, or a rule whose nodes do not nest: the whole rule at n points
                 alphas, weights = quadrature(n, self.rule)
-                running = self._path_average_gradient(x, x0, targets[active], alphas=alphas, weights=weights)
+                running = self._path_average_gradient(x, x0, targets[active], alphas=alphas, weights=weights,
+                                                      policy=policy)  # fmt: skip
             current = diff[active] * running  # [A, ...]
             gap = ConvergenceDelta.of(current, delta_f[active]).relative  # [A]
             done = torch.zeros_like(gap, dtype=torch.bool)
@@ -320,23 +351,25 @@ class IntegratedGradients(Attribution):
         *,
         alphas: Tensor,
         weights: Tensor,
+        policy: RowPolicy,
     ) -> Tensor:
-        r""":math:`\sum_k w_k \nabla F_c(x' + \alpha_k (x - x'))`, ``[B, ...]``, in chunks of path rows.
+        r""":math:`\sum_k w_k \nabla F_c(x' + \alpha_k (x - x'))`, ``[B, ...]``, in calls of path rows.
 
         ``alphas`` and ``weights`` ``[n]``: the path points and their weights. Path rows are
-        ordered point-major: row ``r`` is path point ``r // B`` of image ``r % B``.
-        ``targets=None`` resolves the explicit ``target`` spec against the first chunk's class count.
+        ordered point-major: row ``r`` is path point ``r // B`` of image ``r % B``; ``policy``
+        sizes the calls (:func:`smoothsal.execution.runner.run_rows`). ``targets=None`` resolves
+        the explicit ``target`` spec against the first call's class count.
         """
         b = inputs.shape[0]
         alphas = alphas.to(device=inputs.device, dtype=inputs.dtype)
         weights = weights.to(device=inputs.device, dtype=inputs.dtype)
         diff = inputs - baseline
         total = torch.zeros_like(inputs)  # running sum [B, ...]
-        n_rows = alphas.shape[0] * b
         bcast = (-1,) + (1,) * (inputs.dim() - 1)
         resolved = [targets]  # None: the explicit `target` spec, checked against the first call's logits
 
-        def path_gradient(rows: Tensor) -> Tensor:
+        def path_gradient(lo: int, hi: int) -> Tensor:
+            rows = torch.arange(lo, hi, device=inputs.device)
             point, image = rows // b, rows % b  # [R] each
             path = (baseline[image] + alphas[point].view(bcast) * diff[image]).requires_grad_(True)  # [R, ...]
             with torch.enable_grad():
@@ -347,23 +380,10 @@ class IntegratedGradients(Attribution):
                 (grad,) = torch.autograd.grad(score, path)  # [R, ...]
             return grad * weights[point].view(bcast)
 
-        outer = self.outer_rows
-        # Under a caller's tuner (`outer_rows` set, e.g. Smooth) the rows run directly, so an
-        # out-of-memory error reaches that tuner, which halves its calls for good; a tuner of
-        # our own would catch it here and the caller would hit it again on every call.
-        tuner = None if outer is not None else RowTuner(
-            work_key(self.model, inputs[0], ("ig", self.rule)), device=inputs.device, fixed=self.batch_size)
-        start = 0
-        while start < n_rows:
-            chunk = max(1, min(outer, n_rows - start)) if tuner is None else tuner.next_size(n_rows - start)
-            rows = torch.arange(start, start + chunk, device=inputs.device)
-            if tuner is None:
-                weighted = path_gradient(rows)
-            else:
-                weighted = tuner.run_split(chunk, chunk, lambda lo, hi, rows=rows: path_gradient(rows[lo:hi]))
-            total.index_add_(0, rows % b, weighted)
-            start += chunk
-            del weighted  # release this chunk before the next one is built
+        def add(lo: int, hi: int, weighted: Tensor) -> None:
+            total.index_add_(0, torch.arange(lo, hi, device=inputs.device) % b, weighted)
+
+        run_rows(policy, alphas.shape[0] * b, path_gradient, consume=add)
         return total
 
 

@@ -16,8 +16,9 @@ the same value for every channel :math:`c` (the output is shaped like the inputs
 the patch mask and :math:`F_t` the target logit. A pixel no window covers (only possible when the
 stride exceeds the window) gets 0.
 
-Cost: :math:`B \cdot |P|` forward passes, run ``batch_size`` occluded images at a time; only one
-such chunk of occluded copies exists at a time.
+Cost: :math:`B \cdot |P|` forward rows, run ``batch_size`` occluded images at a time (learned
+under the memory budget when ``None``, :mod:`smoothsal.execution.policy`); only one such chunk of
+occluded copies exists at a time.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._core.validation import TargetSpec, check_positive_int, resolve_targets
-from smoothsal.execution.calls import rows_per_call
+from smoothsal.execution.memory import MemorySpec
+from smoothsal.execution.policy import RowContext
+from smoothsal.execution.runner import policy_for, run_rows
 from smoothsal.methods.base import Attribution
 from smoothsal.methods.baselines import BaselineSpec, check_baseline_spec, make_baseline
 
@@ -99,8 +102,12 @@ class Occlusion(Attribution):
             ``"mean"`` (per-sample per-channel mean), ``"blur"`` (the Gaussian-blurred input,
             :func:`~smoothsal.methods.baselines.gaussian_blur` with σ = max(H, W) / 10), or any
             other spec of :func:`~smoothsal.methods.baselines.make_baseline`.
-        batch_size: occluded images per forward pass (``None``: the library's automatic rule,
-            :func:`smoothsal.execution.calls.rows_per_call`; forward passes only, no gradient is kept).
+        batch_size: most model rows per call (a row: one forward(+backward) pass of one input-shaped
+            tensor); ``None``: learned from the calls' timings under the memory budget. Never changes the
+            result. Here a row is one occluded image (forward passes only); under a caller that batches, the
+            caller's rows rule.
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
     Returns (from :meth:`attribute`):
         attributions shaped like ``inputs`` (equal across channels).
 
@@ -115,6 +122,7 @@ class Occlusion(Attribution):
     """
 
     required_ndim = 4
+    reads_row_context = True
 
     def __init__(
         self,
@@ -123,6 +131,7 @@ class Occlusion(Attribution):
         stride: int | tuple[int, int] = 8,
         baseline: OcclusionBaseline = 0.0,
         batch_size: int | None = None,
+        max_memory: MemorySpec = None,
     ) -> None:
         super().__init__(model)
         self.window = _pair(window, "window")
@@ -131,6 +140,7 @@ class Occlusion(Attribution):
             check_baseline_spec(baseline)
         self.baseline = baseline
         self.batch_size = None if batch_size is None else check_positive_int(batch_size, "batch_size")
+        self.max_memory = max_memory
         if self.stride[0] > self.window[0] or self.stride[1] > self.window[1]:
             warnings.warn(
                 f"`stride` {self.stride} exceeds `window` {self.window}: some pixels are never occluded "
@@ -139,11 +149,13 @@ class Occlusion(Attribution):
                 stacklevel=2,
             )
 
-    def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:
+    def _attribute(self, inputs: Tensor, target: TargetSpec, *, context: RowContext | None = None) -> Tensor:
         b, c, h, w = inputs.shape
         (wh, ww), (sh, sw) = self.window, self.stride
         if wh > h or ww > w:
             raise ValueError(f"`window` {self.window} is larger than the image ({h}, {w})")
+        policy = context.policy() if context is not None else policy_for(
+            self.model, inputs[0], "occlusion", batch_size=self.batch_size, max_memory=self.max_memory)
         with torch.no_grad():
             logits = self._logits(inputs)
             targets = resolve_targets(target, logits)
@@ -157,17 +169,24 @@ class Occlusion(Attribution):
             n_pos = grid_h.numel()
 
             total = torch.zeros(b, h, w, dtype=inputs.dtype, device=inputs.device)  # sum of drops
-            # pair k = (position k // B, sample k % B); chunks of `chunk` pairs per forward
-            chunk = rows_per_call(inputs[0], n_pos * b, self.batch_size)
-            for start in range(0, n_pos * b, chunk):
-                pair = torch.arange(start, min(start + chunk, n_pos * b), device=inputs.device)
+
+            # row k = (position k // B, sample k % B), in calls the policy sizes
+            def masks(lo: int, hi: int) -> tuple[Tensor, Tensor]:
+                pair = torch.arange(lo, hi, device=inputs.device)
                 pos, sample = pair // b, pair % b  # [n], [n]
-                mask = window_masks(grid_h[pos], grid_w[pos], self.window, (h, w))  # [n, H, W]
-                keep = mask[:, None].logical_not()  # [n, 1, H, W]
-                occluded = torch.where(keep, inputs[sample], baseline[sample])  # [n, C, H, W]
+                return window_masks(grid_h[pos], grid_w[pos], self.window, (h, w)), sample  # [n, H, W], [n]
+
+            def drops(lo: int, hi: int) -> Tensor:
+                mask, sample = masks(lo, hi)
+                occluded = torch.where(mask[:, None].logical_not(), inputs[sample], baseline[sample])  # [n, C, H, W]
                 scores = self._logits(occluded).gather(1, targets[sample, None]).squeeze(1)  # [n]
-                drop = clean[sample] - scores  # [n]
+                return clean[sample] - scores  # [n]
+
+            def add(lo: int, hi: int, drop: Tensor) -> None:
+                mask, sample = masks(lo, hi)
                 total.index_add_(0, sample, drop[:, None, None] * mask.to(inputs.dtype))  # [B, H, W]
+
+            run_rows(policy, n_pos * b, drops, consume=add)
 
             # windows covering each pixel; separable because the positions form a grid
             cover_h = _interval_masks(rows, wh, h).sum(0)  # [H]
@@ -185,6 +204,7 @@ def occlusion(
     stride: int | tuple[int, int] = 8,
     baseline: OcclusionBaseline = 0.0,
     batch_size: int | None = None,
+    max_memory: MemorySpec = None,
 ) -> Tensor:
     """Functional form of :class:`Occlusion`."""
-    return Occlusion(model, window, stride, baseline, batch_size).attribute(inputs, target)
+    return Occlusion(model, window, stride, baseline, batch_size, max_memory).attribute(inputs, target)

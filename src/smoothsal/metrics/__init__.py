@@ -10,7 +10,7 @@ kind               signature
 ``map_pair``       ``f(a, b, ...)``: two maps per sample, compared (similarity; the
                    stability/fidelity cores ``stability_from_maps(maps)``,
                    ``fidelity_from_maps(smoothed, raw)``)
-``model``          ``f(model, inputs, attributions, targets=None, *, batch_size=None, ...)``
+``model``          ``f(model, inputs, attributions, targets=None, *, batch_size=None, max_memory=None, ...)``
                    (faithfulness, pruning): the model is queried on perturbed inputs
 ``sensitivity``    ``f(method, inputs, targets=None, *, ...)``: ``method`` is an attribution method
                    (anything with ``.attribute(inputs, target)``), called on nearby inputs
@@ -24,7 +24,10 @@ kind               signature
   clean input, an int for all, or one per sample), everything after it is keyword-only;
 * every metric returns per-sample values ``[B]`` (or a result object holding them), so intervals
   over images can be taken;
-* ``batch_size=None`` is the automatic choice; a given ``batch_size`` is obeyed.
+* ``batch_size`` is model rows per call (a row: one forward(+backward) of one input-shaped tensor,
+  e.g. one perturbed image); ``None`` is learned from the calls' timings under the memory budget
+  ``max_memory`` (:mod:`smoothsal.execution.policy`); a given ``batch_size`` is obeyed. Neither
+  changes a result.
 
 Modules: ``similarity`` (L2, cosine, Spearman, SSIM, top-k IoU), ``tradeoff`` (stability and
 fidelity error, noise-level recommendation), ``sanity`` (model-parameter and data

@@ -16,7 +16,9 @@ import torch
 from torch import Tensor
 
 from smoothsal._core.validation import TargetSpec, check_positive_int
-from smoothsal.execution.calls import row_chunks
+from smoothsal.execution.memory import MemorySpec
+from smoothsal.execution.policy import FixedRows, RowContext
+from smoothsal.execution.runner import policy_for, run_rows
 from smoothsal.interop import accept_captum, as_attributions, as_method, as_method_factory, is_captum_method
 
 __all__ = ["KINDS", "METRICS", "MetricInfo", "attribution_maps", "check_method_factory", "metric"]
@@ -88,19 +90,54 @@ def check_method_factory(method: Any, name: str = "method") -> Callable[[Any], A
     return method
 
 
-def attribution_maps(method: Any, inputs: Tensor, targets: TargetSpec = None, *, batch_size: int | None = None) -> Tensor:
-    """``method.attribute(inputs, targets)`` in chunks of ``batch_size`` inputs (all at once if ``None``).
+def attribution_maps(
+    method: Any,
+    inputs: Tensor,
+    targets: TargetSpec = None,
+    *,
+    batch_size: int | None = None,
+    max_memory: MemorySpec = None,
+) -> Tensor:
+    """``method.attribute(inputs, targets)`` for many inputs, in calls the one runner sizes.
 
-    ``targets`` is ``None`` (the method resolves it) or a LongTensor ``[N]``, chunked alongside.
-    A Captum attribution object is adapted (:func:`smoothsal.interop.from_captum`).
+    Args:
+        method: an attribution method (a Captum attribution object is adapted,
+            :func:`smoothsal.interop.from_captum`).
+        inputs: ``[N, ...]``.
+        targets: ``None`` (the method resolves it) or a LongTensor ``[N]``, split alongside.
+        batch_size: most model rows per call (a row: one forward(+backward) pass of one input-shaped
+            tensor); ``None``: learned from the calls' timings under the memory budget. Never changes the
+            result. An input costs the method's ``rows_per_input`` rows (IG's ``steps``).
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
+
+    A method with ``attribute_rows`` (every smoothsal method, the Captum adapter) runs under this
+    function's policy (:class:`~smoothsal.execution.policy.RowContext`: IG's path rows too). A method
+    without it runs its own rows (``Smooth``, which batches its noisy samples and holds the
+    running sums of as many images as its budget allows; a user's method): it is called once with
+    all the inputs, or on chunks of ``batch_size`` rows (``rows_per_input`` each) when given.
     """
     method = as_method(method)
     if not callable(getattr(method, "attribute", None)):
         raise TypeError(f"`method` must have .attribute(inputs, target), got {type(method).__name__}")
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size")
-    chunks = []
-    for start, stop in row_chunks(inputs.shape[0], batch_size):
-        t = targets[start:stop] if isinstance(targets, Tensor) and targets.dim() == 1 else targets
-        chunks.append(as_attributions(method.attribute(inputs[start:stop], t)).detach())
-    return torch.cat(chunks, dim=0)
+    n = inputs.shape[0]
+    unit = max(1, int(getattr(method, "rows_per_input", 1)))
+    nested = getattr(method, "attribute_rows", None)
+    split = isinstance(targets, Tensor) and targets.dim() == 1
+
+    if nested is None:
+        def whole(lo: int, hi: int) -> Tensor:
+            return as_attributions(method.attribute(inputs[lo:hi], targets[lo:hi] if split else targets)).detach()
+
+        return run_rows(FixedRows(batch_size if batch_size is not None else n * unit), n, whole, unit=unit)
+
+    def rows(lo: int, hi: int, rows_per_call: int) -> Tensor:
+        t = targets[lo:hi] if split else targets
+        return as_attributions(nested(inputs[lo:hi], t, RowContext(rows_per_call))).detach()
+
+    model = getattr(method, "model", None)
+    policy = policy_for(model if isinstance(model, torch.nn.Module) else None, inputs[0],
+                        ("maps", type(method).__name__, unit), batch_size=batch_size, max_memory=max_memory)  # fmt: skip
+    return run_rows(policy, n, rows, unit=unit, sized=True)

@@ -51,8 +51,9 @@ from smoothsal._core.validation import (
     check_positive_int,
     resolve_targets,
 )
-from smoothsal.execution.calls import predict, rows_per_call
+from smoothsal.execution.calls import forward_rows, predict
 from smoothsal.execution.guard import preserve_model
+from smoothsal.execution.memory import MemorySpec
 from smoothsal.methods.base import model_of
 from smoothsal.methods.baselines import BaselineSpec, make_baseline
 from smoothsal.metrics._base import metric
@@ -116,16 +117,19 @@ def _target_score(logits: Tensor, targets: Tensor, score: str) -> Tensor:
     return values.gather(1, targets[:, None])[:, 0]
 
 
-def _forward_scores(model: nn.Module, x: Tensor, targets: Tensor, score: str, batch_size: int | None = None) -> Tensor:
-    """Target scores ``[N]`` of ``x`` ``[N, ...]`` (no gradient, in chunks of ``batch_size``)."""
-    return _target_score(predict(model, x, batch_size=batch_size), targets, score)
+def _forward_scores(
+    model: nn.Module, x: Tensor, targets: Tensor, score: str, batch_size: int | None = None, max_memory: MemorySpec = None
+) -> Tensor:
+    """Target scores ``[N]`` of ``x`` ``[N, ...]`` (no gradient, in calls of ``batch_size`` rows)."""
+    return _target_score(predict(model, x, batch_size=batch_size, max_memory=max_memory), targets, score)
 
 
 def _resolve(
-    model: nn.Module, inputs: Tensor, targets: TargetSpec, score: str, batch_size: int | None = None
+    model: nn.Module, inputs: Tensor, targets: TargetSpec, score: str, batch_size: int | None = None,
+    max_memory: MemorySpec = None,
 ) -> tuple[Tensor, Tensor]:
     """Targets ``[B]`` (``None`` -> predicted class) and the clean scores ``[B]``: one forward pass."""
-    logits = predict(model, inputs, batch_size=batch_size)
+    logits = predict(model, inputs, batch_size=batch_size, max_memory=max_memory)
     t = resolve_targets(targets, logits)
     return t, _target_score(logits, t, score)
 
@@ -234,6 +238,7 @@ def _perturbation_curve(
     score: str,
     rank_by: str,
     batch_size: int | None,
+    max_memory: MemorySpec,
 ) -> PerturbationCurve:
     _check_model(model)
     check_inputs(inputs)
@@ -250,14 +255,14 @@ def _perturbation_curve(
     rank = _ranks(units.relevance, order)  # [B, U]
     counts = [round(s * units.n_units / steps) for s in range(steps + 1)]
     scores = []
-    t, _ = _resolve(model, x, targets, score, batch_size)
+    t, _ = _resolve(model, x, targets, score, batch_size, max_memory)
     for n in counts:
         chosen = units.expand(rank < n)  # [B, 1, H, W] or [B, *features]: True = perturbed
         if kind == "deletion":
             x_s = torch.where(chosen, base, x)
         else:
             x_s = torch.where(chosen, x, base)
-        scores.append(_forward_scores(model, x_s, t, score, batch_size))
+        scores.append(_forward_scores(model, x_s, t, score, batch_size, max_memory))
     fractions = torch.tensor(counts, dtype=x.dtype, device=x.device) / units.n_units
     return PerturbationCurve(fractions, torch.stack(scores, dim=1), kind, order, score)
 
@@ -276,6 +281,7 @@ def deletion_curve(
     score: str = "prob",
     rank_by: str = "abs",
     batch_size: int | None = None,
+    max_memory: MemorySpec = None,
 ) -> PerturbationCurve:
     r"""Deletion curve: remove units in order of relevance and track the target score.
 
@@ -301,13 +307,17 @@ def deletion_curve(
         order: ``"morf"`` or ``"lerf"``.
         score: ``"prob"`` (softmax probability of the target) or ``"logit"``.
         rank_by: ``"abs"`` (:math:`\sum_c |a_c|`) or ``"signed"`` (:math:`\sum_c a_c`).
-        batch_size: images per forward pass (``None``: the automatic choice).
+        batch_size: most model rows per call (a row: one forward(+backward) pass of one input-shaped
+            tensor); ``None``: learned from the calls' timings under the memory budget. Never changes the
+            result. Here a row is one perturbed image (forward passes only).
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
     Returns:
         :class:`PerturbationCurve` with ``fractions`` ``[S + 1]`` and ``scores`` ``[B, S + 1]``.
         ``S + 1`` forward passes of the batch (plus one to resolve the targets).
     """
     return _perturbation_curve(
-        "deletion", model, inputs, attributions, targets, steps, patch, baseline, order, score, rank_by, batch_size
+        "deletion", model, inputs, attributions, targets, steps, patch, baseline, order, score, rank_by, batch_size, max_memory
     )
 
 
@@ -325,6 +335,7 @@ def insertion_curve(
     score: str = "prob",
     rank_by: str = "abs",
     batch_size: int | None = None,
+    max_memory: MemorySpec = None,
 ) -> PerturbationCurve:
     r"""Insertion curve (Petsiuk et al. 2018, arXiv:1806.07421): start from the baseline and
     put the input's units back, most relevant first (``order="morf"``).
@@ -336,7 +347,7 @@ def insertion_curve(
     :func:`deletion_curve`.
     """
     return _perturbation_curve(
-        "insertion", model, inputs, attributions, targets, steps, patch, baseline, order, score, rank_by, batch_size
+        "insertion", model, inputs, attributions, targets, steps, patch, baseline, order, score, rank_by, batch_size, max_memory
     )
 
 
@@ -383,24 +394,23 @@ def _pearson(a: Tensor, b: Tensor) -> Tensor:
 
 
 def _scores_in_chunks(
-    model: nn.Module, make: Callable[[int, int], Tensor], total: int, per_call: int, targets: Tensor, score: str
+    model: nn.Module, make: Callable[[int, int], Tensor], total: int, x: Tensor, targets: Tensor, score: str,
+    batch_size: int | None, max_memory: MemorySpec,
 ) -> Tensor:
-    """Score ``total`` perturbed copies of the batch, ``per_call`` copies per forward; ``[total, B]``."""
-    out = []
-    for start in range(0, total, per_call):
-        stop = min(total, start + per_call)
-        x = make(start, stop)  # [(stop - start) * B, ...], copy-major
-        t = targets.repeat(stop - start)
-        out.append(_forward_scores(model, x, t, score).reshape(stop - start, -1))
-    return torch.cat(out, dim=0)
+    """Score ``total`` perturbed copies of the batch ``x`` ``[B, ...]``; ``[total, B]``.
 
+    ``make(start, stop)`` builds copies ``start..stop-1`` (``[(stop - start) * B, ...]``,
+    copy-major); the rows (copy ``r // B`` of image ``r % B``) run in the calls the policy sizes,
+    each built on demand (:func:`smoothsal.execution.calls.forward_rows`).
+    """
+    b = x.shape[0]
 
-def _copies_per_call(batch_size: int | None, inputs: Tensor, total: int) -> int:
-    """Perturbed copies of the whole batch ``inputs`` ``[B, ...]`` per forward pass."""
-    if batch_size is not None:
-        check_positive_int(batch_size, "batch_size")
-    b = inputs.shape[0]
-    return max(1, rows_per_call(inputs[0], total * b, batch_size) // b)
+    def build(lo: int, hi: int) -> Tensor:
+        first = lo // b
+        return make(first, -(-hi // b))[lo - first * b : hi - first * b]
+
+    logits = forward_rows(model, total * b, build, example=x[0], batch_size=batch_size, max_memory=max_memory)
+    return _target_score(logits, targets.repeat(total), score).reshape(total, b)
 
 
 @metric("model", higher_is_better=True)
@@ -417,6 +427,7 @@ def faithfulness_correlation(
     patch: int = 1,
     score: str = "logit",
     batch_size: int | None = None,
+    max_memory: MemorySpec = None,
 ) -> Tensor:
     r"""Faithfulness correlation (Bhatt et al. 2020, arXiv:2005.00631).
 
@@ -437,7 +448,11 @@ def faithfulness_correlation(
         seed: int or ``torch.Generator``; subsets are drawn independently per sample.
         patch: unit size for images (1 = pixels).
         score: ``"logit"`` (default) or ``"prob"``.
-        batch_size: images per forward pass (``None``: one run of the whole batch per pass).
+        batch_size: most model rows per call (a row: one forward(+backward) pass of one input-shaped
+            tensor); ``None``: learned from the calls' timings under the memory budget. Never changes the
+            result. Here a row is one perturbed image (forward passes only).
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
     Returns:
         ``[B]`` correlations in [-1, 1]; ``0`` when either side is constant over the runs
         (e.g. an all-zero map), where the correlation is undefined.
@@ -466,8 +481,8 @@ def faithfulness_correlation(
         return torch.where(m, bs, xs)
 
     with preserve_model(model), torch.no_grad():
-        t, clean = _resolve(model, x, targets, score)
-        perturbed = _scores_in_chunks(model, make, n_runs, _copies_per_call(batch_size, x, n_runs), t, score)  # [R, B]
+        t, clean = _resolve(model, x, targets, score, batch_size, max_memory)
+        perturbed = _scores_in_chunks(model, make, n_runs, x, t, score, batch_size, max_memory)  # [R, B]
     drops = clean[:, None] - perturbed.T  # [B, R]
     return _pearson(attr_sums, drops)
 
@@ -492,6 +507,7 @@ def monotonicity(
     score: str = "logit",
     seed: Seed = 0,
     batch_size: int | None = None,
+    max_memory: MemorySpec = None,
 ) -> Tensor:
     r"""Monotonicity correlation (Nguyen & Martínez 2020, arXiv:2007.07584).
 
@@ -514,7 +530,11 @@ def monotonicity(
         n_samples: baseline draws :math:`K` per unit.
         score: ``"logit"`` (default) or ``"prob"``.
         seed: for stochastic baselines.
-        batch_size: images per forward pass (``None``: one unit of the whole batch per pass).
+        batch_size: most model rows per call (a row: one forward(+backward) pass of one input-shaped
+            tensor); ``None``: learned from the calls' timings under the memory budget. Never changes the
+            result. Here a row is one perturbed image (forward passes only).
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
     Returns:
         ``[B]`` rank correlations in [-1, 1] (``0`` if all attributions or all effects are equal).
         Costs ``U × K`` forward passes of the batch (use ``patch`` to keep ``U`` small).
@@ -531,7 +551,7 @@ def monotonicity(
     eye = torch.eye(u, dtype=torch.bool, device=x.device)  # [U, U]: unit i alone
     effects = torch.zeros(b, u, dtype=x.dtype, device=x.device)
     with preserve_model(model), torch.no_grad():
-        t, clean = _resolve(model, x, targets, score)
+        t, clean = _resolve(model, x, targets, score, batch_size, max_memory)
         for _ in range(n_samples):
             base = _make_baseline(baseline, x, gen)
 
@@ -542,7 +562,7 @@ def monotonicity(
                 bs = base.repeat(stop - start, *([1] * (x.dim() - 1)))
                 return torch.where(m, bs, xs)
 
-            perturbed = _scores_in_chunks(model, make, u, _copies_per_call(batch_size, x, u), t, score)  # [U, B]
+            perturbed = _scores_in_chunks(model, make, u, x, t, score, batch_size, max_memory)  # [U, B]
             effects += (clean[None] - perturbed).T.pow(2) / n_samples
     return _spearman_rows(units.relevance, effects)
 
@@ -561,6 +581,7 @@ def infidelity(
     normalize: bool = False,
     score: str = "logit",
     batch_size: int | None = None,
+    max_memory: MemorySpec = None,
 ) -> Tensor:
     r"""Explanation infidelity (Yeh et al. 2019, arXiv:1901.09392, Definition 2.1).
 
@@ -588,7 +609,11 @@ def infidelity(
             first (Yeh et al.'s code; makes the score scale-free), with :math:`a = I^\top\Phi`,
             :math:`d` the score drop.
         score: ``"logit"`` (default, what gradient attributions explain) or ``"prob"``.
-        batch_size: images per forward pass (``None``: one draw of the whole batch per pass).
+        batch_size: most model rows per call (a row: one forward(+backward) pass of one input-shaped
+            tensor); ``None``: learned from the calls' timings under the memory budget. Never changes the
+            result. Here a row is one perturbed image (forward passes only).
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
     Returns:
         ``[B]`` infidelities, ``>= 0``; lower is better.
     """
@@ -616,8 +641,8 @@ def infidelity(
         return (x[None] - shift[start:stop]).reshape(-1, *x.shape[1:])  # [(stop - start) * B, ...]
 
     with preserve_model(model), torch.no_grad():
-        t, clean = _resolve(model, x, targets, score)
-        perturbed = _scores_in_chunks(model, make, n_perturb, _copies_per_call(batch_size, x, n_perturb), t, score)  # [R, B]
+        t, clean = _resolve(model, x, targets, score, batch_size, max_memory)
+        perturbed = _scores_in_chunks(model, make, n_perturb, x, t, score, batch_size, max_memory)  # [R, B]
     drops = clean[:, None] - perturbed.T  # [B, R]
     if normalize:
         beta = (explained * drops).mean(dim=1, keepdim=True) / explained.pow(2).mean(dim=1, keepdim=True).clamp(

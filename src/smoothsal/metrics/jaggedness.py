@@ -41,10 +41,11 @@ import torch
 from torch import Tensor
 
 from smoothsal._core.validation import TargetSpec, check_inputs, check_nonnegative, check_positive_int
-from smoothsal.execution.calls import predict, resolve_model_targets, rows_per_call
+from smoothsal.execution.calls import predict, resolve_model_targets
+from smoothsal.execution.memory import MemorySpec
 from smoothsal.methods.base import model_of
 from smoothsal.methods.gradient import VanillaGradient
-from smoothsal.metrics._base import metric
+from smoothsal.metrics._base import attribution_maps, metric
 from smoothsal.noise import make_generator, standard_sampler, value_span
 
 
@@ -118,6 +119,7 @@ def gradient_along_line(
     eps_std: float = 0.01,
     seed: int | torch.Generator = 0,
     batch_size: int | None = None,
+    max_memory: MemorySpec = None,
 ) -> JaggedLine:
     """One pixel's partial derivatives along :math:`x + t\\varepsilon` (SmoothGrad paper, Fig. 2).
 
@@ -133,7 +135,11 @@ def gradient_along_line(
         t_steps: number ``T >= 2`` of points, evenly spaced in [0, 1].
         eps_std: :math:`s`, the noise std as a fraction of ``x.max() - x.min()``.
         seed: int or ``torch.Generator`` for :math:`\\varepsilon`.
-        batch_size: points per call of the method (``None``: the automatic choice).
+        batch_size: most model rows per call (a row: one forward(+backward) pass of one input-shaped
+            tensor); ``None``: learned from the calls' timings under the memory budget. Never changes the
+            result. Here a point of the line costs the method's rows per input.
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
     Returns:
         :class:`JaggedLine`. Warns when some point changes the predicted class.
     """
@@ -173,19 +179,12 @@ def gradient_along_line(
     direction = _standard_normal(x, gen) * (eps_std * _span(x)).view(1, 1, 1, 1)  # [1, C, H, W]
     ts = torch.linspace(0.0, 1.0, t_steps, dtype=x.dtype, device=x.device)  # [T]
 
-    raw, scale, keeps = [], [], []
-    step = rows_per_call(x[0], t_steps, batch_size)
-    for start in range(0, t_steps, step):
-        tc = ts[start : start + step]
-        points = x + tc.view(-1, 1, 1, 1) * direction  # [t, C, H, W]
-        maps = method.attribute(points, target_t.expand(points.shape[0]))
-        logits = predict(model, points)
-        raw.append(maps[:, :, h, w])  # [t, C']
-        scale.append(maps.flatten(1).abs().amax(dim=1))  # [t]
-        keeps.append(logits.argmax(dim=1) == predicted)
-    raw_partials = torch.cat(raw).detach()  # [T, C']
-    scale_t = torch.cat(scale).detach()  # [T]
-    keeps_class = torch.cat(keeps)  # [T]
+    points = x + ts.view(-1, 1, 1, 1) * direction  # [T, C, H, W]
+    maps = attribution_maps(method, points, target_t.expand(t_steps), batch_size=batch_size, max_memory=max_memory)
+    logits = predict(model, points, batch_size=batch_size, max_memory=max_memory)
+    raw_partials = maps[:, :, h, w].detach()  # [T, C']
+    scale_t = maps.flatten(1).abs().amax(dim=1).detach()  # [T]
+    keeps_class = logits.argmax(dim=1) == predicted  # [T]
     safe = torch.where(scale_t > 0, scale_t, torch.ones_like(scale_t))
     partials = raw_partials / safe[:, None]
     if not bool(keeps_class.all()):

@@ -43,9 +43,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from smoothsal._core.validation import TargetSpec, check_inputs, check_logits, check_positive_int, resolve_targets
-from smoothsal.execution.calls import predict, rows_per_call
-from smoothsal.execution.guard import preserve_model
+from smoothsal._core.validation import TargetSpec, check_inputs, check_positive_int, resolve_targets
+from smoothsal.execution.calls import forward_rows, predict
+from smoothsal.execution.memory import MemorySpec
 from smoothsal.maps import reduce_channels
 from smoothsal.methods.baselines import BaselineSpec, make_baseline
 from smoothsal.metrics._base import metric
@@ -105,23 +105,22 @@ def _pixel_scores(attributions: Tensor, inputs: Tensor) -> Tensor:
 
 
 def _pruned_probabilities(
-    model: nn.Module, inputs: Tensor, base: Tensor, keep: Tensor, targets: Tensor, batch_size: int | None
+    model: nn.Module, inputs: Tensor, base: Tensor, keep: Tensor, targets: Tensor, batch_size: int | None,
+    max_memory: MemorySpec,
 ) -> Tensor:
-    """Target probability of every pruned image ``[Q, B]``, built and scored ``batch_size`` at a time."""
+    """Target probability of every pruned image ``[Q, B]``, built and scored in the calls the
+    policy sizes (:func:`smoothsal.execution.calls.forward_rows`)."""
     n_q, b = keep.shape[:2]
     h, w = inputs.shape[-2:]
     keep_flat = keep.reshape(n_q * b, 1, h, w)  # [Q*B, 1, H, W], row i = (q index i // B, sample i % B)
-    out = []
-    batch_size = rows_per_call(inputs[0], n_q * b, batch_size)
-    with preserve_model(model), torch.inference_mode():
-        for start in range(0, n_q * b, batch_size):
-            rows = torch.arange(start, min(start + batch_size, n_q * b), device=inputs.device)
-            sample = rows % b
-            m = keep_flat[rows].to(inputs.dtype)  # [n, 1, H, W]
-            chunk = m * inputs[sample] + (1 - m) * base[sample]  # [n, C, H, W]
-            logits = check_logits(model(chunk), chunk.shape[0])
-            out.append(logits.softmax(dim=1).gather(1, targets[sample, None])[:, 0])
-    return torch.cat(out).reshape(n_q, b)
+
+    def build(lo: int, hi: int) -> Tensor:
+        sample = torch.arange(lo, hi, device=inputs.device) % b
+        m = keep_flat[lo:hi].to(inputs.dtype)  # [n, 1, H, W]
+        return m * inputs[sample] + (1 - m) * base[sample]  # [n, C, H, W]
+
+    logits = forward_rows(model, n_q * b, build, example=inputs[0], batch_size=batch_size, max_memory=max_memory)
+    return logits.softmax(dim=1).gather(1, targets.repeat(n_q)[:, None])[:, 0].reshape(n_q, b)
 
 
 @metric("model", higher_is_better=None)
@@ -136,6 +135,7 @@ def attribution_pruning(
     batch_size: int | None = None,
     share: float | None = 0.9,
     resolution: float | None = 0.25,
+    max_memory: MemorySpec = None,
 ) -> PruningResult:
     """Keep the top ``q`` % pixels of each map, set the rest to ``baseline``; measure what is kept.
 
@@ -148,10 +148,14 @@ def attribution_pruning(
         q: percentages in (0, 100] (sorted and deduplicated).
         baseline: what a pruned pixel becomes: ``"black"``, a number, ``"blur"``, a tensor, ... (see
             :func:`smoothsal.methods.baselines.make_baseline`).
-        batch_size: pruned images per forward pass (``None``: the automatic choice).
+        batch_size: most model rows per call (a row: one forward(+backward) pass of one input-shaped
+            tensor); ``None``: learned from the calls' timings under the memory budget. Never changes the
+            result. Here a row is one pruned image (forward passes only).
         share: also find, by bisection, the smallest ``q`` that keeps this share of the
             confidence (:attr:`PruningResult.q_share`; module docstring); ``None``: the grid only.
         resolution: width of the final bisection bracket in percentage points (``None``: one pixel).
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
     Returns:
         :class:`PruningResult` with ``confidence_kept`` and ``mass_kept`` of shape ``[Q, B]``.
 
@@ -176,7 +180,7 @@ def attribution_pruning(
     n_pix = h * w
     base = make_baseline(baseline, inputs)  # [B, C, H, W]
 
-    logits = predict(model, inputs, batch_size=batch_size)
+    logits = predict(model, inputs, batch_size=batch_size, max_memory=max_memory)
     targets_t = resolve_targets(targets, logits)
     p_full = logits.softmax(dim=1).gather(1, targets_t[:, None])[:, 0]  # [B]
 
@@ -192,7 +196,7 @@ def attribution_pruning(
     pixel_share = (k.to(flat.dtype) / n_pix)[:, None].expand_as(kept_mass)
     mass_kept = torch.where(total > 0, kept_mass / torch.where(total > 0, total, torch.ones_like(total)), pixel_share)
 
-    p_pruned = _pruned_probabilities(model, inputs, base, keep, targets_t, batch_size)  # [Q, B]
+    p_pruned = _pruned_probabilities(model, inputs, base, keep, targets_t, batch_size, max_memory)  # [Q, B]
     p_den = p_full.clamp_min(torch.finfo(p_full.dtype).tiny)
     confidence = p_pruned / p_den
     result = PruningResult(
@@ -214,7 +218,8 @@ def attribution_pruning(
             break
         mid = (lo[active] + hi[active]) // 2  # [A]
         keep_mid = rank[active] < mid[:, None]  # [A, H*W]
-        p_mid = _pruned_probabilities(model, inputs[active], base[active], keep_mid[None], targets_t[active], batch_size)[0]
+        p_mid = _pruned_probabilities(model, inputs[active], base[active], keep_mid[None], targets_t[active], batch_size,
+                                      max_memory)[0]  # fmt: skip
         c_mid = p_mid / p_den[active]
         passed = c_mid >= share
         hi[active] = torch.where(passed, mid, hi[active])

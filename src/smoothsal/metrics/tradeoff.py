@@ -76,6 +76,7 @@ from torch import Tensor, nn
 
 from smoothsal._core.validation import TargetSpec, check_inputs, check_nonnegative, check_positive_int
 from smoothsal.execution.calls import resolve_model_targets
+from smoothsal.execution.memory import MemorySpec
 from smoothsal.metrics._base import attribution_maps, check_method_factory, metric
 
 __all__ = [
@@ -342,7 +343,7 @@ def _halves_allowed(smooth: Any, first: int) -> bool:
 
 
 def smoothed_halves(
-    smooth: Any, inputs: Tensor, targets: TargetSpec = None, *, batch_size: int | None = None
+    smooth: Any, inputs: Tensor, targets: TargetSpec = None
 ) -> tuple[Tensor, Halves, tuple[int, int]] | None:
     r"""A smoothed map and the means of the two halves of its draws, from one run.
 
@@ -355,12 +356,14 @@ def smoothed_halves(
             ``tol``, ``n_samples >= 2``, independent or antithetic draws).
         inputs: ``[N, ...]``.
         targets: as :meth:`~smoothsal.smoothing.Smooth.attribute`.
-        batch_size: inputs per call (all at once if ``None``).
+
+    ``smooth`` runs its rows as it was built to (its ``batch_size`` and ``max_memory``) and holds
+    the running sums of as many images at once as its memory budget allows.
+
     Returns:
         ``(full_mean, (first_half, second_half), (h, n - h))``, or ``None`` when ``smooth`` cannot
         give independent halves (another statistic, ``tol`` set, a Latin hypercube, one sample).
     """
-    from smoothsal.execution.calls import row_chunks
     from smoothsal.smoothing import Smooth
 
     if not isinstance(smooth, Smooth):
@@ -369,13 +372,8 @@ def smoothed_halves(
     h = n // 2
     if not _halves_allowed(smooth, h):
         return None
-    fulls, firsts = [], []
-    for start, stop in row_chunks(inputs.shape[0], batch_size):
-        t = targets[start:stop] if isinstance(targets, Tensor) and targets.dim() == 1 else targets
-        est = smooth.estimate(inputs[start:stop], t, snapshots=(h,))
-        fulls.append(est.attributions.detach())
-        firsts.append(est.snapshots[h].detach())
-    full, first = torch.cat(fulls), torch.cat(firsts)
+    est = smooth.estimate(inputs, targets, snapshots=(h,))
+    full, first = est.attributions.detach(), est.snapshots[h].detach()
     second = (n * full - h * first) / (n - h)
     return full, (first, second), (h, n - h)
 
@@ -525,6 +523,7 @@ def stability_error(
     *,
     batch_size: int | None = None,
     k: int | None = None,
+    max_memory: MemorySpec = None,
 ) -> StabilityResult:
     r"""Stability error of an attribution method across retrained models (Ye & Farnia 2025, eq. 12).
 
@@ -543,7 +542,11 @@ def stability_error(
         models: at least 2 models taking ``inputs``.
         inputs: ``[N, ...]`` (``[N, C, H, W]`` images).
         targets: ``None``, an int, or ``N`` class indices.
-        batch_size: inputs per call of the method (all at once if ``None``).
+        batch_size: most model rows per call (a row: one forward(+backward) pass of one input-shaped
+            tensor); ``None``: learned from the calls' timings under the memory budget. Never changes the
+            result.
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
         k: pixels in the top-k sets (default 1 % of ``H * W``).
     Returns:
         :class:`StabilityResult` (raw and norm-scaled error, SSIM, top-k IoU, per pair and averaged).
@@ -566,13 +569,13 @@ def stability_error(
         _check_k(k, pixels)
     from smoothsal.smoothing import Smooth
 
-    resolved = resolve_model_targets(models[0], inputs, targets, batch_size=batch_size)
+    resolved = resolve_model_targets(models[0], inputs, targets, batch_size=batch_size, max_memory=max_memory)
     maps, halves = [], []
     for model in models:
         built = method(model)
-        split = smoothed_halves(built, inputs, resolved, batch_size=batch_size) if isinstance(built, Smooth) else None
+        split = smoothed_halves(built, inputs, resolved) if isinstance(built, Smooth) else None
         if split is None:
-            maps.append(attribution_maps(built, inputs, resolved, batch_size=batch_size))
+            maps.append(attribution_maps(built, inputs, resolved, batch_size=batch_size, max_memory=max_memory))
             halves.append(None)
         else:
             maps.append(split[0])
@@ -592,6 +595,7 @@ def fidelity_error(
     seed: int | torch.Generator = 0,
     statistic: str = "mean",
     batch_size: int | None = None,
+    max_memory: MemorySpec = None,
 ) -> FidelityResult:
     r"""Fidelity error of smoothing an attribution method (Ye & Farnia 2025, eq. 13).
 
@@ -611,7 +615,11 @@ def fidelity_error(
         noise_level: σ as a fraction of each input's value range (>= 0).
         targets: ``None``, an int, or ``N`` class indices.
         n_samples, seed, statistic: passed to :class:`~smoothsal.smoothing.Smooth`.
-        batch_size: inputs per call (all at once if ``None``).
+        batch_size: most model rows per call (a row: one forward(+backward) pass of one input-shaped
+            tensor); ``None``: learned from the calls' timings under the memory budget. Never changes the
+            result.
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
     Returns:
         :class:`FidelityResult` (mean and std over inputs, raw and norm-scaled).
     """
@@ -621,14 +629,14 @@ def fidelity_error(
     noise_level = check_nonnegative(noise_level, "noise_level")
     check_positive_int(n_samples, "n_samples")
     check_inputs(inputs)
-    resolved = resolve_model_targets(model, inputs, targets, batch_size=batch_size)
+    resolved = resolve_model_targets(model, inputs, targets, batch_size=batch_size, max_memory=max_memory)
     base = method(model)
-    raw = attribution_maps(base, inputs, resolved, batch_size=batch_size)
+    raw = attribution_maps(base, inputs, resolved, batch_size=batch_size, max_memory=max_memory)
     smooth = Smooth(base, noise_level=noise_level, n_samples=n_samples, statistic=statistic, seed=seed,
-                    batch_size=batch_size)
-    split = smoothed_halves(smooth, inputs, resolved, batch_size=batch_size)
+                    batch_size=batch_size, max_memory=max_memory)
+    split = smoothed_halves(smooth, inputs, resolved)
     if split is None:
-        smoothed = attribution_maps(smooth, inputs, resolved, batch_size=batch_size)
+        smoothed = attribution_maps(smooth, inputs, resolved, batch_size=batch_size, max_memory=max_memory)
         return fidelity_from_maps(smoothed, raw, noise_level=noise_level, n_samples=n_samples)
     smoothed, halves, sizes = split
     return fidelity_from_maps(smoothed, raw, noise_level=noise_level, n_samples=n_samples, halves=halves, sizes=sizes)

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from smoothsal._core.validation import TargetSpec, check_choice, check_inputs, check_positive_int
 from smoothsal.execution.calls import resolve_model_targets
+from smoothsal.execution.memory import MemorySpec
 from smoothsal.metrics._base import check_method_factory, metric
 from smoothsal.metrics.sanity.compare import SIMILARITY_METRICS, MethodFactory, _attribute, _original_maps, _reference, _similarities
 from smoothsal.metrics.sanity.entropy import discrete_entropy
@@ -173,12 +174,14 @@ def second_estimate_seed(seed: int, estimate: int = 1) -> int:
 
 
 def _smoothed_factories(
-    method: MethodFactory, noise_level: float, n_samples: int, seed: int, batch_size: int | None
+    method: MethodFactory, noise_level: float, n_samples: int, seed: int, batch_size: int | None,
+    max_memory: MemorySpec = None,
 ) -> tuple[MethodFactory, MethodFactory]:
     from smoothsal.smoothing import Smooth
 
     def make(s: int) -> MethodFactory:
-        return lambda m: Smooth(method(m), noise_level=noise_level, n_samples=n_samples, seed=s, batch_size=batch_size)
+        return lambda m: Smooth(method(m), noise_level=noise_level, n_samples=n_samples, seed=s, batch_size=batch_size,
+                                max_memory=max_memory)  # fmt: skip
 
     return make(seed), make(second_estimate_seed(seed))
 
@@ -197,6 +200,7 @@ def smooth_model_parameter_randomization(
     seed: int = 0,
     init: str = "default",
     batch_size: int | None = None,
+    max_memory: MemorySpec = None,
 ) -> MPRTResult:
     r"""smooth MPRT (sMPRT; Hedström et al. 2023, arXiv:2401.06465): MPRT of the explanation averaged
     over ``n_samples`` noisy copies of the input, for the original and every randomized model.
@@ -207,11 +211,13 @@ def smooth_model_parameter_randomization(
     Averaging removes the noise that shattered gradients add to every map, noise that a raw MPRT
     reads as "the map changed". The smoothing is :class:`~smoothsal.smoothing.Smooth` (``seed`` for
     estimate :math:`(a)`, a derived seed for the independent estimate :math:`(b)`, so the result
-    carries the measured reference of :func:`model_parameter_randomization`).
+    carries the measured reference of :func:`model_parameter_randomization`). ``batch_size``
+    (most model rows per call; ``None``: learned under the memory budget ``max_memory``) goes to
+    the :class:`~smoothsal.smoothing.Smooth` of every model; it never changes the result.
     """
     check_method_factory(method)
     check_positive_int(seed, "seed", minimum=0)
-    a, b = _smoothed_factories(method, noise_level, n_samples, seed, batch_size)
+    a, b = _smoothed_factories(method, noise_level, n_samples, seed, batch_size, max_memory)
     return model_parameter_randomization(a, model, inputs, targets, order=order, layers=layers, seed=seed, init=init,
                                          second_estimate=b)  # fmt: skip
 

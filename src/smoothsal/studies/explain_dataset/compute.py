@@ -16,9 +16,10 @@ maps and the predicted targets of a chunk are computed in one batch: the chunks 
 (:func:`~smoothsal.studies.explain_dataset.store.image_seed`, from the global seed and the
 image id): a smoothed map is :class:`~smoothsal.smoothing.Smooth` on that one image, batched
 over its noisy samples, seeded with its image seed. The rows per model call are fixed for the
-job (:func:`job_rows`, chosen on rank 0 and sent to all): ``batch_size``, or the element budget of
-:func:`smoothsal.execution.calls.rows_per_call`, capped by ``--max-memory`` over the measured memory of a
-row; never the timing-learned automatic choice, which may change the last bits of a CPU convolution.
+job (:func:`job_batch_size`, chosen on rank 0 and sent to all): ``batch_size``, else the size the
+store's last finished job used, else the size the learned policy settles on before the job
+(:func:`smoothsal.execution.runner.settle`); never learned during the job, which could change the
+last bits of a CPU convolution from one map to the next.
 
 **Cost.** Every image costs, per model, :math:`\sum_{m}\left(c_m + |\Sigma_{>0}|\, n\, r_m\right)`
 forward+backward passes, where :math:`c_m` is method ``m``'s raw cost (1 for gradients, ``steps``
@@ -59,13 +60,14 @@ from smoothsal.studies.explain_dataset.store import (
     MapStoreError,
     MapWriter,
     image_seed,
+    last_rows_per_call,
     model_key,
     prepare_store,
     register_model,
     sigma_key,
 )
 
-__all__ = ["DistContext", "JobResult", "RankStats", "compute_dataset", "init_distributed", "rows_for", "weights_digest"]
+__all__ = ["DistContext", "JobResult", "RankStats", "compute_dataset", "init_distributed", "job_batch_size", "weights_digest"]
 
 
 # ---- the process group ---------------------------------------------------------------------------
@@ -165,33 +167,33 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def rows_for(example: Tensor, batch_size: int | None) -> int:
-    """Model rows per call: ``batch_size``, or the fixed element budget of ``rows_per_call``."""
-    from smoothsal.execution.calls import rows_per_call
+def job_batch_size(
+    model: nn.Module, example: Tensor, batch_size: int | None, out: str | os.PathLike[str], spec: str,
+    max_memory: MemorySpec = None,
+) -> int:
+    """The model rows per call of the whole job (computed once, on rank 0, and sent to every rank).
 
-    return batch_size if batch_size is not None else rows_per_call(example, 1 << 30, None)
-
-
-def job_rows(model: nn.Module, example: Tensor, batch_size: int | None, max_memory: MemorySpec = None) -> int:
-    """The rows per model call of the whole job (computed once, on rank 0, and sent to every rank).
-
-    ``batch_size`` if given; else :func:`rows_for`'s element budget, capped, when ``max_memory``
-    (``--max-memory``) is given, at that budget over the measured activation memory of one row of a
-    forward+backward pass (:func:`smoothsal.execution.measure.row_memory`). Fixed for the job, so the
-    maps do not depend on timings or on which rank computed them.
+    ``batch_size`` if given; else the ``rows_per_call`` of the last finished job of this model
+    (``spec``) in the store at ``out`` (a resumed job groups its rows as the maps already there);
+    else the size :class:`~smoothsal.execution.policy.LearnedRows` settles on for a
+    forward+backward of rows like ``example`` under ``max_memory`` (``--max-memory``;
+    :func:`smoothsal.execution.runner.settle`: throwaway calls before the job). Fixed for the job,
+    so the maps do not depend on timings during it or on which rank computed them.
     """
-    from smoothsal.execution import measure, memory
+    from smoothsal.execution.policy import LearnedRows
+    from smoothsal.execution.runner import settle
 
-    rows = rows_for(example, batch_size)
-    if batch_size is not None or max_memory is None:
+    if batch_size is not None:
+        return batch_size
+    rows = last_rows_per_call(out, spec)
+    if rows is not None:
         return rows
 
-    def forward_backward(x: Tensor) -> Tensor:
-        x = x.detach().requires_grad_(True)
+    def forward_backward(k: int) -> Tensor:
+        x = example.unsqueeze(0).repeat(k, *([1] * example.dim())).requires_grad_(True)
         return torch.autograd.grad(model(x)[:, 0].sum(), x)[0]
 
-    per_row = measure.row_memory(forward_backward, example.unsqueeze(0).repeat(2, *([1] * example.dim())))
-    return max(1, min(rows, memory.memory_budget(example.device, max_memory) // per_row))
+    return settle(LearnedRows(model, example, "explain-dataset", max_memory=max_memory), forward_backward)
 
 
 def _load_chunk(config: ExplainDatasetConfig, ids: list[str], size: int) -> Tensor:
@@ -378,7 +380,7 @@ def compute_dataset(
         rows = 1
         if ctx.rank == 0 or not ctx.initialized:
             example = _load_chunk(config, ids[:1], size).to(device)[0]
-            rows = job_rows(model, example, options.batch_size, options.max_memory)
+            rows = job_batch_size(model, example, options.batch_size, out, config.model, options.max_memory)
         rows = ctx.broadcast(rows)
 
         grid = [(m, sigma_key(s)) for m in config.methods for s in config.noise_levels]

@@ -82,6 +82,7 @@ __all__ = [
     "MapWriter",
     "as_location",
     "image_seed",
+    "last_rows_per_call",
     "model_key",
     "open_store",
     "prepare_store",
@@ -356,6 +357,23 @@ def register_model(
         _create_group(group.require_group(method).require_group(sigma_name(sigma)), n, chunk_size,
                       tuple(map_shapes[method]), images, attrs)  # fmt: skip
     return key
+
+
+def last_rows_per_call(location: str | os.PathLike[str], spec: str) -> int | None:
+    """The ``rows_per_call`` of the last finished job of model ``spec`` in the store (``None``: none yet).
+
+    A resumed job runs its rows in calls of this size, so every map of the store is computed with
+    the same grouping (:func:`smoothsal.studies.explain_dataset.compute.job_batch_size`).
+    """
+    root = _open_root(_Place.of(location))
+    key = model_key(spec)
+    if key not in root:
+        return None
+    for record in reversed(list(root[key].attrs.asdict().get("runs", []))):
+        rows = record.get("rows_per_call") if isinstance(record, dict) else None
+        if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 1:
+            return rows
+    return None
 
 
 def _create_group(group: Any, n: int, chunk_size: int, shape: tuple[int, ...], images: Sequence[str], attrs: Mapping[str, Any]) -> None:
