@@ -22,6 +22,11 @@ difference between the folded and the unfolded map (same seed), beside what movi
 1e-6 does to the unfolded gradient (the network's own sensitivity to rounding-size changes).
 
     .venv/bin/python benchmarks/bench_fold_alloc.py [--rounds 3] [--calls 3] [--threads 2]
+        [--only "both (defaults)"] [--batch-size 0 (learned)] [--skip-differences]
+
+With ``--batch-size 0`` SmoothGrad learns its rows per call under the default memory budget, so
+the figures (CPU time, minor page faults, peak RSS and the allocator's trims) show what the
+defaults cost; run it with another source tree first on ``PYTHONPATH`` to compare two trees.
 
 Writes ``benchmarks/results/bench_fold_alloc.json``.
 """
@@ -53,6 +58,7 @@ import json, resource, statistics, sys, time, torch
 import smoothsal as ss
 from smoothsal.models.zoo import efficientnet_lite0
 fold, threads, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+batch_size = int(sys.argv[4]) or None  # 0: learned under the default memory budget
 torch.set_num_threads(threads)
 model = efficientnet_lite0()
 x = torch.cat([ss.datasets.load_photo(p).tensor for p in ("chelsea", "coffee", "astronaut", "rocket")])
@@ -68,7 +74,7 @@ if fold.startswith("captum"):
                                                          target=t, abs=False))
 else:
     ss.execution.folding.set_folding(fold == "1")
-    sg = ss.SmoothGrad(model, n_samples=32, seed=0, batch_size=16, tol=None)
+    sg = ss.SmoothGrad(model, n_samples=32, seed=0, batch_size=batch_size, tol=None)
 first = sg.attribute(x)
 r0 = resource.getrusage(resource.RUSAGE_SELF)
 times = []
@@ -80,7 +86,8 @@ r1 = resource.getrusage(resource.RUSAGE_SELF)
 rows = 4 * 32
 print(json.dumps({"ms_per_row": 1000 * statistics.median(times) / rows, "user_s": r1.ru_utime - r0.ru_utime,
                   "sys_s": r1.ru_stime - r0.ru_stime, "minor_faults": r1.ru_minflt - r0.ru_minflt,
-                  "kept": ss.execution.allocator.kept()}))
+                  "kept": ss.execution.allocator.kept(), "peak_rss_mib": r1.ru_maxrss / 1024,
+                  "trims": getattr(ss.execution.allocator, "_state", {}).get("trims")}))
 """
 
 _DIFF = r"""
@@ -116,6 +123,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--only", default=None, help="comma-separated configurations to run (default: all)")
+    parser.add_argument("--skip-differences", action="store_true", help="do not measure the folded map's difference")
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="rows per call of smoothsal's SmoothGrad (0: learned under the default memory budget)")
     args = parser.parse_args()
     load_before = os.getloadavg()
     names = [n for n in CONFIGS if args.only is None or n in args.only.split(",")]
@@ -125,19 +135,19 @@ def main() -> None:
             fold, keep = CONFIGS[name]
             env = {"SMOOTHSAL_KEEP_FREED_MEMORY": "1" if keep else "0", "OMP_NUM_THREADS": str(args.threads)}
             mode = {None: "captum", "default": "captum_default"}.get(fold, "1" if fold else "0")
-            runs[name].append(run_child(_CHILD, [mode, str(args.threads), str(args.calls)], env))
+            runs[name].append(run_child(_CHILD, [mode, str(args.threads), str(args.calls), str(args.batch_size)], env))
             print(f"round {r + 1} {name:<16} {runs[name][-1]['ms_per_row']:.1f} ms/row", flush=True)
     table = {}
     for name in names:
         table[name] = {k: statistics.median(run[k] for run in runs[name])
-                       for k in ("ms_per_row", "user_s", "sys_s", "minor_faults")}  # fmt: skip
-    base = table["both off"]["ms_per_row"]
+                       for k in ("ms_per_row", "user_s", "sys_s", "minor_faults", "peak_rss_mib")}  # fmt: skip
+    base = table["both off"]["ms_per_row"] if "both off" in table else next(iter(table.values()))["ms_per_row"]
     print(f"\n{'configuration':<18}{'ms/row':>8}{'speed-up':>10}{'user s':>8}{'sys s':>7}{'faults':>10}")
     for name, row in table.items():
         row["speedup_vs_both_off"] = base / row["ms_per_row"]
         print(f"{name:<18}{row['ms_per_row']:>8.1f}{row['speedup_vs_both_off']:>9.2f}x{row['user_s']:>8.1f}"
               f"{row['sys_s']:>7.1f}{row['minor_faults']:>10.0f}")
-    diff = run_child(_DIFF, [], {"OMP_NUM_THREADS": "2"})
+    diff = run_child(_DIFF, [], {"OMP_NUM_THREADS": "2"}) if not args.skip_differences else {}
     print("\nrelative L2 differences:", json.dumps({k: round(v, 5) for k, v in diff.items()}))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"command": command_line(), "settings": vars(args) | {"out": rel(args.out)},

@@ -134,11 +134,11 @@ def test_batch_size_bounds_rows_per_forward():
     # explicit target, no gap asked for: only path rows are evaluated (as Smooth calls it)
     assert max(sizes) <= 3 and sum(sizes) == 5 * 4
     sizes.clear()
-    ig.attribute(_smooth_inputs()[:4])  # target=None: one forward of the B inputs predicts the class
-    assert sizes[0] == 4 and max(sizes[1:]) <= 3 and sum(sizes[1:]) == 5 * 4
+    ig.attribute(_smooth_inputs()[:4])  # target=None: a forward of the B inputs predicts the class
+    assert sizes[:2] == [3, 1] and max(sizes) <= 3 and sum(sizes) == 4 + 5 * 4  # batch_size bounds it too
     sizes.clear()
     ig.attribute_with_delta(_smooth_inputs()[:4], target=0)  # the gap needs F(x) and F(x'): B + 1 endpoints
-    assert sizes[0] == 4 + 1 and max(sizes[1:]) <= 3 and sum(sizes[1:]) == 5 * 4
+    assert sizes[:2] == [3, 2] and max(sizes) <= 3 and sum(sizes) == 4 + 1 + 5 * 4
 
 
 def test_target_none_is_the_class_predicted_for_the_inputs_not_the_path():

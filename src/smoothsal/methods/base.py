@@ -34,8 +34,8 @@ work over the draws. A method whose ``_attribute`` runs its inputs in one model 
 nothing more (the base's :meth:`~Attribution.attribute_rows` splits the inputs to fit the
 context); one that batches rows itself (Integrated Gradients) sets :attr:`Attribution.reads_row_context`
 and takes ``context=`` in ``_attribute``/``_attribute_and_delta``. A user's method object with only
-``attribute(inputs, target)`` also works under ``Smooth``: it is called once per call the
-caller sized.
+``attribute(inputs, target)`` (or a subclass that overrides ``attribute`` itself) also works under
+``Smooth``: it is called once per call the caller sized.
 """
 
 from __future__ import annotations
@@ -207,6 +207,9 @@ class Attribution:
             raise TypeError(f"{type(self).__name__} has no convergence delta (has_convergence_delta is False)")
         if not isinstance(context, RowContext):
             raise TypeError(f"`context` must be a RowContext, got {type(context).__name__}")
+        if not self.reads_row_context and type(self).attribute is not Attribution.attribute:
+            # a subclass that overrides `attribute` itself: one call of it, as for any method object
+            return self.attribute_with_delta(inputs, target) if with_delta else self.attribute(inputs, target)
         return self._run(inputs, target, context, with_delta=with_delta)
 
     def _run(
