@@ -108,6 +108,10 @@ def main() -> None:
     for tree in trees:
         if not (tree / "smoothsal" / "cli.py").exists():
             parser.error(f"--trees: {tree} holds no smoothsal/cli.py")
+        found = subprocess.run([args.python, "-c", "import smoothsal; print(smoothsal.__file__)"], capture_output=True,
+                               text=True, env={**os.environ, "PYTHONPATH": str(tree)}, check=False).stdout.strip()
+        if not found.startswith(str(tree)):
+            parser.error(f"--trees: with PYTHONPATH={tree}, {args.python} imports smoothsal from {found or 'nowhere'}")
     jobs = [j for j in args.jobs.split(",") if j]
     if unknown := [j for j in jobs if j not in JOBS]:
         parser.error(f"--jobs: unknown {unknown}; expected some of {sorted(JOBS)}")

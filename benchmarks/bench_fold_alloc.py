@@ -73,8 +73,10 @@ if fold.startswith("captum"):
                                                          nt_samples_batch_size=None if fold == "captum_default" else 4,
                                                          target=t, abs=False))
 else:
-    ss.execution.folding.set_folding(fold == "1")
+    _home = getattr(ss, "execution", None)  # a tree from before smoothsal.execution: the root modules
+    (_home.folding if _home is not None else ss.fusion).set_folding(fold == "1")
     sg = ss.SmoothGrad(model, n_samples=32, seed=0, batch_size=batch_size, tol=None)
+_alloc = ss.execution.allocator if hasattr(ss, "execution") else ss.allocator
 first = sg.attribute(x)
 r0 = resource.getrusage(resource.RUSAGE_SELF)
 times = []
@@ -86,8 +88,8 @@ r1 = resource.getrusage(resource.RUSAGE_SELF)
 rows = 4 * 32
 print(json.dumps({"ms_per_row": 1000 * statistics.median(times) / rows, "user_s": r1.ru_utime - r0.ru_utime,
                   "sys_s": r1.ru_stime - r0.ru_stime, "minor_faults": r1.ru_minflt - r0.ru_minflt,
-                  "kept": ss.execution.allocator.kept(), "peak_rss_mib": r1.ru_maxrss / 1024,
-                  "trims": getattr(ss.execution.allocator, "_state", {}).get("trims")}))
+                  "kept": _alloc.kept(), "peak_rss_mib": r1.ru_maxrss / 1024,
+                  "trims": getattr(_alloc, "_state", {}).get("trims")}))
 """
 
 _DIFF = r"""

@@ -500,8 +500,8 @@ class Smooth:
                 noisy = x[group].unsqueeze(0) + sigma[group].unsqueeze(0) * eps.unsqueeze(1)  # [s, G, ...]
                 deltas: list | None = [] if gaps is not None else None
                 draws = torch.arange(done, done + s, device=x.device).repeat_interleave(group.numel())  # [s*G]
-                attr = self._attribute_rows(policy, k, noisy.flatten(0, 1), targets[group].repeat(s), r, draws,
-                                            deltas)  # [s*G, ...]  # fmt: skip
+                rows, row_targets = noisy.flatten(0, 1), targets[group].repeat(s)  # [s*G, ...], draw-major
+                attr = self._attribute_rows(policy, k, rows, row_targets, r, draws, deltas)  # [s*G, ...]
                 attr = attr.reshape(s, group.numel(), *attr.shape[1:])
                 if gaps is not None:
                     gaps.add(ConvergenceDelta.cat(deltas), group, s)

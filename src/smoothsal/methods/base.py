@@ -52,6 +52,7 @@ from smoothsal.execution.devices import to_model_device
 from smoothsal.execution.folding import folded
 from smoothsal.execution.guard import preserve_model  # re-exported: smoothsal.methods.preserve_model
 from smoothsal.execution.policy import RowContext
+from smoothsal.execution.runner import run_rows
 
 
 @dataclass(frozen=True)
@@ -229,16 +230,23 @@ class Attribution:
         return out.detach().to(inputs.device)
 
     def _split(self, x: Tensor, target: TargetSpec, context: RowContext | None, with_delta: bool) -> Any:
-        """A method that runs its inputs in one model call: in pieces that fit ``context`` (one piece without)."""
-        b = x.shape[0]
-        per_call = b if context is None else max(1, context.rows_per_call // max(1, self.rows_per_input))
+        """A method that runs its inputs in one model call: in calls that fit ``context`` (one call without),
+        through the runner with the context's policy (an out-of-memory error reaches the caller)."""
         run = self._attribute_and_delta if with_delta else self._attribute
-        if per_call >= b:
+        b = x.shape[0]
+        if context is None or b * self.rows_per_input <= context.rows_per_call:
             return run(x, target)
-        parts = [run(x[lo : lo + per_call], _target_part(target, lo, lo + per_call, b)) for lo in range(0, b, per_call)]
-        if not with_delta:
-            return torch.cat(parts)
-        return torch.cat([a for a, _ in parts]), ConvergenceDelta.cat([d for _, d in parts])
+        deltas: list[ConvergenceDelta] = []
+
+        def work(lo: int, hi: int) -> Tensor:
+            out = run(x[lo:hi], _target_part(target, lo, hi, b))
+            if not with_delta:
+                return out
+            deltas.append(out[1])
+            return out[0]
+
+        attr = run_rows(context.policy(), b, work, unit=max(1, self.rows_per_input))
+        return (attr, ConvergenceDelta.cat(deltas)) if with_delta else attr
 
     def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
