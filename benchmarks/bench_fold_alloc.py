@@ -56,7 +56,7 @@ CONFIGS = {  # name: (folding, keep freed memory)
 _CHILD = r"""
 import json, resource, statistics, sys, time, torch
 import smoothsal as ss
-from smoothsal.models.zoo import efficientnet_lite0
+from smoothsal.zoo import efficientnet_lite0  # the documented name, also in trees before smoothsal.models
 fold, threads, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 batch_size = int(sys.argv[4]) or None  # 0: learned under the default memory budget
 torch.set_num_threads(threads)
@@ -95,7 +95,7 @@ print(json.dumps({"ms_per_row": 1000 * statistics.median(times) / rows, "user_s"
 _DIFF = r"""
 import json, torch
 import smoothsal as ss
-from smoothsal.models.zoo import efficientnet_lite0
+from smoothsal.zoo import efficientnet_lite0  # the documented name, also in trees before smoothsal.models
 torch.set_num_threads(2)
 model = efficientnet_lite0()
 x = torch.cat([ss.datasets.load_photo(p).tensor for p in ("chelsea", "coffee", "astronaut", "rocket")])

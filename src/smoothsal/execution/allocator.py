@@ -12,12 +12,17 @@ maximum with ``mallopt(3)``, so blocks come from the heap and stay there for the
 same work then takes 0.6× the time with almost no system time and no page faults.
 
 The cost: the process would keep its peak heap (what the largest call needed) instead of
-returning it to the system between calls. Two bounds keep that to the budget's worth:
-:func:`trim_above` gives the heap's free pages back (``malloc_trim``) when its free part exceeds
-the memory budget of the work that just ran (the runner, :mod:`smoothsal.execution.runner`, asks
-after each call of a learned policy on the CPU; a call of the learned size itself fits the budget,
-so the calls of a job reuse their memory and fault nothing in), and the top of the heap is
-trimmed by glibc itself beyond 2 GiB (``M_TRIM_THRESHOLD``, an ``int``).
+returning it to the system between calls. Two bounds keep that to the budget's scale: after
+each call of a learned policy on the CPU the runner (:mod:`smoothsal.execution.runner`) calls
+:func:`trim_above` with :data:`FREE_BUDGETS` (two) memory budgets, which gives the heap's free
+pages back (``malloc_trim``) when its free part exceeds them, and glibc trims the top of the heap
+beyond 2 GiB itself (``M_TRIM_THRESHOLD``, an ``int``). Why two budgets and not one: a call of
+the learned size frees about one budget of activations, and the fragments earlier work left
+free come on top; at one budget, SmoothGrad of Lite0 at the learned size trimmed after 21 of its
+32 calls and faulted its activations in again each time (6.3 million minor page faults and 16.5 s
+of system time for 512 rows, against 32 faults and 0.2 s without the bound:
+``benchmarks/bench_fold_alloc.py --batch-size 0``); at two, calls within the budget never trim,
+and the bound still returns what larger calls (a fixed ``batch_size``, other work) left behind.
 :func:`smoothsal.execution.memory.available_memory` counts the free part of the heap as
 available, so the memory budget of later work is not lowered by it. It changes only *when*
 memory goes back to the system, never what a computation returns.
@@ -40,10 +45,12 @@ import threading
 
 import torch
 
-__all__ = ["ENV", "free_heap_bytes", "keep_freed_memory", "kept", "prepare", "trim_above"]
+__all__ = ["ENV", "FREE_BUDGETS", "free_heap_bytes", "keep_freed_memory", "kept", "prepare", "trim_above"]
 
 #: environment variable: ``0`` leaves the allocator as it is
 ENV = "SMOOTHSAL_KEEP_FREED_MEMORY"
+#: the heap's free part is given back when it exceeds this many memory budgets (module docstring)
+FREE_BUDGETS = 2
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 _MMAP_THRESHOLD = 1 << 30  # blocks up to 1 GiB come from the heap
 _TRIM_THRESHOLD = (1 << 31) - 1  # the heap's top is trimmed beyond 2 GiB (the largest int mallopt takes)

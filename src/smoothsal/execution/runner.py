@@ -14,9 +14,10 @@ Every method, ``Smooth``, metric, ``predict`` and study that runs many rows does
   again in smaller calls, concatenated: the result is the same.
 
 The work is a function ``work(lo, hi)`` of the item range; rows are built inside it, so memory
-holds one call's rows. On the CPU, after each call the heap's free part is given back to the
-system when it exceeds the budget (:func:`smoothsal.execution.allocator.trim_above`), so keeping
-freed memory for reuse never holds more than one budget of it.
+holds one call's rows. On the CPU, after each call of a learned policy the heap's free part is
+given back to the system when it exceeds two memory budgets
+(:func:`smoothsal.execution.allocator.trim_above`, :data:`~smoothsal.execution.allocator.FREE_BUDGETS`),
+so keeping freed memory for reuse never holds more than that between calls.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def policy_for(
 def _after_call(policy: RowPolicy) -> None:
     budget = getattr(policy, "budget", None)
     if budget is not None and getattr(policy, "device", torch.device("cpu")).type == "cpu":
-        allocator.trim_above(budget)
+        allocator.trim_above(allocator.FREE_BUDGETS * budget)
 
 
 def run_call(
