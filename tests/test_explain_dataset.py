@@ -212,7 +212,7 @@ def test_image_seeds_depend_on_the_global_seed_and_the_image_id_only():
     assert 0 <= image_seed(7, "x") < 2**63
 
 
-def test_rows_per_call_are_fixed_for_the_job_by_the_learned_rule_before_it(data, tmp_path):
+def test_batch_size_is_fixed_for_the_job_by_the_learned_rule_before_it(data, tmp_path):
     import json
 
     import tinynet_ds
@@ -239,7 +239,7 @@ def test_rows_per_call_are_fixed_for_the_job_by_the_learned_rule_before_it(data,
     for spec, runs in (("m", (5, 3)), ("other", (9,))):
         key = register_model(store, spec, {"weights_sha1": "0"})
         for r in runs:
-            MapWriter(store, key, 0).add_run({"model": spec, "rows_per_call": r})
+            MapWriter(store, key, 0).add_run({"model": spec, "batch_size": r})
     assert job_batch_size(model, x, None, store, "m") == 3  # a resumed job keeps the last job's grouping
     assert job_batch_size(model, x, None, store, "other") == 9
 

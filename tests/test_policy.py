@@ -203,8 +203,8 @@ def test_a_caller_context_policy_does_not_retry_itself():
     context = RowContext(8)
     with pytest.raises(RuntimeError, match="can't allocate"):
         run_rows(context.policy(), 16, FailsAbove(torch.ones(16), limit=4))
-    assert context.part(2, 4).rows_per_call == 8
-    with pytest.raises(ValueError, match="rows_per_call"):
+    assert context.part(2, 4).batch_size == 8
+    with pytest.raises(ValueError, match="batch_size"):
         RowContext(0)
 
 

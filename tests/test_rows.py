@@ -51,7 +51,7 @@ def _cold_start():
 
 
 # ---- Smooth ---------------------------------------------------------------------------------------
-def test_smooth_rows_per_call_respect_the_budget_and_results_match_a_fixed_batch():
+def test_smooth_batch_sizes_respect_the_budget_and_results_match_a_fixed_batch():
     model = wide_conv()
     x = torch.rand(3, 3, 32, 32)
     auto = Smooth(VanillaGradient(model), noise_level=0.2, n_samples=20, seed=1, max_memory="3MB").attribute(x, 2)
@@ -209,7 +209,7 @@ def test_smooth_tells_a_method_the_draw_of_each_input():
     Smooth(method, noise_level=0.2, n_samples=5, seed=0, batch_size=4).attribute(x, 0)
     draws = torch.cat([c.draws for c in method.contexts]).tolist()
     assert draws == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]  # draw-major: every image's draw j, in order
-    assert all(c.n_draws == 5 and c.rows_per_call == c.draws.numel() for c in method.contexts)
+    assert all(c.n_draws == 5 and c.batch_size == c.draws.numel() for c in method.contexts)
     assert method.attribute(x, 0) is not None and method.contexts[-1] is None  # at the top level: no context
 
 

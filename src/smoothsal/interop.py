@@ -208,7 +208,7 @@ class CaptumMethod:
     def _kwargs(self, context: RowContext | None) -> dict[str, Any]:
         kw = dict(self.attribute_kwargs)
         if context is not None and "internal_batch_size" not in kw and self.rows_per_input > 1:
-            kw["internal_batch_size"] = context.rows_per_call  # the caller's rows per model call
+            kw["internal_batch_size"] = context.batch_size  # the caller's rows per model call
         return kw
 
     def _targets(self, x: Tensor, target: TargetSpec) -> Any:
@@ -275,7 +275,7 @@ class CaptumMethod:
         self, inputs: Tensor, target: TargetSpec, context: RowContext, *, with_delta: bool = False
     ) -> Tensor | tuple[Tensor, ConvergenceDelta]:
         """:meth:`attribute` (or :meth:`attribute_with_delta`) under a caller's rows: a Captum method
-        that batches (``internal_batch_size``) runs at most ``context.rows_per_call`` rows per
+        that batches (``internal_batch_size``) runs at most ``context.batch_size`` rows per
         model call (see :meth:`smoothsal.methods.base.Attribution.attribute_rows`)."""
         if not isinstance(context, RowContext):
             raise TypeError(f"`context` must be a RowContext, got {type(context).__name__}")

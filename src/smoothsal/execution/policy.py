@@ -356,33 +356,33 @@ class RowContext:
 
     ``Smooth`` asks its policy for the rows of a call (noisy inputs × the method's
     :attr:`~smoothsal.methods.base.Attribution.rows_per_input`) and hands the method these inputs
-    with a context: the method then runs them in model calls of at most :attr:`rows_per_call`
+    with a context: the method then runs them in model calls of at most :attr:`batch_size`
     rows, learns nothing itself and lets an out-of-memory error reach the caller, whose runner
     halves its calls for good (:meth:`policy`). A method that does not read a context runs the
     inputs it is given in one call (:meth:`smoothsal.methods.base.Attribution.attribute_rows`).
 
     Attributes:
-        rows_per_call: most model rows per model call, ``>= 1``.
+        batch_size: most model rows per model call, ``>= 1``.
         draws: ``[B]`` long, the index ``j`` of the noisy draw each input is (``Smooth``: input
             ``i`` is draw ``draws[i]`` of its image, ``0 <= j < n_draws``), or ``None``. A method
             that spreads work over the draws (e.g. one stratified path point per draw) reads it.
         n_draws: the draws the caller makes in all (``Smooth``'s ``n_samples``), or ``None``.
     """
 
-    rows_per_call: int
+    batch_size: int
     draws: Tensor | None = None
     n_draws: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.rows_per_call, bool) or not isinstance(self.rows_per_call, int) or self.rows_per_call < 1:
-            raise ValueError(f"`rows_per_call` must be a positive int, got {self.rows_per_call!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive int, got {self.batch_size!r}")
 
     def policy(self) -> FixedRows:
-        """The policy a method runs its rows with under this context: :attr:`rows_per_call` rows,
+        """The policy a method runs its rows with under this context: :attr:`batch_size` rows,
         no retry of its own (the caller's runner halves and retries)."""
-        return FixedRows(self.rows_per_call, retries=False)
+        return FixedRows(self.batch_size, retries=False)
 
     def part(self, lo: int, hi: int) -> RowContext:
         """The context of inputs ``lo:hi`` of this call (their draws)."""
         draws = None if self.draws is None else self.draws[lo:hi]
-        return RowContext(self.rows_per_call, draws, self.n_draws)
+        return RowContext(self.batch_size, draws, self.n_draws)

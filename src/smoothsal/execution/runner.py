@@ -68,7 +68,7 @@ def run_call(
     the rows per call are halved for good and the same items run again, ``work(lo, hi)`` on
     smaller ranges, concatenated along the first axis. One item that does not fit raises.
 
-    With ``sized``, ``work(lo, hi, rows_per_call)`` also gets the most model rows one model call
+    With ``sized``, ``work(lo, hi, batch_size)`` also gets the most model rows one model call
     of it may hold: ``min(size, (hi - lo) * unit)`` (a call of one item of more rows than the
     size, e.g. IG's ``steps`` path points under a smaller size, runs them in several model calls).
     """
@@ -122,7 +122,7 @@ def run_rows(
         unit: model rows per item (the policy counts rows; a call holds at least one item).
         consume: ``consume(lo, hi, result)`` takes each call's result (e.g. into a running sum),
             which is then dropped; ``None`` keeps and concatenates them.
-        sized: call ``work(lo, hi, rows_per_call)`` with the most model rows per model call
+        sized: call ``work(lo, hi, batch_size)`` with the most model rows per model call
             (:func:`run_call`), for work that passes them on (a :class:`~smoothsal.execution.policy.RowContext`).
 
     Returns:

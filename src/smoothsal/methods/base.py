@@ -26,7 +26,7 @@ the rows of each call itself (:class:`~smoothsal.smoothing.Smooth`,
 its own policy (:mod:`smoothsal.execution.policy`) and calls
 :meth:`Attribution.attribute_rows` ``(inputs, target, context)`` with a
 :class:`~smoothsal.execution.policy.RowContext`: the method then runs those inputs in model calls
-of at most ``context.rows_per_call`` rows, learns no size of its own and lets an out-of-memory
+of at most ``context.batch_size`` rows, learns no size of its own and lets an out-of-memory
 error reach the caller, whose runner halves its calls for good. So one policy, the caller's,
 chooses the rows of both levels. The context also carries the draw index of each input
 (``context.draws``: ``Smooth``'s sample ``j`` of each noisy input) for a method that spreads its
@@ -194,7 +194,7 @@ class Attribution:
         """:meth:`attribute` (or, ``with_delta``, :meth:`attribute_with_delta`) under a caller's rows.
 
         The caller (``Smooth``, ``attribution_maps``) chose the rows of this call with its own
-        policy: the method runs ``inputs`` in model calls of at most ``context.rows_per_call``
+        policy: the method runs ``inputs`` in model calls of at most ``context.batch_size``
         rows (module docstring: the nested-rows protocol), and an out-of-memory error propagates
         to the caller. The result is the same as :meth:`attribute`'s.
 
@@ -234,7 +234,7 @@ class Attribution:
         through the runner with the context's policy (an out-of-memory error reaches the caller)."""
         run = self._attribute_and_delta if with_delta else self._attribute
         b = x.shape[0]
-        if context is None or b * self.rows_per_input <= context.rows_per_call:
+        if context is None or b * self.rows_per_input <= context.batch_size:
             return run(x, target)
         deltas: list[ConvergenceDelta] = []
 

@@ -55,14 +55,16 @@ import torch
 from torch import Tensor, nn
 
 from smoothsal._core.validation import TargetSpec, check_inputs, check_positive_int, resolve_targets
-from smoothsal.execution.calls import predict, resolve_model_targets, rows_per_call
+from smoothsal.execution.calls import forward_rows, resolve_model_targets
 from smoothsal.execution.devices import to_model_device
 from smoothsal.execution.guard import preserve_model
+from smoothsal.execution.memory import MemorySpec
+from smoothsal.execution.policy import RowContext
 from smoothsal.methods.base import Attribution, ConvergenceDelta
 from smoothsal.methods.path_sampling import (
     PathEstimate,
     path_point_attributions,
-    path_row_chunks,
+    run_path_rows,
     stratified_alphas,
 )
 from smoothsal.noise import make_generator
@@ -196,8 +198,11 @@ class ExpectedGradients(Attribution):
         n_samples: :math:`n`, samples (model rows) per input, ``>= 1``.
         seed: an int (a fresh generator each call: the same map every call) or a ``torch.Generator``
             (advanced by each call).
-        batch_size: the most rows (samples × images) per forward/backward; ``None`` = learned
-            under the memory budget, as Integrated Gradients' path rows. Results do not depend on it.
+        batch_size: most model rows per call (a row: one forward(+backward) pass of one
+            input-shaped tensor; here one sample of one image); ``None``: learned from the calls'
+            timings under the memory budget, as Integrated Gradients' path rows. Never changes the result.
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
 
     The target is resolved once on the real inputs (``None`` = the class predicted for ``x``).
     Wrapped in :class:`~smoothsal.smoothing.Smooth` with an int ``seed``, every noisy copy sees the same
@@ -216,6 +221,7 @@ class ExpectedGradients(Attribution):
 
     has_convergence_delta = True
     folds_batchnorm = True
+    reads_row_context = True
 
     def __init__(
         self,
@@ -224,6 +230,7 @@ class ExpectedGradients(Attribution):
         n_samples: int = 50,
         seed: int | torch.Generator = 0,
         batch_size: int | None = None,
+        max_memory: MemorySpec = None,
     ) -> None:
         super().__init__(model)
         self._refs = _References(baselines)
@@ -232,6 +239,7 @@ class ExpectedGradients(Attribution):
             raise TypeError(f"`seed` must be an int or a torch.Generator, got {type(seed).__name__}")
         self.seed = seed
         self.batch_size = None if batch_size is None else check_positive_int(batch_size, "batch_size")
+        self.max_memory = max_memory
 
     @property
     def baselines(self) -> ReferenceSpec:
@@ -276,26 +284,36 @@ class ExpectedGradients(Attribution):
         return PathEstimate(attributions=mean.to(inputs.device), stderr=stderr.to(inputs.device), n_samples=n)
 
     # ---- implementation ------------------------------------------------------------------
-    def _attribute(self, inputs: Tensor, target: TargetSpec) -> Tensor:
-        return self._estimate(inputs, target, with_delta=False)[0]
+    def _attribute(self, inputs: Tensor, target: TargetSpec, *, context: RowContext | None = None) -> Tensor:
+        return self._estimate(inputs, target, with_delta=False, context=context)[0]
 
-    def _attribute_and_delta(self, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, ConvergenceDelta]:
-        mean, _, delta = self._estimate(inputs, target, with_delta=True)
+    def _attribute_and_delta(
+        self, inputs: Tensor, target: TargetSpec, *, context: RowContext | None = None
+    ) -> tuple[Tensor, ConvergenceDelta]:
+        mean, _, delta = self._estimate(inputs, target, with_delta=True, context=context)
         assert delta is not None  # with_delta=True always computes it
         return mean, delta
 
+    def _forward(self, n_rows: int, build: Callable[[int, int], Tensor], example: Tensor,
+                 context: RowContext | None) -> Tensor:  # fmt: skip
+        """Logits of ``n_rows`` forward rows ``build(lo, hi)``: in calls of the caller's size under a
+        context, else of this method's ``batch_size`` or learned under its ``max_memory``."""
+        return forward_rows(self.model, n_rows, build, example=example, batch_size=self.batch_size,
+                            max_memory=self.max_memory, policy=None if context is None else context.policy(),
+                            what=("eg", "forward"))  # fmt: skip
+
     def _estimate(
-        self, x: Tensor, target: TargetSpec, *, with_delta: bool
+        self, x: Tensor, target: TargetSpec, *, with_delta: bool, context: RowContext | None = None
     ) -> tuple[Tensor, Tensor, ConvergenceDelta | None]:
-        """``(mean [B, ...], stderr [B, ...], delta or None)`` for inputs on the model's device."""
+        """``(mean [B, ...], stderr [B, ...], delta or None)`` for inputs on the model's device; the
+        rows run as ``context`` says (a caller's), else as this method's ``batch_size``/``max_memory``."""
         b, n = x.shape[0], self.n_samples
         f_x = None
         if with_delta or target is None:
-            with torch.no_grad():
-                f_x = self._logits(x)  # [B, classes]
+            f_x = self._forward(b, lambda lo, hi: x[lo:hi], x[0], context)  # [B, classes]
             targets = resolve_targets(target, f_x)
         else:
-            targets = resolve_model_targets(self.model, x, target)
+            targets = resolve_model_targets(self.model, x, target, batch_size=self.batch_size, max_memory=self.max_memory)
         alphas, indices, uniform_seed = self._draw()
         alphas = alphas.to(x.device)
         baseline_rows = self._baseline_rows(x, indices, uniform_seed)
@@ -307,11 +325,12 @@ class ExpectedGradients(Attribution):
             return path_point_attributions(self._logits, x[image], baseline_rows(sample, image), alphas[sample],
                                            targets[image])  # fmt: skip
 
-        for rows, a in path_row_chunks(self, n * b, x[0], ("eg",), work):
+        def add(rows: Tensor, a: Tensor) -> None:
             a64 = a.to(torch.float64)
             total.index_add_(0, rows % b, a64)
             total_sq.index_add_(0, rows % b, a64 * a64)
-            del a, a64
+
+        run_path_rows(self, n * b, x[0], ("eg",), work, add, context=context)
         mean = total / n
         if n > 1:
             var = (total_sq - total * mean).clamp_min(0.0) / (n - 1)  # unbiased variance of the rows
@@ -324,7 +343,7 @@ class ExpectedGradients(Attribution):
         assert f_x is not None
         if baseline_rows.refs is None:  # "uniform": the fields again from the start of their stream
             baseline_rows = self._baseline_rows(x, indices, uniform_seed)
-        f_base = self._mean_baseline_score(x, targets, baseline_rows)  # [B]
+        f_base = self._mean_baseline_score(x, targets, baseline_rows, context)  # [B]
         expected = f_x.gather(1, targets[:, None])[:, 0] - f_base
         steps = torch.full((b,), n, dtype=torch.long, device=x.device)
         return mean, stderr, ConvergenceDelta.of(mean, expected, steps=steps)
@@ -342,22 +361,25 @@ class ExpectedGradients(Attribution):
         stream = _UniformStream(uniform_seed, tuple(x.shape[1:]))
         return _BaselineRows(lambda sample, image: lo[image] + span[image] * stream.fields(sample).to(x.device, x.dtype))
 
-    def _mean_baseline_score(self, x: Tensor, targets: Tensor, baselines: _BaselineRows) -> Tensor:
+    def _mean_baseline_score(
+        self, x: Tensor, targets: Tensor, baselines: _BaselineRows, context: RowContext | None = None
+    ) -> Tensor:
         r""":math:`\frac1n \sum_j F_{c}(x'_j)` per image ``[B]`` over the drawn baselines (with multiplicity)."""
         b, n = x.shape[0], self.n_samples
         if baselines.refs is not None:  # a set: each distinct drawn reference scored once
-            logits = predict(self.model, baselines.refs, batch_size=self.batch_size)  # [U, classes]
+            refs = baselines.refs
+            logits = self._forward(refs.shape[0], lambda lo, hi: refs[lo:hi], refs[0], context)  # [U, classes]
             counts = torch.bincount(baselines.position, minlength=logits.shape[0]).to(logits.dtype)  # [U]
             return (counts[:, None] * logits[:, targets]).sum(dim=0) / n  # [B]
-        # "uniform": every (sample, image) has its own baseline; built and scored a block of samples at a time
+        # "uniform": every (sample, image) has its own baseline, built per call (sample-major rows)
+        def build(lo: int, hi: int) -> Tensor:
+            rows = torch.arange(lo, hi, device=x.device)
+            return baselines(rows // b, rows % b)
+
+        logits = self._forward(n * b, build, x[0], context)  # [n * B, classes]
+        image = torch.arange(n * b, device=x.device) % b
         total = torch.zeros(b, dtype=torch.float64, device=x.device)
-        per_block = max(1, rows_per_call(x[0], n * b, self.batch_size) // b)
-        image_ids = torch.arange(b, device=x.device)
-        for start in range(0, n, per_block):
-            sample = torch.arange(start, min(n, start + per_block), device=x.device).repeat_interleave(b)
-            image = image_ids.repeat(sample.numel() // b)
-            logits = predict(self.model, baselines(sample, image), batch_size=self.batch_size)
-            total.index_add_(0, image, logits.gather(1, targets[image][:, None])[:, 0].to(torch.float64))
+        total.index_add_(0, image, logits.gather(1, targets[image][:, None])[:, 0].to(torch.float64))
         return (total / n).to(x.dtype)
 
 

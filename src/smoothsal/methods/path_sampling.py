@@ -18,8 +18,8 @@ an unbiased smoothed IG draws :math:`x_j = x + \epsilon_j`. Both are built from:
   strata :math:`[k/n, (k+1)/n)`, the strata assigned to the samples in a random order;
 * :func:`path_point_attributions`: the rows :math:`a_j` of given inputs, baselines and
   :math:`\alpha_j`, one forward and one backward pass;
-* :func:`path_row_chunks`: the one place where such rows meet the execution layer (how many rows
-  one model call takes);
+* :func:`run_path_rows`: the one place where such rows meet the execution layer (how many rows
+  one model call takes: :mod:`smoothsal.execution.runner`);
 * :class:`PathEstimate`: the mean of the rows with its per-element standard error.
 
 **Why stratified, and why shuffled.** One :math:`\alpha` per stratum removes most of the
@@ -34,16 +34,17 @@ the mean of any subset of the samples is unbiased too; with stratum :math:`j` gi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from smoothsal._core.validation import check_positive_int
-from smoothsal.execution.tuner import RowTuner, work_key
+from smoothsal.execution.policy import RowContext
+from smoothsal.execution.runner import policy_for, run_rows
 
-__all__ = ["PathEstimate", "path_point_attributions", "path_row_chunks", "stratified_alphas"]
+__all__ = ["PathEstimate", "path_point_attributions", "run_path_rows", "stratified_alphas"]
 
 
 @dataclass
@@ -114,43 +115,45 @@ def path_point_attributions(
     return (diff * grad).detach()
 
 
-def path_row_chunks(
+def run_path_rows(
     method: object,
     n_rows: int,
     example: Tensor,
     what: Hashable,
     work: Callable[[Tensor], Tensor],
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """Run ``work(rows)`` over ``range(n_rows)`` in the chunks the execution layer chooses; yields
-    ``(rows [R], work(rows))`` in row order.
+    consume: Callable[[Tensor, Tensor], None],
+    *,
+    context: RowContext | None = None,
+) -> None:
+    """Run ``work(rows)`` over ``range(n_rows)`` in the calls the execution layer sizes, handing
+    each call's ``(rows [R], work(rows))`` to ``consume`` in row order (then dropped).
 
-    The rows per call come from the method's ``batch_size`` (obeyed when given) or a
-    :class:`~smoothsal.execution.tuner.RowTuner` learning them under the memory budget, exactly as
-    Integrated Gradients runs its path rows; an out-of-memory error halves the rows and retries the
-    same rows. Under a caller that chooses the rows itself (``method.outer_rows`` set, as ``Smooth``
-    does) the rows run in calls of that size, so that only the caller's tuner learns.
+    The rows per call come from the caller's ``context`` when there is one (``Smooth`` chose the
+    rows of this call: an out-of-memory error reaches its runner), else from the method's
+    ``batch_size`` (model rows per call, obeyed) or, with ``batch_size=None``, a
+    :class:`~smoothsal.execution.policy.LearnedRows` under the method's ``max_memory``; the
+    runner (:func:`smoothsal.execution.runner.run_rows`) halves the calls for good after an
+    out-of-memory error and runs the same rows again.
 
     Args:
-        method: the attribution method (its ``model``, ``batch_size`` and ``outer_rows``).
+        method: the attribution method (its ``model``, ``batch_size`` and ``max_memory``).
         n_rows: rows in all.
-        example: one input row's tensor, ``[...]`` (the tuner's key: shape, dtype, device).
-        what: names the work in the tuner's key (e.g. ``("eg",)``).
+        example: one input row's tensor, ``[...]`` (the learned policy's key: shape, dtype, device).
+        what: names the work in the learned policy's key (e.g. ``("eg",)``).
         work: ``rows [R] -> [R, ...]``.
+        consume: ``consume(rows [R], result [R, ...])``, e.g. into running sums.
+        context: the caller's :class:`~smoothsal.execution.policy.RowContext`, or ``None``.
     """
-    model = getattr(method, "model", None)
-    outer = getattr(method, "outer_rows", None)
+    if context is not None:
+        policy = context.policy()
+    else:
+        model = getattr(method, "model", None)
+        policy = policy_for(model if isinstance(model, nn.Module) else None, example, what,
+                            batch_size=getattr(method, "batch_size", None),
+                            max_memory=getattr(method, "max_memory", None))  # fmt: skip
     device = example.device
-    tuner = None if outer is not None else RowTuner(
-        work_key(model if isinstance(model, nn.Module) else None, example, what), device=device,
-        fixed=getattr(method, "batch_size", None),
-    )  # fmt: skip
-    start = 0
-    while start < n_rows:
-        chunk = max(1, min(outer, n_rows - start)) if tuner is None else tuner.next_size(n_rows - start)
-        rows = torch.arange(start, start + chunk, device=device)
-        if tuner is None:
-            out = work(rows)
-        else:
-            out = tuner.run_split(chunk, chunk, lambda lo, hi, rows=rows: work(rows[lo:hi]))
-        yield rows, out
-        start += chunk
+
+    def call(lo: int, hi: int) -> Tensor:
+        return work(torch.arange(lo, hi, device=device))
+
+    run_rows(policy, n_rows, call, consume=lambda lo, hi, out: consume(torch.arange(lo, hi, device=device), out))

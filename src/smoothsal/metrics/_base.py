@@ -133,9 +133,9 @@ def attribution_maps(
 
         return run_rows(FixedRows(batch_size if batch_size is not None else n * unit), n, whole, unit=unit)
 
-    def rows(lo: int, hi: int, rows_per_call: int) -> Tensor:
+    def rows(lo: int, hi: int, per_call: int) -> Tensor:
         t = targets[lo:hi] if split else targets
-        return as_attributions(nested(inputs[lo:hi], t, RowContext(rows_per_call))).detach()
+        return as_attributions(nested(inputs[lo:hi], t, RowContext(per_call))).detach()
 
     model = getattr(method, "model", None)
     policy = policy_for(model if isinstance(model, torch.nn.Module) else None, inputs[0],

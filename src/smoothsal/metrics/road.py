@@ -65,6 +65,7 @@ from torch import Tensor, nn
 
 from smoothsal._core.extras import require
 from smoothsal._core.validation import TargetSpec, check_choice, check_inputs, check_nonnegative
+from smoothsal.execution.memory import MemorySpec
 from smoothsal.metrics._base import metric
 from smoothsal.metrics.faithfulness import _check_model, _check_score, _forward_scores, _resolve, _units
 from smoothsal.noise import make_generator
@@ -268,6 +269,7 @@ def road_curves(
     rank_by: str = "abs",
     seed: Seed = 0,
     batch_size: int | None = None,
+    max_memory: MemorySpec = None,
 ) -> RoadCurves:
     r"""ROAD's MoRF and LeRF curves under noisy linear imputation (Rong et al. 2022; module docstring).
 
@@ -282,7 +284,10 @@ def road_curves(
         score: ``"prob"`` (softmax probability of the target) or ``"logit"``.
         rank_by: ``"abs"`` (:math:`\sum_c |a_c|`) or ``"signed"`` (:math:`\sum_c a_c`, the authors' code).
         seed: int or ``torch.Generator`` for the tie-breaking and the noise.
-        batch_size: perturbed images per forward pass (``None``: the automatic choice).
+        batch_size: most model rows per call (a row: one forward pass of one perturbed image);
+            ``None``: learned from the calls' timings under the memory budget. Never changes the result.
+        max_memory: the memory budget when ``batch_size`` is ``None`` (bytes, ``"4GB"``, ``"25%"``;
+            ``None``: the default of :func:`smoothsal.execution.memory.memory_budget`).
     Returns:
         :class:`RoadCurves`: ``morf``/``lerf`` ``[B, L]``, ``clean`` ``[B]``. Costs one sparse solve
         per image, order and level (on the CPU), and their forward passes, batched.
@@ -303,7 +308,7 @@ def road_curves(
     priority = torch.randperm(h * w, generator=gen, device=gen.device).cpu()  # tie-breaking
     fields = torch.randn((len(ORDERS), len(values), c, h, w), generator=gen, device=gen.device, dtype=torch.float64)
     fields = fields.cpu()  # [2, L, C, H, W]: MoRF's levels, then LeRF's
-    t, clean = _resolve(model, x, targets, score, batch_size)
+    t, clean = _resolve(model, x, targets, score, batch_size, max_memory)
     rel = relevance.cpu()[:, priority]  # pixels in priority order: a stable sort then breaks ties by priority
     by_order = {}
     for order in orders:
@@ -327,7 +332,7 @@ def road_curves(
         imputed = _impute(torch.cat(rows), torch.cat(masks), noise, torch.cat(noise_rows))
         n = stop - start
         t_rows = t[start:stop].repeat(len(orders) * len(values))
-        s = _forward_scores(model, imputed, t_rows, score, batch_size).view(len(orders), len(values), n)
+        s = _forward_scores(model, imputed, t_rows, score, batch_size, max_memory).view(len(orders), len(values), n)
         for k, order in enumerate(orders):
             scores[order].append(s[k].T)  # [N, L]
     level_tensor = torch.tensor(values, dtype=x.dtype, device=x.device)

@@ -138,16 +138,18 @@ class RunOptions:
                               max_memory=self.max_memory, **settings)  # fmt: skip
 
     def predict(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        """The model's logits ``[B, classes]`` (:func:`smoothsal.execution.calls.predict`), run with this run's rows settings."""
+        """The model's logits ``[B, classes]`` (:func:`smoothsal.execution.calls.predict`), run with this
+        run's ``batch_size`` and ``max_memory``."""
         from smoothsal.execution.calls import predict
 
-        return predict(model, inputs, batch_size=self.batch_size)
+        return predict(model, inputs, batch_size=self.batch_size, max_memory=self.max_memory)
 
     def attribution_maps(self, method: Attribution | Smooth, inputs: Tensor, targets: Tensor | None = None) -> Tensor:
-        """``method``'s maps of ``inputs`` (:func:`smoothsal.metrics.attribution_maps`), run with this run's rows settings."""
+        """``method``'s maps of ``inputs`` (:func:`smoothsal.metrics.attribution_maps`), run with this
+        run's ``batch_size`` and ``max_memory``."""
         from smoothsal.metrics import attribution_maps
 
-        return attribution_maps(method, inputs, targets, batch_size=self.batch_size)
+        return attribution_maps(method, inputs, targets, batch_size=self.batch_size, max_memory=self.max_memory)
 
     def replace(self, **changes: Any) -> RunOptions:
         """A copy with ``changes`` (checked again)."""

@@ -471,12 +471,11 @@ def _section_faithfulness(ctx: Context, row: ReportRow) -> JSONObject:
     maps = row_maps(ctx, row)
     patch, mono_patch = _scaled_patch(c.patch, x), _scaled_patch(c.monotonicity_patch, x)
     steps = min(c.steps, _n_units(x, patch))
-    rows = ctx.options.batch_size
-    dele = deletion_curve(ctx.model, x, maps, t, steps=steps, patch=patch, baseline=c.baseline, batch_size=rows)
-    ins = insertion_curve(ctx.model, x, maps, t, steps=steps, patch=patch, baseline=c.baseline, batch_size=rows)
-    fc = faithfulness_correlation(ctx.model, x, maps, t, n_runs=c.fc_runs, patch=patch, seed=ctx.options.seed,
-                                  batch_size=rows)  # fmt: skip
-    mono = monotonicity(ctx.model, x, maps, t, patch=mono_patch, batch_size=rows)
+    rows = {"batch_size": ctx.options.batch_size, "max_memory": ctx.options.max_memory}  # the run's rows settings
+    dele = deletion_curve(ctx.model, x, maps, t, steps=steps, patch=patch, baseline=c.baseline, **rows)
+    ins = insertion_curve(ctx.model, x, maps, t, steps=steps, patch=patch, baseline=c.baseline, **rows)
+    fc = faithfulness_correlation(ctx.model, x, maps, t, n_runs=c.fc_runs, patch=patch, seed=ctx.options.seed, **rows)
+    mono = monotonicity(ctx.model, x, maps, t, patch=mono_patch, **rows)
     d_auc, i_auc = auc(dele), auc(ins)
     meta = ctx.store.get({"maps": row.key}) or {}
     return {
@@ -502,7 +501,7 @@ def _section_road(ctx: Context, row: ReportRow) -> JSONObject:
     from smoothsal.metrics.road import road_curves
 
     c = road_curves(ctx.model, ctx.inputs, row_maps(ctx, row), ctx.targets, seed=ctx.options.seed,
-                    batch_size=ctx.options.batch_size)  # fmt: skip
+                    batch_size=ctx.options.batch_size, max_memory=ctx.options.max_memory)  # fmt: skip
     morf, lerf = c.morf_auc(), c.lerf_auc()
     return {
         "_per_image": {"road_morf": _values(morf), "road_lerf": _values(lerf), "road_combined": _values(lerf - morf)},
@@ -533,7 +532,7 @@ def _section_pruning(ctx: Context, row: ReportRow) -> JSONObject:
 
     res = attribution_pruning(
         ctx.model, ctx.inputs, row_maps(ctx, row), ctx.targets, baseline=ctx.config.baseline,
-        batch_size=ctx.options.batch_size, share=PRUNE_SHARE,
+        batch_size=ctx.options.batch_size, max_memory=ctx.options.max_memory, share=PRUNE_SHARE,
     )  # fmt: skip
     q10 = int((res.q == 10).nonzero()[0]) if bool((res.q == 10).any()) else 0
     return {
@@ -604,7 +603,8 @@ def jaggedness_lines(ctx: Context) -> JSONObject:
         warnings.filterwarnings("ignore", message=".*change the predicted class")
         for label, method in methods.items():
             line = gradient_along_line(
-                method, x0, t0, pixel=pixel, t_steps=c.line_steps, seed=o.seed, batch_size=o.batch_size
+                method, x0, t0, pixel=pixel, t_steps=c.line_steps, seed=o.seed, batch_size=o.batch_size,
+                max_memory=o.max_memory
             )
             pixel = line.pixel  # the smoothed line follows the gradient's pixel
             out[label] = {

@@ -60,7 +60,7 @@ from smoothsal.studies.explain_dataset.store import (
     MapStoreError,
     MapWriter,
     image_seed,
-    last_rows_per_call,
+    last_batch_size,
     model_key,
     prepare_store,
     register_model,
@@ -173,7 +173,7 @@ def job_batch_size(
 ) -> int:
     """The model rows per call of the whole job (computed once, on rank 0, and sent to every rank).
 
-    ``batch_size`` if given; else the ``rows_per_call`` of the last finished job of this model
+    ``batch_size`` if given; else the ``batch_size`` of the last finished job of this model
     (``spec``) in the store at ``out`` (a resumed job groups its rows as the maps already there);
     else the size :class:`~smoothsal.execution.policy.LearnedRows` settles on for a
     forward+backward of rows like ``example`` under ``max_memory`` (``--max-memory``;
@@ -185,7 +185,7 @@ def job_batch_size(
 
     if batch_size is not None:
         return batch_size
-    rows = last_rows_per_call(out, spec)
+    rows = last_batch_size(out, spec)
     if rows is not None:
         return rows
 
@@ -503,7 +503,7 @@ def compute_dataset(
             skipped=skipped,
         )  # fmt: skip
         if ctx.rank == 0:
-            writer.add_run({"model": config.model, "world_size": ctx.world, "backend": ctx.backend, "rows_per_call": rows,
+            writer.add_run({"model": config.model, "world_size": ctx.world, "backend": ctx.backend, "batch_size": rows,
                             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ranks": ranks,
                             "seconds": result.seconds, "images": result.images, "maps": result.maps,
                             "skipped": len(skipped), "command": command, "code_version": version,

@@ -82,7 +82,7 @@ __all__ = [
     "MapWriter",
     "as_location",
     "image_seed",
-    "last_rows_per_call",
+    "last_batch_size",
     "model_key",
     "open_store",
     "prepare_store",
@@ -359,8 +359,8 @@ def register_model(
     return key
 
 
-def last_rows_per_call(location: str | os.PathLike[str], spec: str) -> int | None:
-    """The ``rows_per_call`` of the last finished job of model ``spec`` in the store (``None``: none yet).
+def last_batch_size(location: str | os.PathLike[str], spec: str) -> int | None:
+    """The ``batch_size`` of the last finished job of model ``spec`` in the store (``None``: none yet).
 
     A resumed job runs its rows in calls of this size, so every map of the store is computed with
     the same grouping (:func:`smoothsal.studies.explain_dataset.compute.job_batch_size`).
@@ -370,7 +370,7 @@ def last_rows_per_call(location: str | os.PathLike[str], spec: str) -> int | Non
     if key not in root:
         return None
     for record in reversed(list(root[key].attrs.asdict().get("runs", []))):
-        rows = record.get("rows_per_call") if isinstance(record, dict) else None
+        rows = record.get("batch_size") if isinstance(record, dict) else None
         if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 1:
             return rows
     return None

@@ -102,7 +102,7 @@ def _line(method: Attribution | Smooth, x: Tensor, target: Tensor, res: SmoothGr
         warnings.simplefilter("always", UserWarning)
         line = gradient_along_line(
             method, x, target, t_steps=config.line_steps, eps_std=config.line_eps, seed=options.seed,
-            batch_size=options.batch_size,
+            batch_size=options.batch_size, max_memory=options.max_memory,
         )  # fmt: skip
     meta: JSONObject = {
         "t": line.t.tolist(), "partials": line.partials.tolist(), "raw_partials": line.raw_partials.tolist(),
