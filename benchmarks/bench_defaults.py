@@ -8,6 +8,10 @@ always runs first on a warm or a cold machine:
 * ``explain`` — ``smoothsal explain --out DIR``: what ``make demo`` spends its time on;
 * ``evaluate`` — ``smoothsal evaluate --quick --out DIR``: the quick report card.
 
+With ``--parallel`` the trees' runs of a (round, job) start at the same time instead of one after
+the other, so that the load of a shared machine falls on both alike (and a round takes the time of
+its slowest run); the CPU time of each child is still its own.
+
 Per run it records the wall time, the user and system CPU time, the peak resident set size and
 the minor and major page faults of the child (``os.wait4``: the kernel's own accounting, what
 ``/usr/bin/time -v`` prints), and per (job, tree) the median over rounds. Wall time is only
@@ -16,6 +20,7 @@ Every run writes into a fresh folder under ``--work`` (nothing is resumed); the 
 from ``SMOOTHSAL_CACHE`` as usual.
 
     python benchmarks/bench_defaults.py --trees /path/to/before/src,src [--rounds 3] [--jobs explain,evaluate]
+        [--parallel] [--out benchmarks/results/bench_defaults.json]
 
 Writes ``benchmarks/results/bench_defaults.json`` (paths relative to the repository, and the
 commit of each tree), adding to the runs already there for the same trees (an interrupted
@@ -58,16 +63,20 @@ def _commit(tree: Path) -> dict[str, object]:
     return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--", "."))}
 
 
-def run_once(tree: Path, job: str, work: Path, python: str) -> dict[str, float | int]:
-    """One run of ``job`` with ``tree`` first on the path, in a fresh process; its kernel accounting."""
+def start(tree: Path, job: str, work: Path, python: str) -> tuple[subprocess.Popen, float]:
+    """Start ``job`` with ``tree`` first on the path, in a fresh process (its output in a log beside its folder)."""
     out_dir = Path(tempfile.mkdtemp(prefix=f"{job}-", dir=work))
     env = {**os.environ, "PYTHONPATH": str(tree)}
     with (out_dir.parent / f"{out_dir.name}.log").open("w") as log:
-        start = time.perf_counter()
         child = subprocess.Popen([python, "-c", _CHILD, *JOBS[job], "--out", str(out_dir)], env=env, cwd=work,
                                  stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
+    return child, time.perf_counter()
+
+
+def finish(child: subprocess.Popen, started: float) -> dict[str, float | int]:
+    """Wait for a run started by :func:`start`; its kernel accounting."""
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
     return {
         "returncode": child.returncode,
@@ -102,6 +111,7 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--fresh", action="store_true", help="forget the runs already in --out")
+    parser.add_argument("--parallel", action="store_true", help="run the trees of a (round, job) at the same time")
     args = parser.parse_args()
 
     trees = [Path(t).resolve() for t in args.trees.split(",") if t]
@@ -127,22 +137,25 @@ def main() -> None:
     for rnd in range(args.rounds):
         order = names[rnd % len(names):] + names[: rnd % len(names)]  # rotate who goes first
         for job in jobs:
-            for name in order:
-                if (rnd, job, name) in done:
-                    continue
-                tree = trees[names.index(name)]
-                print(f"round {rnd + 1}/{args.rounds}: {job} with {name} ...", flush=True)
-                result = {"round": rnd, "job": job, "tree": name, **run_once(tree, job, work, args.python)}
-                print("   " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                        for k, v in result.items() if k not in ("round", "job", "tree")), flush=True)
-                runs.append(result)
+            todo = [name for name in order if (rnd, job, name) not in done]
+            for group in [todo] if args.parallel else [[name] for name in todo]:
+                print(f"round {rnd + 1}/{args.rounds}: {job} with {', '.join(group)} ...", flush=True)
+                started = [start(trees[names.index(name)], job, work, args.python) for name in group]
+                for name, (child, t0) in zip(group, started):
+                    result = {"round": rnd, "job": job, "tree": name, "parallel": len(group) > 1, **finish(child, t0)}
+                    print(f"   {name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                     for k, v in result.items() if k not in ("round", "job", "tree")),
+                          flush=True)  # fmt: skip
+                    runs.append(result)
                 record = {
                     "command": "python benchmarks/bench_defaults.py --trees " + ",".join(names)
-                    + f" --rounds {args.rounds} --jobs {','.join(jobs)}",
+                    + f" --rounds {args.rounds} --jobs {','.join(jobs)}" + (" --parallel" if args.parallel else "")
+                    + ("" if args.out == RESULTS else f" --out {_relative(args.out)}"),
                     "jobs": {j: ["smoothsal", *JOBS[j], "--out", "DIR"] for j in jobs},
                     "trees": {n: _commit(t) for n, t in zip(names, trees)},
                     "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-                    "note": "wall time is meaningful only on a quiet machine; CPU time, page faults and peak RSS on any",
+                    "note": "wall time is meaningful only on a quiet machine; CPU time, page faults and peak RSS on any"
+                    + ("; the trees of a (round, job) ran at the same time" if args.parallel else ""),
                     "runs": runs,
                     "median": summarize(runs),
                 }
