@@ -100,6 +100,37 @@ def test_build_method_gives_rows_settings_to_the_methods_that_batch():
 
 
 # ---- RunOptions and the CLI -------------------------------------------------------------------------
+def test_run_options_max_memory_reaches_the_learned_policys_budget(monkeypatch):
+    """Every row-running call of a study (predict, attribution_maps, a built Smooth and the evaluate
+    study's metrics) learns its rows under the run's ``max_memory``, not the default budget."""
+    from smoothsal.execution import policy, runner
+    from smoothsal.metrics.faithfulness import deletion_curve
+
+    seen: list[policy.LearnedRows] = []
+
+    class Recorded(policy.LearnedRows):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self)
+
+    monkeypatch.setattr(runner, "LearnedRows", Recorded)
+    budget = 3_000_000
+    assert memory.memory_budget("cpu") != budget  # the default differs, so the check can fail
+    options = RunOptions(max_memory=budget)
+    model, x = small_cnn(), torch.rand(2, 3, 16, 16)
+    targets = options.predict(model, x).argmax(dim=1)
+    maps = options.attribution_maps(options.build_method("ig", model, steps=4), x, targets)
+    options.build_method("grad", model, SmoothSpec(n_samples=4)).attribute(x, targets)
+    deletion_curve(model, x, maps, targets, steps=4, batch_size=options.batch_size, max_memory=options.max_memory)
+    kinds = {p.key[-1][0] if isinstance(p.key[-1], tuple) else p.key[-1] for p in seen}
+    assert {"forward", "maps", "smooth"} <= kinds, kinds
+    assert [(p.key[-1], p.budget) for p in seen] == [(p.key[-1], budget) for p in seen]
+    options = RunOptions(max_memory=budget, batch_size=3)  # a batch_size is obeyed: nothing is learned
+    seen.clear()
+    options.attribution_maps(options.build_method("ig", model, steps=4), x, targets)
+    assert seen == []
+
+
 def test_run_options_are_checked_when_built():
     options = RunOptions(out="o", max_memory="25%", batch_size=8, seed=2)
     assert options.out == Path("o") and options.max_memory == 0.25 and options.out_dir("x") == Path("o")

@@ -450,7 +450,7 @@ class Smooth:
             if target is None:
                 raise ValueError("`target` must be given: the wrapped method exposes no `.model` to predict it")
             return torch.as_tensor(target, dtype=torch.long).reshape(-1).expand(inputs.shape[0]).clone()
-        return resolve_model_targets(model, inputs, target)
+        return resolve_model_targets(model, inputs, target, batch_size=self.batch_size, max_memory=self.max_memory)
 
     def _images_held(self, inputs: Tensor) -> int:
         """Images whose running sums are held at once: float64 sums take 3 (5 for VarGrad) copies

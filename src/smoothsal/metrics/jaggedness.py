@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from smoothsal._core.validation import TargetSpec, check_inputs, check_nonnegative, check_positive_int
+from smoothsal._core.validation import TargetSpec, check_inputs, check_nonnegative, check_positive_int, resolve_targets
 from smoothsal.execution.calls import predict, resolve_model_targets
 from smoothsal.execution.memory import MemorySpec
 from smoothsal.methods.base import model_of
@@ -158,9 +158,9 @@ def gradient_along_line(
     x = inputs.detach()
     _, _, height, width = x.shape
 
-    logits0 = predict(model, x)
+    logits0 = predict(model, x, batch_size=batch_size, max_memory=max_memory)
     predicted = int(logits0.argmax(dim=1))
-    target_t = resolve_model_targets(model, x, targets)  # [1]
+    target_t = resolve_targets(targets, logits0)  # [1]
     if pixel is None:
         grad0 = VanillaGradient(model).attribute(x, target_t)
         flat = grad0[0].abs().amax(dim=0).flatten()  # [H*W]: largest |partial| over channels
