@@ -81,7 +81,7 @@ def main() -> None:
             print(f"{label}: rc={res['rc']} peak={res['peak_bytes'] / 2**30:.2f} GiB "
                   f"time={res['seconds']:.0f} s", flush=True)
 
-    print(f"\nmemory budget of the automatic batch size at start: {budget / 2**30:.1f} GiB (half of the free memory)")
+    print(f"\nmemory budget of the automatic batch size at start: {budget / 2**30:.1f} GiB (the default budget)")
     print(f"{'command':48s} {'peak RSS':>10s} {'time':>8s}  within budget")
     for r in results:
         print(f"{r['label']:48s} {r['peak_bytes'] / 2**30:8.2f} GiB {r['seconds']:7.0f} s  "
