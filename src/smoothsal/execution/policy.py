@@ -47,7 +47,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypedDict, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +63,7 @@ __all__ = [
     "TIE",
     "FixedRows",
     "LearnedRows",
+    "LearnedSize",
     "RowContext",
     "RowPolicy",
     "clear_learned",
@@ -205,14 +206,23 @@ def clear_learned() -> None:
     _store.clear()
 
 
-def learned_sizes() -> dict[Hashable, dict[str, Any]]:
+class LearnedSize(TypedDict):
+    """What is learned for one work (:func:`learned_sizes`)."""
+
+    best: int  # the size used once settled
+    settled: bool  # whether the search has ended
+    per_row: int | None  # measured activation bytes per row
+    rates: dict[int, float]  # rows per second per fully timed size
+
+
+def learned_sizes() -> dict[Hashable, LearnedSize]:
     """What is learned now, for the benchmarks: per work key ``(row shape, dtype, device, what)``
     of every live model (and work without a model), its ``best`` size, ``settled`` flag,
     measured ``per_row`` bytes and ``rates`` (rows per second per size)."""
     with _store.lock:
         works = [w for model_works in _store.by_model.values() for w in model_works.items()]
         works += list(_store.unowned.items())
-    return {key: {"best": s.best(), "settled": s.settled, "per_row": s.per_row, "rates": s.rates} for key, s in works}
+    return {key: LearnedSize(best=s.best(), settled=s.settled, per_row=s.per_row, rates=s.rates) for key, s in works}
 
 
 def learned_works(model: nn.Module | None) -> int:
