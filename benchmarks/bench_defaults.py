@@ -102,6 +102,26 @@ def summarize(runs: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
+def ratios(runs: list[dict], names: list[str]) -> dict[str, dict[str, dict[str, object]]]:
+    """Per job and tree after the first: CPU time and peak RSS over the first tree's, of the medians
+    and of each round where both ran (a round's pair shared the machine's load)."""
+    out: dict[str, dict[str, dict[str, object]]] = {}
+    med = summarize(runs)
+    ok = {(r["round"], r["job"], r["tree"]): r for r in runs if r["returncode"] == 0}
+    for job, by_tree in med.items():
+        base = by_tree.get(names[0])
+        for name in names[1:]:
+            if base is None or name not in by_tree:
+                continue
+            rounds = sorted({rnd for rnd, j, t in ok if j == job and t == name and (rnd, j, names[0]) in ok})
+            out.setdefault(job, {})[name] = {
+                "cpu_s_median": by_tree[name]["cpu_s"] / base["cpu_s"],
+                "peak_rss_median": by_tree[name]["peak_rss_mib"] / base["peak_rss_mib"],
+                "cpu_s_per_round": [ok[(rnd, job, name)]["cpu_s"] / ok[(rnd, job, names[0])]["cpu_s"] for rnd in rounds],
+            }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trees", required=True, help="comma-separated source trees (folders holding smoothsal/)")
@@ -112,6 +132,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--fresh", action="store_true", help="forget the runs already in --out")
     parser.add_argument("--parallel", action="store_true", help="run the trees of a (round, job) at the same time")
+    parser.add_argument("--note", default="", help="a note to record (the conditions of the measurement)")
     args = parser.parse_args()
 
     trees = [Path(t).resolve() for t in args.trees.split(",") if t]
@@ -134,6 +155,27 @@ def main() -> None:
         record = {}  # other trees: a new measurement
     runs: list[dict] = record.get("runs", [])
     done = {(r["round"], r["job"], r["tree"]) for r in runs}
+
+    def write() -> dict:
+        """The record of the runs so far, written to ``--out``."""
+        record = {
+            "command": "python benchmarks/bench_defaults.py --trees " + ",".join(names)
+            + f" --rounds {args.rounds} --jobs {','.join(jobs)}" + (" --parallel" if args.parallel else "")
+            + ("" if args.out == RESULTS else f" --out {_relative(args.out)}"),
+            "jobs": {j: ["smoothsal", *JOBS[j], "--out", "DIR"] for j in jobs},
+            "trees": {n: _commit(t) for n, t in zip(names, trees)},
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+            "note": "wall time is meaningful only on a quiet machine; CPU time, page faults and peak RSS on any"
+            + ("; the trees of a (round, job) ran at the same time" if args.parallel else "")
+            + (f"; {args.note}" if args.note else ""),
+            "runs": runs,
+            "median": summarize(runs),
+            "ratio_to_first_tree": ratios(runs, names),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        return record
+
     for rnd in range(args.rounds):
         order = names[rnd % len(names):] + names[: rnd % len(names)]  # rotate who goes first
         for job in jobs:
@@ -147,20 +189,8 @@ def main() -> None:
                                                      for k, v in result.items() if k not in ("round", "job", "tree")),
                           flush=True)  # fmt: skip
                     runs.append(result)
-                record = {
-                    "command": "python benchmarks/bench_defaults.py --trees " + ",".join(names)
-                    + f" --rounds {args.rounds} --jobs {','.join(jobs)}" + (" --parallel" if args.parallel else "")
-                    + ("" if args.out == RESULTS else f" --out {_relative(args.out)}"),
-                    "jobs": {j: ["smoothsal", *JOBS[j], "--out", "DIR"] for j in jobs},
-                    "trees": {n: _commit(t) for n, t in zip(names, trees)},
-                    "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-                    "note": "wall time is meaningful only on a quiet machine; CPU time, page faults and peak RSS on any"
-                    + ("; the trees of a (round, job) ran at the same time" if args.parallel else ""),
-                    "runs": runs,
-                    "median": summarize(runs),
-                }
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+                write()
+    record = write()  # also after a rerun with nothing left to run (a new --note)
     for job, by_tree in record.get("median", {}).items():
         for tree, m in by_tree.items():
             print(f"{job:>9} {tree:>28}: wall {m['wall_s']:8.1f} s  cpu {m['cpu_s']:8.1f} s  "
