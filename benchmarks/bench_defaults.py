@@ -14,13 +14,14 @@ its slowest run); the CPU time of each child is still its own.
 
 Per run it records the wall time, the user and system CPU time, the peak resident set size and
 the minor and major page faults of the child (``os.wait4``: the kernel's own accounting, what
-``/usr/bin/time -v`` prints), and per (job, tree) the median over rounds. Wall time is only
+``/usr/bin/time -v`` prints), per (job, tree) the median over rounds, and per job each later
+tree's CPU time and peak RSS over the first tree's (of the medians and of each round's pair). Wall time is only
 meaningful on a quiet machine; CPU time, page faults and peak RSS are meaningful on a shared one.
 Every run writes into a fresh folder under ``--work`` (nothing is resumed); the model weights come
 from ``SMOOTHSAL_CACHE`` as usual.
 
     python benchmarks/bench_defaults.py --trees /path/to/before/src,src [--rounds 3] [--jobs explain,evaluate]
-        [--parallel] [--out benchmarks/results/bench_defaults.json]
+        [--parallel] [--out benchmarks/results/bench_defaults.json] [--note TEXT]
 
 Writes ``benchmarks/results/bench_defaults.json`` (paths relative to the repository, and the
 commit of each tree), adding to the runs already there for the same trees (an interrupted
