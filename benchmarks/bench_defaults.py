@@ -181,7 +181,7 @@ def main() -> None:
         order = names[rnd % len(names):] + names[: rnd % len(names)]  # rotate who goes first
         for job in jobs:
             todo = [name for name in order if (rnd, job, name) not in done]
-            for group in [todo] if args.parallel else [[name] for name in todo]:
+            for group in ([todo] if todo else []) if args.parallel else [[name] for name in todo]:
                 print(f"round {rnd + 1}/{args.rounds}: {job} with {', '.join(group)} ...", flush=True)
                 started = [start(trees[names.index(name)], job, work, args.python) for name in group]
                 for name, (child, t0) in zip(group, started):
