@@ -38,7 +38,7 @@ the default ``inner="smoothed"`` stays what the pictures and tables call the smo
 al. 2017, §4: "little change beyond 50"), so an API call costs a known 50 forward+backward
 passes. The studies draw pictures and tables that must be precise, and on ImageNet-size models
 n = 50 is not: SmoothGrad on EfficientNet-Lite0 at σ = 15 % has a relative standard error
-‖SE‖/‖map‖ of 0.65–0.77 at n = 50 (README, ``smoothsal explain``). So the studies sample to a
+‖SE‖/‖map‖ of 0.65–0.77 at n = 50 (docs/guide/cli.md, ``smoothsal explain``). So the studies sample to a
 stated precision instead (:data:`PRECISION`): until every map's relative standard error is at
 most 0.35, at most 400 samples. Both rules are here; nothing else states them.
 
