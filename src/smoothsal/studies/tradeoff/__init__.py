@@ -8,6 +8,9 @@ trade-off curve (:func:`~smoothsal.metrics.tradeoff.recommend_noise_level`), and
 ``results.csv``, ``results.json``, ``models.json``, ``table1.md``, ``recommendation.json``,
 ``stability_vs_sigma.png``, ``fidelity_vs_sigma.png`` and ``pareto.png``.
 
+Your own models (``smoothsal tradeoff --models A.pt,B.pt --images DIR``, any ``--model`` spec) take
+the place of the trained ones through :class:`~smoothsal.studies.tradeoff.own_models.OwnModels`.
+
 Steps: :mod:`.config` (settings) → :mod:`.compute` (rows into the results store, resumable) →
 :mod:`.report` and :mod:`.plots` (read the rows). ``smoothsal tradeoff`` is :mod:`.command`.
 
@@ -20,6 +23,7 @@ Example:
 
 from smoothsal.studies.tradeoff.command import register_cli
 from smoothsal.studies.tradeoff.config import FULL, QUICK, SETTINGS, TradeoffConfig
+from smoothsal.studies.tradeoff.own_models import OwnModels
 from smoothsal.studies.tradeoff.run import TradeoffRun, run_tradeoff, zero_note
 
-__all__ = ["FULL", "QUICK", "SETTINGS", "TradeoffConfig", "TradeoffRun", "register_cli", "run_tradeoff"]
+__all__ = ["FULL", "OwnModels", "QUICK", "SETTINGS", "TradeoffConfig", "TradeoffRun", "register_cli", "run_tradeoff"]

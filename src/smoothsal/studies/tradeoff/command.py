@@ -4,10 +4,15 @@ The command builds a :class:`~smoothsal.studies.tradeoff.config.TradeoffConfig` 
 options (quick or full preset, then the options given) inside the error handling, so a bad
 option (``--epochs 0``, ``--noise-levels 0,-0.1``, an unknown method) prints ``error: ...`` and
 exits with code 2 before any work.
+
+``--models`` is a number (models per setting, trained) or a comma-separated list of >= 2 model
+specs with ``--images DIR``: your own models on your images
+(:mod:`smoothsal.studies.tradeoff.own_models`), e.g. ``--models a.pt,b.pt --images photos/``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 __all__ = ["register_cli"]
@@ -21,6 +26,21 @@ def _floats(text: str | None, name: str) -> list[float] | None:
         return [float(v) for v in items]
     except ValueError as err:
         raise ValueError(f"`{name}` must be comma-separated numbers, got {text!r}") from err
+
+
+def _own_models(models: str | None, images: str | None, weights: str | None, random_weights: bool) -> tuple[int | None, Any]:
+    """``--models`` as ``(models per setting, None)`` or ``(None, OwnModels)`` (specs with ``--images``)."""
+    from smoothsal.studies.tradeoff.own_models import OwnModels, parse_model_list
+
+    text = (models or "").strip()
+    if not text or text.isdigit():
+        if images is not None or weights is not None or random_weights:
+            raise ValueError("`--images`, `--weights` and `--random-weights` need `--models A,B[,...]` (model specs)")
+        return (int(text) if text else None), None
+    if images is None:
+        raise ValueError(f"`--models {text}` names models: give the images they explain with `--images DIR`")
+    specs, files = parse_model_list(text, weights)
+    return None, OwnModels(specs, Path(images), files, random_weights=random_weights)
 
 
 def register_cli(app: Any) -> None:
@@ -49,7 +69,15 @@ def register_cli(app: Any) -> None:
         settings: Optional[str] = typer.Option(None, "--settings", help="Comma-separated: DT, DR, DA (default: all; DA for photos)."),
         samples: Optional[int] = typer.Option(None, "--samples", help="Noisy samples per smoothed map."),
         inputs: Optional[int] = typer.Option(None, "--inputs", help="Test inputs explained."),
-        models: Optional[int] = typer.Option(None, "--models", help="Models per setting (>= 2)."),
+        models: Optional[str] = typer.Option(
+            None, "--models", help="Models per setting (>= 2, trained), or >= 2 comma-separated model specs of yours "
+            "(TorchScript file, package.module:factory, lite0, torchvision:/timm:/hf: NAME) explained on --images."
+        ),
+        images: Optional[str] = typer.Option(None, "--images", help="With --models SPECS: the folder of images they explain."),
+        weights: Optional[str] = typer.Option(
+            None, "--weights", help="With --models SPECS: one state-dict file per hub model, comma-separated (empty: none)."
+        ),
+        random_weights: bool = typer.Option(False, "--random-weights", help="With --models SPECS: hub models untrained (seeded)."),
         epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs of every model."),
         ig_steps: Optional[int] = typer.Option(None, "--ig-steps", help="Integrated Gradients path points (default: the registry's)."),
         stability_target: Optional[float] = typer.Option(None, "--stability-target", help="Norm-scaled stability target."),
@@ -64,11 +92,14 @@ def register_cli(app: Any) -> None:
         from smoothsal.studies.tradeoff.run import run_tradeoff, zero_note
 
         try:
+            n_models, own = _own_models(models, images, weights, random_weights)
+            if own is not None and (maps is not None or settings is not None or epochs is not None or dataset != "digits"):
+                raise ValueError("`--models SPECS --images DIR` takes no --maps, --settings, --epochs or --dataset")
             config = TradeoffConfig.preset(
                 "quick" if quick else "full", dataset=dataset, methods=methods,
                 noise_levels=_floats(noise_levels, "--noise-levels"), settings=settings, n_samples=samples,
-                n_inputs=inputs, n_models=models, epochs=epochs, ig_steps=ig_steps,
-                stability_target=stability_target, fidelity_bound=fidelity_bound, maps=maps,
+                n_inputs=inputs, n_models=n_models, epochs=epochs, ig_steps=ig_steps,
+                stability_target=stability_target, fidelity_bound=fidelity_bound, maps=maps, own_models=own,
             )  # fmt: skip
             note = zero_note(config)
             if note:

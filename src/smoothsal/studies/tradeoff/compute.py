@@ -82,7 +82,10 @@ def fixed_inputs(config: TradeoffConfig, options: RunOptions) -> tuple[Tensor, T
 
     Digits / synthetic: a subset of the test split drawn with ``options.seed``, with its true
     labels. Photos: the first ``n_inputs`` bundled photos at 224² and EfficientNet-Lite0's top-1 classes.
+    Your models: the folder's first ``n_inputs`` images and the first model's top-1 classes.
     """
+    if config.own_models is not None:
+        return config.own_models.inputs(config.n_inputs, options)
     if config.dataset == "photos":
         from smoothsal.datasets.photos import BUNDLED, bundled_photos
         from smoothsal.models.zoo import efficientnet_lite0
@@ -97,7 +100,7 @@ def fixed_inputs(config: TradeoffConfig, options: RunOptions) -> tuple[Tensor, T
 
 
 def _model_name(trained: TrainedModel | _Pretrained, index: int) -> str:
-    if isinstance(trained, _Pretrained):
+    if not hasattr(trained, "config"):  # pretrained, or your own model
         return f"m{index}:{trained.name}"
     cfg = trained.config
     parts = [cfg.arch, cfg.optimizer, f"lr{cfg.lr:g}", f"seed{cfg.seed}"]
@@ -111,6 +114,8 @@ def _model_name(trained: TrainedModel | _Pretrained, index: int) -> str:
 def _models(config: TradeoffConfig, options: RunOptions, setting: str) -> list[TrainedModel] | list[_Pretrained]:
     """The setting's models, moved to ``options.device`` (``--device``)."""
     device = options.torch_device()
+    if config.own_models is not None:
+        return config.own_models.models(device)
     if config.dataset == "photos":
         from smoothsal.models.zoo import efficientnet_lite
 
@@ -178,7 +183,8 @@ def curve_rows(
     """``(σ, row values)`` of one method on a set of models, for each σ of ``sigmas``.
 
     The unsmoothed maps are computed once. Models the method cannot explain (its constructor
-    raises ``ValueError``, e.g. Grad-CAM without a conv layer) are left out; with fewer than two
+    raises ``ValueError`` or ``TypeError``, e.g. Grad-CAM without a conv layer or on a TorchScript
+    model) are left out; with fewer than two
     left nothing is yielded (with a warning).
 
     Args:
@@ -199,7 +205,7 @@ def curve_rows(
     for i, model in enumerate(models):
         try:
             options.build_method(method, model, image_size=size, **overrides)
-        except ValueError as err:
+        except (ValueError, TypeError) as err:  # TypeError: e.g. a layer method on a TorchScript model
             skipped.append(f"{names[i]} ({err})")
         else:
             chosen.append(i)
@@ -252,7 +258,7 @@ def compute(
             names = [_model_name(t, i) for i, t in enumerate(trained)]
             info: list[JSON] = [
                 {"name": n, "test_accuracy": float(t.test_accuracy),
-                 "config": dataclasses.asdict(t.config) if hasattr(t, "config") else "ImageNet-pretrained"}
+                 "config": dataclasses.asdict(t.config) if hasattr(t, "config") else getattr(t, "source", "ImageNet-pretrained")}
                 for n, t in zip(names, trained)
             ]  # fmt: skip
             if _models_unit(setting) not in store:

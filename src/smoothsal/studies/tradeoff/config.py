@@ -10,6 +10,9 @@ The σ grid always holds σ = 0: the fidelity error (Ye & Farnia 2025, arXiv:241
 is measured against the unsmoothed map and the recommendation needs the σ = 0 end of the curve,
 so a grid without it gets it added (``zero_added`` says so).
 
+With ``own_models`` (``--models A.pt,B.pt --images DIR``) nothing is trained: the user's models
+explain the images of a folder (:mod:`smoothsal.studies.tradeoff.own_models`; setting ``"models"``).
+
 With ``maps`` (``--maps STORE``) nothing is trained or explained: the rows come from the maps of
 a store written by ``smoothsal explain-dataset``
 (:mod:`smoothsal.studies.explain_dataset.store`), the models being the models of the store
@@ -30,6 +33,7 @@ from smoothsal.registry import MethodSetting
 
 if TYPE_CHECKING:
     from smoothsal.studies.explain_dataset.store import MapStore
+    from smoothsal.studies.tradeoff.own_models import OwnModels
     from smoothsal.studies.train import TrainConfig
 
 __all__ = [
@@ -47,7 +51,7 @@ SETTINGS: dict[str, str] = {
     "DA": "different architectures",
 }
 #: Titles of the settings in figures: Table 1's, and ``"store"``: the models of a map store (``--maps``).
-SETTING_LABELS: dict[str, str] = {**SETTINGS, "store": "models of a map store"}
+SETTING_LABELS: dict[str, str] = {**SETTINGS, "store": "models of a map store", "models": "your models"}
 #: ``digits``, ``synthetic`` and ``mnist`` train classifiers; ``photos`` compares pretrained models.
 DATASETS: tuple[str, ...] = ("digits", "synthetic", "mnist", "photos")
 #: the pretrained models compared on ``dataset="photos"`` (setting DA: same data, other architectures)
@@ -127,6 +131,10 @@ class TradeoffConfig:
         maps: a map store of ``smoothsal explain-dataset`` to read the maps from instead of
             training and explaining (``dataset`` becomes ``"store"``, settings ``("store",)``,
             ``n_models``/``n_inputs``/``n_samples`` those of the store).
+        own_models: the user's models and image folder
+            (:class:`~smoothsal.studies.tradeoff.own_models.OwnModels`; ``dataset`` becomes
+            ``"models"``, settings ``("models",)``, ``n_models`` the number of models; ``n_inputs``
+            the first images of the folder).
         zero_added: set when σ = 0 was not in the requested grid and was added.
 
     How it runs (output folder, device, batch size, memory budget, progress bars) and the seed (it
@@ -149,6 +157,7 @@ class TradeoffConfig:
     fidelity_bound: float | None = None
     cache_dir: Path | None = None
     maps: Path | str | None = None
+    own_models: OwnModels | None = None
     zero_added: bool = field(default=False, init=False)
 
     @classmethod
@@ -166,6 +175,9 @@ class TradeoffConfig:
         given = {k: v for k, v in settings.items() if v is not None}
         if given.get("maps") is not None:  # the store says what there is; the preset's grid does not apply
             return cls(**given)
+        if given.get("own_models") is not None:  # nothing is trained: the preset's model count and epochs do not apply
+            values = {k: v for k, v in PRESETS[name].items() if k in ("noise_levels", "n_inputs", "n_samples")}
+            return cls(**{**values, **given})
         values: dict[str, object] = dict(PRESETS[name])
         if given.get("dataset") == "photos":
             values.update(PHOTOS)
@@ -184,7 +196,12 @@ class TradeoffConfig:
 
         set_ = lambda name, value: object.__setattr__(self, name, value)
         if self.maps is not None:
+            if self.own_models is not None:
+                raise ValueError("`maps` and `own_models` exclude each other: the maps of a store, or your models explained now")
             self._check_maps()
+            return
+        if self.own_models is not None:
+            self._check_own_models()
             return
         if self.cache_dir is not None:
             set_("cache_dir", Path(self.cache_dir))
@@ -239,6 +256,36 @@ class TradeoffConfig:
         set_("base", base)
         for setting in settings:  # checks n_models against the setting (DA has 4 architectures)
             setting_configs(setting, self.dataset, self.n_models, base)
+
+    def _check_own_models(self) -> None:
+        """``__post_init__`` of a config on the user's models: setting ``"models"``, nothing trained."""
+        from smoothsal.metrics.tradeoff import check_noise_grid
+        from smoothsal.registry import parse_methods
+        from smoothsal.studies.tradeoff.own_models import OwnModels
+
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        own = self.own_models
+        if not isinstance(own, OwnModels):
+            raise TypeError(f"`own_models` must be a smoothsal.studies.tradeoff.own_models.OwnModels, got {type(own).__name__}")
+        if self.base is not None or self.epochs is not None:
+            raise ValueError("`base` and `epochs` do not apply to your own models (nothing is trained)")
+        set_("methods", tuple(parse_methods(list(_names(self.methods, "methods")), kinds=("method",))))
+        grid = sorted(check_noise_grid(list(self.noise_levels)))
+        if 0.0 not in grid:
+            grid = [0.0] + grid
+            set_("zero_added", True)
+        if len(grid) < 2:
+            raise ValueError(f"`noise_levels` must hold a σ > 0 to smooth with, got {list(self.noise_levels)}")
+        set_("noise_levels", tuple(grid))
+        check_positive_int(self.n_inputs, "n_inputs")
+        check_positive_int(self.n_samples, "n_samples")
+        if self.ig_steps is not None:
+            check_positive_int(self.ig_steps, "ig_steps", minimum=2)
+        set_("n_inputs", len(own.image_ids(self.n_inputs)))  # at most the folder's readable images
+        set_("dataset", "models")
+        set_("settings", ("models",))
+        set_("n_models", len(own.specs))
+        self._check_recommendation()
 
     def _check_recommendation(self) -> None:
         """The table's σ and the recommendation rules (with or without ``maps``)."""
@@ -315,6 +362,9 @@ class TradeoffConfig:
                 "models": {k: v.get("weights_sha1") for k, v in sorted(store.model_info.items())},
                 "n_maps": len(store),
             }
+        if self.own_models is not None:
+            return {"own_models": self.own_models.to_hash(self.n_inputs), "n_samples": self.n_samples,
+                    "ig_steps": self.ig_steps, "seed": seed}  # fmt: skip
         return {
             "dataset": self.dataset,
             "n_inputs": self.n_inputs,
@@ -335,5 +385,10 @@ class TradeoffConfig:
 
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["base"] = None if self.base is None else dataclasses.asdict(self.base)
+        own = self.own_models
+        out["own_models"] = None if own is None else {
+            "specs": list(own.specs), "weights": list(own.weights), "images": str(own.images),
+            "random_weights": own.random_weights, "image_size": own.image_size,
+        }  # fmt: skip
         return to_jsonable(out)
 

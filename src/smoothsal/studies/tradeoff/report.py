@@ -23,6 +23,8 @@ from smoothsal.studies.tradeoff.config import TradeoffConfig
 
 __all__ = ["recommend", "table1_markdown", "table_noise_level", "write_reports"]
 
+#: the class each dataset's maps explain (the others: the inputs' true labels)
+_TARGETS = {"photos": "Lite0's top-1 classes", "models": "the first model's top-1 classes", "store": "the store's classes"}
 _LIST_FIELDS = ("pair_stability", "pair_stability_norm", "pair_ssim", "pair_topk_iou")
 
 
@@ -92,7 +94,7 @@ def table1_markdown(
         f"# Table 1: similarity of two models' maps, raw vs smoothed (σ = {used:g})",
         "",
         (
-            f"Dataset {info['dataset']}, {info['n_inputs']} test inputs (true labels as targets), "
+            f"Dataset {info['dataset']}, {info['n_inputs']} test inputs ({_TARGETS.get(info['dataset'], 'true labels')} as targets), "
             f"{info['n_models']} models per setting (mean over model pairs), {info['n_samples']} noisy samples. "
             "SSIM on |map| summed over channels, clipped at the 99th percentile, scaled to [0, 1]; "
             "top-k IoU with k = 1 % of the pixels. Higher is better; the better of raw / smoothed is in bold. "
