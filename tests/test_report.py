@@ -60,7 +60,9 @@ def out(tmp_path: Path) -> Path:
         "images": [{"name": "chelsea", "target": 285,
                     "top5": [{"class": 285, "name": "Egyptian cat", "prob": 0.3929}]}],
         "methods": {"grad": {"raw": {"seconds": 1.611},
-                             "smooth": {"relative_stderr": [0.9466], "n_samples": [8], "seconds": 5.052}}},
+                             "smooth": {"relative_stderr": [0.9466], "n_samples": [8], "seconds": 5.052}},
+                    "ig": {"raw": {"seconds": 2.5, "convergence_delta": {"absolute": [0.31], "relative": [0.098],
+                                                                           "expected": [3.2]}}}},
         "figures": ["grid.png", "noise_levels.png"],
     }  # fmt: skip
     _write(ex / "summary.json", json.dumps(summary))
@@ -157,8 +159,13 @@ def test_numbers_behind_each_figure_and_raw_links(out: Path, tmp_path: Path) -> 
     explain = pages[f"{slug['explain']}.html"]
     assert "0.9466" in explain and "5.052" in explain and "Egyptian cat 0.393" in explain
     # maps.npz: its arrays read from the headers
-    assert re.search(r"<td>images</td><td>\[1, 3, 4, 4\]</td><td>float32</td>", explain)
-    assert re.search(r"<td>targets</td><td>\[1\]</td><td>int64</td>", explain)
+    assert re.search(r"<td>images</td><td>1 × 3 × 4 × 4</td><td>float32</td>", explain)
+    assert re.search(r"<td>targets</td><td>1 \(1-d\)</td><td>int64</td>", explain)
+    # structured values as columns, one row per image: IG's convergence delta under grid.png
+    grid_html = re.search(r'<figure id="f-grid-png">.*?</figure>', explain, re.DOTALL).group(0)
+    assert re.search(r"<th>convergence delta relative</th>", grid_html)
+    assert re.search(r"<td>ig</td><td>raw</td><td>chelsea</td>.*?<td class=\"num\">0.098</td>", grid_html, re.DOTALL)
+    assert "{" not in grid_html and "[" not in grid_html
     # raw files linked: summary.json beside grid.png
     grid = next(i for i in result.studies[[s.name for s in result.studies].index("explain")].figures if i.file == "grid.png")
     assert grid.data == ["summary.json", "maps.npz"]
@@ -172,10 +179,10 @@ def test_numbers_behind_each_figure_and_raw_links(out: Path, tmp_path: Path) -> 
     rs = next(s for s in result.studies if s.name == "reproduce_smoothgrad")
     assert [i.file for i in rs.tables] == ["table1.md", "fig3.md", "results.csv"]
     assert next(i for i in rs.tables if i.file == "fig3.md").data == ["fig3.csv"]
-    assert re.search(r"<th>fig3_noisiness</th>.*<th>0.1</th><td><span class=\"num\">0.25</span>", fig3, re.DOTALL)
+    assert re.search(r"<th>fig3_<wbr>noisiness</th>.*<th>0.1</th><td><span class=\"num\">0.25</span>", fig3, re.DOTALL)
     assert "0.2468" not in re.search(r'<figure id="f-sub-dir-fig-4.*?</figure>', repro, re.DOTALL).group(0)
     # summary.json beside the manifest: the settings, the notes, the paper's numbers
-    assert re.search(r"<th>n_samples</th><td><span class=\"num\">10</span>", repro)
+    assert re.search(r"<th>n_<wbr>samples</th><td><span class=\"num\">10</span>", repro)
     assert "--quick: n = 10, fewer than the paper&#x27;s 100" in repro
     assert "What the paper reports" in repro and "smoothed &gt; raw" in repro
     assert re.search(r"<td>grad</td><td class=\"num\">0.5123</td>", repro)  # CSV at 4 significant digits
@@ -183,6 +190,21 @@ def test_numbers_behind_each_figure_and_raw_links(out: Path, tmp_path: Path) -> 
     index = pages["index.html"]
     assert "<td>Sobel edges</td><td>FAIL</td><td class=\"num\">0.42</td>" in index
     assert "Report card" in index
+    # the index leads with the verdicts, then the figures; what it was made from comes last
+    assert index.index('id="verdicts"') < index.index('id="studies"') < index.index("Written by")
+
+
+def test_index_leads_with_each_studys_verdict(tmp_path: Path) -> None:
+    tr = tmp_path / "out" / "tradeoff"
+    _write(tr / "table1.md", "| Method | Setting |\n|---|---|\n| Gradient | DT |\n")
+    _write(tr / "recommendation.json", json.dumps({"basis": "norm-scaled", "overall": {
+        "noise_level": 0.15, "rule": "knee", "reason": "the knee of the mean Pareto front"}, "per_curve": {}}))
+    _png(tr / "pareto.png")
+    build_report([tmp_path / "out"], tmp_path / "report")
+    index = (tmp_path / "report" / "index.html").read_text()
+    verdicts = index[index.index('id="verdicts"') : index.index('id="studies"')]
+    assert "recommended noise level σ = 0.15 (the knee of the mean Pareto front)" in verdicts
+    assert index.index('id="studies"') < index.index("Written by")
 
 
 def test_everything_from_files_is_escaped(out: Path, tmp_path: Path) -> None:
@@ -302,6 +324,41 @@ return {
 """
 
 
+# Table text a reader sees: no cell shows a Python repr (a `{` or `[`), and no header breaks inside a
+# word. The page is squeezed to 360 px first, so that wide tables must wrap their headers; a word
+# is each run of characters between spaces and underscores (the report allows a break after `_`),
+# and it is broken when its characters sit on more than one line box.
+_TABLE_TEXT_JS = """
+document.querySelector('main').style.maxWidth = '360px';
+const reprs = Array.from(document.querySelectorAll('td, th'))
+  .filter(c => /[{\\[]/.test(c.innerText)).map(c => c.innerText.slice(0, 80));
+const broken = [];
+let headers = 0;
+for (const th of document.querySelectorAll('th')) {
+  headers += 1;
+  const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+  let node;
+  while ((node = walker.nextNode())) {
+    const re = /[^\\s_]+/g;
+    let m;
+    while ((m = re.exec(node.data))) {
+      const r = document.createRange();
+      r.setStart(node, m.index);
+      r.setEnd(node, m.index + m[0].length);
+      const tops = new Set(Array.from(r.getClientRects()).map(q => Math.round(q.top)));
+      if (tops.size > 1) broken.push(m[0]);
+    }
+  }
+}
+return {reprs: reprs, broken: broken, headers: headers};
+"""
+
+
+def _table_text(driver, path: Path) -> dict:
+    driver.get(path.resolve().as_uri())
+    return driver.execute_script(_TABLE_TEXT_JS)
+
+
 def _open(driver, path: Path) -> dict:
     driver.get(path.resolve().as_uri())
     return driver.execute_script(_STATE_JS)
@@ -326,6 +383,23 @@ def test_report_in_headless_chromium(browser, out: Path, tmp_path: Path) -> None
             assert target.is_file(), f"{page.name}: link {link} is broken"
             if parts.fragment and target.resolve() in states:
                 assert unquote(parts.fragment) in states[target.resolve()]["ids"], f"{page.name}: {link}"
+    # no repr in any cell, no header broken inside a word, on every page squeezed to 360 px
+    n_headers = 0
+    for page in pages:
+        text = _table_text(browser, page)
+        assert not text["reprs"], f"{page.name}: cells show a repr: {text['reprs']}"
+        assert not text["broken"], f"{page.name}: headers broken inside a word: {text['broken']}"
+        n_headers += text["headers"]
+    assert n_headers > 20
+    # ... and both checks do see what they look for (they can fail)
+    _write(report / "control.html", "<main><table><tr><th>deletion_auc_of_the_smoothed_map and_the_interval_of_it"
+                                    "</th><td>{'a': 1}</td><td>[0.1, 0.2]</td></tr></table></main>")  # fmt: skip
+    control = _table_text(browser, report / "control.html")
+    assert control["reprs"] == ["{'a': 1}", "[0.1, 0.2]"]
+    assert not control["broken"]  # the default stylesheet breaks at spaces only
+    _write(report / "control.html", "<main><table><tr><th style='overflow-wrap:anywhere'>"
+                                    "deletion_auc_of_the_smoothed_map_and_the_interval_of_it</th><td>x</td></tr></table></main>")  # fmt: skip
+    assert _table_text(browser, report / "control.html")["broken"]
     # every figure that exists on its study's page, and one thumbnail per study on the index
     shown = sum(not i.missing for s in result.studies for i in s.figures)
     assert n_images == shown + len(result.studies) == 6 + 4

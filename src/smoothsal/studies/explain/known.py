@@ -7,6 +7,33 @@ from smoothsal.studies.report import html as H
 from smoothsal.studies.report.describe import SG, KnownFile, KnownStudy, StudyKnowledge, joined, pct, rows_table, study_results
 
 
+def per_image_rows(methods: JSONObject, images: list[str]) -> list[JSONObject]:
+    """``summary.json``'s ``methods`` as table rows, one per (method, map, image).
+
+    A list with one value per image becomes that image's value; a dict of such lists (the
+    convergence delta) becomes one column per key (``convergence delta relative``); any other
+    value (a wall time for all images) is repeated on each row of its map.
+    """
+    rows: list[JSONObject] = []
+    for method, maps in methods.items():
+        for which, values in (maps or {}).items():
+            columns: dict[str, object] = {}
+            for k, v in (values or {}).items():
+                if isinstance(v, dict):
+                    columns.update({f"{k} {sub}".replace("_", " "): w for sub, w in v.items()})
+                else:
+                    columns[k.replace("_", " ")] = v
+            n = max([len(v) for v in columns.values() if isinstance(v, list)] + [1])
+            for i in range(n):
+                row: JSONObject = {"method": method, "map": which}
+                if n > 1 or images:
+                    row["image"] = images[i] if i < len(images) else i
+                for k, v in columns.items():
+                    row[k] = (v[i] if i < len(v) else None) if isinstance(v, list) else v
+                rows.append(row)
+    return rows
+
+
 def _explain(folder: Path) -> KnownStudy:
     known, summary, _ = study_results(
         folder, "summary", "settings", title="Explain: every method, raw and smoothed", command="smoothsal explain",
@@ -25,22 +52,18 @@ def _explain(folder: Path) -> KnownStudy:
     images = summary.get("images") or []
     first = images[0]["name"] if images and isinstance(images[0], dict) else "the first image"
 
-    method_rows = []
-    for method, maps in (summary.get("methods") or {}).items():
-        for which, values in (maps or {}).items():
-            row: JSONObject = {"method": method, "map": which}
-            for k, v in (values or {}).items():
-                row[k] = ", ".join(H.fmt(x) for x in v) if isinstance(v, list) else v
-            method_rows.append(row)
+    names = [i.get("name") for i in images if isinstance(i, dict)]
+    method_rows = per_image_rows(summary.get("methods") or {}, names)
     cols: list[str] = []
     for r in method_rows:
         cols += [k for k in r if k not in cols]
     numbers = []
     if method_rows:
         numbers.append(
-            "<p>Per method and map (lists: one value per image, in row order): wall time in seconds; for a "
+            "<p>One row per method, map and image: wall time of the map for all images, in seconds; for a "
             "smoothed map the samples used and the relative standard error ‖SE‖/‖map‖; for IG/DeepLIFT the "
-            "convergence delta.</p>" + rows_table(method_rows, cols)
+            "completeness gap (convergence delta: |Σ attributions − ΔF| absolute and relative to |ΔF|, and the "
+            "score change ΔF expected).</p>" + rows_table(method_rows, cols)
         )
     if images:
         numbers.append(

@@ -99,6 +99,7 @@ class Study:
     numbers: list[str] = field(default_factory=list)
     report_card: str = ""  # HTML of the report card (evaluate), shown on the index too
     notes: list[str] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)  # one-line conclusions, first on the index
     slug: str = ""
 
     def items(self) -> list[Item]:
@@ -199,7 +200,8 @@ def _safe_rel(name: Any) -> str | None:
 
 
 def npz_contents(path: Path) -> list[list[Any]]:
-    """``[name, shape, dtype]`` of each array in an ``.npz`` file, read from the headers only."""
+    """``[name, shape, dtype]`` of each array in an ``.npz`` file, read from the headers only; the
+    shape written as people read it, ``1 × 3 × 224 × 224`` (``4 (1-d)``, ``scalar``)."""
     import numpy as np
 
     rows = []
@@ -211,7 +213,8 @@ def npz_contents(path: Path) -> list[list[Any]]:
                 major, _ = np.lib.format.read_magic(fh)
                 read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
                 shape, _, dtype = read(fh)  # the header only, never the data
-            rows.append([info.filename[:-4], "[" + ", ".join(map(str, shape)) + "]", str(dtype)])
+            text = " × ".join(map(str, shape)) if len(shape) > 1 else (f"{shape[0]} (1-d)" if shape else "scalar")
+            rows.append([info.filename[:-4], text, str(dtype)])
     return rows
 
 
@@ -346,6 +349,7 @@ def load_study(folder: Path, skip: frozenset[Path] = frozenset()) -> Study:
         study.settings = study.settings or known.settings
         study.numbers += known.numbers
         study.report_card = known.report_card
+        study.verdicts += known.verdicts
         for rel, kf in known.files.items():
             if rel in items:  # the manifest's caption wins; the built-in numbers are added
                 items[rel].numbers += kf.numbers
@@ -534,21 +538,30 @@ def _short(text: str, n: int = 110) -> str:
 
 
 def _index_page(studies: list[Study], title: str, inputs: list[Path]) -> str:
+    """The first page: the verdicts (each study's one-line conclusions, then the report cards), the
+    figures (one card per study with its lead figure), every figure and table, and last what the
+    report was made from."""
     nav = [("index", "index.html")] + [(s.title, f"{s.slug}.html") for s in studies]
-    body = [
-        f'<p class="muted">Written by <code>smoothsal report</code> on {H.esc(time.strftime("%Y-%m-%d %H:%M:%S %Z"))} from '
-        + ", ".join(f"<code>{H.esc(p)}</code>" for p in inputs)
-        + f". {len(studies)} studies, {sum(len(s.figures) for s in studies)} figures, "
-        f"{sum(len(s.tables) for s in studies)} tables. Opened from disk; nothing is fetched from the network.</p>"
-    ]
+    body = []
+    judged = [s for s in studies if s.verdicts]
     cards = [s for s in studies if s.report_card]
+    if judged or cards:
+        body.append('<h2 id="verdicts">Verdicts</h2>')
+    if judged:
+        body.append(
+            "<ul>"
+            + "".join(
+                f'<li><a href="{H.href(s.slug + ".html")}">{H.esc(s.title)}</a>: {H.esc(v)}</li>' for s in judged for v in s.verdicts
+            )
+            + "</ul>"
+        )
     for s in cards:
         body.append(
-            f'<h2 id="report-card-{H.esc(s.slug)}">Report card</h2>'
+            f'<h3 id="report-card-{H.esc(s.slug)}">Report card</h3>'
             f'<p class="muted">from <a href="{H.href(s.slug + ".html")}">{H.esc(s.title)}</a> '
             f"(<code>{H.esc(s.folder)}</code>)</p>{s.report_card}"
         )
-    body.append('<h2 id="studies">Studies</h2><div class="cards">')
+    body.append('<h2 id="studies">Figures</h2><div class="cards">')
     for s in studies:
         thumb = next((i for i in s.figures if not i.missing and Path(i.file).suffix.lower() in IMAGE_EXT), None)
         img = (
@@ -570,6 +583,12 @@ def _index_page(studies: list[Study], title: str, inputs: list[Path]) -> str:
                 f" — {H.esc(_short(i.caption))}</li>"
             )
     body.append("</ul>")
+    body.append(
+        f'<p class="muted">Written by <code>smoothsal report</code> on {H.esc(time.strftime("%Y-%m-%d %H:%M:%S %Z"))} from '
+        + ", ".join(f"<code>{H.esc(p)}</code>" for p in inputs)
+        + f". {len(studies)} studies, {sum(len(s.figures) for s in studies)} figures, "
+        f"{sum(len(s.tables) for s in studies)} tables. Opened from disk; nothing is fetched from the network.</p>"
+    )
     return H.page(title, "\n".join(body), nav=nav)
 
 

@@ -63,6 +63,8 @@ class KnownStudy:
     numbers: list[str] = field(default_factory=list)
     report_card: str = ""
     notes: list[str] = field(default_factory=list)
+    #: one-line conclusions (plain text), shown first on the report's index (e.g. the recommended σ)
+    verdicts: list[str] = field(default_factory=list)
     #: list the folder's other files too (off for a map store: its chunk objects are not report material)
     list_files: bool = True
 

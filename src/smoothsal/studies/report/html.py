@@ -46,7 +46,7 @@ figure img{max-width:100%;height:auto;display:block;margin:0 auto .6em;backgroun
 figcaption{font-size:.95em}
 table{border-collapse:collapse;margin:.6em 0 1em;font-size:.88em;background:#fff}
 th,td{border:1px solid #d5d5d5;padding:.25em .55em;text-align:left;vertical-align:top}
-th{background:#eef2f8}
+th{background:#eef2f8;word-break:normal;overflow-wrap:normal;hyphens:none}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.kv th{width:1%;white-space:nowrap}
 details{margin:.4em 0}
@@ -113,19 +113,36 @@ def _is_num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def header_html(text: Any) -> str:
+    """A column header, escaped, that may wrap between words and after an underscore but never inside
+    a word (``stability_norm_mean`` breaks as ``stability_`` / ``norm_`` / ``mean``; the stylesheet
+    keeps ``th`` from breaking words)."""
+    return esc(text).replace("_", "_<wbr>")
+
+
+def cell_html(value: Any, depth: int = 1) -> str:
+    """One table cell's content: a scalar formatted by :func:`fmt`, a list or dict as structured HTML
+    (:func:`value_html`: a list of numbers as ``a, b, c``, a dict as a small key/value table), never
+    a Python repr."""
+    if isinstance(value, (Mapping, list, tuple)):
+        return value_html(value, depth)
+    return esc(_cell(value))
+
+
 def table(header: Sequence[Any], rows: Iterable[Sequence[Any]], caption: str | None = None,
           css_class: str | None = None) -> str:  # fmt: skip
-    """An HTML table; every header and cell escaped, numbers formatted by :func:`fmt` and right-aligned."""
+    """An HTML table; every header and cell escaped, numbers formatted by :func:`fmt` and right-aligned;
+    a structured cell (list, dict) is shown by :func:`cell_html`."""
     parts = [f'<table class="{esc(css_class)}">' if css_class else "<table>"]
     if caption:
         parts.append(f"<caption>{esc(caption)}</caption>")
-    parts.append("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead><tbody>")
+    parts.append("<thead><tr>" + "".join(f"<th>{header_html(h)}</th>" for h in header) + "</tr></thead><tbody>")
     for row in rows:
         cells = []
         for v in row:
             shown = _number(v) if isinstance(v, str) else v
             cls = ' class="num"' if _is_num(shown) else ""
-            cells.append(f"<td{cls}>{esc(_cell(v))}</td>")
+            cells.append(f"<td{cls}>{cell_html(v)}</td>")
         parts.append("<tr>" + "".join(cells) + "</tr>")
     parts.append("</tbody></table>")
     return "".join(parts)
@@ -152,18 +169,20 @@ def csv_table(text: str, columns: Sequence[str] | None = None, max_rows: int = 2
 
 
 def value_html(value: Any, depth: int = 0, max_items: int = 40) -> str:
-    """A JSON-like value as HTML: dicts as key/value tables, lists of dicts as tables, scalars formatted.
+    """A JSON-like value as HTML: dicts as key/value tables, lists of dicts as tables, lists of
+    scalars as ``a, b, c``, scalars formatted; never a Python repr.
 
-    Nesting deeper than 3 levels, and lists longer than ``max_items``, are cut with a note.
+    Dicts nested deeper than 3 levels are written on one line (``key: value; ...``, :func:`_flat`);
+    lists longer than ``max_items`` are cut with a note.
     """
     if isinstance(value, Mapping):
         if not value:
             return '<span class="muted">(none)</span>'
         if depth >= 3:
-            return f"<code>{esc(_cell(repr(dict(value)), 200))}</code>"
+            return esc(_flat(value))
         items = list(value.items())
         rows = "".join(
-            f"<tr><th>{esc(k)}</th><td>{value_html(v, depth + 1, max_items)}</td></tr>" for k, v in items[:max_items]
+            f"<tr><th>{header_html(k)}</th><td>{value_html(v, depth + 1, max_items)}</td></tr>" for k, v in items[:max_items]
         )
         more = f'<tr><td colspan="2" class="muted">… {len(items) - max_items} more</td></tr>' if len(items) > max_items else ""
         return f'<table class="kv"><tbody>{rows}{more}</tbody></table>'
@@ -173,12 +192,12 @@ def value_html(value: Any, depth: int = 0, max_items: int = 40) -> str:
             for v in value:
                 keys += [str(k) for k in v if str(k) not in keys]
             shown = value[:max_items]
-            body = [[_flat(v.get(k)) for k in keys] for v in shown]
+            body = [[v.get(k) for k in keys] for v in shown]
             out = table(keys, body)
             if len(value) > max_items:
                 out += f'<p class="muted">… {len(value) - max_items} more rows</p>'
             return out
-        items = [_flat(v) for v in value[:max_items]]
+        items = [_flat(v, True) for v in value[:max_items]]
         more = f", … ({len(value)} in all)" if len(value) > max_items else ""
         return esc(", ".join(items) + more) if items else '<span class="muted">(empty)</span>'
     if value is None:
@@ -187,13 +206,15 @@ def value_html(value: Any, depth: int = 0, max_items: int = 40) -> str:
     return f"<span{cls}>{esc(fmt(value))}</span>"
 
 
-def _flat(value: Any) -> str:
-    """A value as one short line of text (for table cells)."""
+def _flat(value: Any, nested: bool = False) -> str:
+    """A value as one short line of text, without brackets or braces: a list as ``a, b, c`` (a list
+    inside a list in parentheses), a dict as ``key: value; key: value``."""
     if isinstance(value, (list, tuple)):
-        text = ", ".join(_flat(v) for v in value[:12]) + (", …" if len(value) > 12 else "")
-        return f"[{text}]"
+        text = ", ".join(_flat(v, True) for v in value[:12]) + (", …" if len(value) > 12 else "")
+        return f"({text})" if nested else text
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}: {_flat(v)}" for k, v in list(value.items())[:8]) + "}"
+        text = "; ".join(f"{k}: {_flat(v, True)}" for k, v in list(value.items())[:8]) + ("; …" if len(value) > 8 else "")
+        return f"({text})" if nested else text
     return _cell(value, 120)
 
 
@@ -267,7 +288,7 @@ def markdown_to_html(text: str, heading_offset: int = 2) -> str:
             while j < len(lines) and lines[j].strip().startswith("|"):
                 rows.append(_row_cells(lines[j]))
                 j += 1
-            cells = "".join(f"<th>{_inline(h)}</th>" for h in header)
+            cells = "".join(f"<th>{_inline(h).replace('_', '_<wbr>')}</th>" for h in header)
             body = "".join("<tr>" + "".join(_md_cell(c) for c in r) + "</tr>" for r in rows)
             out.append(f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>")
             i = j

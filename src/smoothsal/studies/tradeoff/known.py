@@ -6,6 +6,12 @@ from smoothsal.studies.report import html as H
 from smoothsal.studies.report.describe import YF, KnownFile, KnownStudy, StudyKnowledge, read_json, rows_table, study_results
 
 
+def _short(text: object, n: int = 160) -> str:
+    """The first ``n`` characters of a reason, cut at a word."""
+    text = str(text or "")
+    return text if len(text) <= n else text[: n - 1].rsplit(" ", 1)[0] + " …"
+
+
 def _tradeoff(folder: Path) -> KnownStudy:
     known, results, rows = study_results(
         folder, "results", "config", title="Stability–fidelity trade-off of Gaussian smoothing",
@@ -40,6 +46,7 @@ def _tradeoff(folder: Path) -> KnownStudy:
     pareto_numbers = []
     overall = rec.get("overall") if isinstance(rec, dict) else None
     if isinstance(overall, dict):
+        known.verdicts.append(f"recommended noise level σ = {H.fmt(overall.get('noise_level'))} ({_short(overall.get('reason'))})")
         pareto_numbers.append(
             f"<p>Recommended σ = <strong>{H.esc(H.fmt(overall.get('noise_level')))}</strong> "
             f"(rule {H.esc(overall.get('rule'))}; basis: {H.esc(rec.get('basis', ''))}). {H.esc(overall.get('reason', ''))}</p>"
