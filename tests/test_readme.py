@@ -26,7 +26,7 @@ MAX_LINES = 250
 
 
 def _python_blocks(text: str) -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", text, flags=re.M | re.S)
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
 
 
 def _tiny_cnn() -> nn.Module:

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 typer = pytest.importorskip("typer")
-from typer.testing import CliRunner  # noqa: E402
+from typer.testing import CliRunner
 
-from smoothsal.studies.tradeoff.own_models import OwnModels, parse_model_list  # noqa: E402
+from smoothsal.studies.tradeoff.own_models import OwnModels, parse_model_list
 
 SIZE = 16
 ARGS = ["--methods", "grad", "--noise-levels", "0,0.2", "--samples", "4", "--no-progress", "--batch-size", "8"]

@@ -190,8 +190,6 @@ class TradeoffConfig:
 
     def __post_init__(self) -> None:
         from smoothsal.datasets.photos import BUNDLED
-        from smoothsal.metrics.tradeoff import check_noise_grid
-        from smoothsal.registry import parse_methods
         from smoothsal.studies.train import MNIST_BASE, TrainConfig, setting_configs
 
         set_ = lambda name, value: object.__setattr__(self, name, value)
@@ -207,28 +205,15 @@ class TradeoffConfig:
             set_("cache_dir", Path(self.cache_dir))
         if self.dataset not in DATASETS:
             raise ValueError(f"`dataset` must be one of {list(DATASETS)}, got {self.dataset!r}")
-        set_("methods", tuple(parse_methods(list(_names(self.methods, "methods")), kinds=("method",))))
         settings = _names(self.settings, "settings")
         unknown = [s for s in settings if s not in SETTINGS]
         if unknown:
             raise ValueError(f"`settings` must be names from {list(SETTINGS)}, got unknown {unknown}")
         set_("settings", settings)
-
-        grid = sorted(check_noise_grid(list(self.noise_levels)))
-        if 0.0 not in grid:
-            grid = [0.0] + grid
-            set_("zero_added", True)
-        if len(grid) < 2:
-            raise ValueError(f"`noise_levels` must hold a σ > 0 to smooth with, got {list(self.noise_levels)}")
-        set_("noise_levels", tuple(grid))
-
-        check_positive_int(self.n_inputs, "n_inputs")
-        check_positive_int(self.n_samples, "n_samples")
+        self._check_methods_grid_counts()
         check_positive_int(self.n_models, "n_models", minimum=2)
         if self.epochs is not None:
             check_positive_int(self.epochs, "epochs")
-        if self.ig_steps is not None:
-            check_positive_int(self.ig_steps, "ig_steps", minimum=2)
         self._check_recommendation()
 
         if self.dataset == "photos":
@@ -257,18 +242,13 @@ class TradeoffConfig:
         for setting in settings:  # checks n_models against the setting (DA has 4 architectures)
             setting_configs(setting, self.dataset, self.n_models, base)
 
-    def _check_own_models(self) -> None:
-        """``__post_init__`` of a config on the user's models: setting ``"models"``, nothing trained."""
+    def _check_methods_grid_counts(self) -> None:
+        """The methods (registered names), the σ grid (σ = 0 added where missing, one σ > 0 at least),
+        ``n_inputs``, ``n_samples`` and ``ig_steps``: checked alike for trained and for your own models."""
         from smoothsal.metrics.tradeoff import check_noise_grid
         from smoothsal.registry import parse_methods
-        from smoothsal.studies.tradeoff.own_models import OwnModels
 
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        own = self.own_models
-        if not isinstance(own, OwnModels):
-            raise TypeError(f"`own_models` must be a smoothsal.studies.tradeoff.own_models.OwnModels, got {type(own).__name__}")
-        if self.base is not None or self.epochs is not None:
-            raise ValueError("`base` and `epochs` do not apply to your own models (nothing is trained)")
         set_("methods", tuple(parse_methods(list(_names(self.methods, "methods")), kinds=("method",))))
         grid = sorted(check_noise_grid(list(self.noise_levels)))
         if 0.0 not in grid:
@@ -281,6 +261,18 @@ class TradeoffConfig:
         check_positive_int(self.n_samples, "n_samples")
         if self.ig_steps is not None:
             check_positive_int(self.ig_steps, "ig_steps", minimum=2)
+
+    def _check_own_models(self) -> None:
+        """``__post_init__`` of a config on the user's models: setting ``"models"``, nothing trained."""
+        from smoothsal.studies.tradeoff.own_models import OwnModels
+
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        own = self.own_models
+        if not isinstance(own, OwnModels):
+            raise TypeError(f"`own_models` must be a smoothsal.studies.tradeoff.own_models.OwnModels, got {type(own).__name__}")
+        if self.base is not None or self.epochs is not None:
+            raise ValueError("`base` and `epochs` do not apply to your own models (nothing is trained)")
+        self._check_methods_grid_counts()
         set_("n_inputs", len(own.image_ids(self.n_inputs)))  # at most the folder's readable images
         set_("dataset", "models")
         set_("settings", ("models",))
