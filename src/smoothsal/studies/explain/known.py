@@ -54,16 +54,28 @@ def _explain(folder: Path) -> KnownStudy:
 
     names = [i.get("name") for i in images if isinstance(i, dict)]
     method_rows = per_image_rows(summary.get("methods") or {}, names)
+    gap = "convergence delta "
     cols: list[str] = []
     for r in method_rows:
         cols += [k for k in r if k not in cols]
+    key = ["method", "map", "image"]
+    gap_rows = [
+        {**{k: r[k] for k in key if k in r}, **{k[len(gap):]: v for k, v in r.items() if k.startswith(gap)}}
+        for r in method_rows if any(k.startswith(gap) for k in r)
+    ]  # fmt: skip
+    gap_cols = key + [c[len(gap):] for c in cols if c.startswith(gap)]
     numbers = []
     if method_rows:
         numbers.append(
-            "<p>One row per method, map and image: wall time of the map for all images, in seconds; for a "
-            "smoothed map the samples used and the relative standard error ‖SE‖/‖map‖; for IG/DeepLIFT the "
-            "completeness gap (convergence delta: |Σ attributions − ΔF| absolute and relative to |ΔF|, and the "
-            "score change ΔF expected).</p>" + rows_table(method_rows, cols)
+            "<p>One row per method, map and image: the wall time of the map for all images, in seconds; for a "
+            "smoothed map the samples used and the relative standard error ‖SE‖/‖map‖.</p>"
+            + rows_table(method_rows, [c for c in cols if not c.startswith(gap)])
+        )
+    if gap_rows:
+        numbers.append(
+            "<p>Completeness gap of IG/DeepLIFT per image (the convergence delta): |Σ attributions − ΔF| "
+            "absolute and relative to |ΔF|, the score change ΔF expected, the path points; for a smoothed map "
+            "the mean and maximum over its noisy samples.</p>" + rows_table(gap_rows, gap_cols)
         )
     if images:
         numbers.append(

@@ -502,8 +502,6 @@ def _study_page(study: Study, studies: list[Study], title: str) -> str:
         body.append("<ul>" + "".join(toc) + "</ul>")
     if study.report_card:
         body.append(f'<h2 id="report-card">Report card</h2>{study.report_card}')
-    if study.settings:
-        body.append(f'<h2 id="settings">Settings</h2>{H.value_html(study.settings)}')
     if study.figures:
         body.append('<h2 id="figures">Figures</h2>')
         body += [_figure_html(study, i, by_file) for i in study.figures]
@@ -517,6 +515,8 @@ def _study_page(study: Study, studies: list[Study], title: str) -> str:
                 + (f"<details><summary>settings</summary>{H.value_html(i.settings)}</details>" if i.settings else "")
                 + "</section>"
             )
+    if study.settings:  # after the figures and tables: a page leads with what was found
+        body.append(f'<h2 id="settings">Settings</h2>{H.value_html(study.settings)}')
     if study.numbers:
         body.append('<h2 id="numbers">Numbers</h2>' + "\n".join(study.numbers))
     if study.raw:

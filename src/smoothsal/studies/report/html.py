@@ -51,7 +51,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.kv th{width:1%;white-space:nowrap}
 details{margin:.4em 0}
 summary{cursor:pointer;color:#23395d}
-p,li,td,figcaption{overflow-wrap:anywhere}
+p,li,figcaption{overflow-wrap:anywhere}
+td{overflow-wrap:break-word}
 code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}
 pre{background:#f3f3f3;padding:.6em;overflow:auto;max-height:30em}
 .muted{color:#666;font-size:.9em}
@@ -182,7 +183,7 @@ def value_html(value: Any, depth: int = 0, max_items: int = 40) -> str:
             return esc(_flat(value))
         items = list(value.items())
         rows = "".join(
-            f"<tr><th>{header_html(k)}</th><td>{value_html(v, depth + 1, max_items)}</td></tr>" for k, v in items[:max_items]
+            f"<tr><th>{esc(k)}</th><td>{value_html(v, depth + 1, max_items)}</td></tr>" for k, v in items[:max_items]
         )
         more = f'<tr><td colspan="2" class="muted">… {len(items) - max_items} more</td></tr>' if len(items) > max_items else ""
         return f'<table class="kv"><tbody>{rows}{more}</tbody></table>'
