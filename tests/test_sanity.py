@@ -23,6 +23,7 @@ from smoothsal.metrics.sanity import (
     discrete_entropy,
     efficient_model_parameter_randomization,
     emprt_verdict,
+    retained_similarity,
     model_parameter_randomization,
     randomizable_layers,
     randomize_layers,
@@ -280,10 +281,15 @@ def test_noise_floor_of_a_smoothed_map_is_measured_and_used(trained_model):
                                                layers=spaced_layers(trained_model, 2))  # fmt: skip
     assert not res.reference_by_construction
     assert bool((res.reference < 0.999).all()) and float(res.reference.mean()) > 0.2  # measured: 0.5-0.8
+    assert res.randomized_reference is not None and res.randomized_reference.shape == (2, 8)
+    rt = res.per_image_randomized_reference()
+    assert bool((rt < 0.999).all())  # the randomized model's map is sampled too: r̃ < 1, measured
     v = sanity_verdict(res)
     s, r = res.per_image("spearman_abs"), res.reference
-    assert v.score == pytest.approx(float(s.sum() / r.sum()), rel=1e-5)
-    # measured: R = 0.62 [0.47, 0.76] over 8 images: straddles 0.5 -> inconclusive, with the images it would need
+    denom = (r.clamp(min=0) * rt.clamp(min=0)).sqrt()
+    assert v.score == pytest.approx(float(s.sum() / denom.sum()), rel=1e-5)
+    assert v.score != pytest.approx(float(s.sum() / r.sum()), rel=1e-3)  # the earlier rule's R differs
+    # measured: R = 0.61 [0.47, 0.75] over 8 images: straddles 0.5 -> inconclusive, with the images for 80 % power
     assert v.verdict == "inconclusive" and v.interval.low < 0.5 < v.interval.high, v.reason
     assert v.images_needed == images_needed(v.interval, 0.5) and v.images_needed > 8
 
@@ -354,3 +360,39 @@ def test_scaled_randomization_keeps_lite0_looking_at_its_input():
     # measured (4 photos): default 3.7e-08, scaled 0.29, original 0.98
     assert spread["default"] < 1e-4 * original
     assert spread["scaled"] > 0.1 * original
+
+
+def test_retained_similarity_corrects_both_sides_hand_computed():
+    """R = Σs / Σ√(r⁺ r̃⁺) on numbers worked by hand; without r̃ (r̃ = r) the earlier rule Σs/Σr."""
+    s = [0.3, 0.2, 0.1, 0.2, 0.2]
+    r = [0.81, 0.64, 0.25, 0.36, 0.49]
+    rt = [0.25, 0.16, 1.0, 0.36, -0.2]  # √(r r̃) = 0.45, 0.32, 0.5, 0.36, 0 (negative r̃ counts as 0)
+    v = retained_similarity(s, r, rt)
+    assert v.score == pytest.approx(1.0 / 1.63)
+    assert retained_similarity(s, r).score == pytest.approx(1.0 / 2.55)  # Σs/Σr
+    assert v.reference.estimate == pytest.approx(1.63 / 5)
+    # a randomized map that reproduces itself worse cannot agree better: the earlier R (0.39) passes
+    # the constructed case below, the corrected R (0.63) does not
+    s2 = [0.20, 0.22, 0.18, 0.21, 0.19, 0.20, 0.21, 0.19]
+    r2 = [0.5] * 8
+    rt2 = [0.2, 0.21, 0.19, 0.2, 0.2, 0.2, 0.21, 0.19]
+    assert retained_similarity(s2, r2).verdict == "pass"
+    corrected = retained_similarity(s2, r2, rt2)
+    assert corrected.score == pytest.approx(sum(s2) / sum(math.sqrt(0.5 * t) for t in rt2))
+    assert corrected.verdict == "fail", corrected.reason
+
+
+def test_retained_similarity_resamples_seeds_and_says_too_few_images():
+    """[S, N] data: both levels resampled (n_groups = S); below MIN_IMAGES: 'too few images'."""
+    gen = torch.Generator().manual_seed(0)
+    s = 0.3 + 0.05 * torch.randn(3, 12, generator=gen, dtype=torch.float64)
+    r = torch.full((12,), 0.8)
+    v = retained_similarity(s, r, torch.full((3, 12), 0.8))
+    assert v.interval.n_groups == 3 and v.interval.n == 12 and "3 randomization seeds" in v.reason
+    assert v.score == pytest.approx(float(s.sum() / (0.8 * 36)), rel=1e-9)
+    one_seed = retained_similarity(s[0], r, torch.full((12,), 0.8))
+    assert one_seed.interval.n_groups == 1
+    few = retained_similarity(s[:, :3], r[:3], torch.full((3, 3), 0.8))
+    assert few.verdict == "inconclusive" and "too few images" in few.reason
+    with pytest.raises(ValueError, match="`randomized_reference` must be shaped like"):
+        retained_similarity(s, r, torch.ones(12))

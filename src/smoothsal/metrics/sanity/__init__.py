@@ -35,8 +35,12 @@ arXiv:1810.03292): a map that explains the *model* must change when the model is
   :math:`H` the discrete entropy of the histogram of :math:`|\Phi|` (:func:`discrete_entropy`); a map
   of the model turns into noise (ratio > 1) when all weights are random, an edge detector keeps
   ratio 1.
-* **Data randomization test**: the same similarities (and reference) between the maps of a model
-  trained on the true labels and one trained on randomly permuted labels.
+* **Data randomization test**: the same similarities between the maps of a model trained on the
+  true labels and one trained on randomly permuted labels (its own initialization, trained until
+  it fits them), with both references.
+* **The randomized map's own reproducibility** :math:`\tilde r(x)`: two independent estimates of
+  the randomized model's map compared the same way; the verdict divides by
+  :math:`\sqrt{r \tilde r}` (:mod:`.verdicts`).
 
 The package, by job: :mod:`.layers` (which layers, re-initialised how), :mod:`.entropy`
 (eMPRT's complexity), :mod:`.compare` (the maps compared and the reference), :mod:`.mprt`
@@ -62,6 +66,7 @@ from smoothsal.metrics.sanity.verdicts import (
     MPRT_THRESHOLD,
     SanityVerdict,
     emprt_verdict,
+    reproducibility,
     retained_similarity,
     sanity_verdict,
 )
@@ -82,6 +87,7 @@ __all__ = [
     "model_parameter_randomization",
     "randomizable_layers",
     "randomize_layers",
+    "reproducibility",
     "retained_similarity",
     "sanity_verdict",
     "smooth_model_parameter_randomization",

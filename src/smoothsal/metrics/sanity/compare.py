@@ -1,5 +1,6 @@
 r"""The maps a sanity check compares: a method's maps of a model, their four similarities, and the
-reference (two independent estimates of the original map; see :mod:`smoothsal.metrics.sanity`)."""
+references (two independent estimates of the original map, and of the randomized model's map; see
+:mod:`smoothsal.metrics.sanity`)."""
 
 from __future__ import annotations
 
@@ -72,7 +73,23 @@ def _reference(
         return first, torch.ones(x.shape[0], dtype=first.dtype, device=first.device), True
     check_method_factory(second, "second_estimate")
     other = _attribute(second, model, x, t)
+    return other, _reproducibility(first, other), False
+
+
+def _reproducibility(first: Tensor, other: Tensor) -> Tensor:
+    """``[B]`` Spearman of ``|map|`` between two estimates of the same maps (a constant map counts as 0)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="a map is constant")
-        r = _similarities(first, other)["spearman_abs"]
-    return other, r, False
+        return _similarities(first, other)["spearman_abs"]
+
+
+def _randomized_maps(
+    method: MethodFactory, second: MethodFactory | None, model: nn.Module, x: Tensor, t: Tensor
+) -> tuple[Tensor, Tensor | None]:
+    r"""The randomized model's map :math:`\Phi^{(b)}(f_{\tilde\theta}, x)` and its own reproducibility
+    :math:`\tilde r` ``[B]`` (Spearman of ``|map|`` with a second estimate :math:`\Phi^{(a)}(f_{\tilde\theta}, x)`);
+    ``None`` for a deterministic method (:math:`\tilde r = 1` by construction)."""
+    if second is None:
+        return _attribute(method, model, x, t), None
+    b = _attribute(second, model, x, t)
+    return b, _reproducibility(_attribute(method, model, x, t), b)

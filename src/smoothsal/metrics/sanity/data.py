@@ -10,7 +10,14 @@ from torch import Tensor, nn
 from smoothsal._core.validation import TargetSpec, check_choice, check_inputs
 from smoothsal.execution.calls import resolve_model_targets
 from smoothsal.metrics._base import check_method_factory, metric
-from smoothsal.metrics.sanity.compare import SIMILARITY_METRICS, MethodFactory, _attribute, _original_maps, _reference, _similarities
+from smoothsal.metrics.sanity.compare import (
+    SIMILARITY_METRICS,
+    MethodFactory,
+    _original_maps,
+    _randomized_maps,
+    _reference,
+    _similarities,
+)
 
 __all__ = ["DataRandomizationResult", "data_randomization"]
 
@@ -18,7 +25,9 @@ __all__ = ["DataRandomizationResult", "data_randomization"]
 @dataclass
 class DataRandomizationResult:
     """Similarities ``[B]`` between maps of a true-label and a random-label model (same inputs),
-    with the reference ``[B]`` (two estimates of the true-label model's map; see :class:`MPRTResult`)."""
+    with the reference ``[B]`` (two estimates of the true-label model's map) and the random-label
+    model's own reproducibility ``randomized_reference`` ``[B]`` (two estimates of its map; ``None``
+    when by construction); see :class:`MPRTResult`."""
 
     spearman_abs: Tensor
     spearman_signed: Tensor
@@ -27,6 +36,7 @@ class DataRandomizationResult:
     targets: Tensor
     reference: Tensor | None = None
     reference_by_construction: bool = True
+    randomized_reference: Tensor | None = None
 
     def mean_similarity(self, metric: str = "spearman_abs") -> Tensor:
         """Scalar mean over inputs of one similarity."""
@@ -57,9 +67,12 @@ def data_randomization(
 
     .. math:: s(x) = \operatorname{sim}\big(\Phi^{(a)}(f_{\theta}, x),\ \Phi^{(b)}(f_{\theta_{\text{rand}}}, x)\big)
 
-    with :math:`f_{\theta_{\text{rand}}}` the same architecture trained on randomly permuted
-    labels (``smoothsal.studies.train.TrainConfig(shuffle_labels=True)``). A method that explains what the
-    model learned gives low similarity.
+    with the references :math:`r(x)` (two estimates under :math:`f_\theta`) and :math:`\tilde r(x)`
+    (two estimates under :math:`f_{\theta_{\text{rand}}}`), as in :func:`model_parameter_randomization`;
+    :math:`f_{\theta_{\text{rand}}}` is the same architecture trained on randomly permuted
+    labels and its own initialization, trained until it fits them (Adebayo et al. 2018;
+    :func:`smoothsal.studies.train.randomization_models`). A method that explains what the model
+    learned gives low similarity.
 
     Args:
         method: factory ``model -> attribution method``.
@@ -80,6 +93,7 @@ def data_randomization(
     t = resolve_model_targets(model, x, targets)
     first = _original_maps(method, model, x, t, original)
     _, r, by_construction = _reference(method, second_estimate, model, x, t, first)
-    explain = second_estimate if second_estimate is not None else method
-    sims = _similarities(first, _attribute(explain, random_label_model, x, t))
-    return DataRandomizationResult(**sims, targets=t, reference=r, reference_by_construction=by_construction)
+    randomized, r_tilde = _randomized_maps(method, second_estimate, random_label_model, x, t)
+    sims = _similarities(first, randomized)
+    return DataRandomizationResult(**sims, targets=t, reference=r, reference_by_construction=by_construction,
+                                   randomized_reference=r_tilde)  # fmt: skip

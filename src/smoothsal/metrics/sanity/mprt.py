@@ -15,7 +15,14 @@ from smoothsal._core.validation import TargetSpec, check_choice, check_inputs, c
 from smoothsal.execution.calls import resolve_model_targets
 from smoothsal.execution.memory import MemorySpec
 from smoothsal.metrics._base import check_method_factory, metric
-from smoothsal.metrics.sanity.compare import SIMILARITY_METRICS, MethodFactory, _attribute, _original_maps, _reference, _similarities
+from smoothsal.metrics.sanity.compare import (
+    SIMILARITY_METRICS,
+    MethodFactory,
+    _original_maps,
+    _randomized_maps,
+    _reference,
+    _similarities,
+)
 from smoothsal.metrics.sanity.entropy import discrete_entropy
 from smoothsal.metrics.sanity.layers import INITS, Seed, randomizable_layers, randomize_layers
 
@@ -44,7 +51,11 @@ class MPRTResult:
         reference: ``[B]`` Spearman of ``|map|`` between two independent estimates of the original
             map (the noise floor's ceiling); ones when ``reference_by_construction``.
         reference_by_construction: the method is deterministic (no ``second_estimate``), so
-            ``reference`` is 1 by construction, not measured.
+            ``reference`` and ``randomized_reference`` are 1 by construction, not measured.
+        randomized_reference: ``[L, B]`` :math:`\\tilde r_l`: Spearman of ``|map|`` between two
+            independent estimates of each randomized model's map (its own reproducibility; the
+            repaired rule's second correction, :mod:`smoothsal.metrics.sanity.verdicts`); ``None``
+            when by construction.
         complexity_original, complexity_randomized: ``[B]`` :func:`discrete_entropy` of the
             original map and of the last checkpoint's map (fully randomized when the lowest layer
             is among ``layers``), for eMPRT.
@@ -64,6 +75,7 @@ class MPRTResult:
     complexity_original: Tensor | None = None
     complexity_randomized: Tensor | None = None
     init: str = "default"
+    randomized_reference: Tensor | None = None
 
     def mean_similarity(self, metric: str = "spearman_abs") -> Tensor:
         """``[L]`` mean over inputs of one similarity (the original model is not included)."""
@@ -74,6 +86,13 @@ class MPRTResult:
         """``[B]`` each image's similarity averaged over the checkpoints (:math:`s_i` of the rule)."""
         check_choice(metric, "metric", SIMILARITY_METRICS)
         return getattr(self, metric).nanmean(dim=0)
+
+    def per_image_randomized_reference(self) -> Tensor:
+        """``[B]`` each image's :math:`\\tilde r` averaged over the checkpoints, as :meth:`per_image`
+        averages :math:`s` (ones when the method is deterministic)."""
+        if self.randomized_reference is None:
+            return torch.ones(self.spearman_abs.shape[1], dtype=self.spearman_abs.dtype)
+        return self.randomized_reference.nanmean(dim=0)
 
     @property
     def emprt(self) -> Tensor:
@@ -114,7 +133,8 @@ def model_parameter_randomization(
     r"""Model parameter randomization test (Adebayo et al. 2018, arXiv:1810.03292), with its reference.
 
     .. math:: s_l(x) = \operatorname{sim}\big(\Phi^{(a)}(f_\theta, x),\ \Phi^{(b)}(f_{\tilde\theta_l}, x)\big),
-              \qquad r(x) = \operatorname{sim}\big(\Phi^{(a)}(f_\theta, x),\ \Phi^{(b)}(f_\theta, x)\big)
+              \qquad r(x) = \operatorname{sim}\big(\Phi^{(a)}(f_\theta, x),\ \Phi^{(b)}(f_\theta, x)\big),
+              \qquad \tilde r_l(x) = \operatorname{sim}\big(\Phi^{(a)}(f_{\tilde\theta_l}, x),\ \Phi^{(b)}(f_{\tilde\theta_l}, x)\big)
 
     for each randomized model :math:`f_{\tilde\theta_l}` of :func:`randomize_layers`.
 
@@ -128,8 +148,9 @@ def model_parameter_randomization(
         order, layers, seed, init: see :func:`randomize_layers`.
         second_estimate: for a smoothed or sampled method, a factory of an *independent* estimate
             :math:`(b)` of the same map (the same method with another seed); it explains the
-            randomized models and gives the reference :math:`r`. ``None`` = the method is
-            deterministic: :math:`r = 1` by construction.
+            randomized models and gives the reference :math:`r`; ``method`` explains each randomized
+            model a second time for :math:`\tilde r_l` (twice the randomized models' cost). ``None``
+            = the method is deterministic: :math:`r = \tilde r = 1` by construction.
         original: the maps :math:`(a)` of ``method`` on the original ``model``, shaped like the
             method's output, when the caller already has them (the report card computes them once
             for all its sections); ``None`` = computed here.
@@ -144,15 +165,17 @@ def model_parameter_randomization(
     t = resolve_model_targets(model, x, targets)
     first = _original_maps(method, model, x, t, original)
     _, r, by_construction = _reference(method, second_estimate, model, x, t, first)
-    explain = second_estimate if second_estimate is not None else method
     rows: dict[str, list[Tensor]] = {m: [] for m in SIMILARITY_METRICS}
+    own: list[Tensor] = []  # r̃_l of each checkpoint (sampled methods)
     names = []
     last = first
     for name, randomized in randomize_layers(model, order=order, layers=layers, seed=seed, init=init):
-        last = _attribute(explain, randomized, x, t)
+        last, r_tilde = _randomized_maps(method, second_estimate, randomized, x, t)
         sims = _similarities(first, last)
         for m in SIMILARITY_METRICS:
             rows[m].append(sims[m])
+        if r_tilde is not None:
+            own.append(r_tilde)
         names.append(name)
         del randomized
     stacked = {m: torch.stack(v) for m, v in rows.items()}  # each [L, B]
@@ -160,6 +183,7 @@ def model_parameter_randomization(
         names, order, **stacked, targets=t, n_layers_total=len(randomizable_layers(model)), reference=r,
         reference_by_construction=by_construction, complexity_original=discrete_entropy(first),
         complexity_randomized=discrete_entropy(last), init=init,
+        randomized_reference=torch.stack(own) if own else None,
     )  # fmt: skip
 
 
