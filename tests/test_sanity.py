@@ -386,8 +386,8 @@ def test_retained_similarity_resamples_seeds_and_says_too_few_images():
     """[S, N] data: both levels resampled (n_groups = S); below MIN_IMAGES: 'too few images'."""
     gen = torch.Generator().manual_seed(0)
     s = 0.3 + 0.05 * torch.randn(3, 12, generator=gen, dtype=torch.float64)
-    r = torch.full((12,), 0.8)
-    v = retained_similarity(s, r, torch.full((3, 12), 0.8))
+    r = torch.full((12,), 0.8, dtype=torch.float64)
+    v = retained_similarity(s, r, torch.full((3, 12), 0.8, dtype=torch.float64))
     assert v.interval.n_groups == 3 and v.interval.n == 12 and "3 randomization seeds" in v.reason
     assert v.score == pytest.approx(float(s.sum() / (0.8 * 36)), rel=1e-9)
     one_seed = retained_similarity(s[0], r, torch.full((12,), 0.8))
