@@ -15,7 +15,7 @@ from smoothsal.metrics import METRICS
 from smoothsal.metrics.intervals import bootstrap_interval, images_needed, ratio_of_means
 from smoothsal.metrics.sanity import MPRT_THRESHOLD
 from smoothsal.studies.evaluate import EvaluateConfig, register_cli, run_evaluate
-from smoothsal.studies.evaluate.report import COLUMNS, COLUMNS_MD, PER_IMAGE, SANITY_MD, arrow
+from smoothsal.studies.evaluate.report import COLUMNS, COLUMNS_MD, PER_IMAGE, PER_IMAGE_RANGE, SANITY_MD, arrow
 from smoothsal.studies.options import RunOptions
 
 QUICK_TINY = {"steps": 12, "fc_runs": 32, "mprt_checkpoints": 3, "roughness_pairs": 2, "ig_steps": 4, "line_steps": 5}
@@ -134,10 +134,14 @@ def test_sobel_fails_sanity_the_gradient_is_read_by_the_rule_the_random_map_is_i
     # the smoothed rows measure their reference: below 1, well above the noise
     smooth = rep.row("grad_smooth")
     assert not smooth["mprt_by_construction"] and 0.5 < smooth["mprt_r"] < 0.99  # measured 0.85
-    # R is Σs/Σr over the stored per-image values, and its interval the seeded bootstrap of those pairs
+    # R is Σs/Σ√(r·r̃) over the stored per-image values (r̃: the randomized map's own reproducibility,
+    # measured, below 1), and its interval the seeded bootstrap of those pairs
     per = smooth["_per_image"]
-    iv = bootstrap_interval(per["mprt_s"], per["mprt_r"], statistic=ratio_of_means, seed=0)
-    assert smooth["sanity_R"] == pytest.approx(sum(per["mprt_s"]) / sum(per["mprt_r"]))
+    assert all(0.0 < v < 0.999 for v in per["mprt_rt"])
+    denom = [math.sqrt(max(r, 0.0) * max(t, 0.0)) for r, t in zip(per["mprt_r"], per["mprt_rt"])]
+    iv = bootstrap_interval(per["mprt_s"], denom, statistic=ratio_of_means, seed=0)
+    assert smooth["sanity_R"] == pytest.approx(sum(per["mprt_s"]) / sum(denom))
+    assert smooth["sanity_R"] != pytest.approx(sum(per["mprt_s"]) / sum(per["mprt_r"]), rel=1e-3)
     assert smooth["sanity_R_ci"] == pytest.approx([iv.low, iv.high])
     # sMPRT of the raw gradient is the MPRT of its smoothed row; eMPRT: the edge map's complexity stays (ratio 1)
     assert grad["smprt"] == smooth["sanity"] and grad["smprt_R"] == smooth["sanity_R"]
@@ -151,7 +155,7 @@ def test_data_randomization_uses_a_label_shuffled_model(report):
     assert len(grad["_per_image"]["dr_s"]) == 16
     assert sobel["dr_verdict"] == "FAIL" and sobel["dr_R"] == pytest.approx(1.0)
     assert grad["dr_verdict"] == "PASS" and grad["dr_R_ci"][1] < 0.5, grad["dr_reason"]
-    assert "shuffled" in (rep.paths["report.md"].read_text())
+    assert "permuted-label model(s)" in (rep.paths["report.md"].read_text())
 
 
 def test_random_map_scores_at_chance_and_the_methods_above_it(report):
@@ -329,9 +333,12 @@ def test_table_numbers_are_the_rows_with_intervals_and_arrows_come_from_the_metr
             if isinstance(value, float) and math.isfinite(value) and ci and None not in ci:
                 tol = 0.5 * 10 ** -col.digits
                 assert _parse(cell) == pytest.approx([value, *ci], abs=tol), (r["row"], col.key)
-                # and the interval is the seeded bootstrap of the stored per-image values
+                # and the interval is the seeded bootstrap of the stored per-image values, clipped to
+                # the metric's range (a mean of probabilities keeps its interval in [0, 1])
                 iv = bootstrap_interval(r["_per_image"][col.key], seed=0)
-                assert ci == pytest.approx([iv.low, iv.high]), (r["row"], col.key)
+                lo, hi = PER_IMAGE_RANGE.get(col.key, (-math.inf, math.inf))
+                assert ci == pytest.approx([min(max(iv.low, lo), hi), min(max(iv.high, lo), hi)]), (r["row"], col.key)
+                assert lo <= ci[0] <= ci[1] <= hi
     # the sanity table states each verdict as the row holds it
     sanity_lines = [line for line in main if "by construction" in line or "inconclusive" in line or "scaled" in line]
     for r in rep.rows:

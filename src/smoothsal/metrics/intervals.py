@@ -172,6 +172,22 @@ class Interval:
         """The interval lies wholly on one side of ``value`` (never for an undefined interval)."""
         return self.defined and (self.high < value or self.low > value)
 
+    def clipped(self, low: float = -math.inf, high: float = math.inf) -> Interval:
+        """The interval intersected with the statistic's range ``[low, high]`` (a mean of
+        probabilities stays in [0, 1]): the studentized interval is symmetric in ``t``, not in the
+        range, and on few skewed values it can reach past a bound the statistic cannot. Clipping
+        never lowers coverage (the true value lies in the range). NaN bounds stay NaN.
+
+        Example:
+            >>> Interval(0.6, 0.042, 5.228, 4).clipped(0.0, 1.0).high
+            1.0
+        """
+        if low > high:
+            raise ValueError(f"`low` must be <= `high`, got {low} > {high}")
+        clip = lambda v: v if math.isnan(v) else min(max(v, low), high)  # noqa: E731
+        return Interval(self.estimate, clip(self.low), clip(self.high), self.n, self.level, self.se, self.method,
+                        self.n_groups)  # fmt: skip
+
     def format(self, digits: int = 3) -> str:
         """``"0.213 [0.150, 0.281]"`` (``–`` for NaN, ``∞`` for infinities)."""
 

@@ -14,9 +14,11 @@ each into an estimate with its bootstrap 95 % interval over images
   :math:`s_i` the Spearman of ``|map|`` between the original map and the randomized model's,
   averaged over checkpoints evenly spaced over the depth
   (:func:`~smoothsal.metrics.sanity.spaced_layers`), its reference :math:`r_i` (two estimates of
-  the original map; 1 by construction for deterministic rows), the fully randomized end's
+  the original map; 1 by construction for deterministic rows), :math:`\tilde r_i` (two estimates
+  of each randomized model's map, cascade mean), the fully randomized end's
   Spearman and SSIM, and eMPRT's complexity ratio (Hedström et al. 2023). The verdict's rule is
-  fixed in :mod:`smoothsal.metrics.sanity` (retained similarity :math:`R = \sum s_i / \sum r_i`);
+  fixed in :mod:`smoothsal.metrics.sanity.verdicts` (retained similarity
+  :math:`R = \sum s_i / \sum \sqrt{r_i \tilde r_i}`);
   sMPRT of a method is the MPRT of its smoothed row (the same average over noisy inputs);
 * **faithfulness** -- deletion and insertion AUC (most relevant first, probability of the target,
   patches of 16 px at 224², the *same* baseline for both -- blurred by default -- so a random map
@@ -31,9 +33,11 @@ each into an estimate with its bootstrap 95 % interval over images
 * **localization** -- pointing game, relevance mass and top-k IoU against ground-truth object
   masks (synthetic scenes and a small CNN trained on them, or the user's masked data); it has
   its own store under ``out_dir/localization``, keyed by its own data;
-* **data_randomization** -- a CNN trained on the digits with true labels beside the same CNN
-  trained on shuffled labels (``smoothsal.studies.train``, cached), compared on held-out digits
-  with the same reference and rule as the sanity section; its own store under
+* **data_randomization** -- LeNet-5 trained on MNIST with true labels beside three trained on
+  permuted labels, each with its own initialization and trained until it fits them
+  (:func:`smoothsal.studies.train.randomization_models`, cached), compared on held-out digits
+  with the same references and rule as the sanity section, the three permutations resampled as
+  seeds; its own store under
   ``out_dir/data_randomization``;
 * **jaggedness** -- the SmoothGrad paper's Fig. 2 lines on the first image (Smilkov et al. 2017,
   arXiv:1706.03825): gradient vs SmoothGrad along :math:`x + t\varepsilon`.
@@ -199,10 +203,10 @@ class MapSource:
 
 @dataclass
 class DRData:
-    """The data randomization section's models (true and shuffled labels), inputs and rows."""
+    """The data randomization section's models (true labels; one per label permutation), inputs and rows."""
 
     model: nn.Module
-    random_label_model: nn.Module
+    random_label_models: list[nn.Module]
     inputs: Tensor
     targets: Tensor
     rows: dict[str, ReportRow]
@@ -352,37 +356,40 @@ def localization_data(config: EvaluateConfig, options: RunOptions) -> tuple[nn.M
     return model.to(options.torch_device()), data.images.float(), data.masks, data.labels
 
 
-#: the digits' side in pixels for the data randomization test (the training code's default)
-DR_IMAGE_SIZE = 32
-
-
 def data_randomization_data(config: EvaluateConfig, options: RunOptions) -> DRData:
-    """Train (or load from the cache) the digits CNN on true and on shuffled labels, and draw the
-    held-out digits to explain (``config.dr_images``, drawn with the run's seed)."""
-    from smoothsal.studies.train import TrainConfig, held_out_inputs, train_model
+    """Load (or train once, cached) the MNIST models of the data randomization test
+    (:func:`smoothsal.studies.train.randomization_models`: LeNet-5 on true labels, one per label
+    permutation of :data:`~.config.DR_LABEL_SEEDS`, each with its own initialization and trained
+    until it fits its permuted labels), and draw the held-out digits to explain (``config.dr_images``,
+    drawn with the run's seed)."""
+    from smoothsal.studies.evaluate.config import DR_LABEL_SEEDS
+    from smoothsal.studies.train import held_out_inputs, randomization_models
 
     device = options.torch_device()
     if isinstance(config.data_randomization, tuple):
         model, rand, x = config.data_randomization
-        model, rand, x = model.to(device), rand.to(device), x.detach().float()
+        rand = list(rand) if isinstance(rand, (list, tuple)) else [rand]
+        model, x = model.to(device), x.detach().float()
         targets = options.predict(model, x).argmax(dim=1)
-        info: JSONObject = {"dataset": "user", "arch": type(model).__name__, "epochs": None, "n_images": int(x.shape[0]),
-                            "true_label_test_accuracy": None, "shuffled_label_test_accuracy": None}  # fmt: skip
+        info: JSONObject = {"dataset": "user", "arch": type(model).__name__, "n_images": int(x.shape[0]),
+                            "n_random_label_models": len(rand)}  # fmt: skip
         rows = {r.key: r for r in build_rows(config, options, int(x.shape[-1]))}
-        return DRData(model, rand, x, targets, rows, info)
-    kw = {} if config.dr_epochs is None else {"epochs": config.dr_epochs}
-    true = train_model(TrainConfig(dataset="digits", arch="cnn", **kw), progress=options.progress)
-    shuffled = train_model(TrainConfig(dataset="digits", arch="cnn", shuffle_labels=True, **kw),
-                           progress=options.progress)  # fmt: skip
-    data = held_out_inputs("digits", DR_IMAGE_SIZE, config.dr_images, options.seed)
+        return DRData(model, [m.to(device) for m in rand], x, targets, rows, info)
+    sets = randomization_models(DR_LABEL_SEEDS, progress=options.progress)
+    size = int(sets.true_label.config.image_size)
+    data = held_out_inputs("mnist", size, config.dr_images, options.seed)
     x = data.images.float()
-    model, rand = true.model.to(device), shuffled.model.to(device)
+    model = sets.true_label.model.to(device).eval()
     targets = options.predict(model, x).argmax(dim=1)
-    info = {"dataset": "digits", "arch": "cnn", "epochs": true.config.epochs, "n_images": int(x.shape[0]),
-            "true_label_test_accuracy": true.test_accuracy,
-            "shuffled_label_test_accuracy": shuffled.test_accuracy}  # fmt: skip
-    rows = {r.key: r for r in build_rows(config, options, DR_IMAGE_SIZE)}
-    return DRData(model, rand, x, targets, rows, info)
+    info = {"dataset": "mnist", "arch": sets.true_label.config.arch, "recipe": sets.true_label.config.describe(),
+            "n_images": int(x.shape[0]), "n_random_label_models": len(sets.random_label),
+            "label_seeds": list(sets.label_seeds), "true_label_test_accuracy": sets.true_label.test_accuracy,
+            "true_label_train_accuracy": sets.true_label.train_accuracy,
+            "random_label_train_accuracy": [t.train_accuracy for t in sets.random_label],
+            "random_label_test_accuracy": [t.test_accuracy for t in sets.random_label],
+            "random_label_epochs": [t.epochs_run for t in sets.random_label]}  # fmt: skip
+    rows = {r.key: r for r in build_rows(config, options, size)}
+    return DRData(model, [t.model.to(device).eval() for t in sets.random_label], x, targets, rows, info)
 
 
 def data_digest(x: Tensor, targets: Tensor) -> str:
@@ -449,6 +456,7 @@ def _section_sanity(ctx: Context, row: ReportRow) -> JSONObject:
         "_per_image": {
             "mprt_s": _values(res.per_image("spearman_abs")),  # s_i: cascade mean
             "mprt_r": _values(res.reference),  # r_i: two estimates of the original map
+            "mprt_rt": _values(res.per_image_randomized_reference()),  # r̃_i, cascade mean (ones: deterministic)
             "mprt_spearman_abs": _values(res.spearman_abs[-1]),  # fully randomized end
             "mprt_ssim": _values(res.ssim[-1]),
             "mprt_topk_iou": _values(res.topk_iou[-1]),
@@ -559,20 +567,29 @@ def _section_localization(ctx: Context, row: ReportRow) -> JSONObject:
 
 
 def _section_data_randomization(ctx: Context, row: ReportRow) -> JSONObject:
+    """Per image and label permutation: :math:`s`, :math:`\\tilde r` (``_dr_seeds``, ``[S][N]``),
+    :math:`r` (shared); ``_per_image`` holds their means over the permutations for the table."""
     from smoothsal.metrics.sanity import data_randomization
 
     if ctx.dr is None:
         return {}
     d = ctx.dr
     digit_row = d.rows[row.key]  # the same method, built for the digits' size
+    results = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="a map is constant")
-        res = data_randomization(digit_row.factory, d.model, d.random_label_model, d.inputs, d.targets,
-                                 second_estimate=digit_row.second)  # fmt: skip
+        original = digit_row.factory(d.model).attribute(d.inputs, d.targets).detach()  # estimate (a), once
+        for rand in d.random_label_models:
+            results.append(data_randomization(digit_row.factory, d.model, rand, d.inputs, d.targets,
+                                              second_estimate=digit_row.second, original=original))  # fmt: skip
+    s = torch.stack([r.per_image("spearman_abs") for r in results])  # [S, N]
+    rt = torch.ones_like(s) if results[0].randomized_reference is None else torch.stack([r.randomized_reference for r in results])
     return {
-        "dr_by_construction": res.reference_by_construction,
-        "_per_image": {"dr_s": _values(res.per_image("spearman_abs")), "dr_r": _values(res.reference)},
-    }
+        "dr_by_construction": results[0].reference_by_construction,
+        "_dr_seeds": {"s": [_values(v) for v in s], "rt": [_values(v) for v in rt]},
+        "_per_image": {"dr_s": _values(s.nanmean(dim=0)), "dr_r": _values(results[0].reference),
+                       "dr_rt": _values(rt.nanmean(dim=0))},
+    }  # fmt: skip
 
 
 SECTION_FUNCTIONS: dict[str, Callable[[Context, ReportRow], JSONObject]] = {

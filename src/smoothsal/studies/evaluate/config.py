@@ -64,7 +64,7 @@ SECTIONS: tuple[str, ...] = ("sanity", "faithfulness", "road", "complexity", "ro
 #: (retained similarity R, pass when its 95 % interval over images lies below this)
 SANITY_THRESHOLD = MPRT_THRESHOLD
 #: bump when what a record holds changes, so that an old results store is never mixed in
-CARD_VERSION = 2
+CARD_VERSION = 3  # 3: the repaired sanity rule (r̃ recorded) and MNIST data randomization
 #: ``"bundled"``: the 4 bundled photos; ``"natural"``: those and 14 more offline natural photos
 #: (:func:`smoothsal.datasets.photos.natural_photos`, 18 in all)
 IMAGE_SETS: tuple[str, ...] = ("bundled", "natural")
@@ -74,6 +74,9 @@ RANDOMIZATIONS: tuple[str, ...] = INITS
 PRUNE_SHARE = 0.9
 BASELINES: tuple[str, ...] = ("blur", "black")
 BUNDLED_MODELS: tuple[str, ...] = ("lite0", "lite1", "lite2")
+#: the data randomization test's label permutations: one random-label MNIST model each, resampled
+#: as seeds by the verdict (:func:`smoothsal.metrics.sanity.sanity_verdict`)
+DR_LABEL_SEEDS: tuple[int, ...] = (0, 1, 2)
 
 
 class EvaluatePreset(TypedDict):
@@ -82,7 +85,6 @@ class EvaluatePreset(TypedDict):
     photos: tuple[str, ...] | None
     image_set: str
     dr_images: int
-    dr_epochs: int | None
     n_samples: int
     steps: int
     patch: int
@@ -104,7 +106,6 @@ FULL: EvaluatePreset = {
     "photos": None,
     "image_set": "natural",
     "dr_images": 64,
-    "dr_epochs": None,
     "n_samples": 50,
     "steps": 20,
     "patch": 16,
@@ -123,7 +124,6 @@ QUICK: EvaluatePreset = {
     "photos": None,
     "image_set": "bundled",
     "dr_images": 16,
-    "dr_epochs": 4,
     "n_samples": 8,
     "steps": 10,
     "patch": 16,
@@ -175,14 +175,15 @@ class EvaluateConfig:
             ``"scaled"`` (default: weights redrawn with each layer's own mean and std, norm layers
             permuted, running statistics kept), ``"default"`` (PyTorch's initialisation) or
             ``"permute"``; see :mod:`smoothsal.metrics.sanity`.
-        data_randomization: the data randomization test on digits (a CNN trained on the true
-            labels beside one trained on shuffled labels, cached); ``None`` = on for the bundled
-            models, off for user models; ``True``/``False``; or ``(model, random_label_model,
-            images [N, C, H, W])`` of your own (the second trained on shuffled labels).
+        data_randomization: the data randomization test on MNIST (LeNet-5 trained on the true
+            labels beside three trained on permuted labels, each with its own initialization and
+            trained until it fits them: :func:`smoothsal.studies.train.randomization_models`,
+            cached); ``None`` = on for the bundled models, off for user models; ``True``/``False``;
+            or ``(model, random_label_model or a list of them, images [N, C, H, W])`` of your own
+            (trained on permuted labels; several are resampled as seeds).
         image_set: ``"bundled"`` or ``"natural"`` (:data:`IMAGE_SETS`) when neither ``images`` nor
             ``photos`` is given.
-        dr_images, dr_epochs: held-out digits explained by the data randomization test, and the
-            training epochs of its two models (``None``: the training default).
+        dr_images: held-out MNIST digits explained by the data randomization test.
         sections: the sections to compute (default all of :data:`SECTIONS`; a list or a
             comma-separated string). Not part of the store's key: a run with fewer sections reuses
             (and adds to) the same records.
@@ -216,7 +217,6 @@ class EvaluateConfig:
     photos: tuple[str, ...] | None = FULL["photos"]
     image_set: str = FULL["image_set"]
     dr_images: int = FULL["dr_images"]
-    dr_epochs: int | None = FULL["dr_epochs"]
     n_samples: int = FULL["n_samples"]
     steps: int = FULL["steps"]
     patch: int = FULL["patch"]
@@ -277,15 +277,15 @@ class EvaluateConfig:
             raise ValueError(f"`image_set` must be one of {list(IMAGE_SETS)}, got {self.image_set!r}")
         dr = self.data_randomization
         if isinstance(dr, tuple):
-            if len(dr) != 3 or not all(isinstance(m, nn.Module) for m in dr[:2]) or not isinstance(dr[2], torch.Tensor):
-                raise TypeError("`data_randomization` must be None, a bool, or (model, random_label_model, images tensor)")
+            rand = list(dr[1]) if len(dr) == 3 and isinstance(dr[1], (list, tuple)) else [dr[1]] if len(dr) == 3 else []
+            if (len(dr) != 3 or not isinstance(dr[0], nn.Module) or not rand
+                    or not all(isinstance(m, nn.Module) for m in rand) or not isinstance(dr[2], torch.Tensor)):  # fmt: skip
+                raise TypeError("`data_randomization` must be None, a bool, or (model, random_label_model(s), images tensor)")
             if dr[2].dim() != 4 or dr[2].shape[0] < 2:
                 raise ValueError(f"`data_randomization` images must be [N >= 2, C, H, W], got {tuple(dr[2].shape)}")
         elif dr is not None and not isinstance(dr, bool):
             raise TypeError("`data_randomization` must be None, a bool, or (model, random_label_model, images tensor)")
         check_positive_int(self.dr_images, "dr_images", minimum=2)
-        if self.dr_epochs is not None:
-            check_positive_int(self.dr_epochs, "dr_epochs")
         for name in ("n_samples", "steps", "patch", "monotonicity_patch", "roughness_pairs", "loc_images"):
             check_positive_int(getattr(self, name), name)
         check_positive_int(self.fc_runs, "fc_runs", minimum=2)
@@ -415,7 +415,7 @@ class EvaluateConfig:
         records) and ``store_images``; without, neither key is there (older results stores stay valid).
         """
         skip = {"methods", "model", "images", "localization", "photos", "loc_images", "loc_epochs", "image_set",
-                "data_randomization", "dr_images", "dr_epochs", "sections", "maps", "store_images"}  # fmt: skip
+                "data_randomization", "dr_images", "sections", "maps", "store_images"}  # fmt: skip
         out: JSONObject = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         out["seed"] = seed
         out["model"] = self.model_id()
@@ -434,9 +434,11 @@ class EvaluateConfig:
         """The settings of the data randomization section's own store."""
         dr = self.data_randomization
         if isinstance(dr, tuple):
-            return {"source": f"{module_digest(dr[0])}-{module_digest(dr[1])}-{tensor_digest(dr[2])}",
-                    **self._section_hash(seed)}  # fmt: skip
-        return {"dataset": "digits", "dr_images": self.dr_images, "dr_epochs": self.dr_epochs, **self._section_hash(seed)}
+            rand = dr[1] if isinstance(dr[1], (list, tuple)) else [dr[1]]
+            models = "-".join(module_digest(m) for m in [dr[0], *rand])
+            return {"source": f"{models}-{tensor_digest(dr[2])}", **self._section_hash(seed)}
+        return {"dataset": "mnist", "recipe": "randomization_models", "label_seeds": list(DR_LABEL_SEEDS),
+                "dr_images": self.dr_images, **self._section_hash(seed)}  # fmt: skip
 
     def localization_hash(self, seed: int) -> JSONObject:
         """The settings of the localization section's own store."""
