@@ -65,6 +65,15 @@ class SmoothGradQuick(TypedDict):
     digit_epochs: int
     digit_models: int
     digit_inputs: int
+    claim_images: int
+    claim3_images: int
+    claim_pairs: int
+    photo_pairs: int
+    photo_pairs_from: int
+    claim_max_n: int
+    claim_ref_n: int
+    claim_photo_ref_n: int
+    noise_pairs: int
 
 
 class StabilityQuick(TypedDict):
@@ -83,11 +92,13 @@ class StabilityQuick(TypedDict):
 
 
 #: ``--quick`` of ``reproduce smoothgrad``: 10 noisy samples instead of 50, a shorter line, Fig. 4 on one
-#: image up to n = 50 with the standard-error column capped at 100 samples, 2-epoch digit models
-#: (said in the outputs).
+#: image up to n = 50 with the standard-error column capped at 100 samples, 2-epoch digit models,
+#: the claims on fewer images, pairs and draws (said in the outputs).
 SG_QUICK: SmoothGradQuick = {
     "n_samples": 10, "line_steps": 41, "line_samples": 4, "max_sample_size": 50, "se_max_samples": 100,
     "fig4_images": 1, "digit_epochs": 2, "digit_models": 2, "digit_inputs": 32,
+    "claim_images": 16, "claim3_images": 4, "claim_pairs": 16, "photo_pairs": 4, "photo_pairs_from": 4,
+    "claim_max_n": 20, "claim_ref_n": 100, "claim_photo_ref_n": 40, "noise_pairs": 2,
 }  # fmt: skip
 #: ``--quick`` of ``reproduce stability``: a smaller σ grid, 10 noise samples instead of 100,
 #: 8 photos, two methods and 16 samples on the ImageNet models, 2-epoch digit models.
@@ -185,6 +196,15 @@ class SmoothGradReproConfig(_ReproRun):
         digit_noise: σ_train of Figs. 8–9's noisy-training regime (fraction of the value range).
         digit_epochs, digit_models, digit_inputs, digit_show: the digits 2 × 2 (models trained on
             disjoint parts of the digits, test inputs scored, inputs shown).
+        claim_images: images of claims 1, 2 and 5 (synthetic scenes and MNIST digits each;
+            :mod:`smoothsal.studies.reproduce.sg_claims`).
+        claim_noise_levels: claim 2's σ grid (``0`` and ``noise_level`` are added).
+        claim3_images, claim_photos: MNIST digits and photos of claim 3; ``claim_max_n`` its
+            largest n, ``claim_ref_n`` / ``claim_photo_ref_n`` the draws of its reference maps.
+        claim_pairs: MNIST composites of claims 4 and 5; ``photo_pairs`` photo composites of claim 4,
+            drawn from the first ``photo_pairs_from`` natural photos.
+        noise_pairs: model pairs (plain, noise-trained) of claim 5.
+        claims: measure the claims (``claims.csv`` / ``claims.md``); ``False`` draws the figures only.
         quick, cache_dir: see :class:`_ReproRun`.
 
     How it runs and the seed (the noise seed; it also picks the digit test inputs) are the
@@ -214,6 +234,18 @@ class SmoothGradReproConfig(_ReproRun):
     digit_models: int = 3
     digit_inputs: int = 128
     digit_show: int = 4
+    claim_images: int = 64
+    claim_noise_levels: tuple[float, ...] = SG_NOISE_LEVELS
+    claim3_images: int = 16
+    claim_photos: int = 4
+    claim_max_n: int = 100
+    claim_ref_n: int = 400
+    claim_photo_ref_n: int = 200
+    claim_pairs: int = 32
+    photo_pairs: int = 20
+    photo_pairs_from: int = 10
+    noise_pairs: int = 3
+    claims: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -251,6 +283,20 @@ class SmoothGradReproConfig(_ReproRun):
         check_positive_int(self.digit_models, "digit_models", minimum=2)
         check_positive_int(self.digit_inputs, "digit_inputs")
         check_positive_int(self.digit_show, "digit_show")
+        grid = self.claim_noise_levels.split(",") if isinstance(self.claim_noise_levels, str) else list(self.claim_noise_levels)
+        levels = _floats([*grid, self.noise_level], "claim_noise_levels")  # the run's σ is always on the grid
+        self._set("claim_noise_levels", levels if 0.0 in levels else (0.0, *levels))
+        for name in ("claim_images", "claim3_images", "claim_photos", "claim_pairs", "photo_pairs", "photo_pairs_from"):
+            check_positive_int(getattr(self, name), name, minimum=2)
+        check_positive_int(self.claim_max_n, "claim_max_n", minimum=2)
+        check_positive_int(self.claim_ref_n, "claim_ref_n")
+        check_positive_int(self.claim_photo_ref_n, "claim_photo_ref_n")
+        check_positive_int(self.noise_pairs, "noise_pairs")
+        _check_bools(self, ("claims",))
+        if self.claim3_images > self.claim_images:
+            raise ValueError(f"`claim3_images` must be <= claim_images={self.claim_images}, got {self.claim3_images}")
+        if max(self.claim_photos, self.photo_pairs_from) > len(NATURAL_PHOTO_NAMES):
+            raise ValueError(f"`claim_photos` and `photo_pairs_from` must be <= {len(NATURAL_PHOTO_NAMES)} (the natural photos)")
         self._check_run_options()
 
     def smooth_spec(self, seed: int) -> SmoothSpec:

@@ -148,6 +148,13 @@ def run_smoothgrad(
         "quick": c.quick,
     }  # fmt: skip
     command = "smoothsal reproduce smoothgrad" + (" --quick" if c.quick else "")
+    if res.claims:
+        from smoothsal.studies.reproduce.sg_claims import claim_rows, write_claims
+
+        claims = claim_rows(res.claims, c, options.seed)
+        write_claims(out, claims, command, float(res.claims["seconds"]), c.quick)
+        tables.append({"file": "claims.md", "caption": "SmoothGrad's claims: our numbers with intervals, controls, verdicts"})
+        numbers["claims"] = {f"{r.claim} / {r.data}": r.verdict for r in claims}
     write_json(out / "results_numbers.json", _quote(numbers, command))
     summary = rp.write_manifest(
         out, "reproduce-smoothgrad", "Reproducing SmoothGrad (Smilkov et al. 2017)", figures, tables, numbers,

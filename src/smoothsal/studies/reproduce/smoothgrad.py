@@ -15,7 +15,9 @@ array), written as soon as it is finished, so an interrupted run resumes:
 * ``digits``: Figs. 8–9, train with / without input noise × explain with gradient / SmoothGrad
   on real 8×8 digits (the paper used MNIST), models trained on disjoint parts of the training set
   (:func:`smoothsal.studies.train.models_for_setting`, setting DT): stability error (Ye & Farnia
-  2025, eq. 12), SSIM and top-k IoU between the models' maps, and the first model's maps.
+  2025, eq. 12), SSIM and top-k IoU between the models' maps, and the first model's maps;
+* ``claim_*``: the paper's claims measured (:mod:`smoothsal.studies.reproduce.sg_claims`, rules
+  in :mod:`smoothsal.metrics.smoothgrad_claims`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DIGIT_REGIMES", "SmoothGradResults", "compute_smoothgrad", "discriminativity_classes"]
 
+#: records of the claims (:func:`~smoothsal.studies.reproduce.sg_claims.compute_claims`): σ grid × 2
+#: data sets, SSIM-vs-n × 2, discriminativity × 2, training noise
+CLAIM_UNITS = 7
 #: Figs. 8–9's 2 × 2: (train regime, explain regime).
 DIGIT_REGIMES: tuple[tuple[str, str], ...] = (
     ("plain", "gradient"), ("plain", "smoothgrad"), ("noisy", "gradient"), ("noisy", "smoothgrad"),
@@ -76,6 +81,7 @@ class SmoothGradResults:
     digit_rows: list[JSONObject] = field(default_factory=list)
     digit_maps: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     digit_inputs: np.ndarray | None = None
+    claims: JSONObject = field(default_factory=dict)
     config_hash: str = ""
     seconds: float = 0.0
 
@@ -144,7 +150,8 @@ def compute_smoothgrad(
     if echo is not None and loaded.class_names is not None:
         echo("targets: " + ", ".join(f"{n}: {loaded.class_names[int(t)].split(',')[0]}" for n, t in zip(res.names, targets)))
     n_methods = len(config.methods)
-    bar = _progress(options, 2 + len(config.noise_levels) + 2 + 4 * n_methods + len(DIGIT_REGIMES))
+    bar = _progress(options, 2 + len(config.noise_levels) + 2 + 4 * n_methods + len(DIGIT_REGIMES)
+                    + (CLAIM_UNITS if config.claims else 0))  # fmt: skip
     spec = config.smooth_spec(options.seed)
 
     def method(name: str, smooth: SmoothSpec | None) -> Attribution | Smooth:
@@ -234,6 +241,12 @@ def compute_smoothgrad(
 
     # Figs. 8-9: training noise × SmoothGrad on digits
     _compute_digits(res, store, bar)
+
+    # the paper's claims as numbers with intervals, controls and verdicts
+    if config.claims:
+        from smoothsal.studies.reproduce.sg_claims import compute_claims
+
+        res.claims = compute_claims(config, options, store, net, size, bar, echo)
     bar.close()
     res.seconds = round(time.perf_counter() - t0, 2)
     return res
