@@ -10,14 +10,8 @@ from torch import Tensor, nn
 from smoothsal._core.validation import TargetSpec, check_choice, check_inputs
 from smoothsal.execution.calls import resolve_model_targets
 from smoothsal.metrics._base import check_method_factory, metric
-from smoothsal.metrics.sanity.compare import (
-    SIMILARITY_METRICS,
-    MethodFactory,
-    _original_maps,
-    _randomized_maps,
-    _reference,
-    _similarities,
-)
+from smoothsal.metrics.sanity.compare import SIMILARITY_METRICS, MethodFactory, _original_maps, _randomized_maps
+from smoothsal.metrics.sanity.compare import _reference, _similarities
 
 __all__ = ["DataRandomizationResult", "data_randomization"]
 

@@ -28,7 +28,6 @@ from torch import Tensor, nn
 
 from smoothsal._core.jsontypes import JSONObject
 from smoothsal.metrics.intervals import Interval, bootstrap_interval
-from smoothsal.smoothing_spec import SmoothSpec
 from smoothsal.studies.options import RunOptions
 from smoothsal.studies.reproduce.config import SmoothGradReproConfig
 from smoothsal.studies.store import ResultsStore
