@@ -4,6 +4,7 @@ smoothsal.studies.reproduce.sg_claims)."""
 
 from __future__ import annotations
 
+import csv
 import math
 
 import numpy as np
@@ -23,7 +24,7 @@ from smoothsal.metrics.smoothgrad_claims import (
 )
 from smoothsal.metrics.smoothness import blur_to_smoothness, half_share, total_variation
 from smoothsal.studies.reproduce.config import SmoothGradReproConfig
-from smoothsal.studies.reproduce.sg_claims import claim_rows, mnist_composites, photo_composites
+from smoothsal.studies.reproduce.sg_claims import claim_rows, mnist_composites, photo_composites, write_claims
 
 
 def test_total_variation_hand_computed_and_scale_free():
@@ -116,7 +117,7 @@ def test_verdict_rules_on_hand_made_numbers():
     assert med.estimate == 10.0 and med.se == pytest.approx(np.std([10.0] * 9 + [100.0], ddof=1) / math.sqrt(10))
 
 
-def test_claim_rows_apply_the_rules_to_the_scores():
+def test_claim_rows_apply_the_rules_to_the_scores(tmp_path):
     """Hand-made scores with known answers: SmoothGrad beats the blur on both data sets (claim 1
     agrees), the argmax sits at 50 % (claim 2 disagrees), n = 10 everywhere (claim 3 agrees)."""
     c = SmoothGradReproConfig.preset(quick=True)
@@ -147,3 +148,10 @@ def test_claim_rows_apply_the_rules_to_the_scores():
     assert two.interval.estimate == levels[top] == 0.5
     one = next(r for r in rows if r.claim.startswith("1") and r.data == "synthetic")
     assert one.interval.estimate == pytest.approx(0.05 + 0.0025, abs=0.002)
+    # the files: every row, its verdict, the command and the quick label
+    paths = write_claims(tmp_path, rows, "smoothsal reproduce smoothgrad --quick", 12.0, True)
+    md = paths["claims.md"].read_text()
+    assert "(quick)" in md and "smoothsal reproduce smoothgrad --quick" in md and "**disagrees**" in md
+    with paths["claims.csv"].open() as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["verdict"] for r in table] == [r.verdict for r in rows] and len(table) == 15
