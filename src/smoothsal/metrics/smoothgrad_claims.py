@@ -7,8 +7,8 @@ given with it). Images are the units; where trained models are replicated (claim
 pairs are resampled as well (:func:`~smoothsal.metrics.intervals.two_level_interval`, crossed).
 Fewer than :data:`~smoothsal.metrics.intervals.MIN_IMAGES` images: inconclusive.
 
-1. **Smoothing sharpens, beyond blurring** (Sec. 3, Figs. 3 and 5: "SmoothGrad ... visually
-   sharper"). Score: relevance mass inside the object (:func:`~smoothsal.metrics.localization.relevance_mass`
+1. **Smoothing sharpens, beyond blurring** (Secs. 3.2–3.3, Figs. 3 and 5: SmoothGrad maps are
+   sharper, "the highlights are only on the object of interest"). Score: relevance mass inside the object (:func:`~smoothsal.metrics.localization.relevance_mass`
    of :math:`|a|`; the synthetic scenes' masks, MNIST's stroke pixels :math:`x > 0.5`) of
    SmoothGrad at the run's σ, minus that of the **control**: the gradient's magnitude blurred by a
    Gaussian to the same normalised total variation as the SmoothGrad map
@@ -17,13 +17,15 @@ Fewer than :data:`~smoothsal.metrics.intervals.MIN_IMAGES` images: inconclusive.
    *Why the blur*: any averaging smooths, and a smoother map may sit more on a compact object for
    that reason alone; SmoothGrad must beat the smoothing it brings. The pointing game is reported
    beside it and does not vote.
-2. **The best noise level is 10–20 %** (Sec. 4.1, Fig. 3). Score: the same relevance mass for
+2. **The best noise level is 10–20 %** (Sec. 3.2, Fig. 3: "10%-20% noise ... seems to balance the
+   sharpness of sensitivity map and maintain the structure of the original image"). Score: the same relevance mass for
    SmoothGrad over σ ∈ {0, 2.5, 5, 10, 15, 20, 30, 50 %}; the σ that maximises the mean over
    images, and the 2.5–97.5 % percentiles of that argmax over bootstrap resamples of the images
    (:func:`argmax_interval`). :func:`range_verdict`: agrees when the whole interval lies within
    [10 %, 20 %], disagrees when it lies wholly outside, otherwise inconclusive. *Why*: the
    paper's claim is a range, so the interval must sit inside it to agree.
-3. **n ≈ 50 samples is enough** (Sec. 4.1, Fig. 4). Score: per image, the smallest n of
+3. **n ≈ 50 samples is enough** (Sec. 3.2, Fig. 4: "little apparent change in the visualizations
+   for n > 50"). Score: per image, the smallest n of
    {1, 2, 5, 10, 20, 50, 100, ...} at which SmoothGrad's map reaches SSIM 0.9
    (:func:`~smoothsal.metrics.similarity.ssim_maps`) to a map of many more *independent* draws
    (:func:`n_reaching`; an image that never reaches it counts as twice the largest n tried); the
@@ -31,13 +33,13 @@ Fewer than :data:`~smoothsal.metrics.intervals.MIN_IMAGES` images: inconclusive.
    error across images. :func:`range_verdict` against [1, 50]: agrees when the interval's upper
    end is at most 50, disagrees when its lower end is above 50. *Why*: "enough" means 50 draws
    already give a map close to the converged one.
-4. **Discriminativity** (Sec. 4.3, Fig. 6). On composites of two objects side by side (two MNIST
+4. **Discriminativity** (Sec. 3.3, Fig. 6: the map of the monkey class on the monkey, not the spoon). On composites of two objects side by side (two MNIST
    digits of different classes; two photos with different top-1 classes), the map of each
    object's class: the share of its magnitude on its own half (:func:`~smoothsal.metrics.smoothness.half_share`),
    averaged over the two classes of a composite (0.5 = no discrimination). Smoothed minus raw,
    :func:`direction_verdict` ``"up"``, per data set, combined by :func:`combine_verdicts`.
-5. **Training with noise** (Sec. 4.4, Figs. 8–9: models trained with noise give sharper
-   gradients). MNIST models trained without and with input noise
+5. **Training with noise** (Sec. 3.5, Figs. 8–9: adding noise during training "also improves the
+   sharpness of the sensitivity map"). MNIST models trained without and with input noise
    (:func:`smoothsal.studies.train.noise_models`, 3 replicate pairs), scored by claim 1's
    relevance mass and claim 4's share (the gradient, raw): noisy-trained minus plain, pairs ×
    images, :func:`direction_verdict` ``"up"`` each, combined by :func:`combine_verdicts`. *Why not
@@ -73,9 +75,9 @@ __all__ = [
 
 #: the three outcomes of a claim
 VERDICTS = ("agrees", "disagrees", "inconclusive")
-#: the paper's best noise level, σ / (x_max − x_min) (Sec. 4.1: "10%-20%")
+#: the paper's best noise level, σ / (x_max − x_min) (Sec. 3.2: "10%-20%")
 PAPER_BEST_SIGMA = (0.10, 0.20)
-#: the paper's sample size beyond which maps change little (Sec. 4.1: "n = 50")
+#: the paper's sample size beyond which maps change little (Sec. 3.2: "n > 50")
 PAPER_ENOUGH_SAMPLES = 50
 #: claim 3's closeness to the converged map
 SSIM_TARGET = 0.9
