@@ -36,13 +36,14 @@ PER_IMAGE: tuple[str, ...] = (
     "loc_pointing", "loc_mass", "loc_topk_iou", "dr_s", "dr_r", "mprt_rt", "dr_rt",
 )  # fmt: skip
 #: the range each per-image value can take (its interval is clipped to it: a mean of probabilities
-#: keeps its interval in [0, 1]); values not listed are unbounded (entropy, roughness, eMPRT, ...)
+#: keeps its interval in [0, 1], a ratio of entropies stays >= 0); values not listed are unbounded
 PER_IMAGE_RANGE: dict[str, tuple[float, float]] = {
     **{k: (-1.0, 1.0) for k in ("mprt_s", "mprt_r", "mprt_rt", "mprt_spearman_abs", "mprt_ssim", "dr_s", "dr_r",
                                 "dr_rt", "faithfulness_corr", "monotonicity", "ins_minus_del", "road_combined")},
     **{k: (0.0, 1.0) for k in ("mprt_topk_iou", "deletion_auc", "insertion_auc", "road_morf", "road_lerf",
                                "loc_pointing", "loc_mass", "loc_topk_iou", "sparseness")},
     "prune_q90": (0.0, 100.0),
+    **{k: (0.0, math.inf) for k in ("emprt", "entropy", "roughness", "prune_conf_q10")},
 }  # fmt: skip
 #: verdict statistics (retained similarity R of MPRT, sMPRT and data randomization), with intervals
 VERDICT_STATS: tuple[str, ...] = ("sanity_R", "smprt_R", "dr_R", "emprt")
