@@ -207,3 +207,16 @@ def test_resampling_seeds_matters_when_the_seed_moves_the_result():
         hits_images += first.low <= truth <= first.high
     assert hits_two / trials >= 0.88
     assert hits_images / trials <= 0.6
+
+
+def test_clipped_keeps_the_interval_in_the_statistics_range():
+    """A mean of probabilities on few skewed values: the studentized upper bound can pass 1; clipped it is 1."""
+    from smoothsal.metrics.intervals import Interval
+
+    iv = Interval(0.6, 0.042, 5.228, 4, se=0.3)
+    c = iv.clipped(0.0, 1.0)
+    assert (c.estimate, c.low, c.high, c.n, c.se) == (0.6, 0.042, 1.0, 4, 0.3)
+    assert Interval(0.1, -0.2, 0.3, 8).clipped(0.0, 1.0).low == 0.0
+    assert math.isnan(Interval(0.5, float("nan"), float("nan"), 1).clipped(0.0, 1.0).low)
+    with pytest.raises(ValueError, match="`low` must be <= `high`"):
+        iv.clipped(1.0, 0.0)
