@@ -378,7 +378,7 @@ def claim_rows(results: JSONObject, config: SmoothGradReproConfig, seed: int = 0
         sh = np.asarray(r["shares"])  # [2, P]
         iv = difference_interval(sh[0], sh[1], seed=seed)
         raw, smooth = bootstrap_interval(sh[0], seed=seed).clipped(0, 1), bootstrap_interval(sh[1], seed=seed).clipped(0, 1)
-        parts.append(ClaimRow("4 discriminativity", name, f"share of each class's |map| on its own half: {sg} − gradient",
+        parts.append(ClaimRow("4 discriminativity", name, f"share of each class's map magnitude on its own half: {sg} − gradient",
                               iv, f"raw gradient {raw.format()}, smoothed {smooth.format()} (0.5: none) over {r['n_pairs']} composites",
                               "smoothed maps single out the class's object better (Fig. 6)",
                               direction_verdict(iv, "up"), "interval of the difference above 0",
