@@ -6,7 +6,9 @@ every (job, tree) pair runs once, the trees' order rotating from round to round 
 always runs first on a warm or a cold machine:
 
 * ``explain`` — ``smoothsal explain --out DIR``: what ``make demo`` spends its time on;
-* ``evaluate`` — ``smoothsal evaluate --quick --out DIR``: the quick report card.
+* ``evaluate`` — ``smoothsal evaluate --quick --out DIR``: the quick report card;
+* ``explain-chelsea`` — ``smoothsal explain chelsea --out DIR``: the demo's job on one of its photos
+  (the same methods, samples and stopping rule), when the whole demo is too long to repeat.
 
 With ``--parallel`` the trees' runs of a (round, job) start at the same time instead of one after
 the other, so that the load of a shared machine falls on both alike (and a round takes the time of
@@ -46,6 +48,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "bench_defaults.json"
 JOBS = {
     "explain": ["explain"],
     "evaluate": ["evaluate", "--quick"],
+    "explain-chelsea": ["explain", "chelsea"],
 }
 _CHILD = "import sys; from smoothsal.cli import main; main(sys.argv[1:])"
 
