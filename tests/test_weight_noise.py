@@ -187,3 +187,24 @@ def test_tied_weights_share_one_draw():
     noise = WeightNoise(model, 0.1)
     assert noise.names == ("0.weight",)
     assert len(noise._slots[0]) == 1  # the same module twice is one entry
+
+
+def test_labels_name_the_noise():
+    from smoothsal.registry import method_label
+
+    assert method_label("grad", smooth=SmoothSpec(noise_level=0.15)) == "SmoothGrad (input 15 %)"
+    assert method_label("grad", smooth=SmoothSpec(noise_level=0.0, weight_noise=0.2)) == "NoiseGrad (weights 20 %)"
+    both = SmoothSpec(noise_level=0.1, weight_noise=0.2, weight_noise_layers=("fc",))
+    assert method_label("ig", smooth=both) == "FusionGrad Integrated Gradients (input 10 %, weights 20 % of fc)"
+    assert method_label("grad", smoothed=True) == "SmoothGrad"  # without a spec: the registered label
+
+
+def test_explain_takes_weight_noise_into_its_maps_and_hash():
+    from smoothsal.studies.explain.config import ExplainConfig
+
+    config = ExplainConfig(images=("chelsea",), weight_noise=0.2, noise_level=0.0)
+    assert config.smooth_spec(3).weight_noise == 0.2 and config.smooth_spec(3).noise_kind == "weights"
+    assert config.to_hash(0)["weight_noise"] == 0.2
+    assert "weight_noise" not in ExplainConfig(images=("chelsea",)).to_hash(0)  # old stores keep their hash
+    with pytest.raises(ValueError, match="weight_noise"):
+        ExplainConfig(images=("chelsea",), weight_noise=-1.0)

@@ -77,6 +77,7 @@ __all__ = [
     "method_factory",
     "method_label",
     "method_spec",
+    "noise_label",
     "parse_methods",
     "register",
 ]
@@ -157,7 +158,12 @@ class MethodSpec:
         names, open_ended = _parameters(self.factory)
         return setting in names or open_ended
 
-    def label_for(self, smoothed: bool = False) -> str:
+    def label_for(self, smoothed: bool = False, smooth: SmoothSpec | None = None) -> str:
+        """The raw or smoothed label; with ``smooth``, a label that says which noise the map averages
+        over and how much (:func:`noise_label`): ``"SmoothGrad (input 15 %)"``,
+        ``"NoiseGrad (weights 20 %)"``, ``"FusionGrad Integrated Gradients (input 10 %, weights 20 %)"``."""
+        if smooth is not None:
+            return noise_label(self, smooth)
         if not smoothed:
             return self.label
         return self.smoothed_label or f"Smooth {self.label}"
@@ -245,9 +251,43 @@ def method_spec(name: str) -> MethodSpec:
     return METHODS[key]
 
 
-def method_label(name: str, smoothed: bool = False) -> str:
-    """Human-readable label, e.g. ``"SmoothGrad"`` or ``"Smooth Integrated Gradients"``."""
-    return method_spec(name).label_for(smoothed)
+def method_label(name: str, smoothed: bool = False, smooth: SmoothSpec | None = None) -> str:
+    """Human-readable label, e.g. ``"SmoothGrad"`` or ``"Smooth Integrated Gradients"``; with
+    ``smooth`` (a :class:`~smoothsal.smoothing_spec.SmoothSpec`), one naming its noise and levels,
+    e.g. ``"NoiseGrad (weights 20 %)"`` (:func:`noise_label`)."""
+    return method_spec(name).label_for(smoothed, smooth)
+
+
+def _percent(level: float) -> str:
+    return f"{100 * level:.3g} %"
+
+
+def noise_label(spec: MethodSpec, smooth: SmoothSpec) -> str:
+    """The label of method ``spec`` smoothed by ``smooth``: the smoothing's name and its noise.
+
+    Input noise is SmoothGrad (Smilkov et al. 2017), weight noise NoiseGrad and both FusionGrad
+    (Bykov et al. 2022); the gradient's smoothed map is named by the smoothing alone, any other
+    method's by the smoothing and the method. The levels follow in brackets, as percentages
+    (of the input's value range; of each weight's own size).
+
+    Example:
+        >>> noise_label(method_spec("grad"), SmoothSpec(noise_level=0.15))
+        'SmoothGrad (input 15 %)'
+        >>> noise_label(method_spec("ig"), SmoothSpec(noise_level=0.0, weight_noise=0.2))
+        'NoiseGrad Integrated Gradients (weights 20 %)'
+    """
+    kind = smooth.noise_kind
+    parts = []
+    if kind in ("input", "both"):
+        parts.append(f"input {_percent(smooth.noise_level)}")
+    if kind in ("weights", "both"):
+        layers = f" of {', '.join(smooth.weight_noise_layers)}" if smooth.weight_noise_layers else ""
+        parts.append(f"weights {_percent(smooth.weight_noise)}{layers}")
+    levels = f" ({', '.join(parts)})" if parts else " (no noise)"
+    if kind in ("input", "none"):
+        return f"{spec.label_for(True)}{levels}"
+    name = "NoiseGrad" if kind == "weights" else "FusionGrad"
+    return f"{name}{levels}" if spec.name == "grad" else f"{name} {spec.label}{levels}"
 
 
 @overload
