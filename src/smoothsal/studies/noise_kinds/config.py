@@ -88,7 +88,10 @@ class NoiseKindsConfig:
         )
 
     def to_hash(self, seed: int) -> JSONObject:
-        """Every setting that changes a number, with the run's seed."""
-        out: JSONObject = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """The settings that change a unit's numbers, with the run's seed. Left out: what only selects
+        units (``groups``, ``kinds``, ``levels``, ``n_pairs``: every unit names its group, pair, kind
+        and level), so a run with more of them reuses the units already stored."""
+        selection = {"groups", "kinds", "levels", "n_pairs"}
+        out: JSONObject = {k: v for k, v in asdict(self).items() if k not in selection}
         out["seed"] = seed
         return out

@@ -82,7 +82,8 @@ def run_noise_kinds(config: NoiseKindsConfig, options: RunOptions) -> NoiseKinds
             writer.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(p).items()})
     summary = {
         "study": "noise_kinds",
-        "settings": config.to_hash(options.seed),
+        "settings": {**{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
+                     "seed": options.seed},
         "rule": "matched fidelity (smoothsal.studies.noise_kinds docstring): at each target relative fidelity error, "
         "the kind with the lowest mean squared stability error wins iff the 95 % two-level interval of its per-unit "
         "difference to every other reaching kind lies below 0; the interpolation weights' own error is not in the interval",
