@@ -65,7 +65,7 @@ def test_the_map_is_the_average_over_perturbed_copies_drawn_from_the_weight_stre
     gen = weight_generator(7)
     inputs_gen = torch.Generator().manual_seed(7)
     span = (x.flatten(1).max(1).values - x.flatten(1).min(1).values).view(-1, 1, 1, 1)
-    names = sm._weights.names
+    names = WeightNoise(model, sigma_w, ["0", "5"]).names
     assert names == ("0.weight", "0.bias", "5.weight", "5.bias")
     total = torch.zeros_like(x)
     for _ in range(n):

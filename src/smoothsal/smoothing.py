@@ -329,7 +329,7 @@ class Smooth:
         if max_memory is not None:
             parse_memory(max_memory)  # a bad budget fails here, before any work
         self.max_memory = max_memory
-        self._weights = self._weight_noise(spec)  # None without weight noise; bad layer names fail here
+        self._weight_noise(spec)  # bad layer names fail here, before any work
 
     # ---- the settings (read from the spec; a Smooth never changes them) ------------------------
     @property
@@ -517,7 +517,9 @@ class Smooth:
         gaps = _DeltaSums(b, x.device) if with_delta else None  # the inner runs' completeness gaps
         active = torch.arange(b, device=x.device)  # images still sampling
         snapped: dict[int, Tensor] = {}
-        weight_gen = weight_generator(self.seed, x.device) if self._weights is not None else None
+        # the model's parameters as they are now (a module replaced since the Smooth was built is perturbed too)
+        weight_noise = self._weight_noise(self._spec)
+        weight_gen = weight_generator(self.seed, x.device) if weight_noise is not None else None
         done = 0
         while done < self.n_samples and active.numel() > 0:
             a = active.numel()
@@ -530,7 +532,7 @@ class Smooth:
             s = min(max(1, m // a), stop - done) if weight_gen is None else 1  # draws this call
             # draws in order, one per sample, shared by the images: the batch never changes the map
             eps = torch.stack([stream.next() for _ in range(s)])  # [s, ...]
-            weights = self._weights.applied(self._weights.draw(weight_gen)) if weight_gen is not None else nullcontext()
+            weights = weight_noise.applied(weight_noise.draw(weight_gen)) if weight_noise is not None else nullcontext()
             with weights:
                 for group in active.split(m) if s == 1 else (active,):
                     noisy = x[group].unsqueeze(0) + sigma[group].unsqueeze(0) * eps.unsqueeze(1)  # [s, G, ...]
