@@ -208,3 +208,22 @@ def test_explain_takes_weight_noise_into_its_maps_and_hash():
     assert "weight_noise" not in ExplainConfig(images=("chelsea",)).to_hash(0)  # old stores keep their hash
     with pytest.raises(ValueError, match="weight_noise"):
         ExplainConfig(images=("chelsea",), weight_noise=-1.0)
+
+
+def test_tradeoff_takes_weight_noise_and_smooths_its_zero_row():
+    from conftest import small_cnn
+    from smoothsal.studies.tradeoff.compute import curve_rows
+    from smoothsal.studies.tradeoff.config import TradeoffConfig
+
+    config = TradeoffConfig.preset("quick", weight_noise=0.2)
+    assert config.to_hash(0)["weight_noise"] == 0.2
+    assert "weight_noise" not in TradeoffConfig.preset("quick").to_hash(0)  # old stores keep their hash
+    with pytest.raises(ValueError, match="weight_noise"):
+        TradeoffConfig.preset("quick", weight_noise=-0.1)
+    models = [small_cnn(seed=s) for s in (0, 1)]
+    x = torch.rand(3, 3, 12, 12, generator=torch.Generator().manual_seed(0))  # SSIM needs 11 px
+    targets = torch.tensor([0, 1, 2])
+    rows = dict(curve_rows("grad", models, ["a", "b"], x, targets, [0.0], smooth=SmoothSpec(n_samples=4, weight_noise=0.3)))
+    plain = dict(curve_rows("grad", models, ["a", "b"], x, targets, [0.0], smooth=SmoothSpec(n_samples=4)))
+    assert plain[0.0]["fidelity_mean"] == 0.0 and plain[0.0]["n_samples"] == 0  # σ = 0 without weight noise: the raw map
+    assert rows[0.0]["fidelity_mean"] > 0.0 and rows[0.0]["n_samples"] == 4  # with it: NoiseGrad

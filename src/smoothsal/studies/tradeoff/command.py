@@ -48,6 +48,9 @@ def register_cli(app: Any) -> None:
         ),
         settings: Optional[str] = typer.Option(None, "--settings", help="Comma-separated: DT, DR, DA (default: all; DA for photos)."),
         samples: Optional[int] = typer.Option(None, "--samples", help="Noisy samples per smoothed map."),
+        weight_noise: Optional[float] = typer.Option(
+            None, "--weight-noise", help="σ_w of multiplicative weight noise in every smoothed map (FusionGrad; NoiseGrad at σ = 0)."
+        ),
         inputs: Optional[int] = typer.Option(None, "--inputs", help="Test inputs explained."),
         models: Optional[int] = typer.Option(None, "--models", help="Models per setting (>= 2)."),
         epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs of every model."),
@@ -68,7 +71,7 @@ def register_cli(app: Any) -> None:
                 "quick" if quick else "full", dataset=dataset, methods=methods,
                 noise_levels=_floats(noise_levels, "--noise-levels"), settings=settings, n_samples=samples,
                 n_inputs=inputs, n_models=models, epochs=epochs, ig_steps=ig_steps,
-                stability_target=stability_target, fidelity_bound=fidelity_bound, maps=maps,
+                stability_target=stability_target, fidelity_bound=fidelity_bound, maps=maps, weight_noise=weight_noise,
             )  # fmt: skip
             note = zero_note(config)
             if note:

@@ -127,6 +127,9 @@ class TradeoffConfig:
         maps: a map store of ``smoothsal explain-dataset`` to read the maps from instead of
             training and explaining (``dataset`` becomes ``"store"``, settings ``("store",)``,
             ``n_models``/``n_inputs``/``n_samples`` those of the store).
+        weight_noise: σ_w of multiplicative weight noise in every smoothed map (FusionGrad at each
+            σ > 0; at σ = 0 NoiseGrad instead of the raw map: :mod:`smoothsal.weight_noise`); 0: none.
+            The study ``smoothsal noise-kinds`` compares the kinds of noise themselves.
         zero_added: set when σ = 0 was not in the requested grid and was added.
 
     How it runs (output folder, device, batch size, memory budget, progress bars) and the seed (it
@@ -149,6 +152,7 @@ class TradeoffConfig:
     fidelity_bound: float | None = None
     cache_dir: Path | None = None
     maps: Path | str | None = None
+    weight_noise: float = 0.0
     zero_added: bool = field(default=False, init=False)
 
     @classmethod
@@ -183,6 +187,9 @@ class TradeoffConfig:
         from smoothsal.studies.train import MNIST_BASE, TrainConfig, setting_configs
 
         set_ = lambda name, value: object.__setattr__(self, name, value)
+        set_("weight_noise", check_nonnegative(self.weight_noise, "weight_noise"))
+        if self.maps is not None and self.weight_noise:
+            raise ValueError("`weight_noise` does not apply to `maps` (the store's maps are already made)")
         if self.maps is not None:
             self._check_maps()
             return
@@ -321,6 +328,7 @@ class TradeoffConfig:
             "n_samples": self.n_samples,
             "n_models": self.n_models,
             "ig_steps": self.ig_steps,
+            **({"weight_noise": self.weight_noise} if self.weight_noise else {}),
             "seed": seed,
             "base": None if self.base is None else dataclasses.asdict(self.base),
         }
