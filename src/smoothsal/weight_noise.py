@@ -44,13 +44,12 @@ from torch import Tensor, nn
 
 from smoothsal._core.validation import check_nonnegative
 from smoothsal.execution.folding import folding
-from smoothsal.noise import SeedSpec, make_generator
+from smoothsal.noise import SeedSpec, derived_generator
 
 __all__ = ["WeightNoise", "perturbed", "weight_generator"]
 
-#: what the weight generator's int seed is offset by, so that weight and input noise of one seed
-#: are different streams (the input noise keeps the seed itself)
-_WEIGHT_SEED_OFFSET = 0x5EED_0F_3E16
+#: the weight draws' stream of :func:`smoothsal.noise.derived_generator`
+WEIGHT_STREAM = 0
 
 
 @dataclass(frozen=True)
@@ -171,14 +170,6 @@ def perturbed(slots: Sequence[_Slot], values: Sequence[Tensor]) -> Iterator[None
             s.module._parameters[s.name] = original
 
 
-def weight_generator(seed: SeedSpec, device: torch.device | str | None = None, *, stream: int = 0) -> torch.Generator:
-    """A generator of the smoothing's own draws other than the input noise (the weight draws,
-    ``stream=0``; a path method's positions, ``stream=1``) for ``seed``, the input noise's seed: an
-    int gives a fresh generator of a stream other than the input noise's; a ``torch.Generator`` a
-    new one seeded from it (advancing it once); ``None`` fresh randomness."""
-    if isinstance(seed, torch.Generator):
-        derived = int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device).item())
-        return torch.Generator(device=seed.device).manual_seed(derived)
-    if seed is None:
-        return make_generator(None, device)
-    return make_generator((int(seed) + _WEIGHT_SEED_OFFSET * (1 + int(stream))) % 2**63, device)
+def weight_generator(seed: SeedSpec, device: torch.device | str | None = None) -> torch.Generator:
+    """The generator of the weight draws for ``seed``, the input noise's seed (:func:`smoothsal.noise.derived_generator`, stream 0)."""
+    return derived_generator(seed, device, stream=WEIGHT_STREAM)
