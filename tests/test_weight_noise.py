@@ -227,3 +227,27 @@ def test_tradeoff_takes_weight_noise_and_smooths_its_zero_row():
     plain = dict(curve_rows("grad", models, ["a", "b"], x, targets, [0.0], smooth=SmoothSpec(n_samples=4)))
     assert plain[0.0]["fidelity_mean"] == 0.0 and plain[0.0]["n_samples"] == 0  # σ = 0 without weight noise: the raw map
     assert rows[0.0]["fidelity_mean"] > 0.0 and rows[0.0]["n_samples"] == 4  # with it: NoiseGrad
+
+
+def test_memory_holds_one_weight_draw_at_a_time(monkeypatch):
+    # each draw's perturbed parameters must be freed before the next draw is made
+    import gc
+    import weakref
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 64), nn.ReLU(), nn.Linear(64, 10)).eval()
+    alive_at_draw, earlier = [], []
+    original = WeightNoise.draw
+
+    def spying_draw(self, generator):
+        gc.collect()
+        alive_at_draw.append(sum(r() is not None for r in earlier))
+        values = original(self, generator)
+        earlier.extend(weakref.ref(v) for v in values)
+        return values
+
+    monkeypatch.setattr(WeightNoise, "draw", spying_draw)
+    Smooth(VanillaGradient(model), noise_level=0.1, weight_noise=0.2, n_samples=12, batch_size=2).attribute(
+        torch.rand(3, 3, 16, 16), target=0
+    )
+    assert len(alive_at_draw) == 12 and max(alive_at_draw) == 0
