@@ -15,7 +15,7 @@ weight_noise=σ_w)``); this module holds the weight half:
 * :class:`WeightNoise`: which parameters are perturbed (every parameter, or those of the named
   layers), and the draws, in a fixed order from one generator: draw :math:`j` is the same whatever
   the batch size, and every image of a batch sees it (common random numbers, as for the input noise);
-* :func:`perturbed`: a context in which the model computes with :math:`\tilde\theta_j`. It swaps
+* :meth:`WeightNoise.applied`: a context in which the model computes with :math:`\tilde\theta_j`. It swaps
   the modules' parameter *entries* for new tensors and puts the original ``nn.Parameter`` objects
   back on exit, also when the block raises (the mechanism of :func:`torch.func.functional_call`,
   kept here as a context because an attribution method calls the model itself, through its hooks
@@ -46,7 +46,7 @@ from smoothsal._core.validation import check_nonnegative
 from smoothsal.execution.folding import folding
 from smoothsal.noise import SeedSpec, derived_generator
 
-__all__ = ["WeightNoise", "perturbed", "weight_generator"]
+__all__ = ["WeightNoise", "weight_generator"]
 
 #: the weight draws' stream of :func:`smoothsal.noise.derived_generator`
 WEIGHT_STREAM = 0
@@ -121,7 +121,8 @@ class WeightNoise:
                     if slot not in self._slots[k]:
                         self._slots[k].append(slot)
         if not self._tensors:
-            raise ValueError(f"`weight_noise_layers` {list(layers or [])} hold no parameter to perturb")
+            where = f"the modules {list(layers)}" if layers is not None else "the model"
+            raise ValueError(f"`weight_noise`: {where} hold(s) no parameter to perturb")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -147,13 +148,13 @@ class WeightNoise:
     @contextlib.contextmanager
     def applied(self, values: Sequence[Tensor]) -> Iterator[None]:
         """Context: the model computes with ``values`` (a :meth:`draw`) in place of its parameters."""
-        with perturbed([s for slots in self._slots for s in slots],
+        with _swapped([s for slots in self._slots for s in slots],
                        [v for v, slots in zip(values, self._slots) for _ in slots]):  # fmt: skip
             yield
 
 
 @contextlib.contextmanager
-def perturbed(slots: Sequence[_Slot], values: Sequence[Tensor]) -> Iterator[None]:
+def _swapped(slots: Sequence[_Slot], values: Sequence[Tensor]) -> Iterator[None]:
     """Context: each ``slot.module._parameters[slot.name]`` is ``value`` inside, the original after.
 
     The original entries (the user's ``nn.Parameter`` objects) are put back on exit whether the
