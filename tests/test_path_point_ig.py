@@ -74,9 +74,11 @@ def test_the_completeness_gap_of_the_mean_falls_with_n_on_lite0():
     model = efficientnet_lite0()
     x = torch.cat([load_photo(name).tensor for name in ("chelsea", "coffee")])
     x = torch.nn.functional.interpolate(x, size=64, mode="bilinear", antialias=True)  # a few seconds on a CPU
-    gaps = {}
-    for n in (4, 64):
-        _, delta = Smooth(PathPointIG(model), noise_level=0.15, n_samples=n, seed=0).attribute_with_delta(x)
-        gaps[n] = delta.relative_of_mean  # |Σ mean map − mean ΔF| / |mean ΔF| per image
-    assert float(gaps[64].mean()) < 0.5 * float(gaps[4].mean())
-    assert float(gaps[64].mean()) < 0.15
+    gaps = {4: [], 64: []}
+    for path_seed in range(3):  # one run's gap is one draw: average over the path positions' seeds
+        for n in gaps:
+            method = PathPointIG(model, seed=path_seed)
+            _, delta = Smooth(method, noise_level=0.15, n_samples=n, seed=0).attribute_with_delta(x)
+            gaps[n].append(delta.relative_of_mean)  # |Σ mean map − mean ΔF| / |mean ΔF| per image
+    mean = {n: float(torch.cat(v).mean()) for n, v in gaps.items()}
+    assert mean[64] < 0.25 * mean[4]

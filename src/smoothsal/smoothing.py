@@ -57,7 +57,7 @@ from smoothsal.execution.memory import MemorySpec, items_in_budget
 from smoothsal.execution.policy import RowContext, RowPolicy
 from smoothsal.execution.runner import policy_for, run_call
 from smoothsal.methods.base import ConvergenceDelta, model_of
-from smoothsal.noise import Sampler, SeedSpec, derived_generator, make_generator, noise_sigma, noise_stream
+from smoothsal.noise import Sampler, SeedSpec, make_generator, noise_sigma, noise_stream
 from smoothsal.smoothing_spec import STATISTICS, SmoothSpec  # noqa: F401 (STATISTICS: its old home)
 from smoothsal.weight_noise import WeightNoise, weight_generator
 

@@ -91,8 +91,7 @@ def _smoothed_values(
     for name, model in ((name_a, a), (name_b, b)):
         key = (name, kind, level)
         if key not in cache:
-            split = smoothed_halves(options.build_method("grad", model, spec), data.inputs, data.targets,
-                                    batch_size=options.batch_size)  # fmt: skip
+            split = smoothed_halves(options.build_method("grad", model, spec), data.inputs, data.targets)
             if split is None:  # pragma: no cover - a Gaussian, fixed-n mean always has halves
                 raise RuntimeError("the smoothed maps gave no independent halves")
             cache[key] = split[1]
