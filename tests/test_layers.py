@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 3: attribution methods and their Captum adapters
     ("smoothsal.methods", "smoothsal.interop"),
     # 4: smoothing any method; every method's name and settings
-    ("smoothsal.smoothing", "smoothsal.smoothing_spec", "smoothsal.registry"),
+    ("smoothsal.smoothing", "smoothsal.smoothing_spec", "smoothsal.registry", "smoothsal.weight_noise"),
     # 5: metrics, rendering, and the package root that gathers the library's public names (the
     # root's own module only: a new module at the root must be given its layer here)
     ("smoothsal.metrics", "smoothsal.render", "smoothsal"),

@@ -50,6 +50,7 @@ __all__ = [
     "NoiseStream",
     "Sampler",
     "SeedSpec",
+    "derived_generator",
     "independent_draws",
     "make_generator",
     "noise_sigma",
@@ -283,6 +284,33 @@ def make_generator(seed: SeedSpec, device: torch.device | str | None = None) -> 
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"`seed` must be an int, a torch.Generator or None, got {type(seed).__name__}")
     return gen.manual_seed(seed)
+
+
+#: what a derived generator's int seed is offset by (times ``stream + 1``), so that its draws and
+#: the input noise of one seed are different streams (the input noise keeps the seed itself)
+_DERIVED_SEED_OFFSET = 0x5EED_0F_3E16
+
+
+def derived_generator(seed: SeedSpec, device: torch.device | str | None = None, *, stream: int = 0) -> torch.Generator:
+    """A generator for draws of a smoothing other than its input noise (weight noise: stream 0; a
+    path method's positions: stream 1), from the input noise's ``seed``.
+
+    An int gives a fresh generator of a stream of its own (the same draws every call); a
+    ``torch.Generator`` a new one seeded from it (advancing it once); ``None`` fresh randomness.
+
+    Example:
+        >>> a = torch.randn(2, generator=derived_generator(7))
+        >>> bool((a == torch.randn(2, generator=derived_generator(7))).all())
+        True
+        >>> bool((a == torch.randn(2, generator=make_generator(7))).any())
+        False
+    """
+    if isinstance(seed, torch.Generator):
+        derived = int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device).item())
+        return torch.Generator(device=seed.device).manual_seed(derived)
+    if seed is None:
+        return make_generator(None, device)
+    return make_generator((int(seed) + _DERIVED_SEED_OFFSET * (1 + int(stream))) % 2**63, device)
 
 
 def value_span(inputs: Tensor, value_range: tuple[float, float] | None = None) -> Tensor:

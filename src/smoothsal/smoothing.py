@@ -43,6 +43,7 @@ How it runs:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -58,6 +59,7 @@ from smoothsal.execution.runner import policy_for, run_call
 from smoothsal.methods.base import ConvergenceDelta, model_of
 from smoothsal.noise import Sampler, SeedSpec, make_generator, noise_sigma, noise_stream
 from smoothsal.smoothing_spec import STATISTICS, SmoothSpec  # noqa: F401 (STATISTICS: its old home)
+from smoothsal.weight_noise import WeightNoise, weight_generator
 
 
 @dataclass
@@ -250,6 +252,12 @@ class Smooth:
         max_memory: the memory budget of the automatic ``batch_size`` (any form of
             :func:`smoothsal.execution.memory.parse_memory`: ``"4GB"``, ``"25%"``, bytes); ``None``:
             the default budget (:func:`smoothsal.execution.memory.memory_budget`). Never changes the result.
+        weight_noise, weight_noise_layers: multiplicative noise :math:`\theta \odot (1 + \eta)`,
+            :math:`\eta \sim \mathcal N(0, \sigma_w^2)` with ``σ_w = weight_noise``, on the wrapped
+            method's model's parameters (every one, or those of the named modules), one weight draw per
+            sample: NoiseGrad with ``noise_level=0``, FusionGrad with both (:mod:`smoothsal.weight_noise`).
+            The user's model is never written: each draw is swapped in for the calls and the original
+            parameters put back.
 
     The settings that make the map (all but ``method``, ``batch_size`` and ``max_memory``) form one
     :class:`~smoothsal.smoothing_spec.SmoothSpec`, validated once: :attr:`spec` gives it back, and
@@ -278,10 +286,13 @@ class Smooth:
         min_samples: int = 16,
         *,
         max_memory: MemorySpec = None,
+        weight_noise: float = 0.0,
+        weight_noise_layers: Sequence[str] | None = None,
     ) -> None:
         spec = SmoothSpec(
             noise_level=noise_level, n_samples=n_samples, statistic=statistic, sampler=sampler, seed=seed,
-            value_range=value_range, tol=tol, min_samples=min_samples,
+            value_range=value_range, tol=tol, min_samples=min_samples, weight_noise=weight_noise,
+            weight_noise_layers=weight_noise_layers,
         )  # fmt: skip
         self._setup(method, spec, batch_size, max_memory)
 
@@ -318,6 +329,7 @@ class Smooth:
         if max_memory is not None:
             parse_memory(max_memory)  # a bad budget fails here, before any work
         self.max_memory = max_memory
+        self._weight_noise(spec)  # bad layer names fail here, before any work
 
     # ---- the settings (read from the spec; a Smooth never changes them) ------------------------
     @property
@@ -358,6 +370,25 @@ class Smooth:
         return self._spec.min_samples
 
     @property
+    def weight_noise(self) -> float:
+        return self._spec.weight_noise
+
+    @property
+    def weight_noise_layers(self) -> tuple[str, ...] | None:
+        return self._spec.weight_noise_layers
+
+    def _weight_noise(self, spec: SmoothSpec) -> WeightNoise | None:
+        if spec.weight_noise == 0:
+            return None
+        model = self.model
+        if not isinstance(model, nn.Module):
+            raise ValueError(
+                f"`weight_noise` needs the wrapped method's model as a torch.nn.Module (its `.model`); "
+                f"{type(self.method).__name__} exposes {type(model).__name__}"
+            )
+        return WeightNoise(model, spec.weight_noise, spec.weight_noise_layers)
+
+    @property
     def model(self) -> nn.Module | None:
         """The wrapped method's model (so a ``Smooth`` can itself be wrapped or evaluated)."""
         return model_of(self.method)
@@ -373,8 +404,9 @@ class Smooth:
         return bool(getattr(self.method, "has_convergence_delta", False))
 
     def __repr__(self) -> str:
+        weights = f", weight_noise={self.weight_noise}" if self.weight_noise else ""
         return (
-            f"Smooth({self.method!r}, noise_level={self.noise_level}, n_samples={self.n_samples}, "
+            f"Smooth({self.method!r}, noise_level={self.noise_level}{weights}, n_samples={self.n_samples}, "
             f"statistic={self.statistic!r})"
         )
 
@@ -472,7 +504,8 @@ class Smooth:
         takes the rows the policy asks for: several draws of all active images, or, when fewer
         rows than images are asked for, one draw of a group of images. With ``tol`` an image
         leaves as soon as its relative standard error is small enough (checked at multiples of
-        ``min_samples``), and the images left get more draws per call.
+        ``min_samples``), and the images left get more draws per call. With weight noise each
+        draw also has its own weights (one draw per call, the images' inputs as its rows).
         """
         b = x.shape[0]
         sigma = self.sigma(x).view(b, *([1] * (x.dim() - 1)))  # [B, 1, ...]
@@ -484,6 +517,9 @@ class Smooth:
         gaps = _DeltaSums(b, x.device) if with_delta else None  # the inner runs' completeness gaps
         active = torch.arange(b, device=x.device)  # images still sampling
         snapped: dict[int, Tensor] = {}
+        # the model's parameters as they are now (a module replaced since the Smooth was built is perturbed too)
+        weight_noise = self._weight_noise(self._spec)
+        weight_gen = weight_generator(self.seed, x.device) if weight_noise is not None else None
         done = 0
         while done < self.n_samples and active.numel() > 0:
             a = active.numel()
@@ -493,19 +529,21 @@ class Smooth:
             stop = min([stop, *(n for n in snapshots if n > done)])  # nor a snapshot
             k = policy.next_size((stop - done) * a * r)  # model rows asked for
             m = max(1, k // r)  # noisy inputs this call
-            s = min(max(1, m // a), stop - done)  # draws this call
+            s = min(max(1, m // a), stop - done) if weight_gen is None else 1  # draws this call
             # draws in order, one per sample, shared by the images: the batch never changes the map
             eps = torch.stack([stream.next() for _ in range(s)])  # [s, ...]
-            for group in active.split(m) if s == 1 else (active,):
-                noisy = x[group].unsqueeze(0) + sigma[group].unsqueeze(0) * eps.unsqueeze(1)  # [s, G, ...]
-                deltas: list | None = [] if gaps is not None else None
-                draws = torch.arange(done, done + s, device=x.device).repeat_interleave(group.numel())  # [s*G]
-                rows, row_targets = noisy.flatten(0, 1), targets[group].repeat(s)  # [s*G, ...], draw-major
-                attr = self._attribute_rows(policy, k, rows, row_targets, r, draws, deltas)  # [s*G, ...]
-                attr = attr.reshape(s, group.numel(), *attr.shape[1:])
-                if gaps is not None:
-                    gaps.add(ConvergenceDelta.cat(deltas), group, s)
-                moments.add(attr * attr if self.statistic == "square" else attr, group)
+            weights = weight_noise.applied(weight_noise.draw(weight_gen)) if weight_noise is not None else nullcontext()
+            with weights:
+                for group in active.split(m) if s == 1 else (active,):
+                    noisy = x[group].unsqueeze(0) + sigma[group].unsqueeze(0) * eps.unsqueeze(1)  # [s, G, ...]
+                    deltas: list | None = [] if gaps is not None else None
+                    draws = torch.arange(done, done + s, device=x.device).repeat_interleave(group.numel())  # [s*G]
+                    rows, row_targets = noisy.flatten(0, 1), targets[group].repeat(s)  # [s*G, ...], draw-major
+                    attr = self._attribute_rows(policy, k, rows, row_targets, r, draws, deltas)  # [s*G, ...]
+                    attr = attr.reshape(s, group.numel(), *attr.shape[1:])
+                    if gaps is not None:
+                        gaps.add(ConvergenceDelta.cat(deltas), group, s)
+                    moments.add(attr * attr if self.statistic == "square" else attr, group)
             done += s
             if done in snapshots:  # the images that stopped earlier have no estimate at this n
                 value = self._finish(moments, attr.dtype).attributions

@@ -39,10 +39,13 @@ __all__ = ["STATISTICS", "SmoothSpec"]
 #: The smoothed statistics: the paper's signed mean, SmoothGrad² and VarGrad.
 STATISTICS: tuple[str, ...] = ("mean", "square", "var")
 
+#: settings that :meth:`SmoothSpec.to_dict` writes only when they differ from their defaults
+_OMITTED_AT_DEFAULT = frozenset({"weight_noise", "weight_noise_layers"})
+
 
 @dataclass(frozen=True)
 class SmoothSpec:
-    """The settings of one smoothed map, validated when built (frozen: use :meth:`replace`).
+    r"""The settings of one smoothed map, validated when built (frozen: use :meth:`replace`).
 
     Attributes:
         noise_level: σ as a fraction of each sample's value range,
@@ -61,6 +64,12 @@ class SmoothSpec:
             every multiple of ``min_samples`` samples); ``None`` always takes ``n_samples``.
         min_samples: fewest samples before ``tol`` may stop the sampling, and the interval of
             the checks.
+        weight_noise: :math:`\sigma_w` of multiplicative noise on the model's weights,
+            :math:`\theta \odot (1 + \eta)`, :math:`\eta \sim \mathcal N(0, \sigma_w^2)`, one
+            weight draw per sample (NoiseGrad; with ``noise_level > 0`` too, FusionGrad: Bykov et
+            al. 2022, :mod:`smoothsal.weight_noise`); 0 (default): the weights are not perturbed.
+        weight_noise_layers: names of the model's modules whose parameters get the weight noise
+            (``model.named_modules()`` names; one string is one name); ``None``: every parameter.
     """
 
     noise_level: float = 0.15
@@ -71,6 +80,8 @@ class SmoothSpec:
     value_range: tuple[float, float] | None = None
     tol: float | None = None
     min_samples: int = 16
+    weight_noise: float = 0.0
+    weight_noise_layers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -98,6 +109,20 @@ class SmoothSpec:
         if self.tol is not None:
             set_("tol", check_nonnegative(self.tol, "tol"))
         check_positive_int(self.min_samples, "min_samples")
+        set_("weight_noise", check_nonnegative(self.weight_noise, "weight_noise"))
+        layers = self.weight_noise_layers
+        if layers is not None:
+            layers = (layers,) if isinstance(layers, str) else layers
+            if not all(isinstance(n, str) for n in layers) or not layers:
+                raise TypeError(f"`weight_noise_layers` must be a non-empty sequence of module names or None, got {layers!r}")
+            set_("weight_noise_layers", tuple(layers))
+
+    @property
+    def noise_kind(self) -> str:
+        """Which noise the map averages over: ``"input"`` (SmoothGrad), ``"weights"`` (NoiseGrad),
+        ``"both"`` (FusionGrad) or ``"none"`` (every setting zero: the method's map, repeated)."""
+        inp, w = self.noise_level > 0, self.weight_noise > 0
+        return {(True, False): "input", (False, True): "weights", (True, True): "both"}.get((inp, w), "none")
 
     def replace(self, **changes: Any) -> SmoothSpec:
         """A copy with ``changes`` (checked again), e.g. ``spec.replace(noise_level=0.3)``."""
@@ -105,6 +130,9 @@ class SmoothSpec:
 
     def to_dict(self) -> JSONObject:
         """Every setting as JSON (``value_range`` as a list), for stored configurations and hashes.
+
+        The weight-noise settings are left out while they are at their defaults, so an input-noise
+        spec writes the JSON (and the hash) it wrote before they existed.
 
         Raises:
             TypeError: the sampler is a callable or a stream class, or the seed a
@@ -117,6 +145,8 @@ class SmoothSpec:
         out: JSONObject = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in _OMITTED_AT_DEFAULT and value == f.default:
+                continue
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 

@@ -13,6 +13,7 @@ from smoothsal.methods.gradient import GradientXInput, VanillaGradient
 from smoothsal.methods.guided_backprop import Deconvnet, GuidedBackprop
 from smoothsal.methods.integrated_gradients import IntegratedGradients
 from smoothsal.methods.occlusion import Occlusion
+from smoothsal.methods.path_point_ig import PathPointIG
 
 __all__ = [
     "Attribution",
@@ -21,6 +22,7 @@ __all__ = [
     "GradientXInput",
     "IntegratedGradients",
     "ExpectedGradients",
+    "PathPointIG",
     "GuidedBackprop",
     "Deconvnet",
     "DeepLift",

@@ -13,6 +13,8 @@ Studies (each a subpackage exporting ``run_<study>``, ``<Study>Config`` and ``re
   paper's figures (Smilkov et al. 2017, arXiv:1706.03825, Figs. 3–6);
 * :mod:`smoothsal.studies.tradeoff` — the stability–fidelity trade-off of Gaussian smoothing
   (Ye & Farnia 2025, arXiv:2411.05837);
+* :mod:`smoothsal.studies.noise_kinds` — input vs weight noise (SmoothGrad, NoiseGrad, FusionGrad) on
+  that trade-off;
 * :mod:`smoothsal.studies.train_noise` — noise at training time × SmoothGrad at explanation time
   (SmoothGrad paper, Figs. 8–9);
 * :mod:`smoothsal.studies.evaluate` — the metric report card;
@@ -25,6 +27,8 @@ Shared pieces: :mod:`smoothsal.studies.store` (results store), :mod:`smoothsal.s
 (small reproducible classifiers). Importing this package does not import the studies.
 """
 
-STUDIES: tuple[str, ...] = ("explain", "tradeoff", "train_noise", "evaluate", "explain_dataset", "reproduce", "report")
+STUDIES: tuple[str, ...] = (
+    "explain", "tradeoff", "noise_kinds", "train_noise", "evaluate", "explain_dataset", "reproduce", "report",
+)
 
 __all__ = ["STUDIES"]

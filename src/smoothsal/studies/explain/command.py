@@ -40,6 +40,11 @@ def register_cli(app: Any) -> None:
         random_weights: bool = typer.Option(False, help="Hub models: the untrained architecture (no weights needed)."),
         methods: str = typer.Option(",".join(default.methods), help=f"Comma-separated: {method_names}."),
         noise_level: float = typer.Option(default.noise_level, help="σ as a fraction of each image's value range."),
+        weight_noise: float = typer.Option(
+            default.weight_noise,
+            help="σ_w of multiplicative noise on the model's weights, θ ⊙ (1 + ε) (NoiseGrad; with --noise-level "
+            "> 0, FusionGrad).",
+        ),
         samples: int = typer.Option(default.n_samples, help="Most noisy samples per smoothed map."),
         tol: Optional[float] = typer.Option(
             default.tol,
@@ -64,7 +69,7 @@ def register_cli(app: Any) -> None:
         try:
             config = ExplainConfig(
                 images=tuple(images or ()), model=model, weights=weights, random_weights=random_weights, methods=methods,
-                noise_level=noise_level, n_samples=samples, tol=tol, target=target, ig_steps=ig_steps,
+                noise_level=noise_level, weight_noise=weight_noise, n_samples=samples, tol=tol, target=target, ig_steps=ig_steps,
                 smooth_ig_steps=smooth_ig_steps, precision=precision, extras=extras,
             )  # fmt: skip
             run_explain(config, options, echo=typer.echo)

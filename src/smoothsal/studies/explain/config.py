@@ -96,6 +96,8 @@ class ExplainConfig:
         methods: registered method names or aliases, as a sequence or ``"grad,ig"``
             (:func:`smoothsal.registry.parse_methods`); stored resolved.
         noise_level: σ / (x_max − x_min) of the smoothed maps (SmoothGrad's noise level, >= 0).
+        weight_noise: σ_w of multiplicative noise on the model's weights in the smoothed maps
+            (NoiseGrad; FusionGrad with ``noise_level > 0``: :mod:`smoothsal.weight_noise`), >= 0.
         n_samples, tol: the smoothed maps' sampling rule, default :data:`smoothsal.registry.PRECISION`:
             sample until every map's relative standard error is at most ``tol``, at most
             ``n_samples`` samples. ``tol=None`` (or 0) always takes ``n_samples``.
@@ -117,6 +119,7 @@ class ExplainConfig:
     random_weights: bool = False
     methods: tuple[str, ...] = DEFAULT_METHODS
     noise_level: float = 0.15
+    weight_noise: float = 0.0
     n_samples: int = PRECISION.n_samples
     tol: float | None = PRECISION.tol
     target: int | None = None
@@ -145,6 +148,7 @@ class ExplainConfig:
         self._check_weights()
         self._set("methods", tuple(parse_methods(self.methods)))
         self._set("noise_level", check_nonnegative(self.noise_level, "noise_level"))
+        self._set("weight_noise", check_nonnegative(self.weight_noise, "weight_noise"))
         check_positive_int(self.n_samples, "n_samples")
         if self.tol is not None:
             tol = check_nonnegative(self.tol, "tol")
@@ -217,7 +221,8 @@ class ExplainConfig:
 
     def smooth_spec(self, seed: int) -> SmoothSpec:
         """The smoothing of the smoothed maps (:class:`~smoothsal.smoothing_spec.SmoothSpec`), noise seeded by ``seed``."""
-        return SmoothSpec(noise_level=self.noise_level, n_samples=self.n_samples, tol=self.tol, seed=seed)
+        return SmoothSpec(noise_level=self.noise_level, n_samples=self.n_samples, tol=self.tol, seed=seed,
+                          weight_noise=self.weight_noise)  # fmt: skip
 
     def figure_sample_sizes(self) -> list[int]:
         """The sizes of ``sample_sizes.png``: those of :attr:`sample_sizes` below ``n_samples``, and ``n_samples``."""
@@ -249,6 +254,7 @@ class ExplainConfig:
             "images": images,
             "target": self.target,
             "noise_level": self.noise_level,
+            **({"weight_noise": self.weight_noise} if self.weight_noise else {}),
             "n_samples": self.n_samples,
             "tol": self.tol,
             "seed": seed,

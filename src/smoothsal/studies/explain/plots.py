@@ -47,7 +47,7 @@ def save_main_grid(results: ExplainResults, path: Path) -> Path:
     names = results.config.methods
     labels = ["image"]
     for name in names:
-        labels += [method_label(name), method_label(name, smoothed=True)]
+        labels += [method_label(name), method_label(name, smooth=results.config.smooth_spec(0))]
     rows = []
     for i, photo in enumerate(results.photos):
         row = [photo.display]

@@ -68,6 +68,9 @@ def register_cli(app: Any) -> None:
         ),
         settings: Optional[str] = typer.Option(None, "--settings", help="Comma-separated: DT, DR, DA (default: all; DA for photos)."),
         samples: Optional[int] = typer.Option(None, "--samples", help="Noisy samples per smoothed map."),
+        weight_noise: Optional[float] = typer.Option(
+            None, "--weight-noise", help="σ_w of multiplicative weight noise in every smoothed map (FusionGrad; NoiseGrad at σ = 0)."
+        ),
         inputs: Optional[int] = typer.Option(None, "--inputs", help="Test inputs explained."),
         models: Optional[str] = typer.Option(
             None, "--models", help="Models per setting (>= 2, trained), or >= 2 comma-separated model specs of yours "
@@ -100,6 +103,7 @@ def register_cli(app: Any) -> None:
                 noise_levels=_floats(noise_levels, "--noise-levels"), settings=settings, n_samples=samples,
                 n_inputs=inputs, n_models=n_models, epochs=epochs, ig_steps=ig_steps,
                 stability_target=stability_target, fidelity_bound=fidelity_bound, maps=maps, own_models=own,
+                weight_noise=weight_noise,
             )  # fmt: skip
             note = zero_note(config)
             if note:

@@ -144,7 +144,7 @@ def _row(
         "n_models": len(raw),
         "n_pairs": len(stab.pairs),
         "n_inputs": stab.n_inputs,
-        "n_samples": n_samples if sigma > 0 else 0,
+        "n_samples": n_samples if smoothed is not raw else 0,
         "stability_mean": stab.mean,
         "stability_std": stab.std,
         "stability_norm_mean": stab.mean_normalized,
@@ -222,7 +222,8 @@ def curve_rows(
 
     raw = [maps(m, None) for m in kept]  # each [N, C or 1, H, W]
     for sigma in sigmas:
-        smoothed = raw if sigma == 0 else [maps(m, smooth.replace(noise_level=float(sigma))) for m in kept]
+        noisy = sigma > 0 or smooth.weight_noise > 0  # σ = 0 with weight noise: NoiseGrad, not the raw map
+        smoothed = [maps(m, smooth.replace(noise_level=float(sigma))) for m in kept] if noisy else raw
         yield float(sigma), _row(float(sigma), raw, smoothed, kept_names, smooth.n_samples)
 
 
@@ -247,7 +248,7 @@ def compute(
     wanted = [(s, m, g) for s in config.settings for m in config.methods for g in config.noise_levels]
     pending = [w for w in wanted if row_unit(*w) not in store]
     inputs, labels = fixed_inputs(config, options) if pending else (None, None)
-    smooth = SmoothSpec(n_samples=config.n_samples, seed=options.seed)  # σ: each row's
+    smooth = SmoothSpec(n_samples=config.n_samples, seed=options.seed, weight_noise=config.weight_noise)  # σ: each row's
     computed = 0
     with tqdm(total=len(pending), desc="tradeoff rows", disable=not options.progress) as bar:
         for setting in config.settings:

@@ -135,6 +135,9 @@ class TradeoffConfig:
             (:class:`~smoothsal.studies.tradeoff.own_models.OwnModels`; ``dataset`` becomes
             ``"models"``, settings ``("models",)``, ``n_models`` the number of models; ``n_inputs``
             the first images of the folder).
+        weight_noise: σ_w of multiplicative weight noise in every smoothed map (FusionGrad at each
+            σ > 0; at σ = 0 NoiseGrad instead of the raw map: :mod:`smoothsal.weight_noise`); 0: none.
+            The study ``smoothsal noise-kinds`` compares the kinds of noise themselves.
         zero_added: set when σ = 0 was not in the requested grid and was added.
 
     How it runs (output folder, device, batch size, memory budget, progress bars) and the seed (it
@@ -158,6 +161,7 @@ class TradeoffConfig:
     cache_dir: Path | None = None
     maps: Path | str | None = None
     own_models: OwnModels | None = None
+    weight_noise: float = 0.0
     zero_added: bool = field(default=False, init=False)
 
     @classmethod
@@ -193,6 +197,9 @@ class TradeoffConfig:
         from smoothsal.studies.train import MNIST_BASE, TrainConfig, setting_configs
 
         set_ = lambda name, value: object.__setattr__(self, name, value)
+        set_("weight_noise", check_nonnegative(self.weight_noise, "weight_noise"))
+        if self.maps is not None and self.weight_noise:
+            raise ValueError("`weight_noise` does not apply to `maps` (the store's maps are already made)")
         if self.maps is not None:
             if self.own_models is not None:
                 raise ValueError("`maps` and `own_models` exclude each other: the maps of a store, or your models explained now")
@@ -363,6 +370,7 @@ class TradeoffConfig:
             "n_samples": self.n_samples,
             "n_models": self.n_models,
             "ig_steps": self.ig_steps,
+            **({"weight_noise": self.weight_noise} if self.weight_noise else {}),
             "seed": seed,
             "base": None if self.base is None else dataclasses.asdict(self.base),
         }
