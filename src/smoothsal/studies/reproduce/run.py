@@ -11,7 +11,12 @@ from pathlib import Path
 
 from smoothsal._core.jsontypes import JSON, JSONObject
 from smoothsal.studies.options import RunOptions
-from smoothsal.studies.reproduce.config import SG_DEFAULT_OUT, ST_DEFAULT_OUT, SmoothGradReproConfig, StabilityReproConfig
+from smoothsal.studies.reproduce.config import (
+    SG_DEFAULT_OUT,
+    ST_DEFAULT_OUT,
+    SmoothGradReproConfig,
+    StabilityReproConfig,
+)
 
 __all__ = ["QUICK_NOTE", "publish_outputs", "run_smoothgrad", "run_stability", "stability_command"]
 
@@ -214,7 +219,12 @@ def run_stability(
     from smoothsal.studies.reproduce import plots
     from smoothsal.studies.reproduce import report as rp
     from smoothsal.studies.reproduce import stability_tables as st
-    from smoothsal.studies.reproduce.stability import DA_IMAGENET, DR_IMAGENET, compute_stability, compute_theory
+    from smoothsal.studies.reproduce.stability import (
+        DA_IMAGENET,
+        DR_IMAGENET,
+        compute_stability,
+        compute_theory,
+    )
     from smoothsal.studies.store import write_json
 
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -252,6 +262,13 @@ def run_stability(
 
     # ---- tables
     tables: list[JSON] = []
+
+    def table(name: str, title: str, lines: list[JSONObject], cols: list[str], note: str, caption: str) -> None:
+        """``name.csv`` and ``name.md`` from ``lines``, the Markdown one listed in the manifest."""
+        rp.write_csv(out / f"{name}.csv", lines, cols)
+        rp.write_markdown(out / f"{name}.md", title, lines, cols, note=note)
+        tables.append({"file": f"{name}.md", "caption": caption})
+
     flat = [{k: r.get(k) for k in rp.ROW_FIELDS} for r in rows]
     rp.write_csv(out / "results.csv", flat, rp.ROW_FIELDS)
     settings = {**c.settings_dict(), **options.as_dict()}
@@ -262,78 +279,63 @@ def run_stability(
                                                      "norm-scaled, SSIM, top-k IoU at two k, relative standard error"})
     model_rows = [{"setting": s, **m} for s, ms in extras.models.items() for m in ms]
     model_rows += [{"setting": "theory pair", **m} for m in theory["models"]]
-    mcols = ["setting", "pair", "name", "recipe", "test_accuracy"]
-    rp.write_csv(out / "models.csv", model_rows, mcols)
-    rp.write_markdown(out / "models.md", "The models compared, with their test accuracy", model_rows, mcols,
-                      note="MNIST models: smoothsal.studies.train.model_pairs (cached by a hash of the recipe, `name`); "
-                           "test accuracy on the 10,000 MNIST test images.")  # fmt: skip
-    tables.append({"file": "models.md", "caption": "every model with its recipe and test accuracy"})
+    table("models", "The models compared, with their test accuracy", model_rows,
+          ["setting", "pair", "name", "recipe", "test_accuracy"],
+          "MNIST models: smoothsal.studies.train.model_pairs (cached by a hash of the recipe, `name`); test accuracy on "
+          "the 10,000 MNIST test images.", "every model with its recipe and test accuracy")  # fmt: skip
     if extras.photos:
-        pcols = ["name", "class_index", "class_name", "shows"]
-        rp.write_markdown(out / "imagenet_photos.md", "The ImageNet-scale photos and the class each shows (the target)",
-                          extras.photos, pcols)  # fmt: skip
-        tables.append({"file": "imagenet_photos.md", "caption": "each photo with its ImageNet class"})
-    table = rp.table1_rows(rows, c.table_noise_level)
-    t1cols = ["setting", "method", "sigma", "ssim_raw", "ssim_smoothed", "topk_raw", "topk_smoothed", "topk10_raw",
-              "topk10_smoothed", "stability_raw", "stability_smoothed", "stability_rms_debiased_smoothed",
-              "fidelity_smoothed", "fidelity_rms_debiased_smoothed", "rse_max"]  # fmt: skip
-    rp.write_csv(out / "table1.csv", table, t1cols)
+        table("imagenet_photos", "The ImageNet-scale photos and the class each shows (the target)", extras.photos,
+              ["name", "class_index", "class_name", "shows"], "", "each photo with its ImageNet class")  # fmt: skip
+    t1 = rp.table1_rows(rows, c.table_noise_level)
     samples_note = (f"{c.n_samples} noise samples (MNIST), ImageNet {c.photo_samples} up to {c.photo_max_samples} "
                     f"(until the relative standard error is below {c.max_rse})"
                     + (" — --quick" if c.quick else ""))  # fmt: skip
-    rp.write_markdown(out / "table1.md", f"Table 1 on our models: raw vs smoothed (σ = {c.table_noise_level:g})",
-                      table, t1cols,
-                      note=f"MNIST: {c.n_inputs} test digits × {c.n_pairs} trained pairs per setting; {samples_note}. "
-                           "topk: k = 1 % of the pixels (8 at 28², 500 at 224²); topk10: k = 10 % (78 at 28²). "
-                           "stability/fidelity: eq. 12/13 plain means; *_rms_debiased: root of the Monte-Carlo-debiased "
-                           "mean squared distance; rse_max: largest relative standard error of a smoothed map.")  # fmt: skip
-    tables.append({"file": "table1.md", "caption": "Table 1's measures on our models, raw vs smoothed"})
+    table("table1", f"Table 1 on our models: raw vs smoothed (σ = {c.table_noise_level:g})", t1,
+          ["setting", "method", "sigma", "ssim_raw", "ssim_smoothed", "topk_raw", "topk_smoothed", "topk10_raw",
+           "topk10_smoothed", "stability_raw", "stability_smoothed", "stability_rms_debiased_smoothed",
+           "fidelity_smoothed", "fidelity_rms_debiased_smoothed", "rse_max"],
+          f"MNIST: {c.n_inputs} test digits × {c.n_pairs} trained pairs per setting; {samples_note}. "
+          "topk: k = 1 % of the pixels (8 at 28², 500 at 224²); topk10: k = 10 % (78 at 28²). "
+          "stability/fidelity: eq. 12/13 plain means; *_rms_debiased: root of the Monte-Carlo-debiased "
+          "mean squared distance; rse_max: largest relative standard error of a smoothed map.",
+          "Table 1's measures on our models, raw vs smoothed")  # fmt: skip
     sbs = st.table1_side_by_side(rows, c.table_noise_level, skipped=extras.skipped, n_boot=c.n_boot, seed=options.seed)
-    scols = list(st.SIDE_BY_SIDE_COLUMNS)
-    rp.write_csv(out / "table1_side_by_side.csv", sbs, scols)
     claims = rp.paper_claims()["stability"]
     counts = st.verdict_counts(sbs)
-    rp.write_markdown(out / "table1_side_by_side.md", "Table 1 of Ye & Farnia 2025 beside ours", sbs, scols,
-                      note=f"Paper: {claims['paper']}; its numbers from smoothsal/data/paper_claims.json (σ = "
-                           f"{claims['table1_sigma']}, {claims['table1_samples']} samples, k = 500 at 224², ImageNet). "
-                           "Ours: Δ = smoothed − raw with a 95 % studentized bootstrap interval over model pairs × "
-                           "images (crossed); verdict by smoothsal.metrics.claims.claim_verdict (paper up: agrees if the "
-                           "interval is above 0, disagrees if below; down: the reverse; equal: agrees inside ±0.01; else "
-                           "inconclusive). topk: k = 1 % of the pixels (the paper's rule); topk10: k = 10 %, the same "
-                           f"rule. Verdict counts: {counts}. A disagreement is reported, not tuned away.")  # fmt: skip
-    tables.append({"file": "table1_side_by_side.md", "caption": "every paper row with its numbers and direction, ours "
-                                                                "with an interval, and the verdict"})
+    table("table1_side_by_side", "Table 1 of Ye & Farnia 2025 beside ours", sbs, list(st.SIDE_BY_SIDE_COLUMNS),
+          f"Paper: {claims['paper']}; its numbers from smoothsal/data/paper_claims.json (σ = "
+          f"{claims['table1_sigma']}, {claims['table1_samples']} samples, k = 500 at 224², ImageNet). "
+          "Ours: Δ = smoothed − raw with a 95 % studentized bootstrap interval over model pairs × "
+          "images (crossed); verdict by smoothsal.metrics.claims.claim_verdict (paper up: agrees if the "
+          "interval is above 0, disagrees if below; down: the reverse; equal: agrees inside ±0.01; else "
+          "inconclusive). topk: k = 1 % of the pixels (the paper's rule); topk10: k = 10 %, the same "
+          f"rule. Verdict counts: {counts}. A disagreement is reported, not tuned away.",
+          "every paper row with its numbers and direction, ours with an interval, and the verdict")  # fmt: skip
     trends = st.trend_table(rows, theory["rows"], n_boot=c.n_boot, seed=options.seed)
-    tcols = ["setting", "method", "quantity", "claim", "verdict", "sigmas", "endpoint", "units", "reason"]
-    rp.write_csv(out / "trend_tests.csv", trends, tcols)
-    rp.write_markdown(out / "trend_tests.md", "The paper's empirical claims as trend tests", trends, tcols,
-                      note="Stability error non-increasing and fidelity error non-decreasing in σ (§5.1), tested on the "
-                           "Monte-Carlo-debiased squared errors per (pair, image) by smoothsal.metrics.theory.trend_test: "
-                           "disagrees if Holm over the grid's steps rejects a step against the claim at 5 %; agrees if "
-                           "not and σ_min → σ_max moves the claimed way (one-sided p ≤ 0.05); else inconclusive.")  # fmt: skip
-    tables.append({"file": "trend_tests.md", "caption": "stability non-increasing / fidelity non-decreasing in σ, tested"})
-    if theory["rows"]:
-        bounds = st.bounds_table(theory, theory.get("input_ranges") or [1.0])
-        bcols = ["method", "noise_level", "quantity", "statement", "measured_mean", "measured_max", "bound",
-                 "ratio_max", "exponent", "meaning"]  # fmt: skip
-        rp.write_csv(out / "theory_bounds.csv", bounds, bcols)
-        rp.write_markdown(out / "theory_bounds.md", "Proposition 7 and Theorems 5–6 on the theory pair", bounds, bcols,
-                          note="The pair trained in the theorems' regime (smooth_mlp: ball projection, softplus β=4, plain "
-                               "SGD with step c/(t+t0), c=1000, t0=1000). Constants per model in results.json (theory."
-                               "constants). σ in pixel units = noise level × the largest value range of the explained digits. exponent: the "
-                               "σ-exponent of the bound, −1/(βc+1) for Theorem 6 with Remark 4's β.")  # fmt: skip
-        tables.append({"file": "theory_bounds.md", "caption": "Proposition 7's fidelity bound against the measured "
-                                                             "fidelity; Theorems 5–6 computed"})
-    else:
-        bounds = []
-    fcols = ["setting", "method", "quantity", "exponent", "low", "high", "n_inputs", "n_sigmas"]
-    rp.write_csv(out / "power_law_fits.csv", fits, fcols)
-    rp.write_markdown(out / "power_law_fits.md", "Power-law fits of the errors: y = c·σ^p (a description)", fits, fcols,
-                      note=f"Least squares in log–log over σ > 0; 95% percentile bootstrap over inputs ({c.n_boot} "
-                           "resamples). A description, not a test: Theorem 6 bounds the stability error by a term "
-                           "∝ σ^(−1/(βc+1)), Proposition 7 the fidelity error by γσ√m; a bound does not predict a slope "
-                           "(the tests: trend_tests.md, theory_bounds.md).")  # fmt: skip
-    tables.append({"file": "power_law_fits.md", "caption": "fitted exponents with intervals (description)"})
+    table("trend_tests", "The paper's empirical claims as trend tests", trends,
+          ["setting", "method", "quantity", "claim", "verdict", "sigmas", "endpoint", "units", "reason"],
+          "Stability error non-increasing and fidelity error non-decreasing in σ (§5.1), tested on the "
+          "Monte-Carlo-debiased squared errors per (pair, image) by smoothsal.metrics.theory.trend_test: "
+          "disagrees if Holm over the grid's steps rejects a step against the claim at 5 %; agrees if "
+          "not and σ_min → σ_max moves the claimed way (one-sided p ≤ 0.05); else inconclusive. The "
+          "intervals resample pairs and images, not the noise draws (one seed).",
+          "stability non-increasing / fidelity non-decreasing in σ, tested")  # fmt: skip
+    bounds = st.bounds_table(theory, theory.get("input_ranges") or [1.0]) if theory["rows"] else []
+    if bounds:
+        table("theory_bounds", "Proposition 7 and Theorems 5–6 on the theory pair", bounds,
+              ["method", "noise_level", "quantity", "statement", "measured_mean", "measured_max", "bound",
+               "ratio_max", "exponent", "meaning"],
+              "The pair trained in the theorems' regime (smooth_mlp: ball projection, softplus β=4, plain SGD with "
+              "step c/(t+t0), c=1000, t0=1000). Constants per model in results.json (theory.constants). σ in pixel "
+              "units = noise level × the largest value range of the explained digits. exponent: the σ-exponent of "
+              "the bound, −1/(βc+1) for Theorem 6 with Remark 4's β.",
+              "Proposition 7's fidelity bound against the measured fidelity; Theorems 5–6 computed")  # fmt: skip
+    table("power_law_fits", "Power-law fits of the errors: y = c·σ^p (a description)", fits,
+          ["setting", "method", "quantity", "exponent", "low", "high", "n_inputs", "n_sigmas"],
+          f"Least squares in log–log over σ > 0; 95% percentile bootstrap over inputs ({c.n_boot} resamples). A "
+          "description, not a test: Theorem 6 bounds the stability error by a term ∝ σ^(−1/(βc+1)), Proposition 7 "
+          "the fidelity error by γσ√m; a bound does not predict a slope (the tests: trend_tests.md, "
+          "theory_bounds.md).", "fitted exponents with intervals (description)")  # fmt: skip
 
     photo_rows = [r for r in rows if r["setting"] in (DA_IMAGENET, DR_IMAGENET) and r["noise_level"] > 0]
     rse_max = max((r["rse_max"] for r in photo_rows), default=float("nan"))
@@ -341,7 +343,7 @@ def run_stability(
     cpu_rows = float(sum(float(r.get("cpu_seconds", 0.0)) for r in [*rows, *theory["rows"]]))
     numbers = {
         "table1": {f"{r['setting']}/{r['method']}": {k: r[k] for k in ("ssim_raw", "ssim_smoothed", "topk_raw",
-                   "topk_smoothed", "stability_raw", "stability_smoothed")} for r in table},
+                   "topk_smoothed", "stability_raw", "stability_smoothed")} for r in t1},
         "side_by_side_verdicts": counts,
         "trend_verdicts": {f"{t['setting']}/{t['method']}/{t['quantity']}": t["verdict"] for t in trends},
         "prop7_ratio_max": max((b["ratio_max"] for b in bounds if b["quantity"].startswith("fidelity")), default=None),
