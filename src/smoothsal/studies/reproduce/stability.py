@@ -59,7 +59,6 @@ from smoothsal.studies.store import ResultsStore
 __all__ = [
     "DA_IMAGENET",
     "DR_IMAGENET",
-    "IMAGENET_SETTING",
     "StabilityExtras",
     "bootstrap_power_law",
     "compute_stability",
@@ -72,8 +71,6 @@ __all__ = [
 DA_IMAGENET = "DA-ImageNet"
 #: the paper's DR row itself: torchvision ResNet50 V1 vs V2 (run where their weights are given)
 DR_IMAGENET = "DR-ImageNet"
-#: kept for older callers: the DA ImageNet setting's name
-IMAGENET_SETTING = DA_IMAGENET
 #: the per-(pair, image) arrays of a row
 PAIR_ARRAYS = ("ssim", "topk_paper_fraction", "topk_ten_percent", "stability", "stability_norm",
                "stability_sq_debiased", "fidelity", "fidelity_norm", "fidelity_sq_debiased")  # fmt: skip
