@@ -135,7 +135,7 @@ def test_stability_tiny_run_writes_every_figure_and_table(tmp_path, cache, monke
         "power_law_fits.png": (400 * n_settings, 660),
         "two_models_maps.png": grid_pixels(2 + 1, 5, True, True, True),
     }
-    tables = ["results.csv", "models.md", "imagenet_photos.md", "table1.md", "table1_side_by_side.md", "trend_tests.md",
+    tables = ["results.csv", "models.md", "imagenet_photos.md", "imagenet_rse.md", "table1.md", "table1_side_by_side.md", "trend_tests.md",
               "theory_bounds.md", "power_law_fits.md"]  # fmt: skip
     manifest = _check_manifest(out, figures, tables)
     with (out / "table1.csv").open() as fh:
@@ -152,6 +152,10 @@ def test_stability_tiny_run_writes_every_figure_and_table(tmp_path, cache, monke
             assert int(r["n_pairs"]) == 1 and float(r["rse_max"]) > 0
     photo = [r for r in rows if r["setting"] == "DA-ImageNet" and float(r["noise_level"]) > 0]
     assert all(4 <= float(r["n_samples_used_mean"]) <= 8 for r in photo)  # sampled to the precision, within the cap
+    with (out / "imagenet_rse.csv").open() as fh:
+        per_map = list(csv.DictReader(fh))
+    assert len(per_map) == 2 * 2 * 2  # σ > 0 × models × photos, each map once
+    assert all((float(m["relative_stderr"]) < 0.3) == (m["below_target"] == "True") for m in per_map)
     assert "imagenet_rse_max" in manifest["numbers"]
     with (out / "table1_side_by_side.csv").open() as fh:
         sbs = list(csv.DictReader(fh))

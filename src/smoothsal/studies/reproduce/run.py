@@ -286,6 +286,16 @@ def run_stability(
     if extras.photos:
         table("imagenet_photos", "The ImageNet-scale photos and the class each shows (the target)", extras.photos,
               ["name", "class_index", "class_name", "shows"], "", "each photo with its ImageNet class")  # fmt: skip
+    per_map = [{"setting": r["setting"], "method": r["method"], "noise_level": r["noise_level"], "photo": photo,
+                 "model": model, "relative_stderr": rse[i], "samples": r["samples_per_map"][model][i],
+                 "below_target": rse[i] < c.max_rse}
+                for r in rows if r["noise_level"] > 0 and r.get("rse_per_map") for model, rse in r["rse_per_map"].items()
+                for i, photo in enumerate(c.photo_names)]  # fmt: skip
+    if per_map:
+        table("imagenet_rse", f"Each ImageNet map's relative standard error (target < {c.max_rse})", per_map,
+              ["setting", "method", "noise_level", "photo", "model", "relative_stderr", "samples", "below_target"],
+              f"‖SE‖/‖map‖ of each smoothed map, sampled {c.photo_samples} at a time up to {c.photo_max_samples} until "
+              f"it is below {c.max_rse} (Smooth's tol).", "each ImageNet map's relative standard error and samples")  # fmt: skip
     t1 = rp.table1_rows(rows, c.table_noise_level)
     samples_note = (f"{c.n_samples} noise samples (MNIST), ImageNet {c.photo_samples} up to {c.photo_max_samples} "
                     f"(until the relative standard error is below {c.max_rse})"

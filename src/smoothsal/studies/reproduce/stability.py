@@ -409,7 +409,7 @@ def compute_stability(
             for sigma in grid:
 
                 def one(sigma: float = sigma, method: str = method, grid: Sequence[float] = grid, setting: str = setting,
-                        params: JSONObject = params) -> JSONObject:  # fmt: skip
+                        params: JSONObject = params, imagenet: bool = imagenet) -> JSONObject:  # fmt: skip
                     cpu = time.process_time()
                     env = setup()
                     ks = topk_choices(*env.inputs.shape[-2:])
@@ -426,6 +426,10 @@ def compute_stability(
                     n_samples = 0 if sigma == 0 else int(env.smooth_kwargs.get("min_samples", env.smooth_kwargs["n_samples"]))
                     values = _summary(arrays, torch.cat(rse).numpy(), torch.cat(samples).numpy(), n_samples)
                     values["topk"] = dict(ks)
+                    if imagenet:  # each map's precision: {model: [one value per photo]}
+                        keys = list(dict.fromkeys(k for pair in env.pairs for k in pair))
+                        values["rse_per_map"] = {k: maps(k, sigma).rse.tolist() for k in keys}
+                        values["samples_per_map"] = {k: maps(k, sigma).samples.tolist() for k in keys}
                     table_sigma = config.table_noise_level if config.table_noise_level in grid else max(grid)
                     if sigma == table_sigma:
                         k1, k2 = env.pairs[0]
