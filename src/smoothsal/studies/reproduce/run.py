@@ -264,9 +264,10 @@ def run_stability(
     tables: list[JSON] = []
 
     def table(name: str, title: str, lines: list[JSONObject], cols: list[str], note: str, caption: str) -> None:
-        """``name.csv`` and ``name.md`` from ``lines``, the Markdown one listed in the manifest."""
+        """``name.csv`` and ``name.md`` from ``lines``, the Markdown one listed in the manifest (its title
+        ends in "(quick)" for a ``--quick`` run)."""
         rp.write_csv(out / f"{name}.csv", lines, cols)
-        rp.write_markdown(out / f"{name}.md", title, lines, cols, note=note)
+        rp.write_markdown(out / f"{name}.md", title + (" (quick)" if c.quick else ""), lines, cols, note=note)
         tables.append({"file": f"{name}.md", "caption": caption})
 
     flat = [{k: r.get(k) for k in rp.ROW_FIELDS} for r in rows]
