@@ -327,7 +327,7 @@ def _maps_at(method: str, model: nn.Module, sigma: float, data: _SettingData, co
     spec = SmoothSpec(noise_level=float(sigma), seed=options.seed, **data.smooth_kwargs)  # type: ignore[arg-type]
     smooth = build_method(method, model, spec, inner="raw", **kw)
     assert isinstance(smooth, Smooth)
-    found = smoothed_halves(smooth, x, y, batch_size=options.batch_size)
+    found = smoothed_halves(smooth, x, y)
     if found is None:  # samples grow to a precision: no independent halves, the running variance's RSE
         est = smooth.estimate(x, y)
         rse = est.relative_stderr().detach().cpu().double()
