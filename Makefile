@@ -42,7 +42,7 @@ reproduce-smoothgrad: $(STAMP)
 	$(VENV)/bin/smoothsal reproduce smoothgrad $(if $(FULL),,--quick) --out $(OUT)/reproduce/smoothgrad
 
 reproduce-stability: $(STAMP)
-	$(VENV)/bin/smoothsal reproduce stability $(if $(FULL),,--quick) --out $(OUT)/reproduce/stability
+	$(VENV)/bin/smoothsal reproduce stability $(if $(FULL),--publish results/reproduce/stability,--quick) --out $(OUT)/reproduce/stability
 
 # every study folder under $(OUT) in one static HTML report: $(OUT)/report/index.html
 report: $(STAMP)

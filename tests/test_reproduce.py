@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,21 +14,22 @@ from conftest import small_cnn
 pytest.importorskip("typer")
 pytest.importorskip("matplotlib")
 
+from smoothsal.metrics.claims import table1  # noqa: E402
 from smoothsal.studies.options import RunOptions  # noqa: E402
 from smoothsal.studies.reproduce import SmoothGradReproConfig, StabilityReproConfig, run_smoothgrad, run_stability  # noqa: E402
 from smoothsal.studies.reproduce.plots import grid_pixels  # noqa: E402
-from smoothsal.studies.reproduce.report import convergence, correct_side_share, side_by_side  # noqa: E402
+from smoothsal.studies.reproduce.report import convergence, correct_side_share  # noqa: E402
 from smoothsal.studies.reproduce.smoothgrad import discriminativity_classes  # noqa: E402
 from smoothsal.studies.reproduce.stability import bootstrap_power_law, fit_power_law  # noqa: E402
 
 
 def tiny_a() -> torch.nn.Module:
-    """A small CNN (for ``--model test_reproduce:tiny_a``-style specs)."""
-    return small_cnn(seed=1)
+    """A small CNN with 1,000 outputs (for ``--model test_reproduce:tiny_a``-style specs: ImageNet class targets)."""
+    return small_cnn(seed=1, classes=1000)
 
 
 def tiny_b() -> torch.nn.Module:
-    return small_cnn(seed=2)
+    return small_cnn(seed=2, classes=1000)
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +97,35 @@ def test_smoothgrad_tiny_run_writes_every_figure_and_table(tmp_path, cache):
     assert (out / "records.jsonl").read_text() == records
 
 
-def test_stability_tiny_run_writes_every_figure_and_table(tmp_path, cache):
+def _fake_theory_pair(dataset="mnist", **_):
+    """Two random ``smooth_mlp`` digits models with hand-set constants (the real pair trains 10 epochs)."""
+    from smoothsal.studies.train import TheoryConstants, TrainedModel, build_model, theory_recipe
+
+    out = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        consts = TheoryConstants(layers=2, input_dim=32 * 32, input_norm_bound=32.0, step_constant=1.0, step_offset=0,
+                                 steps=10, n_train=100, batch_size=1, weight_norms=(2.0, 3.0),
+                                 final_weight_norms=(2.0, 3.0), tracking_gap=0.0, lipschitz_estimate=1.0,
+                                 gamma_estimate=1.0)  # fmt: skip
+        out.append(TrainedModel(build_model("smooth_mlp", 1, 10, 32).eval(), theory_recipe("digits"), 0.1,
+                                Path(f"theory_{seed}.pt"), theory=consts))  # fmt: skip
+    return [out]
+
+
+def test_stability_tiny_run_writes_every_figure_and_table(tmp_path, cache, monkeypatch):
+    import smoothsal.studies.train as train
+
+    monkeypatch.setattr(train, "theory_pairs", lambda *a, **k: _fake_theory_pair())
     out = tmp_path / "st"
     config = StabilityReproConfig.preset(
-        True, settings=("DT",), methods=("grad", "gradcam"), noise_levels=(0, 0.1, 0.3), n_samples=3,
-        n_inputs=6, n_models=2, epochs=1, photo_models=("test_reproduce:tiny_a", "test_reproduce:tiny_b"),
-        photo_inputs=3, photo_size=24, photo_methods=("grad",), photo_noise_levels=(0, 0.15, 0.3), photo_samples=4,
-        n_boot=20, cache_dir=cache,
+        True, settings=("DT",), methods=("grad", "gradcam"), noise_levels=(0, 0.1, 0.3), n_samples=4,
+        n_inputs=6, n_pairs=1, dataset="digits", epochs=1, photo_models=("test_reproduce:tiny_a", "test_reproduce:tiny_b"),
+        photo_names=("chelsea", "coffee"), photo_size=24, photo_noise_levels=(0, 0.15, 0.3), photo_samples=4,
+        photo_max_samples=8, n_boot=100, cache_dir=cache, theory_methods=("grad",),
     )  # fmt: skip
     options = RunOptions(out=out, progress=False)
-    run_stability(config, options, echo=None)
+    run_stability(config, options, echo=None, publish=tmp_path / "published")
     n_settings = 2  # DT, DA-ImageNet
     figures = {
         "stability_vs_sigma.png": (400 * n_settings, 660),
@@ -114,7 +135,8 @@ def test_stability_tiny_run_writes_every_figure_and_table(tmp_path, cache):
         "power_law_fits.png": (400 * n_settings, 660),
         "two_models_maps.png": grid_pixels(2 + 1, 5, True, True, True),
     }
-    tables = ["results.csv", "table1.md", "table1_side_by_side.md", "power_law_fits.md"]
+    tables = ["results.csv", "models.md", "imagenet_photos.md", "imagenet_rse.md", "table1.md", "table1_side_by_side.md", "trend_tests.md",
+              "theory_bounds.md", "power_law_fits.md"]  # fmt: skip
     manifest = _check_manifest(out, figures, tables)
     with (out / "table1.csv").open() as fh:
         table = list(csv.DictReader(fh))
@@ -126,12 +148,52 @@ def test_stability_tiny_run_writes_every_figure_and_table(tmp_path, cache):
     for r in rows:
         if float(r["noise_level"]) == 0:  # σ = 0: the raw maps, fidelity 0 and no Monte-Carlo error
             assert float(r["fidelity_mean"]) == 0.0 and float(r["rse_max"]) == 0.0
+        else:
+            assert int(r["n_pairs"]) == 1 and float(r["rse_max"]) > 0
     photo = [r for r in rows if r["setting"] == "DA-ImageNet" and float(r["noise_level"]) > 0]
-    assert photo and all(0 < float(r["rse_max"]) for r in photo)
+    assert all(4 <= float(r["n_samples_used_mean"]) <= 8 for r in photo)  # sampled to the precision, within the cap
+    with (out / "imagenet_rse.csv").open() as fh:
+        per_map = list(csv.DictReader(fh))
+    assert len(per_map) == 2 * 2 * 2  # σ > 0 × models × photos, each map once
+    assert all((float(m["relative_stderr"]) < 0.3) == (m["below_target"] == "True") for m in per_map)
     assert "imagenet_rse_max" in manifest["numbers"]
+    with (out / "table1_side_by_side.csv").open() as fh:
+        sbs = list(csv.DictReader(fh))
+    assert {r.label for r in table1().rows} <= {line["paper_row"] for line in sbs}
+    assert any(line["ours"] == "DT gradcam" and line["paper_row"] == "DT Grad-CAM (ResNet50)" for line in sbs)
+    results = json.loads((out / "results.json").read_text())
+    assert [p["class_index"] for p in results["photos"]] == [281, 967]
+    assert {r["method"] for r in results["theory"]["rows"]} == {"grad"} and len(results["theory"]["constants"]) == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cpu_seconds_rows"] > 0 and summary["command"] == "smoothsal reproduce stability --quick"
+    assert (tmp_path / "published" / "table1_side_by_side.md").read_text() == (out / "table1_side_by_side.md").read_text()
+    assert not (tmp_path / "published" / "records.jsonl").exists()  # the store stays behind
     records = (out / "records.jsonl").read_text()
     run_stability(config, options, echo=None)
     assert (out / "records.jsonl").read_text() == records
+
+
+def test_dr_imagenet_row_runs_torchvision_resnet50_pair_with_random_weights(tmp_path):
+    """The paper's DR row (ResNet50 V1 vs V2) where weights are given: here random ones, on small photos."""
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is None:
+        pytest.skip("torchvision is not installed")
+    from smoothsal.studies.reproduce.stability import compute_stability
+    from smoothsal.studies.reproduce.stability_tables import table1_side_by_side
+
+    config = StabilityReproConfig.preset(
+        True, settings=(), photo_models=(), dr_weights=("random", "random"), photo_names=("chelsea", "coffee"),
+        photo_size=32, photo_methods=("grad",), photo_noise_levels=(0, 0.15), photo_samples=2, photo_max_samples=2,
+        n_boot=100, theory=False,
+    )  # fmt: skip
+    rows, extras, _ = compute_stability(config, RunOptions(out=tmp_path, progress=False))
+    assert {r["setting"] for r in rows} == {"DR-ImageNet"} and "DR-ImageNet" not in extras.skipped
+    assert [m["name"] for m in extras.models["DR-ImageNet"]] == ["resnet50_V1", "resnet50_V2"]
+    sbs = table1_side_by_side(rows, 0.15, skipped=extras.skipped, n_boot=100)
+    dr = [line for line in sbs if line["ours"] == "DR-ImageNet grad"]
+    assert [line["paper_row"] for line in dr] == ["DR Simple-Grad (ResNet50)"]  # that row only, not the DA ones
+    assert dr[0]["ssim_verdict"] in ("agrees", "disagrees", "inconclusive") and dr[0]["units"] == "1 pair(s) × 2 images"
 
 
 def test_power_law_fit_recovers_known_exponents():
@@ -157,14 +219,6 @@ def test_map_numbers_have_known_values():
     assert discriminativity_classes(torch.tensor([[0.0, 5.0, 1.0], [0.0, 4.0, 3.0]])) == [1, 2]
 
 
-def test_side_by_side_reports_disagreement():
-    table = [{"setting": "DT", "method": "grad", "ssim_raw": 0.5, "ssim_smoothed": 0.4, "topk_raw": 0.1,
-              "topk_smoothed": 0.2}]  # fmt: skip
-    row = side_by_side(table, {"table1_numbers": None})[0]
-    assert (row["ssim_agrees"], row["topk_agrees"]) == ("NO", "yes")
-    assert "direction only" in row["paper"]
-
-
 def test_natural_photos_are_the_named_offline_images_in_order():
     """The ImageNet setting's photos are the bundled photos then the natural ones, each the image
     its source package ships (checked against scikit-image and scikit-learn directly), grey photos
@@ -174,7 +228,9 @@ def test_natural_photos_are_the_named_offline_images_in_order():
 
     from smoothsal.datasets.photos import BUNDLED, load_photo, natural_photos, to_tensor
 
-    names = list(StabilityReproConfig(photo_inputs=18).photo_names())
+    from smoothsal.datasets.photos import NATURAL_PHOTO_NAMES
+
+    names = list(NATURAL_PHOTO_NAMES)
     photos = dict(zip(names, natural_photos(names, size=16)))
     assert [p.name for p in photos.values()] == names and names[: len(BUNDLED)] == list(BUNDLED)
     samples = load_sample_images()
@@ -207,11 +263,27 @@ def test_smoothgrad_config_rejects_bad_settings(changes, match):
 
 
 def test_stability_config_rejects_bad_settings():
-    with pytest.raises(ValueError, match="`photo_inputs` must be <= 18"):
-        StabilityReproConfig(photo_inputs=19)
+    with pytest.raises(ValueError, match="`photo_names` must be photos of ImageNet classes"):
+        StabilityReproConfig(photo_names=("chelsea", "brick"))  # a texture shows no ImageNet class
     with pytest.raises(ValueError, match="unknown"):
         StabilityReproConfig(settings=("DX",))
-    assert StabilityReproConfig().n_samples == 100 and StabilityReproConfig.preset(True).n_samples == 10
+    with pytest.raises(ValueError, match="`n_samples` must be even"):
+        StabilityReproConfig(n_samples=5)
+    with pytest.raises(ValueError, match="`dr_weights` must give 2"):
+        StabilityReproConfig(dr_weights=("IMAGENET1K_V1",))
+    assert StabilityReproConfig().n_samples == 100 and StabilityReproConfig.preset(True).n_samples == 16
+
+
+def test_imagenet_photos_name_real_imagenet_classes():
+    """Each photo's class index names the class the photo is listed as showing."""
+    from smoothsal.models.zoo import imagenet_classes
+    from smoothsal.studies.reproduce.config import IMAGENET_PHOTOS
+
+    classes = imagenet_classes()
+    expected = {"chelsea": "tabby", "coffee": "espresso", "rocket": "missile", "china": "palace",
+                "motorcycle_left": "moped", "camera": "tripod", "clock": "wall clock"}  # fmt: skip
+    assert {n: classes[i].split(",")[0] for n, (i, _) in IMAGENET_PHOTOS.items()} == expected
+    assert set(StabilityReproConfig().photo_names) <= set(IMAGENET_PHOTOS)
 
 
 def test_cli_has_both_commands_and_reports_bad_options(tmp_path):
@@ -222,5 +294,5 @@ def test_cli_has_both_commands_and_reports_bad_options(tmp_path):
     runner = CliRunner()
     result = runner.invoke(build_app(), ["reproduce", "--help"])
     assert result.exit_code == 0 and "smoothgrad" in result.output and "stability" in result.output
-    bad = runner.invoke(build_app(), ["reproduce", "stability", "--quick", "--photos", "40", "--out", str(tmp_path)])
-    assert bad.exit_code == 2 and "photo_inputs" in bad.output
+    bad = runner.invoke(build_app(), ["reproduce", "stability", "--quick", "--photos", "grass,coffee", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "photo_names" in bad.output

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 from smoothsal._core.jsontypes import JSONObject
 from smoothsal._core.validation import check_nonnegative, check_positive_int
-from smoothsal.datasets.photos import NATURAL_PHOTO_NAMES
 from smoothsal.registry import MethodSetting, parse_methods
 from smoothsal.smoothing_spec import SmoothSpec
 from smoothsal.studies.tradeoff.config import SETTINGS, _names
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from smoothsal.studies.train import TrainConfig
 
 __all__ = [
+    "IMAGENET_PHOTOS",
     "SG_DEFAULT_OUT",
     "SG_NOISE_LEVELS",
     "SG_QUICK",
@@ -51,6 +51,20 @@ ST_DEFAULT_OUT = Path("out/reproduce/stability")
 SG_NOISE_LEVELS: tuple[float, ...] = (0.0, 0.025, 0.05, 0.10, 0.15, 0.20, 0.30, 0.50)
 #: SmoothGrad Fig. 4's sample sizes (the n the standard error asks for is added at run time).
 SG_SAMPLE_SIZES: tuple[int, ...] = (1, 5, 10, 20, 50, 100)
+
+#: Photos (shipped with scikit-image / scikit-learn) that each show an ImageNet class, with that
+#: class (the target of every map) and what the photo shows. Left out of the natural photos:
+#: textures (brick, grass, gravel), grey test charts, microscopy and sky images with no ImageNet
+#: class, and the right half of the stereo motorcycle (the left half is here).
+IMAGENET_PHOTOS: dict[str, tuple[int, str]] = {
+    "chelsea": (281, "a tabby cat"),
+    "coffee": (967, "a cup of espresso"),
+    "rocket": (657, "a rocket (missile) on its launch pad"),
+    "china": (698, "a Chinese palace / temple"),
+    "motorcycle_left": (665, "a motorbike (moped), left stereo view"),
+    "camera": (872, "a cameraman at a camera on a tripod"),
+    "clock": (892, "a wall clock"),
+}
 
 
 class SmoothGradQuick(TypedDict):
@@ -82,12 +96,11 @@ class StabilityQuick(TypedDict):
     noise_levels: tuple[float, ...]
     n_samples: int
     n_inputs: int
-    epochs: int
-    photo_inputs: int
+    ig_steps: int
+    photo_names: tuple[str, ...]
+    photo_models: tuple[str, ...]
     photo_samples: int
     photo_max_samples: int
-    photo_methods: tuple[str, ...]
-    photo_noise_levels: tuple[float, ...]
     n_boot: int
 
 
@@ -100,12 +113,12 @@ SG_QUICK: SmoothGradQuick = {
     "claim_images": 16, "claim3_images": 4, "claim_pairs": 16, "photo_pairs": 4, "photo_pairs_from": 4,
     "claim_max_n": 20, "claim_ref_n": 100, "claim_photo_ref_n": 40, "noise_pairs": 2,
 }  # fmt: skip
-#: ``--quick`` of ``reproduce stability``: a smaller σ grid, 10 noise samples instead of 100,
-#: 8 photos, two methods and 16 samples on the ImageNet models, 2-epoch digit models.
+#: ``--quick`` of ``reproduce stability``: 16 noise samples instead of 100 at σ = 0.15 and 0.3, 12 test
+#: digits, IG with 8 path points (as the full run); at ImageNet scale Lite0 vs Lite1 on 3 photos with 8 samples.
 ST_QUICK: StabilityQuick = {
-    "noise_levels": (0.0, 0.05, 0.15, 0.3), "n_samples": 10, "n_inputs": 24, "epochs": 2,
-    "photo_inputs": 8, "photo_samples": 16, "photo_max_samples": 16, "photo_methods": ("grad", "gradcam"), "photo_noise_levels": (0.0, 0.15, 0.3),
-    "n_boot": 200,
+    "noise_levels": (0.0, 0.15, 0.3), "n_samples": 16, "n_inputs": 12, "ig_steps": 8,
+    "photo_names": ("chelsea", "coffee", "motorcycle_left"), "photo_models": ("lite0", "lite1"), "photo_samples": 8,
+    "photo_max_samples": 8, "n_boot": 200,
 }  # fmt: skip
 
 
@@ -323,27 +336,43 @@ class SmoothGradReproConfig(_ReproRun):
 class StabilityReproConfig(_ReproRun):
     """Every setting of ``smoothsal reproduce stability`` (defaults: the full run, the one to cite).
 
+    The full preset is sized to finish in about 35 minutes on one busy CPU core (its CPU time is
+    written into the outputs): 32 test digits × 3 trained pairs × 3 settings, 100 noise samples
+    (the paper's) at σ = 0.05, 0.15, 0.3, IG with 8 path points raw and smoothed alike; at ImageNet
+    scale only Simple-Grad at σ = 0.15, on 5 photos, 64 to 384 samples a map (a Lite map costs
+    ~0.06 CPU s a sample; a relative standard error below 0.3 needs several hundred).
+
     Attributes:
-        settings: the digits settings of Table 1 (DT, DR, DA), each with ``n_models`` models.
-        methods: the methods of Table 1 (Simple-Grad, Integrated-Grad, Grad-CAM, Grad-CAM++).
-        noise_levels: the σ grid of the digits settings (0 = unsmoothed; 0.15 = Table 1's σ).
-        n_samples: noise samples per smoothed map (the paper: 100).
-        n_inputs: digit test inputs (true labels as targets). n_models: models per setting.
-        epochs: training epochs of every digit model. image_size: digit input side.
-        photo_models: the pretrained models of the ImageNet-scale DA setting (model specs of
-            :func:`smoothsal.models.zoo.load_model`; every model sees the photos at ``photo_size``).
-        photo_inputs: natural photos explained (the first of
-            :data:`smoothsal.datasets.photos.NATURAL_PHOTO_NAMES`; >= 16 in full).
-        photo_methods, photo_noise_levels, photo_samples: methods, σ grid and samples of that setting.
-        photo_max_samples: a smoothed ImageNet map whose relative standard error is still above
-            ``max_rse`` after ``photo_samples`` samples draws more, ``photo_samples`` at a time, up to
-            this many (the same draws for every model: a longer run extends the same sequence).
+        settings: Table 1's settings on MNIST (DT, DR, DA), each ``n_pairs`` trained pairs
+            (:func:`smoothsal.studies.train.model_pairs`).
+        methods: the methods of those settings (the paper's Simple-Grad, Integrated-Grad, Grad-CAM, Grad-CAM++).
+        noise_levels: the σ grid (σ / value range; 0 = raw; 0.15 = Table 1's σ).
+        n_samples: noise samples per smoothed map (the paper: 100); even, so the draws split into halves.
+        n_inputs: held-out test digits (true labels as targets).
+        n_pairs: independently trained pairs per setting.
+        dataset: ``"mnist"`` (the models of :mod:`smoothsal.studies.train.recipes`, >= 98.5 %) or
+            ``"digits"`` (8×8 digits at ``image_size``, ``epochs`` each: for tests).
+        epochs: training epochs of the ``"digits"`` models (MNIST's recipes fix their own).
+        image_size: the ``"digits"`` input side.
+        ig_steps: Integrated Gradients path points, raw and smoothed alike (eq. 13 compares like with like).
+        theory: also explain the pair trained in Theorems 5–6's regime (:func:`smoothsal.studies.train.theory_pairs`)
+            with ``theory_methods`` over ``noise_levels`` and compute the bounds.
+        theory_methods: methods of the theory pair (no Grad-CAM: the theory's network has no conv layer).
+        photo_models: the pretrained models of the ImageNet DA setting (every pair of them); empty: not run.
+        photo_names: photos that each show an ImageNet class (names of :data:`IMAGENET_PHOTOS`).
+        photo_size: input side of the photos (224, the paper's).
+        photo_methods, photo_noise_levels: methods and σ grid of the ImageNet settings.
+        photo_samples: noise samples per smoothed ImageNet map, at least; then more, ``photo_samples``
+            at a time, while its relative standard error is above ``max_rse``, up to ``photo_max_samples``.
+        dr_weights: ``(V1, V2)`` weights of torchvision's ResNet50 for the paper's DR row (weight names
+            such as ``"IMAGENET1K_V1"`` read from the torch hub cache, or state-dict files; ``"random"``:
+            untrained, for tests); empty: that row is "not run".
         table_noise_level: σ of Table 1's smoothed columns (the paper: 0.15).
-        n_boot: bootstrap resamples (over inputs) of the power-law fits' intervals.
-        max_rse: the maps' relative standard error the full run must stay below (reported).
+        n_boot: bootstrap resamples of the intervals and fits.
+        max_rse: the ImageNet maps' relative standard error target (reported, map by map).
         quick, cache_dir: see :class:`_ReproRun`.
 
-    How it runs and the seed (it picks the digit inputs and seeds the noise: the same draws for
+    How it runs and the seed (it picks the test digits and seeds the noise: the same draws for
     every model) are the :class:`~smoothsal.studies.options.RunOptions` given beside it.
     """
 
@@ -351,19 +380,24 @@ class StabilityReproConfig(_ReproRun):
 
     settings: tuple[str, ...] = ("DT", "DR", "DA")
     methods: tuple[str, ...] = ("grad", "ig", "gradcam", "gradcam++")
-    noise_levels: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
+    noise_levels: tuple[float, ...] = (0.0, 0.05, 0.15, 0.3)
     n_samples: int = 100
-    n_inputs: int = 128
-    n_models: int = 3
-    epochs: int = 10
+    n_inputs: int = 32
+    n_pairs: int = 3
+    dataset: str = "mnist"
+    epochs: int = 1
     image_size: int = 32
+    ig_steps: int = 8
+    theory: bool = True
+    theory_methods: tuple[str, ...] = ("grad", "ig")
     photo_models: tuple[str, ...] = ("lite0", "lite1", "lite2")
-    photo_inputs: int = 18
+    photo_names: tuple[str, ...] = ("chelsea", "coffee", "rocket", "motorcycle_left", "camera")
     photo_size: int = 224
-    photo_methods: tuple[str, ...] = ("grad", "ig", "gradcam", "gradcam++")
-    photo_noise_levels: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
-    photo_samples: int = 100
-    photo_max_samples: int = 400
+    photo_methods: tuple[str, ...] = ("grad",)
+    photo_noise_levels: tuple[float, ...] = (0.0, 0.15)
+    photo_samples: int = 64
+    photo_max_samples: int = 384
+    dr_weights: tuple[str, ...] = ()
     table_noise_level: float = 0.15
     n_boot: int = 1000
     max_rse: float = 0.3
@@ -375,64 +409,77 @@ class StabilityReproConfig(_ReproRun):
             raise ValueError(f"`settings` must be names from {list(SETTINGS)}, got unknown {unknown}")
         self._set("settings", settings)
         self._set("methods", _method_names(self.methods, "methods"))
+        self._set("theory_methods", _method_names(self.theory_methods, "theory_methods"))
         for name in ("noise_levels", "photo_noise_levels"):
             grid = _floats(getattr(self, name), name)
             grid = grid if 0.0 in grid else (0.0, *grid)
             if len(grid) < 2:
                 raise ValueError(f"`{name}` must hold a σ > 0, got {list(getattr(self, name))}")
             self._set(name, grid)
-        check_positive_int(self.n_samples, "n_samples")
+        if check_positive_int(self.n_samples, "n_samples", minimum=2) % 2:
+            raise ValueError(f"`n_samples` must be even (two halves of the draws), got {self.n_samples}")
         check_positive_int(self.n_inputs, "n_inputs", minimum=2)
-        check_positive_int(self.n_models, "n_models", minimum=2)
-        if "DA" in settings and self.n_models > 4:
-            raise ValueError(f"`n_models` must be <= 4 with setting DA (one per architecture), got {self.n_models}")
+        check_positive_int(self.n_pairs, "n_pairs")
+        if self.dataset not in ("mnist", "digits"):
+            raise ValueError(f"`dataset` must be 'mnist' or 'digits', got {self.dataset!r}")
         check_positive_int(self.epochs, "epochs")
-        check_positive_int(self.image_size, "image_size", minimum=8)
+        check_positive_int(self.image_size, "image_size", minimum=11)
+        check_positive_int(self.ig_steps, "ig_steps", minimum=2)
+        _check_bools(self, ("theory",))
         models = _names(self.photo_models, "photo_models") if self.photo_models else ()
         if len(models) == 1:
             raise ValueError(f"`photo_models` must name 0 or >= 2 models, got {list(models)}")
         self._set("photo_models", models)
-        check_positive_int(self.photo_inputs, "photo_inputs", minimum=2)
-        if self.photo_inputs > len(NATURAL_PHOTO_NAMES):
-            raise ValueError(f"`photo_inputs` must be <= {len(NATURAL_PHOTO_NAMES)} (the natural photos), got {self.photo_inputs}")
+        photos = _names(self.photo_names, "photo_names") if self.photo_names else ()
+        unknown = [p for p in photos if p not in IMAGENET_PHOTOS]
+        if unknown:
+            raise ValueError(f"`photo_names` must be photos of ImageNet classes, from {list(IMAGENET_PHOTOS)}; got {unknown}")
+        if (models or self.dr_weights) and len(photos) < 2:
+            raise ValueError(f"`photo_names` must name >= 2 photos for the ImageNet settings, got {list(photos)}")
+        self._set("photo_names", photos)
+        raw = self.dr_weights.split(",") if isinstance(self.dr_weights, str) else list(self.dr_weights or ())
+        weights = tuple(str(w).strip() for w in raw if str(w).strip())  # V1 and V2 may repeat ("random")
+        if weights and len(weights) != 2:
+            raise ValueError(f"`dr_weights` must give 2 weights (ResNet50 V1, V2), got {list(weights)}")
+        self._set("dr_weights", weights)
         self._set("photo_methods", _method_names(self.photo_methods, "photo_methods"))
-        check_positive_int(self.photo_samples, "photo_samples")
-        check_positive_int(self.photo_size, "photo_size", minimum=8)
+        check_positive_int(self.photo_samples, "photo_samples", minimum=2)
+        check_positive_int(self.photo_size, "photo_size", minimum=11)
         if check_positive_int(self.photo_max_samples, "photo_max_samples") < self.photo_samples:
             raise ValueError(f"`photo_max_samples` must be >= photo_samples={self.photo_samples}, got {self.photo_max_samples}")
         check_nonnegative(self.table_noise_level, "table_noise_level")
-        check_positive_int(self.n_boot, "n_boot", minimum=10)
+        check_positive_int(self.n_boot, "n_boot", minimum=100)
         check_nonnegative(self.max_rse, "max_rse")
-        if not settings and not models:
-            raise ValueError("nothing to run: `settings` and `photo_models` are both empty")
+        if not settings and not models and not weights:
+            raise ValueError("nothing to run: `settings`, `photo_models` and `dr_weights` are all empty")
         self._check_run_options()
 
-    def train_base(self) -> TrainConfig:
-        """The :class:`~smoothsal.studies.train.TrainConfig` each digits setting varies."""
+    def train_base(self) -> TrainConfig | None:
+        """The recipe each setting varies: ``None`` on MNIST (its own recipes), else the digits'."""
         from smoothsal.studies.train import TrainConfig
 
+        if self.dataset == "mnist":
+            return None
         return TrainConfig(dataset="digits", epochs=self.epochs, image_size=self.image_size)
 
     def to_hash(self, seed: int) -> JSONObject:
         """The store's configuration: only the run's ``seed``. Each row carries the settings it depends
         on (:meth:`digits_params` or :meth:`photo_params`), so changing the photos never discards the
-        digits rows and the reverse."""
+        MNIST rows and the reverse."""
         return {"seed": seed}
 
     def digits_params(self) -> JSONObject:
-        """Settings that change a digits row."""
-        return {"n_samples": self.n_samples, "n_inputs": self.n_inputs, "n_models": self.n_models,
-                "train": asdict(self.train_base())}  # fmt: skip
+        """Settings that change an MNIST (or digits) row."""
+        base = self.train_base()
+        return {"dataset": self.dataset, "n_samples": self.n_samples, "n_inputs": self.n_inputs,
+                "n_pairs": self.n_pairs, "ig_steps": self.ig_steps,
+                "train": None if base is None else asdict(base)}  # fmt: skip
 
-    def photo_names(self) -> tuple[str, ...]:
-        """The natural photos of the ImageNet setting: the first ``photo_inputs`` of
-        :data:`~smoothsal.datasets.photos.NATURAL_PHOTO_NAMES`."""
-        return NATURAL_PHOTO_NAMES[: self.photo_inputs]
-
-    def photo_params(self) -> JSONObject:
+    def photo_params(self, setting: str = "DA-ImageNet") -> JSONObject:
         """Settings that change an ImageNet row (the photos by name: a change of list never reuses rows)."""
-        out: JSONObject = {"photo_inputs": self.photo_inputs, "photos": list(self.photo_names()), "photo_samples": self.photo_samples,
-               "photo_models": list(self.photo_models), "photo_size": self.photo_size}  # fmt: skip
+        out: JSONObject = {"photos": list(self.photo_names), "photo_samples": self.photo_samples,
+                           "photo_size": self.photo_size, "ig_steps": self.ig_steps,
+                           "models": list(self.photo_models) if setting == "DA-ImageNet" else list(self.dr_weights)}  # fmt: skip
         if self.photo_max_samples > self.photo_samples:  # only then can they change a number
             out["photo_max_samples"] = self.photo_max_samples
             out["max_rse"] = self.max_rse

@@ -43,7 +43,6 @@ __all__ = [
     "fit_table",
     "noisiness",
     "paper_claims",
-    "side_by_side",
     "table1_rows",
     "write_csv",
     "write_manifest",
@@ -52,16 +51,16 @@ __all__ = [
 
 #: columns of the stability study's ``results.csv`` (the per-input lists stay in the store)
 ROW_FIELDS: tuple[str, ...] = (
-    "setting", "method", "noise_level", "n_models", "n_pairs", "n_inputs", "n_samples",
-    "stability_mean", "stability_std", "stability_norm_mean", "stability_norm_std",
-    "fidelity_mean", "fidelity_std", "fidelity_norm_mean", "fidelity_norm_std",
-    "ssim_mean", "ssim_std", "topk_iou_mean", "topk_iou_std", "rse_mean", "rse_max",
-    "n_samples_used_mean", "n_samples_used_max",
+    "setting", "method", "noise_level", "n_pairs", "n_inputs", "n_samples",
+    "stability_mean", "stability_rms", "stability_rms_debiased", "stability_norm_mean",
+    "fidelity_mean", "fidelity_rms", "fidelity_rms_debiased", "fidelity_norm_mean",
+    "ssim_mean", "topk_iou_mean", "topk_ten_percent_mean", "rse_mean", "rse_max",
+    "n_samples_used_mean", "n_samples_used_max", "cpu_seconds",
 )  # fmt: skip
 
 
 def paper_claims() -> JSONObject:
-    """``smoothsal/data/paper_claims.json``: what the papers report (directions; numbers only where known)."""
+    """``smoothsal/data/paper_claims.json``: what the papers report (Ye & Farnia's Table 1 number for number)."""
     return json.loads(resources.files("smoothsal").joinpath("data/paper_claims.json").read_text())
 
 
@@ -155,32 +154,13 @@ def table1_rows(rows: Sequence[JSONObject], sigma: float) -> list[JSONObject]:
             "setting": setting, "method": method, "sigma": used, "n_inputs": r1["n_inputs"], "n_samples": r1["n_samples"],
             "ssim_raw": r0["ssim_mean"], "ssim_smoothed": r1["ssim_mean"],
             "topk_raw": r0["topk_iou_mean"], "topk_smoothed": r1["topk_iou_mean"],
+            "topk10_raw": r0.get("topk_ten_percent_mean"), "topk10_smoothed": r1.get("topk_ten_percent_mean"),
+            "stability_rms_debiased_smoothed": r1.get("stability_rms_debiased"),
+            "fidelity_rms_debiased_smoothed": r1.get("fidelity_rms_debiased"),
             "stability_raw": r0["stability_mean"], "stability_smoothed": r1["stability_mean"],
             "stability_norm_raw": r0["stability_norm_mean"], "stability_norm_smoothed": r1["stability_norm_mean"],
             "fidelity_smoothed": r1["fidelity_mean"], "fidelity_norm_smoothed": r1["fidelity_norm_mean"],
             "rse_max": r1["rse_max"],
-        })  # fmt: skip
-    return out
-
-
-def side_by_side(table: Sequence[JSONObject], claims: JSONObject) -> list[JSONObject]:
-    """Each Table 1 row beside the paper's: its number where known, else its direction, and whether ours agrees.
-
-    Agreement is on the direction the paper reports: smoothed > raw for SSIM and for top-k IoU.
-    """
-    numbers = claims.get("table1_numbers") or {}
-    out = []
-    for r in table:
-        paper = numbers.get(f"{r['setting']}/{r['method']}") if isinstance(numbers, dict) else None
-        ssim_up, topk_up = r["ssim_smoothed"] > r["ssim_raw"], r["topk_smoothed"] > r["topk_raw"]
-        out.append({
-            "setting": r["setting"], "method": r["method"],
-            "paper": (f"SSIM {paper['ssim_raw']}→{paper['ssim_smoothed']}, top-k {paper['topk_raw']}→{paper['topk_smoothed']}"
-                      if paper else "smoothed > raw (direction only; numbers not recorded)"),
-            "ours_ssim": f"{r['ssim_raw']:.3f} → {r['ssim_smoothed']:.3f}",
-            "ours_topk": f"{r['topk_raw']:.3f} → {r['topk_smoothed']:.3f}",
-            "ssim_agrees": "yes" if ssim_up else "NO",
-            "topk_agrees": "yes" if topk_up else "NO",
         })  # fmt: skip
     return out
 

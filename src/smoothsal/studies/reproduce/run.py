@@ -11,9 +11,14 @@ from pathlib import Path
 
 from smoothsal._core.jsontypes import JSON, JSONObject
 from smoothsal.studies.options import RunOptions
-from smoothsal.studies.reproduce.config import SG_DEFAULT_OUT, ST_DEFAULT_OUT, SmoothGradReproConfig, StabilityReproConfig
+from smoothsal.studies.reproduce.config import (
+    SG_DEFAULT_OUT,
+    ST_DEFAULT_OUT,
+    SmoothGradReproConfig,
+    StabilityReproConfig,
+)
 
-__all__ = ["QUICK_NOTE", "run_smoothgrad", "run_stability"]
+__all__ = ["QUICK_NOTE", "publish_outputs", "run_smoothgrad", "run_stability", "stability_command"]
 
 QUICK_NOTE = "--quick run: fewer noise samples (and smaller grids) than the paper; cite the full run"
 
@@ -166,27 +171,81 @@ def run_smoothgrad(
     return summary
 
 
+def _provenance(command: str) -> JSONObject:
+    """The command, the code's commit (``None`` outside a git checkout) and the machine."""
+    import os
+    import platform
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or None  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"command": command, "commit": commit, "machine": f"{platform.system()} {platform.machine()}, "
+            f"{os.cpu_count()} logical CPUs, python {platform.python_version()}",
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}  # fmt: skip
+
+
+def stability_command(c: StabilityReproConfig) -> str:
+    """The ``smoothsal`` command line that runs ``c`` (the full run: ``make reproduce-stability FULL=1``)."""
+    return "smoothsal reproduce stability" + (" --quick" if c.quick else "")
+
+
+def publish_outputs(out: Path, target: Path) -> list[Path]:
+    """Copy the tables, figures and JSON of ``out`` (not its results store) into ``target``.
+
+    What a committed copy holds: ``manifest.json``, ``summary.json``, ``results_numbers.json``,
+    ``results.json`` and every ``.csv``, ``.md`` and ``.png`` the run wrote. Returns the copies.
+    """
+    import shutil
+
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    names = ("manifest.json", "summary.json", "results_numbers.json", "results.json")
+    files = [out / n for n in names] + sorted(p for ext in ("csv", "md", "png") for p in out.glob(f"*.{ext}"))
+    copies = []
+    for f in files:
+        if f.exists():
+            copies.append(Path(shutil.copy2(f, target / f.name)))
+    return copies
+
+
 def run_stability(
-    config: StabilityReproConfig, options: RunOptions | None = None, echo: Callable[[str], object] | None = print
+    config: StabilityReproConfig, options: RunOptions | None = None, echo: Callable[[str], object] | None = print,
+    publish: Path | None = None,
 ) -> JSONObject:
     """Compute (or resume) ``reproduce stability`` as ``options`` say and write its figures, tables
-    and manifest (default :class:`~smoothsal.studies.options.RunOptions`: ``out/reproduce/stability``)."""
+    and manifest (default :class:`~smoothsal.studies.options.RunOptions`: ``out/reproduce/stability``);
+    with ``publish``, also copy them there (:func:`publish_outputs`; ``make reproduce-stability FULL=1``
+    publishes to ``results/reproduce/stability``).
+
+    The rows' CPU seconds are summed into ``summary.json`` (``cpu_seconds_rows``: the computation,
+    across resumed runs) beside this invocation's wall and CPU seconds.
+    """
     from smoothsal.studies.reproduce import plots
     from smoothsal.studies.reproduce import report as rp
-    from smoothsal.studies.reproduce.stability import IMAGENET_SETTING, compute_stability
+    from smoothsal.studies.reproduce import stability_tables as st
+    from smoothsal.studies.reproduce.stability import (
+        DA_IMAGENET,
+        DR_IMAGENET,
+        compute_stability,
+        compute_theory,
+    )
     from smoothsal.studies.store import write_json
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     c = config
     options = options if options is not None else RunOptions()
     rows, extras, store = compute_stability(c, options, echo=echo)
+    theory = compute_theory(c, options, store) if c.theory else {"models": [], "constants": [], "rows": []}
     out = options.out_dir(ST_DEFAULT_OUT)
-    order = [s for s in (*c.settings, IMAGENET_SETTING if c.photo_models else None) if s]
+    order = list(dict.fromkeys(r["setting"] for r in rows))
     base: JSONObject = {"settings": order, "methods": list(c.methods), "photo_methods": list(c.photo_methods),
             "noise_levels": list(c.noise_levels), "photo_noise_levels": list(c.photo_noise_levels),
             "n_samples": c.n_samples, "photo_samples": c.photo_samples, "n_inputs": c.n_inputs,
-            "photo_inputs": c.photo_inputs, "n_models": c.n_models, "photo_models": list(c.photo_models),
-            "epochs": c.epochs, "table_noise_level": c.table_noise_level, "quick": c.quick}  # fmt: skip
+            "photos": list(c.photo_names), "n_pairs": c.n_pairs, "photo_models": list(c.photo_models),
+            "dataset": c.dataset, "ig_steps": c.ig_steps, "table_noise_level": c.table_noise_level, "quick": c.quick}  # fmt: skip
     figures: list[JSON] = []
 
     def add(result: tuple[Path, JSONObject], caption: str) -> None:
@@ -194,86 +253,143 @@ def run_stability(
         figures.append({"file": path.name, "caption": caption, "settings": settings})
 
     add(plots.save_stability_curves(rows, order, "stability", out / "stability_vs_sigma.png", base),
-        "Stability error (eq. 12) between models vs σ per method and setting; raw (the paper's) and norm-scaled")
+        "Stability error (eq. 12) between two models vs σ per method and setting; raw (the paper's) and norm-scaled")
     add(plots.save_stability_curves(rows, order, "fidelity", out / "fidelity_vs_sigma.png", base),
-        "Fidelity error (eq. 13) of the smoothed map to the model's own raw map vs σ; raw and norm-scaled")
+        "Fidelity error (eq. 13) of the smoothed map to the model's own raw map (same method and steps) vs σ")
     add(plots.save_pareto(rows, order, out / "pareto.png", base),
         "Stability against fidelity error (norm-scaled), one point per σ: the trade-off")
     add(plots.save_similarity_curves(rows, order, out / "ssim_topk_vs_sigma.png", base),
-        "SSIM and top-k IoU between two models' maps vs σ (Table 1's measures along the σ grid)")
+        "SSIM and top-k IoU (k = 1 % of the pixels) between two models' maps vs σ")
     fits = rp.fit_table(rows, c.n_boot, options.seed)
     add(plots.save_fits(rows, fits, order, out / "power_law_fits.png", {**base, "n_boot": c.n_boot}),
-        "Raw errors vs σ in log–log with fitted power laws and 95% bootstrap intervals (Theorem 6, Proposition 7)")
+        "Errors vs σ in log–log with fitted power laws (a description, not a test of Theorem 6 / Proposition 7)")
     if extras.figure_maps:
         add(plots.save_two_models(extras.figure_maps, extras.first_inputs, out / "two_models_maps.png", base),
             "Two models' maps of one input, raw vs smoothed, per setting and method")
 
     # ---- tables
     tables: list[JSON] = []
+
+    def table(name: str, title: str, lines: list[JSONObject], cols: list[str], note: str, caption: str) -> None:
+        """``name.csv`` and ``name.md`` from ``lines``, the Markdown one listed in the manifest (its title
+        ends in "(quick)" for a ``--quick`` run)."""
+        rp.write_csv(out / f"{name}.csv", lines, cols)
+        rp.write_markdown(out / f"{name}.md", title + (" (quick)" if c.quick else ""), lines, cols, note=note)
+        tables.append({"file": f"{name}.md", "caption": caption})
+
     flat = [{k: r.get(k) for k in rp.ROW_FIELDS} for r in rows]
     rp.write_csv(out / "results.csv", flat, rp.ROW_FIELDS)
     settings = {**c.settings_dict(), **options.as_dict()}
     write_json(out / "results.json", {"config": settings, "config_hash": store.config_hash, "rows": rows,
-                                      "models": extras.models, "photos": extras.photos})  # fmt: skip
-    tables.append({"file": "results.csv", "caption": "every (setting, method, σ) row: raw and norm-scaled errors, SSIM, "
-                                                     "top-k IoU, relative standard error"})
-    table = rp.table1_rows(rows, c.table_noise_level)
-    t1cols = ["setting", "method", "sigma", "ssim_raw", "ssim_smoothed", "topk_raw", "topk_smoothed", "stability_raw",
-              "stability_smoothed", "stability_norm_raw", "stability_norm_smoothed", "fidelity_smoothed", "rse_max"]
-    rp.write_csv(out / "table1.csv", table, t1cols)
-    samples_note = (f"{c.n_samples} noise samples (digits), {c.photo_samples} (ImageNet)"
-                    + (" — fewer than the paper's 100: --quick" if c.quick else ""))
-    rp.write_markdown(out / "table1.md", f"Table 1: two models' maps, raw vs smoothed (σ = {c.table_noise_level:g})",
-                      table, t1cols,
-                      note=f"Digits: {c.n_inputs} test inputs, {c.n_models} models per setting, {c.epochs} epochs; "
-                           f"DA-ImageNet: EfficientNet-{'/'.join(c.photo_models)} on {c.photo_inputs} natural photos. "
-                           f"{samples_note}. stability_*: eq. 12 raw (the paper's number) and norm-scaled (maps of unit "
-                           "L2 norm); rse_max: largest relative standard error of a smoothed map.")  # fmt: skip
-    tables.append({"file": "table1.md", "caption": "Table 1: SSIM, top-k IoU and stability error, raw vs smoothed"})
+                                      "theory": theory, "models": extras.models, "photos": extras.photos,
+                                      "topk": extras.topk})  # fmt: skip
+    tables.append({"file": "results.csv", "caption": "every (setting, method, σ) row: errors plain, debiased and "
+                                                     "norm-scaled, SSIM, top-k IoU at two k, relative standard error"})
+    model_rows = [{"setting": s, **m} for s, ms in extras.models.items() for m in ms]
+    model_rows += [{"setting": "theory pair", **m} for m in theory["models"]]
+    table("models", "The models compared, with their test accuracy", model_rows,
+          ["setting", "pair", "name", "recipe", "test_accuracy"],
+          "MNIST models: smoothsal.studies.train.model_pairs (cached by a hash of the recipe, `name`); test accuracy on "
+          "the 10,000 MNIST test images.", "every model with its recipe and test accuracy")  # fmt: skip
+    if extras.photos:
+        table("imagenet_photos", "The ImageNet-scale photos and the class each shows (the target)", extras.photos,
+              ["name", "class_index", "class_name", "shows"], "", "each photo with its ImageNet class")  # fmt: skip
+    per_map = [{"setting": r["setting"], "method": r["method"], "noise_level": r["noise_level"], "photo": photo,
+                 "model": model, "relative_stderr": rse[i], "samples": r["samples_per_map"][model][i],
+                 "below_target": rse[i] < c.max_rse}
+                for r in rows if r["noise_level"] > 0 and r.get("rse_per_map") for model, rse in r["rse_per_map"].items()
+                for i, photo in enumerate(c.photo_names)]  # fmt: skip
+    if per_map:
+        table("imagenet_rse", f"Each ImageNet map's relative standard error (target < {c.max_rse})", per_map,
+              ["setting", "method", "noise_level", "photo", "model", "relative_stderr", "samples", "below_target"],
+              f"‖SE‖/‖map‖ of each smoothed map, sampled {c.photo_samples} at a time up to {c.photo_max_samples} until "
+              f"it is below {c.max_rse} (Smooth's tol).", "each ImageNet map's relative standard error and samples")  # fmt: skip
+    t1 = rp.table1_rows(rows, c.table_noise_level)
+    samples_note = (f"{c.n_samples} noise samples (MNIST), ImageNet {c.photo_samples} up to {c.photo_max_samples} "
+                    f"(until the relative standard error is below {c.max_rse})"
+                    + (" — --quick" if c.quick else ""))  # fmt: skip
+    table("table1", f"Table 1 on our models: raw vs smoothed (σ = {c.table_noise_level:g})", t1,
+          ["setting", "method", "sigma", "ssim_raw", "ssim_smoothed", "topk_raw", "topk_smoothed", "topk10_raw",
+           "topk10_smoothed", "stability_raw", "stability_smoothed", "stability_rms_debiased_smoothed",
+           "fidelity_smoothed", "fidelity_rms_debiased_smoothed", "rse_max"],
+          f"MNIST: {c.n_inputs} test digits × {c.n_pairs} trained pairs per setting; {samples_note}. "
+          "topk: k = 1 % of the pixels (8 at 28², 500 at 224²); topk10: k = 10 % (78 at 28²). "
+          "stability/fidelity: eq. 12/13 plain means; *_rms_debiased: root of the Monte-Carlo-debiased "
+          "mean squared distance; rse_max: largest relative standard error of a smoothed map.",
+          "Table 1's measures on our models, raw vs smoothed")  # fmt: skip
+    sbs = st.table1_side_by_side(rows, c.table_noise_level, skipped=extras.skipped, n_boot=c.n_boot, seed=options.seed)
     claims = rp.paper_claims()["stability"]
-    sbs = rp.side_by_side(table, claims)
-    scols = ["setting", "method", "paper", "ours_ssim", "ours_topk", "ssim_agrees", "topk_agrees"]
-    rp.write_csv(out / "table1_side_by_side.csv", sbs, scols)
-    rp.write_markdown(out / "table1_side_by_side.md", "Table 1 beside the paper's", sbs, scols,
-                      note=f"Paper: {claims['paper']}. {'Numbers: ' if claims.get('table1_numbers') else ''}"
-                           f"{'' if claims.get('table1_numbers') else 'We did not have the paper’s exact Table 1 numbers; only the direction it reports (smoothed more stable than raw) is compared. '}"
-                           f"Paper setting: {claims['table1_sigma']} noise level, {claims['table1_samples']} samples. "
-                           "A disagreement is reported, not tuned away.")  # fmt: skip
-    tables.append({"file": "table1_side_by_side.md", "caption": "each Table 1 row: the paper's direction, ours, agreement"})
-    fcols = ["setting", "method", "quantity", "exponent", "low", "high", "n_inputs", "n_sigmas"]
-    rp.write_csv(out / "power_law_fits.csv", fits, fcols)
-    rp.write_markdown(out / "power_law_fits.md", "Power-law fits of the raw errors: y = c·σ^p", fits, fcols,
-                      note=f"Least squares in log–log over σ > 0; 95% percentile bootstrap over inputs ({c.n_boot} "
-                           "resamples). A description, not a test: Theorem 6 bounds the smoothed stability error by a "
-                           "term ∝ σ^(−1/(βc+1)), an exponent in (−1, 0); Proposition 7 bounds the fidelity error by "
-                           "γσ√m; a bound does not predict a slope (tests: smoothsal.metrics.theory).")  # fmt: skip
-    tables.append({"file": "power_law_fits.md", "caption": "stability ∝ σ^−a and fidelity ∝ σ^b with intervals (description)"})
+    counts = st.verdict_counts(sbs)
+    table("table1_side_by_side", "Table 1 of Ye & Farnia 2025 beside ours", sbs, list(st.SIDE_BY_SIDE_COLUMNS),
+          f"Paper: {claims['paper']}; its numbers from smoothsal/data/paper_claims.json (σ = "
+          f"{claims['table1_sigma']}, {claims['table1_samples']} samples, k = 500 at 224², ImageNet). "
+          "Ours: Δ = smoothed − raw with a 95 % studentized bootstrap interval over model pairs × "
+          "images (crossed); verdict by smoothsal.metrics.claims.claim_verdict (paper up: agrees if the "
+          "interval is above 0, disagrees if below; down: the reverse; equal: agrees inside ±0.01; else "
+          "inconclusive). topk: k = 1 % of the pixels (the paper's rule); topk10: k = 10 %, the same "
+          f"rule. Verdict counts: {counts}. A disagreement is reported, not tuned away.",
+          "every paper row with its numbers and direction, ours with an interval, and the verdict")  # fmt: skip
+    trends = st.trend_table(rows, theory["rows"], n_boot=c.n_boot, seed=options.seed)
+    table("trend_tests", "The paper's empirical claims as trend tests", trends,
+          ["setting", "method", "quantity", "claim", "verdict", "sigmas", "endpoint", "units", "reason"],
+          "Stability error non-increasing and fidelity error non-decreasing in σ (§5.1), tested on the "
+          "Monte-Carlo-debiased squared errors per (pair, image) by smoothsal.metrics.theory.trend_test: "
+          "disagrees if Holm over the grid's steps rejects a step against the claim at 5 %; agrees if "
+          "not and σ_min → σ_max moves the claimed way (one-sided p ≤ 0.05); else inconclusive. The "
+          "intervals resample pairs and images, not the noise draws (one seed).",
+          "stability non-increasing / fidelity non-decreasing in σ, tested")  # fmt: skip
+    bounds = st.bounds_table(theory, theory.get("input_ranges") or [1.0]) if theory["rows"] else []
+    if bounds:
+        table("theory_bounds", "Proposition 7 and Theorems 5–6 on the theory pair", bounds,
+              ["method", "noise_level", "quantity", "statement", "measured_mean", "measured_max", "bound",
+               "ratio_max", "exponent", "meaning"],
+              "The pair trained in the theorems' regime (smooth_mlp: ball projection, softplus β=4, plain SGD with "
+              "step c/(t+t0), c=1000, t0=1000). Constants per model in results.json (theory.constants). σ in pixel "
+              "units = noise level × the largest value range of the explained digits. exponent: the σ-exponent of "
+              "the bound, −1/(βc+1) for Theorem 6 with Remark 4's β.",
+              "Proposition 7's fidelity bound against the measured fidelity; Theorems 5–6 computed")  # fmt: skip
+    table("power_law_fits", "Power-law fits of the errors: y = c·σ^p (a description)", fits,
+          ["setting", "method", "quantity", "exponent", "low", "high", "n_inputs", "n_sigmas"],
+          f"Least squares in log–log over σ > 0; 95% percentile bootstrap over inputs ({c.n_boot} resamples). A "
+          "description, not a test: Theorem 6 bounds the stability error by a term ∝ σ^(−1/(βc+1)), Proposition 7 "
+          "the fidelity error by γσ√m; a bound does not predict a slope (the tests: trend_tests.md, "
+          "theory_bounds.md).", "fitted exponents with intervals (description)")  # fmt: skip
 
-    photo_rows = [r for r in rows if r["setting"] == IMAGENET_SETTING and r["noise_level"] > 0]
+    photo_rows = [r for r in rows if r["setting"] in (DA_IMAGENET, DR_IMAGENET) and r["noise_level"] > 0]
     rse_max = max((r["rse_max"] for r in photo_rows), default=float("nan"))
+    command = stability_command(c)
+    cpu_rows = float(sum(float(r.get("cpu_seconds", 0.0)) for r in [*rows, *theory["rows"]]))
     numbers = {
         "table1": {f"{r['setting']}/{r['method']}": {k: r[k] for k in ("ssim_raw", "ssim_smoothed", "topk_raw",
-                   "topk_smoothed", "stability_raw", "stability_smoothed")} for r in table},
-        "table1_direction_agrees": {f"{r['setting']}/{r['method']}": [r["ssim_agrees"], r["topk_agrees"]] for r in sbs},
-        "exponents": {f"{f['setting']}/{f['method']}/{f['quantity']}": [f["exponent"], f["low"], f["high"]] for f in fits},
-        "imagenet_rse_max": rse_max,
+                   "topk_smoothed", "stability_raw", "stability_smoothed")} for r in t1},
+        "side_by_side_verdicts": counts,
+        "trend_verdicts": {f"{t['setting']}/{t['method']}/{t['quantity']}": t["verdict"] for t in trends},
+        "prop7_ratio_max": max((b["ratio_max"] for b in bounds if b["quantity"].startswith("fidelity")), default=None),
+        "imagenet_rse_max": rse_max if photo_rows else None,
         "imagenet_rse_below": c.max_rse,
         "imagenet_rse_ok": bool(rse_max < c.max_rse) if photo_rows else None,
+        "mnist_rse_max": max((r["rse_max"] for r in rows if r["setting"] in c.settings), default=None),
         "n_samples": c.n_samples, "photo_samples": c.photo_samples, "quick": c.quick,
     }  # fmt: skip
-    command = "smoothsal reproduce stability" + (" --quick" if c.quick else "")
     write_json(out / "results_numbers.json", _quote(numbers, command))
     notes = [QUICK_NOTE] if c.quick else []
     if photo_rows and not rse_max < c.max_rse:
         notes.append(f"the ImageNet maps' relative standard error reaches {rse_max:.3f} (target < {c.max_rse})")
+    notes += [f"{k}: not run ({v})" for k, v in extras.skipped.items()]
     summary = rp.write_manifest(
         out, "reproduce-stability", "Reproducing the stability–fidelity trade-off (Ye & Farnia 2025)", figures, tables,
-        numbers, {"settings": settings, "config_hash": store.config_hash,
-                  "seconds": round(time.perf_counter() - t0, 2), "notes": notes, "paper": claims,
+        numbers, {"settings": settings, "config_hash": store.config_hash, **_provenance(command),
+                  "seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(time.process_time() - cpu0, 2),
+                  "cpu_seconds_rows": round(cpu_rows, 2), "notes": notes, "paper": claims,
                   "models": extras.models, "photos": extras.photos},
     )  # fmt: skip
     if echo is not None:
-        echo(f"wrote {len(figures)} figures and {len(tables)} tables to {out}/ in {summary['seconds']:.1f} s")
+        echo(f"wrote {len(figures)} figures and {len(tables)} tables to {out}/ in {summary['seconds']:.1f} s "
+             f"(rows: {cpu_rows:.0f} CPU s)")  # fmt: skip
         for note in notes:
             echo(f"note: {note}")
+    if publish is not None:
+        copies = publish_outputs(out, Path(publish))
+        if echo is not None:
+            echo(f"published {len(copies)} files to {publish}/")
     return summary
