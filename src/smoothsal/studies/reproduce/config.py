@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 from smoothsal._core.jsontypes import JSONObject
 from smoothsal._core.validation import check_nonnegative, check_positive_int
+from smoothsal.datasets.photos import NATURAL_PHOTO_NAMES
 from smoothsal.registry import MethodSetting, parse_methods
 from smoothsal.smoothing_spec import SmoothSpec
 from smoothsal.studies.tradeoff.config import SETTINGS, _names
