@@ -149,6 +149,33 @@ def test_sobel_fails_sanity_the_gradient_is_read_by_the_rule_the_random_map_is_i
     assert grad["emprt_verdict"] == "PASS" and grad["emprt_ci"][0] > 1.0  # measured 1.24 [1.13, 1.33]
 
 
+def test_mprt_seeds_are_resampled_with_the_images(tmp_path, report, data, model):
+    """``mprt_seeds=2``: each seed's per-image s and r̃ are recorded; seed 0's cascade is the one-seed
+    card's; R is the ratio of totals over seeds × images and its interval the crossed two-level
+    bootstrap of those values (seeds and images resampled)."""
+    from smoothsal.metrics.intervals import two_level_interval
+    from smoothsal.metrics.sanity import reproducibility
+
+    rep = evaluate(tmp_path, methods="grad", model=model, images=data.images, sections="sanity", mprt_seeds=2,
+                   data_randomization=False)  # fmt: skip
+    one_seed = report[2].row("grad_smooth")
+    row = rep.row("grad_smooth")
+    seeds = row["_mprt_seeds"]
+    assert row["mprt_n_seeds"] == 2 and len(seeds["s"]) == 2 and all(len(v) == 8 for v in seeds["s"])
+    assert seeds["s"][0] == pytest.approx(one_seed["_mprt_seeds"]["s"][0])  # same seed, same draw
+    assert seeds["s"][1] != pytest.approx(seeds["s"][0], abs=1e-6)
+    assert row["_per_image"]["mprt_s"] == pytest.approx([(a + b) / 2 for a, b in zip(*seeds["s"])])
+    s = torch.tensor(seeds["s"], dtype=torch.float64).numpy()
+    d = reproducibility(torch.tensor(row["_per_image"]["mprt_r"]).expand(2, 8).numpy(), torch.tensor(seeds["rt"]).numpy())
+    assert row["sanity_R"] == pytest.approx(s.sum() / d.sum())
+    iv = two_level_interval(s, d, statistic="ratio", design="crossed", seed=0)
+    assert row["sanity_R_ci"] == pytest.approx([iv.low, iv.high])
+    assert "8 image(s) × 2 randomization seeds (both resampled)" in row["sanity_reason"]
+    assert "× 2 randomization" not in one_seed["sanity_reason"]
+    md = (tmp_path / "report.md").read_text()
+    assert "3 checkpoints under 2 re-initialisation seed(s)" in md
+
+
 def test_data_randomization_uses_a_label_shuffled_model(report):
     _, _, rep = report
     grad, sobel = rep.row("grad"), rep.row("sobel")

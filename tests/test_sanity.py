@@ -25,6 +25,7 @@ from smoothsal.metrics.sanity import (
     emprt_verdict,
     retained_similarity,
     model_parameter_randomization,
+    mprt_over_seeds,
     randomizable_layers,
     randomize_layers,
     sanity_verdict,
@@ -155,6 +156,41 @@ def test_mprt_independent_and_layer_subset(images):
     assert subset.layers == ["9", "0"]
     torch.testing.assert_close(subset.spearman_abs, full.spearman_abs[[0, -1]])
     assert len(subset.to_rows()) == 2 and set(subset.summary()) >= {"spearman_abs", "ssim"}
+
+
+def test_mprt_over_seeds_is_each_seed_alone_sharing_the_original_maps(images):
+    """Result k is exactly the one-seed MPRT under seed k (a smoothed method, so r and r̃ are
+    measured); the original maps and their reference are computed once, not once per seed."""
+    from smoothsal.smoothing import Smooth
+
+    model = bn_cnn()
+    x = images[:5]
+
+    def make(seed):
+        return lambda m: Smooth(VanillaGradient(m), noise_level=0.1, n_samples=4, seed=seed)
+
+    calls = []
+
+    def first(m):
+        calls.append(m)
+        return make(0)(m)
+
+    kw = dict(layers=["9", "3"], second_estimate=make(7), init="scaled")
+    together = mprt_over_seeds(first, model, x, seeds=[2, 5, 11], **kw)
+    assert sum(m is model for m in calls) == 1  # the original map (a), once for all three seeds
+    for seed, res in zip([2, 5, 11], together):
+        alone = model_parameter_randomization(make(0), model, x, seed=seed, **kw)
+        for key in ("spearman_abs", "ssim", "topk_iou", "randomized_reference", "reference"):
+            torch.testing.assert_close(getattr(res, key), getattr(alone, key), msg=f"{key}, seed {seed}")
+    # different seeds draw different weights, so different similarities
+    assert not torch.equal(together[0].spearman_abs, together[1].spearman_abs)
+    assert sanity_verdict(together).interval.n == 5  # judged together: images × seeds
+    with pytest.raises(ValueError, match="`seeds` must hold at least one"):
+        mprt_over_seeds(VanillaGradient, model, x, seeds=[])
+    with pytest.raises(ValueError, match="`seeds` must be distinct"):
+        mprt_over_seeds(VanillaGradient, model, x, seeds=[1, 1])
+    with pytest.raises(ValueError, match="seeds"):
+        mprt_over_seeds(VanillaGradient, model, x, seeds=[-1])
 
 
 def test_given_original_maps_are_used_not_recomputed(images):

@@ -64,6 +64,7 @@ from smoothsal.metrics.sanity import (
     efficient_model_parameter_randomization,
     emprt_verdict,
     model_parameter_randomization,
+    mprt_over_seeds,
     sanity_verdict,
     smooth_model_parameter_randomization,
 )
@@ -105,6 +106,7 @@ __all__ = [
     "mask_topk_iou",
     "max_sensitivity",
     "model_parameter_randomization",
+    "mprt_over_seeds",
     "monotonicity",
     "noisy_linear_imputation",
     "pointing_game",

@@ -407,7 +407,9 @@ def _two_level_parts(x: np.ndarray, y: np.ndarray | None, design: str) -> tuple[
         ybar = y.mean(axis=(-2, -1))
         safe = np.where(np.isfinite(est), est, 0.0)
         u = (x - safe[..., None, None] * y) / ybar[..., None, None]
-    return est, np.sqrt(_two_way_variance(u, design))
+        # a resample whose denominators are all 0 (a map no estimate reproduces) has no standard
+        # error: NaN, which the studentized interval drops, as the one-level bootstrap does
+        return est, np.sqrt(_two_way_variance(u, design))
 
 
 def _two_level_resamples(x: np.ndarray, y: np.ndarray | None, design: str, n_boot: int,

@@ -57,6 +57,7 @@ from smoothsal.metrics.sanity.mprt import (
     MPRTResult,
     efficient_model_parameter_randomization,
     model_parameter_randomization,
+    mprt_over_seeds,
     second_estimate_seed,
     smooth_model_parameter_randomization,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "efficient_model_parameter_randomization",
     "emprt_verdict",
     "model_parameter_randomization",
+    "mprt_over_seeds",
     "randomizable_layers",
     "randomize_layers",
     "reproducibility",

@@ -31,6 +31,7 @@ __all__ = [
     "MPRTResult",
     "efficient_model_parameter_randomization",
     "model_parameter_randomization",
+    "mprt_over_seeds",
     "second_estimate_seed",
     "smooth_model_parameter_randomization",
 ]
@@ -158,6 +159,55 @@ def model_parameter_randomization(
         :class:`MPRTResult` with ``[L, B]`` similarities, one row per randomized model (the
         original model is not a row), the reference ``[B]`` and the complexities of eMPRT.
     """
+    return _mprt_runs(method, model, inputs, targets, [seed], order=order, layers=layers, init=init,
+                      second_estimate=second_estimate, original=original)[0]  # fmt: skip
+
+
+def mprt_over_seeds(
+    method: MethodFactory,
+    model: nn.Module,
+    inputs: Tensor,
+    targets: TargetSpec = None,
+    *,
+    seeds: Sequence[int],
+    order: str = "cascading",
+    layers: Sequence[str] | None = None,
+    init: str = "default",
+    second_estimate: MethodFactory | None = None,
+    original: Tensor | None = None,
+) -> list[MPRTResult]:
+    """:func:`model_parameter_randomization` under several re-initialisation seeds, on the same images.
+
+    The randomization is itself random: one seed's verdict treats that draw as fixed. Judged
+    together (:func:`~smoothsal.metrics.sanity.sanity_verdict` resamples seeds and images), the
+    seeds' spread enters the interval. The original maps :math:`(a)` and their reference :math:`r`
+    are computed once and shared (they do not depend on the seed), so ``S`` seeds cost one
+    original pass plus ``S`` cascades; result ``k`` equals ``model_parameter_randomization(...,
+    seed=seeds[k])`` exactly.
+
+    Args:
+        seeds: one or more distinct non-negative ints, the re-initialisation seeds.
+        method, model, inputs, targets, order, layers, init, second_estimate, original: as
+            :func:`model_parameter_randomization`.
+    Returns:
+        one :class:`MPRTResult` per seed, in the order of ``seeds``.
+    """
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("`seeds` must hold at least one seed, got an empty sequence")
+    for s in seeds:
+        check_positive_int(s, "seeds", minimum=0)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"`seeds` must be distinct (a repeated seed repeats the same draw), got {seeds}")
+    return _mprt_runs(method, model, inputs, targets, seeds, order=order, layers=layers, init=init,
+                      second_estimate=second_estimate, original=original)  # fmt: skip
+
+
+def _mprt_runs(
+    method: MethodFactory, model: nn.Module, inputs: Tensor, targets: TargetSpec, seeds: Sequence[Seed], *,
+    order: str, layers: Sequence[str] | None, init: str, second_estimate: MethodFactory | None, original: Tensor | None,
+) -> list[MPRTResult]:  # fmt: skip
+    """The original maps and reference once, then one cascade per seed."""
     check_method_factory(method)
     check_inputs(inputs)
     check_choice(init, "init", INITS)
@@ -165,6 +215,15 @@ def model_parameter_randomization(
     t = resolve_model_targets(model, x, targets)
     first = _original_maps(method, model, x, t, original)
     _, r, by_construction = _reference(method, second_estimate, model, x, t, first)
+    return [_cascade(method, second_estimate, model, x, t, first, r, by_construction, order, layers, seed, init)
+            for seed in seeds]  # fmt: skip
+
+
+def _cascade(
+    method: MethodFactory, second_estimate: MethodFactory | None, model: nn.Module, x: Tensor, t: Tensor,
+    first: Tensor, r: Tensor, by_construction: bool, order: str, layers: Sequence[str] | None, seed: Seed, init: str,
+) -> MPRTResult:  # fmt: skip
+    """One seed's randomized models, compared with the original maps ``first``."""
     rows: dict[str, list[Tensor]] = {m: [] for m in SIMILARITY_METRICS}
     own: list[Tensor] = []  # r̃_l of each checkpoint (sampled methods)
     names = []

@@ -82,10 +82,11 @@ from smoothsal.studies.options import RunOptions
 from smoothsal.studies.store import ResultsStore
 
 if TYPE_CHECKING:
+    from smoothsal.metrics.sanity.mprt import MPRTResult
     from smoothsal.studies.explain_dataset.store import MapStore
 
 __all__ = ["Context", "DRData", "MapSource", "ReportRow", "build_rows", "compute_sections", "data_randomization_data",
-           "jaggedness_lines", "load_data", "load_store_data"]  # fmt: skip
+           "jaggedness_lines", "load_data", "load_store_data", "mprt_seeds"]  # fmt: skip
 
 #: ``model -> attribution method`` of a row (a raw method, ``Smooth`` around one, or a control).
 MethodFactory = Callable[[nn.Module], Union[Attribution, Smooth]]
@@ -439,31 +440,50 @@ def row_maps(ctx: Context, row: ReportRow) -> Tensor:
     return torch.from_numpy(arr)
 
 
+def mprt_seeds(seed: int, count: int) -> list[int]:
+    """The report card's ``count`` re-initialisation seeds of MPRT: the run's ``seed`` and the next
+    ``count - 1`` integers (seed ``k`` draws its own randomized weights)."""
+    return [int(seed) + k for k in range(count)]
+
+
 def _section_sanity(ctx: Context, row: ReportRow) -> JSONObject:
-    from smoothsal.metrics.sanity import model_parameter_randomization, spaced_layers
+    """Cascading MPRT under :attr:`~.config.EvaluateConfig.mprt_seeds` re-initialisation seeds:
+    per seed and image :math:`s` and :math:`\tilde r` (``_mprt_seeds``, ``[S][N]``, resampled
+    crossed by the verdict), :math:`r` shared; ``_per_image`` holds their means over the seeds."""
+    from smoothsal.metrics.sanity import mprt_over_seeds, spaced_layers
 
     layers = spaced_layers(ctx.model, ctx.config.mprt_checkpoints)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="a map is constant")
-        res = model_parameter_randomization(
-            row.factory, ctx.model, ctx.inputs, ctx.targets, order="cascading", layers=layers, seed=ctx.options.seed,
-            init=ctx.config.randomization, second_estimate=row.second, original=row_maps(ctx, row),
+        results = mprt_over_seeds(
+            row.factory, ctx.model, ctx.inputs, ctx.targets, order="cascading", layers=layers,
+            seeds=mprt_seeds(ctx.options.seed, ctx.config.mprt_seeds), init=ctx.config.randomization,
+            second_estimate=row.second, original=row_maps(ctx, row),
         )  # fmt: skip
-    means = res.summary()
+    first = results[0]
+
+    def over_seeds(values: Callable[[MPRTResult], Tensor]) -> list[JSON]:
+        return _values(torch.stack([values(r) for r in results]).nanmean(dim=0))
+
+    s = [r.per_image("spearman_abs") for r in results]  # s_i per seed: cascade mean
+    rt = [r.per_image_randomized_reference() for r in results]  # r̃_i per seed (ones: deterministic)
     return {
-        "mprt_init": res.init,
-        "mprt_by_construction": res.reference_by_construction,
+        "mprt_init": first.init,
+        "mprt_by_construction": first.reference_by_construction,
+        "mprt_n_seeds": len(results),
+        "_mprt_seeds": {"s": [_values(v) for v in s], "rt": [_values(v) for v in rt]},
         "_per_image": {
-            "mprt_s": _values(res.per_image("spearman_abs")),  # s_i: cascade mean
-            "mprt_r": _values(res.reference),  # r_i: two estimates of the original map
-            "mprt_rt": _values(res.per_image_randomized_reference()),  # r̃_i, cascade mean (ones: deterministic)
-            "mprt_spearman_abs": _values(res.spearman_abs[-1]),  # fully randomized end
-            "mprt_ssim": _values(res.ssim[-1]),
-            "mprt_topk_iou": _values(res.topk_iou[-1]),
-            "emprt": _values(res.emprt),
+            "mprt_s": _values(torch.stack(s).nanmean(dim=0)),
+            "mprt_r": _values(first.reference),  # r_i: two estimates of the original map
+            "mprt_rt": _values(torch.stack(rt).nanmean(dim=0)),
+            "mprt_spearman_abs": over_seeds(lambda r: r.spearman_abs[-1]),  # fully randomized end
+            "mprt_ssim": over_seeds(lambda r: r.ssim[-1]),
+            "mprt_topk_iou": over_seeds(lambda r: r.topk_iou[-1]),
+            "emprt": over_seeds(lambda r: r.emprt),
         },
-        "_mprt": {"layers": res.layers, **means},
-    }
+        "_mprt": {"layers": first.layers, **{m: torch.tensor([r.summary()[m] for r in results]).mean(dim=0).tolist()
+                                             for m in first.summary()}},
+    }  # fmt: skip
 
 
 def _section_faithfulness(ctx: Context, row: ReportRow) -> JSONObject:

@@ -64,7 +64,7 @@ SECTIONS: tuple[str, ...] = ("sanity", "faithfulness", "road", "complexity", "ro
 #: (retained similarity R, pass when its 95 % interval over images lies below this)
 SANITY_THRESHOLD = MPRT_THRESHOLD
 #: bump when what a record holds changes, so that an old results store is never mixed in
-CARD_VERSION = 3  # 3: the repaired sanity rule (r̃ recorded) and MNIST data randomization
+CARD_VERSION = 4  # 3: the repaired sanity rule (r̃ recorded) and MNIST data randomization; 4: MPRT seeds
 #: ``"bundled"``: the 4 bundled photos; ``"natural"``: those and 14 more offline natural photos
 #: (:func:`smoothsal.datasets.photos.natural_photos`, 18 in all)
 IMAGE_SETS: tuple[str, ...] = ("bundled", "natural")
@@ -91,6 +91,7 @@ class EvaluatePreset(TypedDict):
     monotonicity_patch: int
     fc_runs: int
     mprt_checkpoints: int
+    mprt_seeds: int
     roughness_pairs: int
     line_steps: int
     loc_images: int
@@ -111,7 +112,8 @@ FULL: EvaluatePreset = {
     "patch": 16,
     "monotonicity_patch": 16,
     "fc_runs": 50,
-    "mprt_checkpoints": 6,
+    "mprt_checkpoints": 3,  # top, middle and bottom of the cascade, under each of the 3 seeds
+    "mprt_seeds": 3,  # re-initialisation seeds, resampled with the images by the verdict
     "roughness_pairs": 2,  # 2 pairs × 18 images; the column costs 2 × pairs maps per image and row
     "line_steps": 101,
     "loc_images": 128,
@@ -130,6 +132,7 @@ QUICK: EvaluatePreset = {
     "monotonicity_patch": 32,
     "fc_runs": 16,
     "mprt_checkpoints": 3,
+    "mprt_seeds": 1,  # one draw of the randomization: the verdict treats it as fixed (the full card resamples 3)
     "roughness_pairs": 2,
     "line_steps": 21,
     "loc_images": 32,
@@ -188,7 +191,7 @@ class EvaluateConfig:
             comma-separated string). Not part of the store's key: a run with fewer sections reuses
             (and adds to) the same records.
         photos, n_samples, steps, patch, monotonicity_patch, fc_runs, mprt_checkpoints,
-            roughness_pairs, line_steps, loc_images, loc_epochs: see :data:`FULL`.
+            mprt_seeds, roughness_pairs, line_steps, loc_images, loc_epochs: see :data:`FULL`.
         maps: a map store written by ``smoothsal explain-dataset``. The report's images are the
             store's images of the model (``images``/``photos`` must not be given), read as the job
             read them, with the targets the store's maps explain; the model is still loaded from
@@ -223,6 +226,7 @@ class EvaluateConfig:
     monotonicity_patch: int = FULL["monotonicity_patch"]
     fc_runs: int = FULL["fc_runs"]
     mprt_checkpoints: int = FULL["mprt_checkpoints"]
+    mprt_seeds: int = FULL["mprt_seeds"]
     roughness_pairs: int = FULL["roughness_pairs"]
     line_steps: int = FULL["line_steps"]
     loc_images: int = FULL["loc_images"]
@@ -290,6 +294,7 @@ class EvaluateConfig:
             check_positive_int(getattr(self, name), name)
         check_positive_int(self.fc_runs, "fc_runs", minimum=2)
         check_positive_int(self.mprt_checkpoints, "mprt_checkpoints")
+        check_positive_int(self.mprt_seeds, "mprt_seeds")
         check_positive_int(self.line_steps, "line_steps", minimum=2)
         if self.loc_epochs is not None:
             check_positive_int(self.loc_epochs, "loc_epochs")

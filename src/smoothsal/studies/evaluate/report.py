@@ -209,8 +209,12 @@ def summarize_rows(rows: list[JSONObject], seed: int = 0) -> None:
         for key, values in per.items():
             put(row, key, bootstrap_interval(_floats(values), seed=seed).clipped(*PER_IMAGE_RANGE.get(key, (-math.inf, math.inf))))
         if "mprt_s" in per:
-            rt = _floats(per["mprt_rt"]) if "mprt_rt" in per else None
-            v = retained_similarity(_floats(per["mprt_s"]), _floats(per["mprt_r"]), rt, seed=seed,
+            by_seed = row.get("_mprt_seeds") or {}
+            if by_seed.get("s"):  # [S][N] per re-initialisation seed
+                s_m, rt = np.array([_floats(v) for v in by_seed["s"]]), np.array([_floats(v) for v in by_seed["rt"]])
+            else:
+                s_m, rt = np.array(_floats(per["mprt_s"])), (_floats(per["mprt_rt"]) if "mprt_rt" in per else None)
+            v = retained_similarity(s_m, _floats(per["mprt_r"]), rt, seed=seed,
                                     by_construction=bool(row.get("mprt_by_construction")),
                                     what=f" (cascading MPRT, init {row.get('mprt_init')})")  # fmt: skip
             put(row, "sanity_R", v.interval)
@@ -330,7 +334,8 @@ def write_reports(
         f"{settings['n_samples']} samples per smoothed map. Every number is a mean over images with its studentized "
         f"bootstrap 95 % interval (smoothsal.metrics.intervals; images resampled, seed {settings['seed']}). "
         f"Sanity: cascading model-parameter randomization (Adebayo et al. 2018, arXiv:1810.03292) down "
-        f"{settings['mprt_checkpoints']} checkpoints, re-initialisation `{settings['randomization']}` (column init); "
+        f"{settings['mprt_checkpoints']} checkpoints under {settings.get('mprt_seeds', 1)} re-initialisation seed(s) "
+        f"(resampled with the images when more than one), re-initialisation `{settings['randomization']}` (column init); "
         "s = Spearman of |map| between the original and the randomized model's map (cascade mean), r = the same "
         "between two independent estimates of the original map (another seed), r̃ = the same between two independent "
         "estimates of the randomized model's map (cascade mean; both 1 by construction for deterministic methods). "
