@@ -108,9 +108,9 @@ def test_a_fraction_is_taken_of_the_memory_available_now(monkeypatch):
 @pytest.mark.parametrize(
     ("device", "available", "expected"),
     [
-        ("cpu", 2 * 2**30, 2**29),  # a quarter of 2 GiB: below the cap
-        ("cpu", 3 * 2**30, 3 * 2**28),  # a quarter of 3 GiB is the cap itself
-        ("cpu", 24 * 2**30, 3 * 2**28),  # a quarter of 24 GiB is 6 GiB: capped at 768 MiB
+        ("cpu", 4 * 2**30, 2**30),  # a quarter of 4 GiB: below the cap
+        ("cpu", 6 * 2**30, 3 * 2**29),  # a quarter of 6 GiB is the cap itself
+        ("cpu", 24 * 2**30, 3 * 2**29),  # a quarter of 24 GiB is 6 GiB: capped at 1.5 GiB
         ("cuda", 24 * 2**30, 12 * 2**30),  # an accelerator: half of its free memory, no cap
         ("mps", 10 * 2**30, 5 * 2**30),  # other accelerators as CUDA
     ],
@@ -143,7 +143,7 @@ def _fake_proc(monkeypatch, tmp_path, meminfo_kib, cgroup=None):
 def test_available_memory_reads_meminfo_and_the_cgroup_limit(monkeypatch, tmp_path):
     _fake_proc(monkeypatch, tmp_path, meminfo_kib=8 * 2**20)  # 8 GiB available, no cgroup limit
     assert memory.available_memory("cpu") == 8 * 2**30
-    assert default_budget("cpu") == 3 * 2**28  # a quarter of 8 GiB, capped at 768 MiB
+    assert default_budget("cpu") == 3 * 2**29  # a quarter of 8 GiB, capped at 1.5 GiB
     _fake_proc(monkeypatch, tmp_path, meminfo_kib=8 * 2**20, cgroup=(str(3 * 2**30), str(2**30)))
     assert memory.available_memory("cpu") == 2 * 2**30  # the container's room: 3 GiB limit - 1 GiB used
     assert default_budget("cpu") == 2**29  # a quarter of it

@@ -10,25 +10,23 @@ forward+backward: 256 rows exceed 20 GB). The memory side of that choice:
 * the **memory budget** per device, :func:`memory_budget`: a ``max_memory`` given to the call, else
   the limit of the enclosing :func:`memory_limit` block, else the default :func:`default_budget`:
   ``min(fraction × available, cap)`` with the fraction and cap of :data:`DEFAULT_BUDGETS` (CPU:
-  a quarter of the available memory, at most 768 MiB; accelerators: half of the free device memory).
+  a quarter of the available memory, at most 1.5 GiB; accelerators: half of the free device memory).
   The forms of a budget are those of :func:`parse_memory`;
 * :class:`BatchMemoryError` when not one row fits, and the out-of-memory helpers
   (:func:`is_out_of_memory`, :func:`release_memory`) the runner (:mod:`smoothsal.execution.runner`)
   uses to halve the rows per call and retry.
 
-Why the CPU default is capped at 768 MiB: a CPU gains nothing from calls larger than a few rows
-(the cores are busy from ~4 rows of a 224-px image on: SmoothGrad of Lite0 took 4.10, 4.10, 4.20
-and 8.12 s at 4, 8, 16 and 32 rows per call, ``benchmarks/results/batch.json``), so the learned
-rows per call (:mod:`smoothsal.execution.policy`) only need room for that plateau. 768 MiB holds
-9 rows of Lite0's forward+backward (79.8 MiB per row, :mod:`smoothsal.execution.measure`), 9 of
-a ResNet-50's (82.7 MiB) and 6 of a ViT-B/16's (114.4 MiB), all at 224 px. A larger budget only
-lets the search climb a flat plateau (ties go to the larger size) and keeps more resident memory,
-because freed memory is kept for reuse up to two budgets (:mod:`smoothsal.execution.allocator`):
-``smoothsal evaluate --quick`` peaked at 6.6 GB resident with half of the free memory as the
-budget, at 3.3 GiB with a 1.5 GiB cap and at 2.2 GiB with this one
-(``benchmarks/results/bench_defaults_cap.json``). A quarter of the available memory bounds it on
-small machines. On an accelerator the memory is the device's own and throughput grows with the
-rows per call until the device is saturated, so half of its free memory is the default there.
+Why the CPU default is capped at 1.5 GiB: a CPU gains nothing from calls larger than a few rows
+(the cores are busy from ~4 rows of a 224-px image on: 4, 8 and 16 rows of Lite0 run equally
+fast, ``benchmarks/bench_batch.py``), so the learned rows per call (:mod:`smoothsal.execution.policy`)
+only need room for that plateau. 1.5 GiB holds 19 rows of Lite0's forward+backward (79.8 MiB
+per row, :mod:`smoothsal.execution.measure`; its fastest size measured is 16 rows, 1.25 GiB), 18
+of a ResNet-50's (82.7 MiB) and 13 of a ViT-B/16's (114.4 MiB), all at 224 px. A larger budget
+only lets the search climb a flat plateau (ties go to the larger size) and keeps more resident
+memory: with half of the free memory as the budget, ``smoothsal evaluate --quick`` peaked at
+6.6 GB resident. A quarter of the available memory bounds it on small machines. On an
+accelerator the memory is the device's own and throughput grows with the rows per call until the
+device is saturated, so half of its free memory is the default there, as before.
 
 The memory of one row is measured in :mod:`smoothsal.execution.measure`. Nothing here changes results.
 
@@ -75,7 +73,7 @@ __all__ = [
 #: :func:`default_budget` is ``min(fraction × available, cap)`` (module docstring: why these).
 #: Other device types use the ``"cuda"`` entry.
 DEFAULT_BUDGETS: dict[str, tuple[float, int | None]] = {
-    "cpu": (0.25, 3 * 2**28),  # 768 MiB
+    "cpu": (0.25, 3 * 2**29),  # 1.5 GiB
     "cuda": (0.5, None),
 }
 #: Memory when nothing can be measured (no /proc/meminfo, no sysconf, not Windows).
