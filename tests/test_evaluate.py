@@ -149,7 +149,7 @@ def test_sobel_fails_sanity_the_gradient_is_read_by_the_rule_the_random_map_is_i
     assert grad["emprt_verdict"] == "PASS" and grad["emprt_ci"][0] > 1.0  # measured 1.24 [1.13, 1.33]
 
 
-def test_mprt_seeds_are_resampled_with_the_images(tmp_path, report, data, model):
+def test_mprt_seeds_are_resampled_with_the_images(tmp_path, monkeypatch, report, data, model):
     """``mprt_seeds=2``: each seed's per-image s and r̃ are recorded; seed 0's cascade is the one-seed
     card's; R is the ratio of totals over seeds × images and its interval the crossed two-level
     bootstrap of those values (seeds and images resampled)."""
@@ -174,6 +174,22 @@ def test_mprt_seeds_are_resampled_with_the_images(tmp_path, report, data, model)
     assert "× 2 randomization" not in one_seed["sanity_reason"]
     md = (tmp_path / "report.md").read_text()
     assert "3 checkpoints under 2 re-initialisation seed(s)" in md
+    # each seed and the reference are store units of their own: with the row's record gone (a run
+    # interrupted after its seeds), a rerun rebuilds the row from them without running a cascade
+    records = (tmp_path / "records.jsonl").read_text().splitlines()
+    units = [json.loads(line)["unit"] for line in records]
+    assert {"section": "sanity_seed", "row": "grad_smooth", "seed": 1} in units
+    assert {"section": "sanity_reference", "row": "grad_smooth"} in units
+    kept = [line for line, u in zip(records, units) if u != {"section": "sanity", "row": "grad_smooth"}]
+    (tmp_path / "records.jsonl").write_text("\n".join(kept) + "\n")
+
+    def no_cascade(*args, **kwargs):
+        raise AssertionError("a recorded seed was computed again")
+
+    monkeypatch.setattr("smoothsal.metrics.sanity.mprt_over_seeds", no_cascade)
+    again = evaluate(tmp_path, methods="grad", model=model, images=data.images, sections="sanity", mprt_seeds=2,
+                     data_randomization=False).row("grad_smooth")  # fmt: skip
+    assert again["_mprt_seeds"] == seeds and again["sanity_R"] == row["sanity_R"]
 
 
 def test_data_randomization_uses_a_label_shuffled_model(report):

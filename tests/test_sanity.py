@@ -184,6 +184,20 @@ def test_mprt_over_seeds_is_each_seed_alone_sharing_the_original_maps(images):
             torch.testing.assert_close(getattr(res, key), getattr(alone, key), msg=f"{key}, seed {seed}")
     # different seeds draw different weights, so different similarities
     assert not torch.equal(together[0].spearman_abs, together[1].spearman_abs)
+    # a reference r the caller recorded: the second estimate never runs on the original model
+    seen = []
+
+    def second(m):
+        seen.append(m)
+        return make(7)(m)
+
+    given = mprt_over_seeds(make(0), model, x, seeds=[2], layers=["9", "3"], second_estimate=second, init="scaled",
+                            reference=together[0].reference)  # fmt: skip
+    assert len(seen) == 2 and all(m is not model for m in seen)  # the two randomized models only
+    torch.testing.assert_close(given[0].spearman_abs, together[0].spearman_abs)
+    torch.testing.assert_close(given[0].randomized_reference, together[0].randomized_reference)
+    with pytest.raises(ValueError, match="`reference` must hold one value per input"):
+        mprt_over_seeds(make(0), model, x, seeds=[2], layers=["9"], second_estimate=second, reference=torch.ones(3))
     assert sanity_verdict(together).interval.n == 5  # judged together: images × seeds
     with pytest.raises(ValueError, match="`seeds` must hold at least one"):
         mprt_over_seeds(VanillaGradient, model, x, seeds=[])

@@ -48,7 +48,7 @@ The package, by job: :mod:`.layers` (which layers, re-initialised how), :mod:`.e
 fixed there before any data were seen).
 """
 
-from smoothsal.metrics.sanity.compare import SIMILARITY_METRICS
+from smoothsal.metrics.sanity.compare import SIMILARITY_METRICS, map_reproducibility
 from smoothsal.metrics.sanity.data import DataRandomizationResult, data_randomization
 from smoothsal.metrics.sanity.entropy import ENTROPY_BINS, discrete_entropy
 from smoothsal.metrics.sanity.layers import INITS, randomizable_layers, randomize_layers, spaced_layers
@@ -85,6 +85,7 @@ __all__ = [
     "discrete_entropy",
     "efficient_model_parameter_randomization",
     "emprt_verdict",
+    "map_reproducibility",
     "model_parameter_randomization",
     "mprt_over_seeds",
     "randomizable_layers",

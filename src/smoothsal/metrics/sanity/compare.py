@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from smoothsal.metrics._base import check_method_factory
 
-__all__ = ["SIMILARITY_METRICS", "MethodFactory"]
+__all__ = ["SIMILARITY_METRICS", "MethodFactory", "map_reproducibility"]
 
 MethodFactory = Callable[[nn.Module], Any]
 
@@ -73,11 +73,13 @@ def _reference(
         return first, torch.ones(x.shape[0], dtype=first.dtype, device=first.device), True
     check_method_factory(second, "second_estimate")
     other = _attribute(second, model, x, t)
-    return other, _reproducibility(first, other), False
+    return other, map_reproducibility(first, other), False
 
 
-def _reproducibility(first: Tensor, other: Tensor) -> Tensor:
-    """``[B]`` Spearman of ``|map|`` between two estimates of the same maps (a constant map counts as 0)."""
+def map_reproducibility(first: Tensor, other: Tensor) -> Tensor:
+    """``[B]`` Spearman of ``|map|`` between two estimates of the same maps (a constant map counts
+    as 0): the reference :math:`r` of :func:`~smoothsal.metrics.sanity.model_parameter_randomization`
+    when ``other`` is an independent second estimate."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="a map is constant")
         return _similarities(first, other)["spearman_abs"]
@@ -92,4 +94,4 @@ def _randomized_maps(
     if second is None:
         return _attribute(method, model, x, t), None
     b = _attribute(second, model, x, t)
-    return b, _reproducibility(_attribute(method, model, x, t), b)
+    return b, map_reproducibility(_attribute(method, model, x, t), b)

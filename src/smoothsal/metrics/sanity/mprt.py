@@ -175,6 +175,7 @@ def mprt_over_seeds(
     init: str = "default",
     second_estimate: MethodFactory | None = None,
     original: Tensor | None = None,
+    reference: Tensor | None = None,
 ) -> list[MPRTResult]:
     """:func:`model_parameter_randomization` under several re-initialisation seeds, on the same images.
 
@@ -189,6 +190,10 @@ def mprt_over_seeds(
         seeds: one or more distinct non-negative ints, the re-initialisation seeds.
         method, model, inputs, targets, order, layers, init, second_estimate, original: as
             :func:`model_parameter_randomization`.
+        reference: :math:`r` ``[B]`` when the caller has it (with ``second_estimate``; e.g.
+            :func:`~smoothsal.metrics.sanity.compare.map_reproducibility` of ``original`` and a
+            second estimate, recorded by a resumable run): the second estimate on the original
+            model is then not computed.
     Returns:
         one :class:`MPRTResult` per seed, in the order of ``seeds``.
     """
@@ -200,12 +205,13 @@ def mprt_over_seeds(
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"`seeds` must be distinct (a repeated seed repeats the same draw), got {seeds}")
     return _mprt_runs(method, model, inputs, targets, seeds, order=order, layers=layers, init=init,
-                      second_estimate=second_estimate, original=original)  # fmt: skip
+                      second_estimate=second_estimate, original=original, reference=reference)  # fmt: skip
 
 
 def _mprt_runs(
     method: MethodFactory, model: nn.Module, inputs: Tensor, targets: TargetSpec, seeds: Sequence[Seed], *,
     order: str, layers: Sequence[str] | None, init: str, second_estimate: MethodFactory | None, original: Tensor | None,
+    reference: Tensor | None = None,
 ) -> list[MPRTResult]:  # fmt: skip
     """The original maps and reference once, then one cascade per seed."""
     check_method_factory(method)
@@ -214,7 +220,12 @@ def _mprt_runs(
     x = inputs.detach()
     t = resolve_model_targets(model, x, targets)
     first = _original_maps(method, model, x, t, original)
-    _, r, by_construction = _reference(method, second_estimate, model, x, t, first)
+    if reference is not None and second_estimate is not None:
+        r, by_construction = reference.detach().to(first.device, first.dtype).reshape(-1), False
+        if r.shape[0] != x.shape[0]:
+            raise ValueError(f"`reference` must hold one value per input ({x.shape[0]}), got shape {tuple(reference.shape)}")
+    else:
+        _, r, by_construction = _reference(method, second_estimate, model, x, t, first)
     return [_cascade(method, second_estimate, model, x, t, first, r, by_construction, order, layers, seed, init)
             for seed in seeds]  # fmt: skip
 

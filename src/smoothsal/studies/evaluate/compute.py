@@ -82,7 +82,6 @@ from smoothsal.studies.options import RunOptions
 from smoothsal.studies.store import ResultsStore
 
 if TYPE_CHECKING:
-    from smoothsal.metrics.sanity.mprt import MPRTResult
     from smoothsal.studies.explain_dataset.store import MapStore
 
 __all__ = ["Context", "DRData", "MapSource", "ReportRow", "build_rows", "compute_sections", "data_randomization_data",
@@ -449,41 +448,72 @@ def mprt_seeds(seed: int, count: int) -> list[int]:
 def _section_sanity(ctx: Context, row: ReportRow) -> JSONObject:
     """Cascading MPRT under :attr:`~.config.EvaluateConfig.mprt_seeds` re-initialisation seeds:
     per seed and image :math:`s` and :math:`\tilde r` (``_mprt_seeds``, ``[S][N]``, resampled
-    crossed by the verdict), :math:`r` shared; ``_per_image`` holds their means over the seeds."""
+    crossed by the verdict), :math:`r` shared; ``_per_image`` holds their means over the seeds.
+
+    Each seed is its own unit of the store, and so is the reference :math:`r`: an interrupted run
+    (a smoothed IG row's cascades take hours of CPU) keeps every finished seed."""
+    seeds = [_mprt_seed_unit(ctx, row, k) for k in mprt_seeds(ctx.options.seed, ctx.config.mprt_seeds)]
+    first = seeds[0]
+
+    def mean(key: str) -> list[JSON]:
+        return _values(torch.tensor([[math.nan if v is None else v for v in u[key]] for u in seeds]).nanmean(dim=0))
+
+    return {
+        "mprt_init": first["init"],
+        "mprt_by_construction": first["by_construction"],
+        "mprt_n_seeds": len(seeds),
+        "_mprt_seeds": {"s": [u["s"] for u in seeds], "rt": [u["rt"] for u in seeds]},
+        "_per_image": {
+            "mprt_s": mean("s"),
+            "mprt_r": first["r"],  # r_i: two estimates of the original map
+            "mprt_rt": mean("rt"),
+            "mprt_spearman_abs": mean("spearman_abs_end"),  # fully randomized end
+            "mprt_ssim": mean("ssim_end"),
+            "mprt_topk_iou": mean("topk_iou_end"),
+            "emprt": mean("emprt"),
+        },
+        "_mprt": {"layers": first["layers"], **{m: torch.tensor([u["summary"][m] for u in seeds]).mean(dim=0).tolist()
+                                                for m in first["summary"]}},
+    }  # fmt: skip
+
+
+def _mprt_reference(ctx: Context, row: ReportRow) -> JSONObject:
+    """:math:`r` of the row's original maps (its own store unit): ``{"r": [N] or None}``, ``None``
+    for a deterministic row (:math:`r = 1` by construction)."""
+    from smoothsal.metrics.sanity import map_reproducibility
+
+    def compute() -> JSONObject:
+        if row.second is None:
+            return {"r": None}
+        second = row.second(ctx.model).attribute(ctx.inputs, ctx.targets).detach().float().cpu()
+        return {"r": _values(map_reproducibility(row_maps(ctx, row), second))}
+
+    return ctx.store.get_or_compute({"section": "sanity_reference", "row": row.key}, compute)
+
+
+def _mprt_seed_unit(ctx: Context, row: ReportRow, seed: int) -> JSONObject:
+    """One re-initialisation seed's cascade of the row (its own store unit)."""
     from smoothsal.metrics.sanity import mprt_over_seeds, spaced_layers
 
-    layers = spaced_layers(ctx.model, ctx.config.mprt_checkpoints)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="a map is constant")
-        results = mprt_over_seeds(
-            row.factory, ctx.model, ctx.inputs, ctx.targets, order="cascading", layers=layers,
-            seeds=mprt_seeds(ctx.options.seed, ctx.config.mprt_seeds), init=ctx.config.randomization,
-            second_estimate=row.second, original=row_maps(ctx, row),
-        )  # fmt: skip
-    first = results[0]
+    def compute() -> JSONObject:
+        ref = _mprt_reference(ctx, row)["r"]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="a map is constant")
+            res = mprt_over_seeds(
+                row.factory, ctx.model, ctx.inputs, ctx.targets, order="cascading", seeds=[seed],
+                layers=spaced_layers(ctx.model, ctx.config.mprt_checkpoints), init=ctx.config.randomization,
+                second_estimate=row.second, original=row_maps(ctx, row),
+                reference=None if ref is None else torch.tensor([math.nan if v is None else v for v in ref]),
+            )[0]  # fmt: skip
+        return {
+            "init": res.init, "by_construction": res.reference_by_construction, "layers": res.layers,
+            "r": _values(res.reference), "s": _values(res.per_image("spearman_abs")),
+            "rt": _values(res.per_image_randomized_reference()),
+            "spearman_abs_end": _values(res.spearman_abs[-1]), "ssim_end": _values(res.ssim[-1]),
+            "topk_iou_end": _values(res.topk_iou[-1]), "emprt": _values(res.emprt), "summary": res.summary(),
+        }  # fmt: skip
 
-    def over_seeds(values: Callable[[MPRTResult], Tensor]) -> list[JSON]:
-        return _values(torch.stack([values(r) for r in results]).nanmean(dim=0))
-
-    s = [r.per_image("spearman_abs") for r in results]  # s_i per seed: cascade mean
-    rt = [r.per_image_randomized_reference() for r in results]  # r̃_i per seed (ones: deterministic)
-    return {
-        "mprt_init": first.init,
-        "mprt_by_construction": first.reference_by_construction,
-        "mprt_n_seeds": len(results),
-        "_mprt_seeds": {"s": [_values(v) for v in s], "rt": [_values(v) for v in rt]},
-        "_per_image": {
-            "mprt_s": _values(torch.stack(s).nanmean(dim=0)),
-            "mprt_r": _values(first.reference),  # r_i: two estimates of the original map
-            "mprt_rt": _values(torch.stack(rt).nanmean(dim=0)),
-            "mprt_spearman_abs": over_seeds(lambda r: r.spearman_abs[-1]),  # fully randomized end
-            "mprt_ssim": over_seeds(lambda r: r.ssim[-1]),
-            "mprt_topk_iou": over_seeds(lambda r: r.topk_iou[-1]),
-            "emprt": over_seeds(lambda r: r.emprt),
-        },
-        "_mprt": {"layers": first.layers, **{m: torch.tensor([r.summary()[m] for r in results]).mean(dim=0).tolist()
-                                             for m in first.summary()}},
-    }  # fmt: skip
+    return ctx.store.get_or_compute({"section": "sanity_seed", "row": row.key, "seed": seed}, compute)
 
 
 def _section_faithfulness(ctx: Context, row: ReportRow) -> JSONObject:
