@@ -24,7 +24,13 @@ per row, :mod:`smoothsal.execution.measure`; its fastest size measured is 16 row
 of a ResNet-50's (82.7 MiB) and 13 of a ViT-B/16's (114.4 MiB), all at 224 px. A larger budget
 only lets the search climb a flat plateau (ties go to the larger size) and keeps more resident
 memory: with half of the free memory as the budget, ``smoothsal evaluate --quick`` peaked at
-6.6 GB resident. A quarter of the available memory bounds it on small machines. On an
+6.6 GB resident. A quarter of the available memory bounds it on small machines. Why not less:
+IG on Lite0 is fastest at 16 rows per call (1.25 GiB; ``benchmarks/bench_anchors.py``), and a
+768 MiB cap, tried, cut the peak of ``smoothsal evaluate --quick`` from 3,622 to 2,100 MiB but
+took 1.03× its CPU time and 1.12× that of the demo's ``smoothsal explain`` (one round on a loaded
+machine, ``benchmarks/results/bench_defaults_cap.json``); the process's peak is the budget plus
+the free heap kept for reuse (:mod:`smoothsal.execution.allocator`), so that is where it is to be
+bounded. On an
 accelerator the memory is the device's own and throughput grows with the rows per call until the
 device is saturated, so half of its free memory is the default there, as before.
 
