@@ -117,3 +117,17 @@ def test_a_wrong_archive_is_refused(monkeypatch, tmp_path):
 def test_bad_split():
     with pytest.raises(ValueError, match=r"`split` must be one of \['train', 'test'\]"):
         load_mnist("validation")
+
+
+def test_released_caches_are_dropped_and_reload_to_the_same_data(test):
+    """``release_dataset_caches`` (what the report card calls once it has drawn its digits) empties
+    the split cache and MNIST's decoded bytes; the next load returns identical data."""
+    from smoothsal.studies.train.data import _load_split_cached, held_out_inputs, release_dataset_caches
+
+    before = held_out_inputs("mnist", None, 8, seed=3)
+    assert _load_split_cached.cache_info().currsize >= 1 and mnist_mod._decoded.cache_info().currsize == 1
+    release_dataset_caches()
+    assert _load_split_cached.cache_info().currsize == 0 and mnist_mod._decoded.cache_info().currsize == 0
+    after = held_out_inputs("mnist", None, 8, seed=3)
+    assert torch.equal(before.images, after.images) and torch.equal(before.labels, after.labels)
+    assert torch.equal(load_mnist("test").images, test.images)

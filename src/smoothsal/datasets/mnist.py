@@ -77,6 +77,11 @@ def _decoded(path: str) -> dict[str, np.ndarray]:
     return arrays
 
 
+def release_decoded() -> None:
+    """Drop the decoded bytes kept by :func:`load_mnist` (55 MB); the next call decodes again."""
+    _decoded.cache_clear()
+
+
 def load_mnist(split: str = "train") -> ImageDataset:
     """MNIST's ``"train"`` (60,000) or ``"test"`` (10,000) images as an :class:`ImageDataset`.
 

@@ -353,6 +353,9 @@ def localization_data(config: EvaluateConfig, options: RunOptions) -> tuple[nn.M
         trained = train_model(TrainConfig(dataset="synthetic", arch="cnn", **kw), progress=options.progress)
         _, test = load_split("synthetic")
         model, data = trained.model, test.subset(list(range(min(config.loc_images, len(test)))))
+        from smoothsal.studies.train.data import release_dataset_caches
+
+        release_dataset_caches()  # the subset is a copy: the cached split is not needed again
     return model.to(options.torch_device()), data.images.float(), data.masks, data.labels
 
 
@@ -364,6 +367,7 @@ def data_randomization_data(config: EvaluateConfig, options: RunOptions) -> DRDa
     drawn with the run's seed)."""
     from smoothsal.studies.evaluate.config import DR_LABEL_SEEDS
     from smoothsal.studies.train import held_out_inputs, randomization_models
+    from smoothsal.studies.train.data import release_dataset_caches
 
     device = options.torch_device()
     if isinstance(config.data_randomization, tuple):
@@ -389,6 +393,7 @@ def data_randomization_data(config: EvaluateConfig, options: RunOptions) -> DRDa
             "random_label_test_accuracy": [t.test_accuracy for t in sets.random_label],
             "random_label_epochs": [t.epochs_run for t in sets.random_label]}  # fmt: skip
     rows = {r.key: r for r in build_rows(config, options, size)}
+    release_dataset_caches()  # the drawn digits are all the card needs of MNIST (it kept ~260 MB)
     return DRData(model, [t.model.to(device).eval() for t in sets.random_label], x, targets, rows, info)
 
 
