@@ -100,9 +100,10 @@ class EvaluatePreset(TypedDict):
 
 
 #: Full settings: 18 natural photos, so that every entry gets a meaningful 95 % interval over
-#: images. ``patch`` sizes are for 224 px images and scale with the image size. About 70 min of
-#: CPU time on 2 cores with the default methods (the randomization cascades, smoothed IG's above
-#: all, dominate; the card is kept in ``benchmarks/results/evaluate_full/``).
+#: images. ``patch`` sizes are for 224 px images and scale with the image size. Several CPU-hours
+#: on 2 cores with the default methods: the randomization cascades dominate (3 seeds × 3
+#: checkpoints, every randomized model explained twice for r̃; smoothed IG's above all), and the
+#: run resumes at the grain of one seed of one row (``docs/results/report-card.md``).
 FULL: EvaluatePreset = {
     "photos": None,
     "image_set": "natural",
