@@ -459,6 +459,7 @@ def _section_sanity(ctx: Context, row: ReportRow) -> JSONObject:
     (a smoothed IG row's cascades take hours of CPU) keeps every finished seed."""
     seeds = [_mprt_seed_unit(ctx, row, k) for k in mprt_seeds(ctx.options.seed, ctx.config.mprt_seeds)]
     first = seeds[0]
+    r = _mprt_reference(ctx, row)["r"]  # None: deterministic, r = 1 by construction
 
     def mean(key: str) -> list[JSON]:
         return _values(torch.tensor([[math.nan if v is None else v for v in u[key]] for u in seeds]).nanmean(dim=0))
@@ -470,7 +471,7 @@ def _section_sanity(ctx: Context, row: ReportRow) -> JSONObject:
         "_mprt_seeds": {"s": [u["s"] for u in seeds], "rt": [u["rt"] for u in seeds]},
         "_per_image": {
             "mprt_s": mean("s"),
-            "mprt_r": first["r"],  # r_i: two estimates of the original map
+            "mprt_r": r if r is not None else [1.0] * len(first["s"]),  # r_i: two estimates of the original map
             "mprt_rt": mean("rt"),
             "mprt_spearman_abs": mean("spearman_abs_end"),  # fully randomized end
             "mprt_ssim": mean("ssim_end"),
@@ -512,7 +513,7 @@ def _mprt_seed_unit(ctx: Context, row: ReportRow, seed: int) -> JSONObject:
             )[0]  # fmt: skip
         return {
             "init": res.init, "by_construction": res.reference_by_construction, "layers": res.layers,
-            "r": _values(res.reference), "s": _values(res.per_image("spearman_abs")),
+            "s": _values(res.per_image("spearman_abs")),
             "rt": _values(res.per_image_randomized_reference()),
             "spearman_abs_end": _values(res.spearman_abs[-1]), "ssim_end": _values(res.ssim[-1]),
             "topk_iou_end": _values(res.topk_iou[-1]), "emprt": _values(res.emprt), "summary": res.summary(),
