@@ -257,3 +257,36 @@ def test_the_allocator_trims_when_the_free_heap_exceeds_the_budget(monkeypatch):
     assert allocator.trim_above(2_000) is True and trims == [0]
     monkeypatch.setitem(allocator._state, "kept", False)  # not keeping freed memory: nothing to trim
     assert allocator.trim_above(2_000) is False and trims == [0]
+
+
+def test_a_learned_job_starts_with_the_free_heap_trimmed_to_one_budget(monkeypatch):
+    from smoothsal.execution import runner
+
+    asked = []
+    monkeypatch.setattr(allocator, "trim_above", lambda budget: asked.append(budget) or False)
+    x = torch.rand(2, 3)
+    policy = runner.policy_for(nn.Linear(3, 2), x[0], "grad", max_memory="64MB")
+    assert asked == [allocator.START_BUDGETS * 64 * 10**6] == [policy.budget]  # one budget: 64 MB
+    runner.policy_for(nn.Linear(3, 2), x[0], "grad", batch_size=4)  # a fixed size: no job-start trim
+    assert len(asked) == 1
+
+
+def test_job_start_trim_gives_back_what_an_earlier_job_left_free(monkeypatch):
+    from smoothsal.execution import runner
+
+    trims = []
+
+    class Libc:
+        def malloc_trim(self, pad):
+            trims.append(pad)
+            return 1
+
+    monkeypatch.setitem(allocator._state, "kept", True)
+    monkeypatch.setattr(allocator, "_libc", lambda: Libc())
+    x = torch.rand(2, 3)
+    monkeypatch.setattr(allocator, "free_heap_bytes", lambda: 50 * 10**6)  # less than the 64 MB budget
+    runner.policy_for(nn.Linear(3, 2), x[0], "grad", max_memory="64MB")
+    assert trims == []
+    monkeypatch.setattr(allocator, "free_heap_bytes", lambda: 100 * 10**6)  # more than one budget, less than two
+    runner.policy_for(nn.Linear(3, 2), x[0], "grad", max_memory="64MB")
+    assert trims == [0]

@@ -23,6 +23,13 @@ free come on top; at one budget, SmoothGrad of Lite0 at the learned size trimmed
 of system time for 512 rows, against 32 faults and 0.2 s without the bound:
 ``benchmarks/bench_fold_alloc.py --batch-size 0``); at two, calls within the budget never trim,
 and the bound still returns what larger calls (a fixed ``batch_size``, other work) left behind.
+Between jobs the bound is tighter: a new job of a learned policy
+(:func:`smoothsal.execution.runner.policy_for`) starts with at most :data:`START_BUDGETS` (one)
+budget of free heap, enough for its calls of the learned size. Two budgets kept from one job to
+the next let the fragments of every earlier job pile up under the next one's calls
+(``benchmarks/results/bench_defaults_jobstart.json``: ``smoothsal evaluate --quick``'s peak with
+and without this bound). A job after one of the learned size does not trim: SmoothGrad of Lite0
+leaves about 1.1 GiB free, less than the 1.5 GiB budget.
 :func:`smoothsal.execution.memory.available_memory` counts the free part of the heap as
 available, so the memory budget of later work is not lowered by it. It changes only *when*
 memory goes back to the system, never what a computation returns.
@@ -45,12 +52,14 @@ import threading
 
 import torch
 
-__all__ = ["ENV", "FREE_BUDGETS", "free_heap_bytes", "keep_freed_memory", "kept", "prepare", "trim_above"]
+__all__ = ["ENV", "FREE_BUDGETS", "START_BUDGETS", "free_heap_bytes", "keep_freed_memory", "kept", "prepare", "trim_above"]
 
 #: environment variable: ``0`` leaves the allocator as it is
 ENV = "SMOOTHSAL_KEEP_FREED_MEMORY"
 #: the heap's free part is given back when it exceeds this many memory budgets (module docstring)
 FREE_BUDGETS = 2
+#: a new job of a learned policy starts with the heap's free part trimmed to this many memory budgets
+START_BUDGETS = 1
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 _MMAP_THRESHOLD = 1 << 30  # blocks up to 1 GiB come from the heap
 _TRIM_THRESHOLD = (1 << 31) - 1  # the heap's top is trimmed beyond 2 GiB (the largest int mallopt takes)

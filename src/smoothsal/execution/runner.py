@@ -17,7 +17,9 @@ The work is a function ``work(lo, hi)`` of the item range; rows are built inside
 holds one call's rows. On the CPU, after each call of a learned policy the heap's free part is
 given back to the system when it exceeds two memory budgets
 (:func:`smoothsal.execution.allocator.trim_above`, :data:`~smoothsal.execution.allocator.FREE_BUDGETS`),
-so keeping freed memory for reuse never holds more than that between calls.
+so keeping freed memory for reuse never holds more than that between calls; a new job's learned
+policy (:func:`policy_for`) starts with at most one budget free
+(:data:`~smoothsal.execution.allocator.START_BUDGETS`).
 """
 
 from __future__ import annotations
@@ -46,10 +48,16 @@ def policy_for(
     max_memory: MemorySpec = None,
 ) -> RowPolicy:
     """The policy of a job: ``FixedRows(batch_size)`` when given, else ``LearnedRows`` (keyed by
-    ``model``, the row ``example``'s shape, dtype and device, and ``what``) under ``max_memory``."""
+    ``model``, the row ``example``'s shape, dtype and device, and ``what``) under ``max_memory``.
+
+    A learned policy on the CPU starts its job by giving the heap's free part back beyond
+    :data:`~smoothsal.execution.allocator.START_BUDGETS` budgets (what earlier jobs left free)."""
     if batch_size is not None:
         return FixedRows(batch_size)
-    return LearnedRows(model, example, what, max_memory=max_memory)
+    policy = LearnedRows(model, example, what, max_memory=max_memory)
+    if policy.device.type == "cpu":
+        allocator.trim_above(allocator.START_BUDGETS * policy.budget)
+    return policy
 
 
 def _after_call(policy: RowPolicy) -> None:
