@@ -220,3 +220,48 @@ def test_clipped_keeps_the_interval_in_the_statistics_range():
     assert math.isnan(Interval(0.5, float("nan"), float("nan"), 1).clipped(0.0, 1.0).low)
     with pytest.raises(ValueError, match="`low` must be <= `high`"):
         iv.clipped(1.0, 0.0)
+
+
+@pytest.mark.parametrize("k,n", [(8, 10), (0, 12), (126, 128), (128, 128), (40, 64)])
+def test_wilson_interval_matches_scipy(k, n):
+    from smoothsal.metrics.intervals import wilson_interval
+
+    iv = wilson_interval([1.0] * k + [0.0] * (n - k))
+    ref = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert (iv.estimate, iv.n, iv.method) == (k / n, n, "wilson")
+    assert iv.low == pytest.approx(ref.low, abs=1e-9) and iv.high == pytest.approx(ref.high, abs=1e-9)
+    assert iv.se == pytest.approx(math.sqrt(k / n * (1 - k / n) / n))
+
+
+def test_wilson_interval_stays_informative_where_the_bootstrap_t_breaks_down():
+    from smoothsal.metrics.intervals import wilson_interval
+
+    hits = [1.0] * 126 + [0.0] * 2  # the full card's Smooth Guided Backprop pointing game: 2 misses in 128
+    boot = bootstrap_interval(hits, seed=0)  # ~13 % of resamples have no miss: t* infinite in the tail
+    assert boot.low == -math.inf  # no information
+    wil = wilson_interval(hits)
+    assert 0.94 < wil.low < 0.95 and 0.995 < wil.high < 0.996
+    with pytest.raises(ValueError, match="hits"):
+        wilson_interval([1.0, 0.5, 0.0])
+
+
+def test_wilson_interval_covers_near_the_nominal_level():
+    from smoothsal.metrics.intervals import wilson_interval
+
+    rng = np.random.default_rng(0)
+    p, n, runs = 0.9, 64, 2000
+    intervals = [wilson_interval(h.astype(float)) for h in rng.random((runs, n)) < p]
+    covered = sum(iv.low <= p <= iv.high for iv in intervals)
+    assert 0.92 <= covered / runs <= 0.98  # Brown, Cai & DasGupta 2001: near 0.95 at this n and p
+
+
+def test_the_report_card_gives_the_pointing_game_its_wilson_interval():
+    from smoothsal.studies.evaluate.report import summarize_rows
+
+    row = {"row": "grad", "_per_image": {"loc_pointing": [1.0] * 126 + [0.0] * 2, "loc_mass": [0.3, 0.2, 0.4, 0.25]}}
+    summarize_rows([row])
+    ref = stats.binomtest(126, 128).proportion_ci(method="wilson")
+    assert row["loc_pointing"] == 126 / 128
+    assert row["loc_pointing_ci"] == pytest.approx([ref.low, ref.high], abs=1e-9)
+    mass = bootstrap_interval([0.3, 0.2, 0.4, 0.25], seed=0).clipped(0.0, 1.0)  # other columns: the bootstrap-t
+    assert row["loc_mass_ci"] == pytest.approx([mass.low, mass.high])

@@ -2,7 +2,9 @@
 
 Reads the rows only. :func:`summarize_rows` turns every per-image list a section recorded into an
 estimate with its studentized bootstrap 95 % interval over images
-(:func:`smoothsal.metrics.intervals.bootstrap_interval`, seeded by the study's seed) and states
+(:func:`smoothsal.metrics.intervals.bootstrap_interval`, seeded by the study's seed; a hit or miss
+per image, the pointing game, gets the Wilson score interval instead:
+:func:`smoothsal.metrics.intervals.wilson_interval`) and states
 the sanity verdicts by the rule fixed in :mod:`smoothsal.metrics.sanity` -- pass / fail only where
 the interval excludes the threshold, else "inconclusive" with the images for 80 % power. Each column names the metric function its number comes from
 (:data:`COLUMNS_MD`), and its ↑/↓ arrow is that metric's ``higher_is_better``
@@ -45,6 +47,9 @@ PER_IMAGE_RANGE: dict[str, tuple[float, float]] = {
     "prune_q90": (0.0, 100.0),
     **{k: (0.0, math.inf) for k in ("emprt", "entropy", "roughness", "prune_conf_q10")},
 }  # fmt: skip
+#: per-image values that are a hit (1) or a miss (0): their interval is the Wilson score interval
+#: (:func:`smoothsal.metrics.intervals.wilson_interval`), not the studentized bootstrap
+BINARY_PER_IMAGE: tuple[str, ...] = ("loc_pointing",)
 #: verdict statistics (retained similarity R of MPRT, sMPRT and data randomization), with intervals
 VERDICT_STATS: tuple[str, ...] = ("sanity_R", "smprt_R", "dr_R", "emprt")
 COLUMNS: tuple[str, ...] = (
@@ -196,7 +201,7 @@ def summarize_rows(rows: list[JSONObject], seed: int = 0) -> None:
     the rule of :mod:`smoothsal.metrics.sanity.verdicts`."""
     import numpy as np
 
-    from smoothsal.metrics.intervals import bootstrap_interval
+    from smoothsal.metrics.intervals import bootstrap_interval, wilson_interval
     from smoothsal.metrics.sanity import emprt_verdict, retained_similarity
 
     def put(row: JSONObject, key: str, iv: Any) -> None:
@@ -207,6 +212,9 @@ def summarize_rows(rows: list[JSONObject], seed: int = 0) -> None:
     for row in rows:
         per = row.get("_per_image", {})
         for key, values in per.items():
+            if key in BINARY_PER_IMAGE:
+                put(row, key, wilson_interval(_floats(values)))
+                continue
             put(row, key, bootstrap_interval(_floats(values), seed=seed).clipped(*PER_IMAGE_RANGE.get(key, (-math.inf, math.inf))))
         if "mprt_s" in per:
             by_seed = row.get("_mprt_seeds") or {}
@@ -264,7 +272,8 @@ def markdown_tables(rows: Sequence[JSONObject], settings: JSONObject) -> str:
             "",
             (
                 f"Localization against ground-truth object masks ({settings.get('loc_source', 'masked data')}; "
-                f"chance ≈ mask area {_fmt(settings.get('loc_chance_mass'))}):"
+                f"chance ≈ mask area {_fmt(settings.get('loc_chance_mass'))}; the pointing game, a hit or miss per "
+                "image, with its Wilson score interval):"
             ),
             "",
             *_header(LOCALIZATION_MD),
