@@ -242,16 +242,22 @@ def test_work_of_several_model_calls_peaks_at_its_largest_call():
     assert four < 2 * one  # calls run one after another: their memory is not added up
 
 
-def test_the_allocator_trims_when_the_free_heap_exceeds_the_budget(monkeypatch):
-    trims = []
+@pytest.fixture
+def trims(monkeypatch):
+    """Freed memory kept, and a libc whose ``malloc_trim`` records its pad instead of trimming."""
+    done: list[int] = []
 
     class Libc:
         def malloc_trim(self, pad):
-            trims.append(pad)
+            done.append(pad)
             return 1
 
     monkeypatch.setitem(allocator._state, "kept", True)
     monkeypatch.setattr(allocator, "_libc", lambda: Libc())
+    return done
+
+
+def test_the_allocator_trims_when_the_free_heap_exceeds_the_budget(monkeypatch, trims):
     monkeypatch.setattr(allocator, "free_heap_bytes", lambda: 3_000)
     assert allocator.trim_above(5_000) is False and trims == []
     assert allocator.trim_above(2_000) is True and trims == [0]
@@ -271,18 +277,9 @@ def test_a_learned_job_starts_with_the_free_heap_trimmed_to_one_budget(monkeypat
     assert len(asked) == 1
 
 
-def test_job_start_trim_gives_back_what_an_earlier_job_left_free(monkeypatch):
+def test_job_start_trim_gives_back_what_an_earlier_job_left_free(monkeypatch, trims):
     from smoothsal.execution import runner
 
-    trims = []
-
-    class Libc:
-        def malloc_trim(self, pad):
-            trims.append(pad)
-            return 1
-
-    monkeypatch.setitem(allocator._state, "kept", True)
-    monkeypatch.setattr(allocator, "_libc", lambda: Libc())
     x = torch.rand(2, 3)
     monkeypatch.setattr(allocator, "free_heap_bytes", lambda: 50 * 10**6)  # less than the 64 MB budget
     runner.policy_for(nn.Linear(3, 2), x[0], "grad", max_memory="64MB")
