@@ -26,10 +26,12 @@ and the bound still returns what larger calls (a fixed ``batch_size``, other wor
 Between jobs the bound is tighter: a new job of a learned policy
 (:func:`smoothsal.execution.runner.policy_for`) starts with at most :data:`START_BUDGETS` (one)
 budget of free heap, enough for its calls of the learned size. Two budgets kept from one job to
-the next let the fragments of every earlier job pile up under the next one's calls
-(``benchmarks/results/bench_defaults_jobstart.json``: ``smoothsal evaluate --quick``'s peak with
-and without this bound). A job after one of the learned size does not trim: SmoothGrad of Lite0
-leaves about 1.1 GiB free, less than the 1.5 GiB budget.
+the next let the fragments of every earlier job pile up under the next one's calls:
+``smoothsal evaluate --quick`` peaked at 4,453 MiB without this bound and 2,503 MiB with it, at
+1.05× the CPU time; the demo's ``smoothsal explain`` at 3,095 and 2,823 MiB, at 0.92× the CPU
+time, with 5.3 M page faults instead of 0.8 M (``benchmarks/results/bench_defaults_jobstart.json``,
+one round, both at the same time). A job after one of the learned size does not trim: SmoothGrad
+of Lite0 leaves about 1.1 GiB free, less than the 1.5 GiB budget.
 :func:`smoothsal.execution.memory.available_memory` counts the free part of the heap as
 available, so the memory budget of later work is not lowered by it. It changes only *when*
 memory goes back to the system, never what a computation returns.
