@@ -9,6 +9,9 @@ TORCH_PIN ?= torch==2.13.0
 # torchvision must match torch (any other release pulls its own torch)
 TORCHVISION_PIN ?= torchvision==0.28.0
 OUT ?= out
+# test processes (pytest-xdist): each runs torch on one thread (tests/conftest.py), so two fill CI's two
+# cores; an idle process takes queued tests from the other (worksteal), so the long ones do not end alone
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test tradeoff train-noise evaluate reproduce-smoothgrad reproduce-stability bench bench-scaling docs clean report
 
@@ -26,7 +29,7 @@ demo: $(STAMP)
 	$(VENV)/bin/smoothsal report $(OUT)/explain --out $(OUT)/report
 
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist worksteal
 
 tradeoff: $(STAMP)
 	$(VENV)/bin/smoothsal tradeoff --quick --out $(OUT)/tradeoff

@@ -124,6 +124,7 @@ def test_released_caches_are_dropped_and_reload_to_the_same_data(test):
     the split cache and MNIST's decoded bytes; the next load returns identical data."""
     from smoothsal.studies.train.data import _load_split_cached, held_out_inputs, release_dataset_caches
 
+    release_dataset_caches()  # start cold: an earlier test in this process may have cached the split already
     before = held_out_inputs("mnist", None, 8, seed=3)
     assert _load_split_cached.cache_info().currsize >= 1 and mnist_mod._decoded.cache_info().currsize == 1
     release_dataset_caches()
