@@ -119,6 +119,43 @@ def test_the_memory_cap_comes_from_the_first_calls_measured_bytes():
     assert max(drive(policy, clock, 100)) == 3
 
 
+def test_a_call_share_caps_the_calls_but_not_the_budget():
+    # 1,000 bytes per row, a 10,000-byte budget, calls of at most a quarter of it -> 2 rows
+    clock = FakeClock(lambda k, n: 0.1)  # faster and faster per row: only the cap stops the search
+    policy = LearnedRows(None, torch.zeros(3), "share", max_memory=10_000, clock=clock, meter=bytes_meter(1_000),
+                         call_share=0.25)  # fmt: skip
+    sizes = drive(policy, clock, 40)
+    assert max(sizes) == 2 and policy.cap == 2 and policy.settled and policy.budget == 10_000
+    # a row larger than the share but within the budget still runs, one row per call
+    clear_learned()
+    clock = FakeClock(lambda k, n: 0.1)
+    policy = LearnedRows(None, torch.zeros(3), "share", max_memory=10_000, clock=clock, meter=bytes_meter(3_000),
+                         call_share=0.25)  # fmt: skip
+    assert drive(policy, clock, 5) == [2, 1, 1, 1] and policy.cap == 1
+    for bad in (0.0, 1.5, -0.25):
+        with pytest.raises(ValueError, match="call_share"):
+            LearnedRows(None, torch.zeros(3), "share", call_share=bad)
+
+
+def test_forward_passes_on_the_cpu_take_a_quarter_of_the_budget_per_call(monkeypatch):
+    from smoothsal.execution import calls
+
+    asked = []
+    real = calls.policy_for
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs.get("call_share"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(calls, "policy_for", recording)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+    x = torch.randn(5, 3, 2, 2)
+    torch.testing.assert_close(calls.predict(model, x), model(x).detach())
+    assert asked == [policy_module.FORWARD_CALL_SHARE] and policy_module.FORWARD_CALL_SHARE == 0.25
+    policy = policy_for(model, x[0], "w", call_share=policy_module.FORWARD_CALL_SHARE, max_memory=4_000)
+    assert policy.budget == 4_000 and policy.call_share == 0.25
+
+
 def test_a_row_that_does_not_fit_the_budget_raises_naming_max_memory():
     clock = FakeClock(lambda k, n: 1.0)
     policy = learned(clock=clock, meter=bytes_meter(2_000_000), max_memory="1MB")

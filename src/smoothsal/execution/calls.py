@@ -19,7 +19,7 @@ from smoothsal.execution.devices import to_model_device
 from smoothsal.execution.folding import folded
 from smoothsal.execution.guard import preserve_model
 from smoothsal.execution.memory import MemorySpec
-from smoothsal.execution.policy import RowPolicy
+from smoothsal.execution.policy import FORWARD_CALL_SHARE, RowPolicy
 from smoothsal.execution.runner import policy_for, run_rows
 
 __all__ = ["forward_rows", "predict", "resolve_model_targets"]
@@ -56,7 +56,9 @@ def forward_rows(
         what: what is run (learned apart from other work on the same rows).
     """
     if policy is None:
-        policy = policy_for(model, example, ("forward", what), batch_size=batch_size, max_memory=max_memory)
+        share = FORWARD_CALL_SHARE if example.device.type == "cpu" else 1.0  # flat beyond a few rows on a CPU
+        policy = policy_for(model, example, ("forward", what), batch_size=batch_size, max_memory=max_memory,
+                            call_share=share)  # fmt: skip
     with preserve_model(model, warn_training=False), torch.no_grad():
         run = folded(model, example[None]) if fold else model
 

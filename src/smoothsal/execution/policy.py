@@ -18,7 +18,8 @@ allocator, the machine and the model: it has to be measured. Two policies:
   1. the first call takes :data:`FIRST` (two) rows; the activation memory it keeps
      (:mod:`smoothsal.execution.measure`) sets the **memory cap** ``budget // bytes_per_row``
      (:func:`smoothsal.execution.memory.memory_budget`; a row that does not fit raises
-     :class:`~smoothsal.execution.memory.BatchMemoryError`);
+     :class:`~smoothsal.execution.memory.BatchMemoryError`); forward passes on the CPU take a
+     quarter of the budget per call at most (:data:`FORWARD_CALL_SHARE`);
   2. each size is timed on :data:`CALLS` (two) calls, the faster counting (the first call of a new
      shape also allocates and warms up), and the size then **doubles** (2, 4, 8, ...) as long as
      the rows per second stay within :data:`DROP` (10 %) of the best so far, up to the cap: a
@@ -59,6 +60,7 @@ __all__ = [
     "CALLS",
     "DROP",
     "FIRST",
+    "FORWARD_CALL_SHARE",
     "MAX_WORKS",
     "TIE",
     "FixedRows",
@@ -81,6 +83,15 @@ FIRST = 2
 CALLS = 2
 #: works (row shape, dtype, device, what is run) remembered per model, and for work without a model.
 MAX_WORKS = 64
+#: the share of the budget one call of forward passes (no gradient) may take on the CPU. Their rows
+#: per second are flat there from a few rows on, within the timing noise, so where the search
+#: (which crosses plateaus) ends is left to chance: 2, 16 and 32 rows of Lite0 in three processes
+#: of the same work, and nothing stops it short of the cap, 128 rows (1.5 GiB a call, the whole
+#: default budget). At 128 each new job faults its calls' memory in again after the job-start trim:
+#: the report card's four faithfulness metrics took 2.36 million page faults in two rounds against
+#: 7 at 32 rows, and 1.24× the wall time (``benchmarks/results/bench_forward_faults.json``). A
+#: quarter of the default budget is 31 rows of Lite0 at 224².
+FORWARD_CALL_SHARE = 0.25
 
 T = TypeVar("T")
 
@@ -246,6 +257,10 @@ class LearnedRows:
         clock: seconds now (``time.perf_counter``; the tests give a clock they control).
         meter: ``meter(call, device) -> bytes``, the peak memory of the first measured call
             (:mod:`smoothsal.execution.measure`; the tests give their own).
+        call_share: the share of the budget one call may take (the memory cap is
+            ``call_share × budget // bytes_per_row``); the budget itself, which also bounds the free
+            heap kept between calls, is unchanged. Forward passes on the CPU take
+            :data:`FORWARD_CALL_SHARE` (:func:`smoothsal.execution.calls.forward_rows`).
 
     Use (or let :func:`smoothsal.execution.runner.run_rows` do it)::
 
@@ -266,7 +281,11 @@ class LearnedRows:
         max_memory: MemorySpec = None,
         clock: Callable[[], float] = time.perf_counter,
         meter: Callable[[Callable[[], Any], torch.device], int] = _measure,
+        call_share: float = 1.0,
     ) -> None:
+        if not 0.0 < call_share <= 1.0:
+            raise ValueError(f"`call_share` must be in (0, 1], got {call_share!r}")
+        self.call_share = call_share
         self.device = example.device
         self.key = (tuple(example.shape), str(example.dtype), str(example.device), what)
         self.max_memory = max_memory
@@ -292,9 +311,10 @@ class LearnedRows:
 
     @property
     def cap(self) -> int | None:
-        """Most rows per call the budget (and any out-of-memory error) allows; ``None`` before the first measurement."""
+        """Most rows per call the budget's call share (and any out-of-memory error) allows; ``None`` before the first measurement."""
         s = self.state
-        caps = [c for c in (None if s.per_row is None else self.budget // s.per_row, s.limit) if c is not None]
+        share = None if s.per_row is None else int(self.call_share * self.budget) // s.per_row
+        caps = [c for c in (share, s.limit) if c is not None]
         return max(1, min(caps)) if caps else None
 
     def next_size(self, remaining: int) -> int:

@@ -46,15 +46,17 @@ def policy_for(
     *,
     batch_size: int | None = None,
     max_memory: MemorySpec = None,
+    call_share: float = 1.0,
 ) -> RowPolicy:
     """The policy of a job: ``FixedRows(batch_size)`` when given, else ``LearnedRows`` (keyed by
-    ``model``, the row ``example``'s shape, dtype and device, and ``what``) under ``max_memory``.
+    ``model``, the row ``example``'s shape, dtype and device, and ``what``) under ``max_memory``,
+    its calls within ``call_share`` of the budget.
 
     A learned policy on the CPU starts its job by giving the heap's free part back beyond
     :data:`~smoothsal.execution.allocator.START_BUDGETS` budgets (what earlier jobs left free)."""
     if batch_size is not None:
         return FixedRows(batch_size)
-    policy = LearnedRows(model, example, what, max_memory=max_memory)
+    policy = LearnedRows(model, example, what, max_memory=max_memory, call_share=call_share)
     if policy.device.type == "cpu":
         allocator.trim_above(allocator.START_BUDGETS * policy.budget)
     return policy
