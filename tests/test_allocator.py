@@ -55,3 +55,32 @@ def test_the_environment_variable_opts_out():
 def test_keep_freed_memory_checks_its_argument():
     with pytest.raises(TypeError, match="enabled"):
         allocator.keep_freed_memory("yes")
+
+
+# In a fresh process: a 200 MiB block freed below a live one stays a free chunk inside the heap; a trim gives its
+# pages back, but malloc still lists the chunk as free (fordblks).
+_TRIM_PROBE = """
+import json, torch
+from smoothsal.execution import allocator
+allocator.keep_freed_memory(True)
+big, small = torch.ones(50 << 20), torch.ones(1024)  # 200 MiB written, then a block above it
+del big
+out = {"free_before": allocator.free_heap_bytes(), "first": allocator.trim_above(64 << 20)}
+out |= {"listed_after": int(allocator._mallinfo().fordblks), "free_after": allocator.free_heap_bytes(),
+        "second": allocator.trim_above(64 << 20)}
+again = torch.ones(50 << 20)  # the same pages faulted in again, then freed
+del again
+out |= {"free_reused": allocator.free_heap_bytes(), "third": allocator.trim_above(64 << 20)}
+print(json.dumps(out))
+"""
+
+
+def test_a_trim_is_not_asked_for_again_until_freed_pages_are_resident_again():
+    out = subprocess.run([sys.executable, "-c", _TRIM_PROBE], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)  # fmt: skip
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    mib = 1 << 20
+    assert got["free_before"] >= 190 * mib and got["first"] is True
+    # malloc still lists the 200 MiB as free, but none of it is resident: no second trim
+    assert got["listed_after"] >= 190 * mib and got["free_after"] < 16 * mib and got["second"] is False
+    assert got["free_reused"] >= 190 * mib and got["third"] is True

@@ -25,15 +25,26 @@ of system time for 512 rows, against 32 faults and 0.2 s without the bound:
 and the bound still returns what larger calls (a fixed ``batch_size``, other work) left behind.
 Between jobs the bound is tighter: a new job of a learned policy
 (:func:`smoothsal.execution.runner.policy_for`) starts with at most :data:`START_BUDGETS` (one)
-budget of free heap, enough for its calls of the learned size. Two budgets kept from one job to
+budget of free heap, enough for its calls of the learned size. A trim is all or nothing:
+``malloc_trim(0)`` gives back every whole free page, not just the part beyond the bound, so a job
+that trims starts with almost nothing free and faults its calls' memory in again; the bound costs
+nothing when calls stay well inside one budget, and a job whose calls fill the whole budget pays it
+every time (forward passes on the CPU are kept to a quarter of it for this reason:
+:data:`smoothsal.execution.policy.FORWARD_CALL_SHARE`). Two budgets kept from one job to
 the next let the fragments of every earlier job pile up under the next one's calls:
 ``smoothsal evaluate --quick`` peaked at 4,453 MiB without this bound and 2,503 MiB with it, at
 1.05× the CPU time; the demo's ``smoothsal explain`` at 3,095 and 2,823 MiB, at 0.92× the CPU
 time, with 5.3 M page faults instead of 0.8 M (``benchmarks/results/bench_defaults_jobstart.json``,
 one round, both at the same time). A job after one of the learned size does not trim: SmoothGrad
 of Lite0 leaves about 1.1 GiB free, less than the 1.5 GiB budget.
-:func:`smoothsal.execution.memory.available_memory` counts the free part of the heap as
-available, so the memory budget of later work is not lowered by it. It changes only *when*
+:func:`smoothsal.execution.memory.available_memory` counts the resident free part of the heap
+as available, so the memory budget of later work is not lowered by it.
+
+What counts as free is the *resident* free heap (:func:`free_heap_bytes`). glibc's own count
+(``mallinfo2().fordblks``) keeps listing the chunks a trim gave the pages of back, so with it as
+the measure, once a budget of free chunks sat inside the heap every new job trimmed again and
+faulted its calls' memory in again (in ``smoothsal evaluate --quick``, every step of a deletion
+or insertion curve is a job: RESULTS_PLACEHOLDER). It changes only *when*
 memory goes back to the system, never what a computation returns.
 
 When: smoothsal calls :func:`prepare` before a method, ``Smooth`` or a forward-only metric runs
@@ -68,7 +79,7 @@ _TRIM_THRESHOLD = (1 << 31) - 1  # the heap's top is trimmed beyond 2 GiB (the l
 _GLIBC_DEFAULTS = (128 * 1024, 128 * 1024)  # the static defaults restored by keep_freed_memory(False)
 
 _lock = threading.Lock()
-_state = {"decided": False, "kept": False, "trims": 0}
+_state = {"decided": False, "kept": False, "trims": 0, "outside": 0}  # outside: resident bytes not malloc's (free_heap_bytes)
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -96,6 +107,8 @@ def keep_freed_memory(enabled: bool = True) -> bool:
         mmap_t, trim_t = (_MMAP_THRESHOLD, _TRIM_THRESHOLD) if enabled else _GLIBC_DEFAULTS
         ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_t)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim_t))
         _state["kept"] = enabled and ok
+        if _state["kept"]:
+            _calibrate()
         return ok
 
 
@@ -121,16 +134,53 @@ class _Mallinfo2(ctypes.Structure):
                  "keepcost")]  # fmt: skip
 
 
-def free_heap_bytes() -> int:
-    """Bytes the heap holds free for reuse (``mallinfo2().fordblks``; 0 where unknown or not kept)."""
-    if not _state["kept"]:
-        return 0
+def _mallinfo() -> _Mallinfo2 | None:
     libc = _libc()
     fn = getattr(libc, "mallinfo2", None) if libc is not None else None
     if fn is None:
-        return 0
+        return None
     fn.restype = _Mallinfo2
-    return int(fn().fordblks)
+    return fn()
+
+
+def _resident_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _calibrate() -> None:
+    """Record the resident memory that is not malloc's (code, libraries, Python's own arenas):
+    what is resident beyond malloc's blocks in use. Right after freed memory begins to be kept, and
+    right after a trim, the heap holds almost no resident free pages, so this is all outside malloc."""
+    info, rss = _mallinfo(), _resident_bytes()
+    if info is not None and rss is not None:
+        _state["outside"] = max(0, rss - int(info.uordblks) - int(info.hblkhd))
+
+
+def free_heap_bytes() -> int:
+    """Resident bytes the heap holds free for reuse: memory this process keeps that the system
+    could otherwise use (0 where unknown or not kept).
+
+    ``mallinfo2().fordblks`` counts every free chunk, also those whose pages a trim gave back to
+    the system (they stay in malloc's lists, not resident: counting them, a trim would be asked for
+    again at every job, and each would fault the next calls' memory in again). So the resident part
+    is estimated as the process's resident memory less malloc's blocks in use (``uordblks`` +
+    ``hblkhd``) less the resident memory outside malloc measured at the last trim (or when freed
+    memory began to be kept), at most ``fordblks``. Memory outside malloc that grew since (modules
+    imported later) counts as free heap until the next trim: the estimate errs towards trimming.
+    """
+    if not _state["kept"]:
+        return 0
+    info, rss = _mallinfo(), _resident_bytes()
+    if info is None:
+        return 0
+    if rss is None:
+        return int(info.fordblks)
+    resident_free = rss - int(info.uordblks) - int(info.hblkhd) - _state["outside"]
+    return max(0, min(int(info.fordblks), resident_free))
 
 
 def trim_above(budget: int) -> bool:
@@ -149,4 +199,5 @@ def trim_above(budget: int) -> bool:
         return False
     trim(0)
     _state["trims"] += 1
+    _calibrate()
     return True

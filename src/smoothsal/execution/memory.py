@@ -328,7 +328,7 @@ def available_memory(device: DeviceSpec = None) -> int:
 
     CPU: ``MemAvailable`` of ``/proc/meminfo`` (Linux), ``GlobalMemoryStatusEx`` (Windows) or
     ``sysconf`` (other POSIX), bounded by the cgroup memory limit when there is one, plus what
-    this process's heap holds free for reuse (:func:`smoothsal.execution.allocator.free_heap_bytes`). CUDA:
+    this process's heap holds resident and free for reuse (:func:`smoothsal.execution.allocator.free_heap_bytes`). CUDA:
     ``torch.cuda.mem_get_info`` free bytes plus the blocks PyTorch's caching allocator holds
     but does not use. MPS: the recommended working set minus what the driver holds.
     """
