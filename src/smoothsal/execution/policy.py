@@ -83,14 +83,12 @@ FIRST = 2
 CALLS = 2
 #: works (row shape, dtype, device, what is run) remembered per model, and for work without a model.
 MAX_WORKS = 64
-#: the share of the budget one call of forward passes (no gradient) may take on the CPU. Their rows
-#: per second are flat there from a few rows on, within the timing noise, so where the search
-#: (which crosses plateaus) ends is left to chance: 2, 16 and 32 rows of Lite0 in three processes
-#: of the same work, and nothing stops it short of the cap, 128 rows (1.5 GiB a call, the whole
-#: default budget). At 128 each new job faults its calls' memory in again after the job-start trim:
-#: the report card's four faithfulness metrics took 2.36 million page faults in two rounds against
-#: 7 at 32 rows, and 1.24× the wall time (``benchmarks/results/bench_forward_faults.json``). A
-#: quarter of the default budget is 31 rows of Lite0 at 224².
+#: the share of the budget one call of forward passes (no gradient) may take on the CPU. The card's
+#: four faithfulness metrics on Lite0 ran as fast at 4, 32 or 128 rows per call (17.7, 17.5 and
+#: 17.4 s for two rounds, with no trims), but the process peaked at 449, 1,101 and 4,049 MiB
+#: (``benchmarks/results/bench_forward_faults.json``); the learned search crosses such a plateau
+#: up to its cap, so without a share it may end at the whole budget. A quarter of the default
+#: budget is 31 rows of Lite0 at 224².
 FORWARD_CALL_SHARE = 0.25
 
 T = TypeVar("T")
