@@ -29,7 +29,7 @@ budget of free heap, enough for its calls of the learned size. A trim is all or 
 ``malloc_trim(0)`` gives back every whole free page, not just the part beyond the bound, so a job
 that trims starts with almost nothing free and faults its calls' memory in again; the bound costs
 nothing when calls stay well inside one budget, and a job whose calls fill the whole budget pays it
-every time (forward passes on the CPU are kept to a quarter of it for this reason:
+every time (forward passes on the CPU take at most a quarter of it per call:
 :data:`smoothsal.execution.policy.FORWARD_CALL_SHARE`). Two budgets kept from one job to
 the next let the fragments of every earlier job pile up under the next one's calls:
 ``smoothsal evaluate --quick`` peaked at 4,453 MiB without this bound and 2,503 MiB with it, at
@@ -49,8 +49,9 @@ or insertion curve is a job). Counting the resident part only, ``smoothsal evalu
 673.7 CPU s (0.84×), with a peak of 2,778 against 2,590 MiB; the demo's ``smoothsal explain`` 2.92 M
 against 5.27 M faults, 334.8 against 322.9 CPU s (1.04×), peak 3,009 against 2,987 MiB
 (``benchmarks/results/bench_defaults_resident_free.json``: one round, both at the same time, one
-thread each). It changes only *when*
-memory goes back to the system, never what a computation returns.
+thread each). The measurements above this paragraph were made with glibc's count, which may have
+made their trims more frequent than the bounds alone would. None of this changes what a
+computation returns, only *when* memory goes back to the system.
 
 When: smoothsal calls :func:`prepare` before a method, ``Smooth`` or a forward-only metric runs
 on the CPU; it calls :func:`keep_freed_memory` once per process, unless the environment sets
