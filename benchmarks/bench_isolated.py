@@ -30,13 +30,14 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _provenance import command_line, rel  # noqa: E402
+from _provenance import command_line, rel
 
 #: the last calls of a process that make its steady state (ours learns its rows per call on the
 #: first four or five calls of a cold process, exploring sizes it will not keep)
@@ -93,14 +94,19 @@ def _work(what: str, model: torch.nn.Module, x: torch.Tensor) -> Callable[[], An
         return lambda: ig.attribute(x)
     if kind == "floor":
         gen = torch.Generator().manual_seed(1)
-        noisy = (x.unsqueeze(0) + _sigma(x).view(-1, 1, 1, 1) * torch.randn(N, *x.shape, generator=gen)).flatten(0, 1)
+        noisy = (
+            x.unsqueeze(0)
+            + _sigma(x).view(-1, 1, 1, 1) * torch.randn(N, *x.shape, generator=gen)
+        ).flatten(0, 1)
         row_t, step = targets.repeat(N), int(rows)
 
         def floor() -> torch.Tensor:
             total = torch.zeros_like(x)
             for i in range(0, noisy.shape[0], step):
                 inp = noisy[i : i + step].detach().requires_grad_(True)
-                (g,) = torch.autograd.grad(model(inp).gather(1, row_t[i : i + step, None]).sum(), inp)
+                (g,) = torch.autograd.grad(
+                    model(inp).gather(1, row_t[i : i + step, None]).sum(), inp
+                )
                 total.index_add_(0, torch.arange(i, i + inp.shape[0]) % x.shape[0], g)
             return total / N
 
@@ -110,11 +116,24 @@ def _work(what: str, model: torch.nn.Module, x: torch.Tensor) -> Callable[[], An
     if kind == "captum_sg":
         nt = captum.NoiseTunnel(captum.Saliency(model))
         sig = float(_sigma(x)[0])
-        return lambda: nt.attribute(x, nt_type="smoothgrad", nt_samples=N, stdevs=sig, target=targets,
-                                    nt_samples_batch_size=int(rows), abs=False)
+        return lambda: nt.attribute(
+            x,
+            nt_type="smoothgrad",
+            nt_samples=N,
+            stdevs=sig,
+            target=targets,
+            nt_samples_batch_size=int(rows),
+            abs=False,
+        )
     if kind == "captum_ig":
         ig = captum.IntegratedGradients(model)
-        return lambda: ig.attribute(x, target=targets, n_steps=32, method="gausslegendre", internal_batch_size=int(rows))
+        return lambda: ig.attribute(
+            x,
+            target=targets,
+            n_steps=32,
+            method="gausslegendre",
+            internal_batch_size=int(rows),
+        )
     raise ValueError(f"unknown work {what!r}")
 
 
@@ -133,19 +152,36 @@ def child(config: str, calls: int) -> None:
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
     with open("/proc/self/status") as f:
         peak = next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmHWM:"))
-    print(json.dumps({"config": config, "first_s": seconds[0], "seconds": seconds[1:], "first_faults": faults[0],
-                      "faults": faults[1:], "peak_rss_bytes": peak}))
+    print(
+        json.dumps(
+            {
+                "config": config,
+                "first_s": seconds[0],
+                "seconds": seconds[1:],
+                "first_faults": faults[0],
+                "faults": faults[1:],
+                "peak_rss_bytes": peak,
+            }
+        )
+    )
 
 
 def run_child(config: str, calls: int, src: str | None, threads: int) -> dict[str, Any]:
     env = dict(os.environ, BENCH_THREADS=str(threads))
     if src:
         env["PYTHONPATH"] = src
-    proc = subprocess.run([sys.executable, __file__, "--child", config, "--calls", str(calls)],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", config, "--calls", str(calls)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
-        raise RuntimeError(f"{config} ({src or 'this tree'}) failed: {proc.stderr.strip()[-600:]}")
+        raise RuntimeError(
+            f"{config} ({src or 'this tree'}) failed: {proc.stderr.strip()[-600:]}"
+        )
     return json.loads(lines[-1])
 
 
@@ -154,27 +190,65 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     each process's last :data:`STEADY` calls (after learning), and the faults."""
     per = [statistics.median(r["seconds"]) for r in runs]
     steady = [statistics.median(r["seconds"][-STEADY:]) for r in runs]
-    return {"median_s": statistics.median(per), "min_s": min(per), "max_s": max(per),
-            "steady_s": statistics.median(steady), "steady_min_s": min(steady), "steady_max_s": max(steady),
-            "first_s": statistics.median(r["first_s"] for r in runs),
-            "faults_per_call": statistics.median(statistics.median(r["faults"]) for r in runs),
-            "peak_rss_mib": statistics.median(r["peak_rss_bytes"] for r in runs) / 2**20, "processes": len(per)}
+    return {
+        "median_s": statistics.median(per),
+        "min_s": min(per),
+        "max_s": max(per),
+        "steady_s": statistics.median(steady),
+        "steady_min_s": min(steady),
+        "steady_max_s": max(steady),
+        "first_s": statistics.median(r["first_s"] for r in runs),
+        "faults_per_call": statistics.median(
+            statistics.median(r["faults"]) for r in runs
+        ),
+        "peak_rss_mib": statistics.median(r["peak_rss_bytes"] for r in runs) / 2**20,
+        "processes": len(per),
+    }
 
 
 def _tree(src: str | None) -> dict[str, str]:
     """A code tree as the result records it: its commit, and its path only when inside this repository."""
     folder = Path(src) if src else Path(__file__).resolve().parents[1] / "src"
-    sha = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    sha = subprocess.run(
+        ["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
+        check=False,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     path = rel(folder)
-    return {"commit": sha or "unknown", "src": path if not Path(path).is_absolute() else "(a checkout outside this repository)"}
+    return {
+        "commit": sha or "unknown",
+        "src": path
+        if not Path(path).is_absolute()
+        else "(a checkout outside this repository)",
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="processes per configuration (and code tree)")
-    parser.add_argument("--calls", type=int, default=4, help="timed calls per process, after one untimed")
-    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated: " + ", ".join(CONFIGS))
-    parser.add_argument("--src", action="append", default=[], help="label=DIR: also run the children on the code in DIR")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="processes per configuration (and code tree)",
+    )
+    parser.add_argument(
+        "--calls",
+        type=int,
+        default=4,
+        help="timed calls per process, after one untimed",
+    )
+    parser.add_argument(
+        "--configs",
+        default=",".join(CONFIGS),
+        help="comma-separated: " + ", ".join(CONFIGS),
+    )
+    parser.add_argument(
+        "--src",
+        action="append",
+        default=[],
+        help="label=DIR: also run the children on the code in DIR",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -185,7 +259,12 @@ def main() -> None:
     trees = [("this", None)] + [tuple(s.split("=", 1)) for s in args.src]
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     # other trees run only ours: the floor and Captum do not use smoothsal's code
-    jobs = [(label, src, c) for label, src in trees for c in configs if src is None or "ours" in CONFIGS[c][1]]
+    jobs = [
+        (label, src, c)
+        for label, src in trees
+        for c in configs
+        if src is None or "ours" in CONFIGS[c][1]
+    ]
     runs: dict[str, list[dict[str, Any]]] = {}
     t0 = time.perf_counter()
     for r in range(args.repeats):
@@ -193,18 +272,38 @@ def main() -> None:
         for label, src, config in jobs[k:] + jobs[:k]:
             res = run_child(config, args.calls, src, args.threads)
             runs.setdefault(f"{label}/{config}", []).append(res)
-            print(f"[{r + 1}/{args.repeats}] {label:>8} {config:<14} first {res['first_s']:.2f} s, calls "
-                  + " ".join(f"{s:.2f}" for s in res["seconds"]) + " s, faults/call "
-                  + " ".join(str(f) for f in res["faults"]), flush=True)
+            print(
+                f"[{r + 1}/{args.repeats}] {label:>8} {config:<14} first {res['first_s']:.2f} s, calls "
+                + " ".join(f"{s:.2f}" for s in res["seconds"])
+                + " s, faults/call "
+                + " ".join(str(f) for f in res["faults"]),
+                flush=True,
+            )
     table = {key: summary(v) for key, v in runs.items()}
-    print(f"\n{'tree/config':<26}{'median s':>9}{'range':>12}{'steady s':>9}{'range':>12}{'first s':>9}{'faults/call':>12}{'peak MiB':>9}")
+    print(
+        f"\n{'tree/config':<26}{'median s':>9}{'range':>12}{'steady s':>9}{'range':>12}{'first s':>9}{'faults/call':>12}{'peak MiB':>9}"
+    )
     for key, s in table.items():
-        spread, steady = f"{s['min_s']:.2f}-{s['max_s']:.2f}", f"{s['steady_min_s']:.2f}-{s['steady_max_s']:.2f}"
-        print(f"{key:<26}{s['median_s']:>9.3f}{spread:>12}{s['steady_s']:>9.3f}{steady:>12}{s['first_s']:>9.2f}"
-              f"{s['faults_per_call']:>12.0f}{s['peak_rss_mib']:>9.0f}")
-    out = {"benchmark": "bench_isolated", "command": command_line(), "trees": {label: _tree(src) for label, src in trees},
-           "threads": args.threads, "torch": torch.__version__, "platform": platform.platform(),
-           "cpus": os.cpu_count(), "seconds": time.perf_counter() - t0, "summary": table, "runs": runs}
+        spread, steady = (
+            f"{s['min_s']:.2f}-{s['max_s']:.2f}",
+            f"{s['steady_min_s']:.2f}-{s['steady_max_s']:.2f}",
+        )
+        print(
+            f"{key:<26}{s['median_s']:>9.3f}{spread:>12}{s['steady_s']:>9.3f}{steady:>12}{s['first_s']:>9.2f}"
+            f"{s['faults_per_call']:>12.0f}{s['peak_rss_mib']:>9.0f}"
+        )
+    out = {
+        "benchmark": "bench_isolated",
+        "command": command_line(),
+        "trees": {label: _tree(src) for label, src in trees},
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "seconds": time.perf_counter() - t0,
+        "summary": table,
+        "runs": runs,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     print(f"\nwrote {rel(args.out)}")
