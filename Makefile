@@ -51,7 +51,8 @@ reproduce-stability: $(STAMP)
 report: $(STAMP)
 	$(VENV)/bin/smoothsal report $(OUT) --out $(OUT)/report
 
-# the anchors (Captum; Zennit and pytorch-grad-cam without their torchvision) for bench_anchors.py;
+# the anchors (Captum; Zennit and pytorch-grad-cam without their torchvision) for bench_anchors.py
+# (one process) and bench_isolated.py (a process per configuration);
 # "$(TORCH_PIN)" in the same install keeps pip from replacing the CPU torch.
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[dev,bench]" "$(TORCH_PIN)" "$(TORCHVISION_PIN)"
@@ -60,6 +61,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_fold_alloc.py
 	$(PY) benchmarks/bench_batch.py
 	$(PY) benchmarks/bench_anchors.py
+	$(PY) benchmarks/bench_isolated.py
 	$(PY) benchmarks/bench_memory.py --quick
 
 # explain-dataset under torchrun: 1 vs 2 processes (gloo, CPU; --device cuda --procs 1,N on GPUs)

@@ -2,6 +2,11 @@
 
 One table, all ratios from this one run: every configuration of a group is run once per round,
 the rounds interleaved (the order rotates each round), and the median of the rounds is reported.
+All of it runs in one process: every library then runs with the allocator setting smoothsal makes
+at its first call (:mod:`smoothsal.execution.allocator`: the floor and Captum no longer fault
+their activations in), and what the others free between our calls is given back by smoothsal's
+memory bounds at our next job. ``bench_isolated.py`` times each configuration in a process of its
+own, what a user of one library gets.
 
 Models: the bundled EfficientNet-Lite0 at 224×224 (inputs in [0, 1]; the photos chelsea, coffee,
 astronaut, rocket) and a small random-init CNN at 32×32 (the same photos, downsized).
