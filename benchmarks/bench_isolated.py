@@ -137,6 +137,27 @@ def _work(what: str, model: torch.nn.Module, x: torch.Tensor) -> Callable[[], An
     raise ValueError(f"unknown work {what!r}")
 
 
+def _learned() -> dict[str, int]:
+    """The rows per call ours learned, per work (what it runs); older trees kept them in ``smoothsal._tuner``."""
+    try:
+        from smoothsal.execution.policy import learned_sizes
+
+        return {
+            "/".join(map(str, key[-1])): state["best"]
+            for key, state in learned_sizes().items()
+        }
+    except ImportError:
+        try:
+            from smoothsal import _tuner
+
+            return {
+                "/".join(map(str, key[-1])): state.best()
+                for key, state in _tuner._learned.items()
+            }
+        except (ImportError, AttributeError, TypeError):
+            return {}
+
+
 def child(config: str, calls: int) -> None:
     """Run one configuration in this fresh process and print a JSON line."""
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
@@ -150,6 +171,7 @@ def child(config: str, calls: int) -> None:
         fn()
         seconds.append(time.perf_counter() - t0)
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    learned = _learned()
     with open("/proc/self/status") as f:
         peak = next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmHWM:"))
     print(
@@ -161,6 +183,7 @@ def child(config: str, calls: int) -> None:
                 "first_faults": faults[0],
                 "faults": faults[1:],
                 "peak_rss_bytes": peak,
+                "learned": learned,
             }
         )
     )
@@ -276,7 +299,8 @@ def main() -> None:
                 f"[{r + 1}/{args.repeats}] {label:>8} {config:<14} first {res['first_s']:.2f} s, calls "
                 + " ".join(f"{s:.2f}" for s in res["seconds"])
                 + " s, faults/call "
-                + " ".join(str(f) for f in res["faults"]),
+                + " ".join(str(f) for f in res["faults"])
+                + (f", learned {res['learned']}" if res.get("learned") else ""),
                 flush=True,
             )
     table = {key: summary(v) for key, v in runs.items()}
