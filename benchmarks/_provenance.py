@@ -39,3 +39,14 @@ def command_line(argv: list[str] | None = None) -> str:
         else:
             parts.append(arg)
     return shlex.join(parts)
+
+
+def write_json(path: str | os.PathLike[str], data: object, *, indent: int = 1) -> str:
+    """Write ``data`` as JSON to ``path`` (its folder made if need be); returns the line to print,
+    ``wrote <path relative to the repository>``."""
+    import json
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=indent))
+    return f"wrote {rel(out)}"

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _provenance import command_line, rel
+from _provenance import command_line, rel, write_json
 
 #: the last calls of a process that make its steady state (ours learns its rows per call on the
 #: first four or five calls of a cold process, exploring sizes it will not keep)
@@ -328,9 +328,7 @@ def main() -> None:
         "summary": table,
         "runs": runs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
-    print(f"\nwrote {rel(args.out)}")
+    print("\n" + write_json(args.out, out))
 
 
 if __name__ == "__main__":
