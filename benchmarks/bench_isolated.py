@@ -60,6 +60,10 @@ CONFIGS: dict[str, tuple[int, str]] = {
 }
 
 
+# The work below is that of bench_anchors.py's rows, written again on purpose: a child may run an
+# older code tree (``--src``), on which bench_anchors.py does not import (it needs smoothsal.execution).
+
+
 def _lite0() -> torch.nn.Module:
     try:
         from smoothsal.models.zoo import efficientnet_lite0
@@ -276,11 +280,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.calls < 1:
+        parser.error(f"--calls: at least 1 timed call per process, got {args.calls}")
     if args.child:
         child(args.child, args.calls)
         return
+    bad = [s for s in args.src if "=" not in s or not s.split("=", 1)[1]]
+    if bad:
+        parser.error(f"--src: expected label=DIR, got {bad}")
     trees = [("this", None)] + [tuple(s.split("=", 1)) for s in args.src]
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        parser.error(f"--configs: unknown {unknown}; known: {', '.join(CONFIGS)}")
     # other trees run only ours: the floor and Captum do not use smoothsal's code
     jobs = [
         (label, src, c)
