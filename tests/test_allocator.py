@@ -63,7 +63,10 @@ _TRIM_PROBE = """
 import json, torch
 from smoothsal.execution import allocator
 allocator.keep_freed_memory(True)
-big, small = torch.ones(50 << 20), torch.ones(1024)  # 200 MiB written, then a block above it
+big = torch.ones(50 << 20)  # 200 MiB written
+# a block above it: larger than every free chunk, so malloc must take it from the heap's top
+# (a small block could reuse a free chunk below ``big``, and ``big`` would then merge into the top)
+above = torch.empty((int(allocator._mallinfo().fordblks) >> 2) + (1 << 18))
 del big
 out = {"free_before": allocator.free_heap_bytes(), "first": allocator.trim_above(64 << 20)}
 out |= {"listed_after": int(allocator._mallinfo().fordblks), "free_after": allocator.free_heap_bytes(),
