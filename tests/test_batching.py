@@ -277,6 +277,31 @@ def test_a_learned_job_starts_with_the_free_heap_trimmed_to_one_budget(monkeypat
     assert len(asked) == 1
 
 
+def test_a_learned_call_gives_back_the_free_heap_beyond_its_bound_and_a_fixed_one_does_not(monkeypatch, trims):
+    from smoothsal.execution import runner
+
+    x = torch.rand(8, 3)
+    model = nn.Linear(3, 2)
+    free = {"bytes": 0}
+    monkeypatch.setattr(allocator, "free_heap_bytes", lambda: free["bytes"])
+    learned = runner.policy_for(model, x[0], "grad", max_memory="64MB")  # job start: nothing free, no trim
+    bound = allocator.FREE_BUDGETS * 64 * 10**6
+
+    def work(lo, hi):
+        free["bytes"] = left  # what the call leaves free in the heap
+        return model(x[lo:hi])
+
+    left = bound  # at the bound: kept for the next call
+    runner.run_rows(learned, 8, work)
+    assert trims == []
+    left = bound + 1  # beyond it: given back after the call
+    out = runner.run_rows(learned, 8, work)
+    assert len(trims) >= 1 and torch.equal(out, model(x))
+    before = len(trims)
+    runner.run_rows(runner.policy_for(model, x[0], "grad", batch_size=4), 8, work)  # a user's size: never trims
+    assert len(trims) == before
+
+
 def test_job_start_trim_gives_back_what_an_earlier_job_left_free(monkeypatch, trims):
     from smoothsal.execution import runner
 
