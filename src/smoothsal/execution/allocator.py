@@ -23,8 +23,8 @@ free come on top; at one budget, SmoothGrad of Lite0 at the learned size trimmed
 of system time for 512 rows, against 32 faults and 0.2 s without the bound:
 ``benchmarks/bench_fold_alloc.py --batch-size 0``); at two, calls within the budget never trim,
 and the bound still returns what larger calls (a fixed ``batch_size``, other work) left behind.
-(That count was glibc's, see below; with the resident count one budget trims far less often, and
-it was measured again: it lowered the demo's peak by 260–340 MiB at 1.07× its CPU time and did not
+(That was measured with glibc's count of free heap, see below; with the resident count one budget
+was measured again in whole jobs: it lowered the demo's peak by 260–340 MiB at 1.07× its CPU time and did not
 lower the report card's, ``benchmarks/results/bench_defaults_free_one_budget.json``, so two stay.)
 Between jobs the bound is tighter: a new job of a learned policy
 (:func:`smoothsal.execution.runner.policy_for`) starts with at most :data:`START_BUDGETS` (one)
