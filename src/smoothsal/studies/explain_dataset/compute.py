@@ -420,7 +420,6 @@ def compute_dataset(
         writer = MapWriter(out, key, ctx.rank)
         done = writer.committed(grid)
 
-        classes = dataset.classes
         n_chunks = math.ceil(len(ids) / config.chunk_size)
         chunk_ids = lambda c: ids[c * config.chunk_size : (c + 1) * config.chunk_size]  # noqa: E731
         pending = {c: [(m, s) for m, s in grid if (m, s, c) not in done] for c in range(n_chunks)}

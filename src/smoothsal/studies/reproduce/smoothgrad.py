@@ -283,7 +283,7 @@ def _compute_digits(res: SmoothGradResults, store: ResultsStore, bar: tqdm) -> N
     for train, explain in DIGIT_REGIMES:
         smooth = config.smooth_spec(options.seed) if explain == "smoothgrad" else None
 
-        def cell(train: str = train, smooth: SmoothSpec | None = smooth) -> tuple[Tensor, JSONObject]:
+        def cell(train: str = train, explain: str = explain, smooth: SmoothSpec | None = smooth) -> tuple[Tensor, JSONObject]:
             trained = models(train)
             maps = [options.attribution_maps(options.build_method("grad", t.model, smooth), inputs, labels) for t in trained]
             stab = stability_from_maps(maps)
