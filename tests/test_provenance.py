@@ -149,14 +149,21 @@ def test_every_index_command_names_a_real_script_and_its_options():
             words = shlex.split(step)
             while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
                 words = words[1:]  # environment settings
-            options = {w.split("=")[0] for w in words if w.startswith("--")}
+            passed: list[str] = []  # a script's own words end at a bare `--`; a smoothsal command follows
+            if words[0] == "python" and "--" in words:
+                words, passed = words[: words.index("--")], ["smoothsal", *words[words.index("--") + 1 :]]
             if words[0] == "python":
+                options = {w.split("=")[0] for w in words if w.startswith("--")}
                 script = ROOT / words[1]
                 assert script.is_file(), f"{row['file']}: no script {words[1]}"
                 source = script.read_text()
                 unknown = [o for o in options if f'"{o}"' not in source]
                 assert not unknown, f"{row['file']}: {words[1]} has no option {unknown}"
-            elif words[0] == "smoothsal":
+                words = passed
+                if not words:
+                    continue
+            options = {w.split("=")[0] for w in words if w.startswith("--")}
+            if words[0] == "smoothsal":
                 cli = cli or _cli_options()
                 name = f"{words[1]} {words[2]}" if len(words) > 2 and f"{words[1]} {words[2]}" in cli else words[1]
                 assert name in cli, f"{row['file']}: no command smoothsal {name}"
