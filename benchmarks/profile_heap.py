@@ -6,11 +6,11 @@ the resident set (``/proc/self/statm``), malloc's bytes in use (``mallinfo2``: `
 ``hblkhd``), the resident free heap (:func:`smoothsal.execution.allocator.free_heap_bytes`), the
 resident memory outside malloc measured at the last trim, and the trims so far. It records the
 composition at the peak with the main thread's innermost smoothsal frames, every sample above
-``--above`` MiB (every fifth), and every twentieth sample as a series. The sampling thread takes the
-GIL for a few microseconds per sample; the figures are the allocator's own counts, not estimates.
+``--above`` MiB (every fifth), and every twentieth sample as a series. The bytes in use are glibc's
+own count; the resident free heap is smoothsal's estimate, the one its memory bounds act on.
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/profile_heap.py \\
-        --out benchmarks/results/heap_profile_evaluate_quick.json -- evaluate --quick --out /tmp/evq
+        --out benchmarks/results/heap_profile_evaluate_quick.json -- evaluate --quick --out out/evq_profile
 
 Writes ``--out`` (JSON): ``peak`` and each entry of ``above`` as ``{"row": [t_s, rss_mib, in_use_mib,
 free_heap_mib, outside_mib, trims], "stack": [...]}``, ``series`` as such rows, and the command.
